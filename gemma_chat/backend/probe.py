@@ -1,0 +1,88 @@
+"""Read a GGUF model's metadata with llama.cpp in a child process.
+
+A malformed GGUF (duplicate vocabulary entries, a missing byte-token table, ...) can hit
+a ``GGML_ASSERT`` inside llama.cpp, which aborts the whole process: no Python exception
+can be caught, and a TUI dies with the terminal left broken. So the first look at a model
+happens here, in a child, with llama.cpp's own reader: it loads the vocabulary (which
+parses every key and tensor header and checks that tensor data lies within the file),
+tokenizes text that needs byte fallback, and prints what it found as one JSON object.
+
+Run as ``python -m gemma_chat.backend.probe PATH``. Exit 0 with the metadata, exit 1
+with ``{"error": ...}`` for a load failure llama.cpp reported; anything else is a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+# Characters outside most vocabularies force byte fallback: a model without byte tokens
+# aborts here rather than later on the user's text.
+PROBE_TEXT = "Hi 世界 🦙 ñ \x01\x7f\u200b<end_of_turn>"
+
+
+def probe(path: str) -> dict[str, object]:
+    """Load ``path``'s vocabulary with llama.cpp and describe the model."""
+    import llama_cpp
+
+    from gemma_chat.backend import llama_log
+    from gemma_chat.backend.local import load_vocab
+    from gemma_chat.tokenizer import END_OF_TURN, START_OF_TURN
+
+    llama_log.install(debug=False)
+    vocab = load_vocab(Path(path), keep_stderr=True)
+    meta: dict[str, str] = vocab._model.metadata()
+    vocab.tokenize(PROBE_TEXT)
+    arch = meta.get("general.architecture", "")
+    return {
+        "architecture": arch,
+        "name": meta.get("general.name"),
+        "size_label": meta.get("general.size_label"),
+        "file_type": _int(meta.get("general.file_type")),
+        "context_length": _int(meta.get(f"{arch}.context_length")),
+        "block_count": _int(meta.get(f"{arch}.block_count")),
+        "n_vocab": vocab.size,
+        "start_of_turn": vocab.control_id(START_OF_TURN),
+        "end_of_turn": vocab.control_id(END_OF_TURN),
+        "attn_logit_softcapping": f"{arch}.attn_logit_softcapping" in meta,
+        "final_logit_softcapping": f"{arch}.final_logit_softcapping" in meta,
+        "quantization": _quantization(_int(meta.get("general.file_type"))),
+        "llama_cpp_version": llama_cpp.__version__,
+    }
+
+
+def _quantization(file_type: int | None) -> str | None:
+    """The quantization name (``Q4_K_M``) from ``general.file_type``, via the gguf package."""
+    if file_type is None:
+        return None
+    try:
+        from gguf import LlamaFileType
+
+        return LlamaFileType(file_type).name.removeprefix("MOSTLY_")
+    except (ImportError, ValueError):
+        return None
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def main() -> int:
+    """Entry point of the child process."""
+    from gemma_chat.errors import ModelError
+
+    try:
+        result = probe(sys.argv[1])
+    except ModelError as exc:
+        print(json.dumps({"error": str(exc)}))
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""``gemma-chat ask``: one question, one streamed answer on stdout."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from gemma_chat.cli.inputs import combine, read_piped
+from gemma_chat.cli.options import RunOptions
+from gemma_chat.cli.render import MarkdownWriter, PlainWriter
+from gemma_chat.cli.session import load_backend
+from gemma_chat.conversation import Conversation, StopReason
+from gemma_chat.engine import Engine, ReplyDone, TextDelta
+from gemma_chat.models import ModelInfo
+from gemma_chat.settings import Settings
+
+EXIT_INTERRUPTED = 130
+
+
+def notify(message: str) -> None:
+    """Diagnostics go to stderr, one line each."""
+    print(f"gemma-chat: {message}", file=sys.stderr, flush=True)
+
+
+def run_ask(settings: Settings, question: str | None, options: RunOptions) -> int:
+    """Answer one question; return the exit code.
+
+    Raises:
+        GemmaChatError: Bad input, a bad model, or a message too long for the context.
+    """
+    message = combine(question, read_piped())
+    info, backend = load_backend(settings, notify)
+    engine = Engine(backend, settings.sampling, settings.repeat_guard)
+    conversation = Conversation(system=settings.system)
+    conversation.add_user(message)
+    cancel = threading.Event()
+    writer = None
+    if not options.json:
+        use_markdown = sys.stdout.isatty() and not options.plain
+        writer = MarkdownWriter() if use_markdown else PlainWriter()
+    done: ReplyDone | None = None
+    with _sigint_sets(cancel):
+        try:
+            for event in engine.stream(conversation, cancel):
+                if isinstance(event, TextDelta):
+                    if writer is not None:
+                        writer.write(event.text)
+                else:
+                    done = event
+        finally:
+            if writer is not None:
+                writer.close()
+    assert done is not None
+    result = result_dict(done, info, backend.info)
+    if options.json:
+        print(json.dumps(result, ensure_ascii=False))
+    if options.stats:
+        print(stats_line(result), file=sys.stderr)
+    if done.stats.dropped_turns:
+        notify(f"{done.stats.dropped_turns} old turns were left out to fit the context")
+    return EXIT_INTERRUPTED if done.stop_reason is StopReason.CANCELLED else 0
+
+
+@contextmanager
+def _sigint_sets(cancel: threading.Event) -> Iterator[None]:
+    """First Ctrl+C stops the reply cleanly (keeping what was printed); a second one
+    interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def result_dict(done: ReplyDone, info: ModelInfo, backend_info: Any) -> dict[str, Any]:
+    """The ``--json`` object: the reply, why it stopped, and how it was made."""
+    stats = done.stats
+    return {
+        "text": done.text,
+        "stop_reason": done.stop_reason.value,
+        "model": info.display_name,
+        "model_path": info.path,
+        "architecture": info.architecture,
+        "quantization": info.quantization,
+        "context_length": info.context_length,
+        "n_ctx": backend_info.n_ctx,
+        "prompt_tokens": stats.prompt_tokens,
+        "evaluated_tokens": stats.evaluated_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "ttft_s": _round(stats.ttft_s),
+        "tokens_per_s": _round(stats.tokens_per_s, 2),
+        "total_s": _round(stats.total_s),
+        "device": backend_info.device,
+        "gpu_layers": backend_info.gpu_layers,
+        "threads": backend_info.threads,
+        "dropped_turns": stats.dropped_turns,
+        "seed": stats.seed,
+    }
+
+
+def stats_line(result: dict[str, Any]) -> str:
+    """The ``--stats`` line."""
+    ttft = f"{result['ttft_s']:.3f} s" if result["ttft_s"] is not None else "n/a"
+    speed = f"{result['tokens_per_s']:.1f} tok/s" if result["tokens_per_s"] else "n/a tok/s"
+    device = (
+        f"GPU ({result['gpu_layers']} layers)"
+        if result["device"] == "gpu"
+        else f"CPU ({result['threads']} threads)"
+    )
+    return (
+        f"stats: {result['model']} ({result['architecture']}, ctx {result['n_ctx']}/"
+        f"{result['context_length']}) | prompt {result['prompt_tokens']} tok, "
+        f"evaluated {result['evaluated_tokens']} | generated {result['completion_tokens']} "
+        f"tok | TTFT {ttft} | {speed} | stop: {result['stop_reason']} | {device}"
+    )
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)

@@ -1,0 +1,172 @@
+"""Command-line options shared by ``ask``, ``prompt`` and the bare command, and how they
+become :class:`~gemma_chat.settings.Settings`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from gemma_chat.config import describe_validation_error, load_config
+from gemma_chat.errors import UsageError
+from gemma_chat.settings import Settings
+
+MODEL = "Model"
+SAMPLING = "Sampling"
+OUTPUT = "Output"
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "-m", help="GGUF model file ('demo' for the demo model).", rich_help_panel=MODEL
+    ),
+]
+SystemOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--system",
+        "-s",
+        help="System prompt (folded into the first user turn).",
+        rich_help_panel=MODEL,
+    ),
+]
+CtxOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--ctx", help="Context size in tokens (rounded up to 256).", rich_help_panel=MODEL
+    ),
+]
+GpuOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--gpu/--cpu",
+        help="Offload to the GPU, or force the CPU. Default: the GPU when the build supports it.",
+        rich_help_panel=MODEL,
+        show_default=False,
+    ),
+]
+GpuLayersOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gpu-layers", metavar="N|all", help="Layers to offload to the GPU.", rich_help_panel=MODEL
+    ),
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads", "-t", help="CPU threads (default: all cores).", rich_help_panel=MODEL
+    ),
+]
+MaxTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-tokens", "-n", help="Most tokens in the reply [1024].", rich_help_panel=SAMPLING
+    ),
+]
+TemperatureOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--temperature", "--temp", help="Temperature; 0 is greedy [1.0].", rich_help_panel=SAMPLING
+    ),
+]
+TopPOpt = Annotated[
+    float | None, typer.Option("--top-p", help="Top-p [0.95].", rich_help_panel=SAMPLING)
+]
+TopKOpt = Annotated[
+    int | None, typer.Option("--top-k", help="Top-k [64].", rich_help_panel=SAMPLING)
+]
+MinPOpt = Annotated[
+    float | None, typer.Option("--min-p", help="Min-p [0.0].", rich_help_panel=SAMPLING)
+]
+RepeatPenaltyOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--repeat-penalty", help="Repetition penalty [1.0: off].", rich_help_panel=SAMPLING
+    ),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option("--seed", help="Random seed (same seed, same reply).", rich_help_panel=SAMPLING),
+]
+NoRepeatGuardOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-repeat-guard", help="Do not stop replies that loop.", rich_help_panel=SAMPLING
+    ),
+]
+StatsOpt = Annotated[
+    bool,
+    typer.Option("--stats", help="Print one line of statistics on stderr.", rich_help_panel=OUTPUT),
+]
+JsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print one JSON object instead of the text.", rich_help_panel=OUTPUT
+    ),
+]
+PlainOpt = Annotated[
+    bool, typer.Option("--plain", help="Plain text even on a terminal.", rich_help_panel=OUTPUT)
+]
+DebugOpt = Annotated[
+    bool,
+    typer.Option("--debug", help="Show llama.cpp's log and tracebacks.", rich_help_panel=OUTPUT),
+]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Options that are about this run's output rather than the settings."""
+
+    stats: bool = False
+    json: bool = False
+    plain: bool = False
+
+
+def parse_gpu_layers(value: str | None) -> int | str | None:
+    """``all`` or a non-negative number."""
+    if value is None:
+        return None
+    if value.strip().lower() == "all":
+        return "all"
+    try:
+        layers = int(value)
+    except ValueError:
+        raise UsageError(f"--gpu-layers takes a number or 'all', not {value!r}") from None
+    if layers < 0:
+        raise UsageError("--gpu-layers cannot be negative")
+    return layers
+
+
+def build_settings(**cli: Any) -> Settings:
+    """Merge the config file with the command line (the command line wins).
+
+    Keyword arguments are the CLI option values, None where not given.
+
+    Raises:
+        UsageError: A value is invalid, in the config or on the command line.
+    """
+    data = load_config()
+    sampling = dict(data.get("sampling", {}))
+    guard = dict(data.get("repeat_guard", {}))
+    for key in ("system", "ctx", "gpu", "threads", "debug"):
+        if cli.get(key) is not None:
+            data[key] = cli[key]
+    # Model order: --model, then $GEMMA_CHAT_MODEL, then the config file, then the demo.
+    model = cli.get("model") or os.environ.get("GEMMA_CHAT_MODEL") or data.get("model")
+    data["model"] = model or None
+    layers = parse_gpu_layers(cli.get("gpu_layers"))
+    if layers is not None:
+        data["gpu_layers"] = layers
+    for key in ("max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed"):
+        if cli.get(key) is not None:
+            sampling[key] = cli[key]
+    if cli.get("no_repeat_guard"):
+        guard["enabled"] = False
+    data["sampling"], data["repeat_guard"] = sampling, guard
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(describe_validation_error(exc)) from exc

@@ -1,0 +1,37 @@
+"""``gemma-chat prompt``: show the exact prompt gemma-chat would send."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from gemma_chat.cli.ask import notify
+from gemma_chat.cli.inputs import combine, read_piped
+from gemma_chat.cli.session import inspect_for
+from gemma_chat.conversation import Conversation
+from gemma_chat.settings import Settings
+from gemma_chat.template import GemmaTemplate
+
+
+def run_prompt(settings: Settings, question: str | None, as_json: bool) -> int:
+    """Render the user message (and system prompt) with the model's own vocabulary."""
+    message = combine(question, read_piped())
+    info = inspect_for(settings, notify)
+    from gemma_chat.backend.local import load_vocab
+
+    template = GemmaTemplate(load_vocab(Path(info.path), debug=settings.debug))
+    conversation = Conversation(system=settings.system)
+    conversation.add_user(message)
+    text, tokens = template.inspect(template.render_conversation(conversation))
+    if as_json:
+        payload = {
+            "text": text,
+            "tokens": [{"id": t.id, "piece": t.piece, "control": t.control} for t in tokens],
+        }
+        print(json.dumps(payload, ensure_ascii=False))
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        notify(f"{len(tokens)} tokens ({info.display_name})")
+    return 0

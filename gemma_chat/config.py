@@ -1,0 +1,60 @@
+"""Reading the TOML config file into :class:`~gemma_chat.settings.Settings`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from gemma_chat import paths
+from gemma_chat.errors import UsageError
+from gemma_chat.settings import Settings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+
+def load_config(path: Path | None = None) -> dict[str, Any]:
+    """Read the config file as a plain dict, validated against :class:`Settings`.
+
+    Args:
+        path: The file to read; defaults to :func:`gemma_chat.paths.config_file`.
+
+    Returns:
+        The settings the file sets (empty when the file does not exist).
+
+    Raises:
+        UsageError: The file is not valid TOML or sets an unknown or invalid value.
+    """
+    path = path or paths.config_file()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from exc
+    try:
+        Settings.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(f"config file {path}: {describe_validation_error(exc)}") from exc
+    if isinstance(data.get("model"), str):
+        # A relative model path in the config is relative to the config file.
+        data["model"] = str((path.parent / Path(data["model"]).expanduser()).resolve())
+    return data
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Turn pydantic's error into one line: ``key.path: message``."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "value"
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more)" if more else ""
+    return f"{where}: {first['msg']}{suffix}"

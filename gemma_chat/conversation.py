@@ -1,0 +1,106 @@
+"""The conversation the app owns: an optional system prompt and alternating turns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Role(str, Enum):
+    """Gemma's two roles. There is no system role."""
+
+    USER = "user"
+    MODEL = "model"
+
+
+class StopReason(str, Enum):
+    """Why a reply ended."""
+
+    END_OF_TURN = "end_of_turn"
+    """The model ended its turn (``<end_of_turn>``, ``<eos>`` or the marker spelled as text)."""
+    NEW_TURN = "new_turn"
+    """The model opened a new ``<start_of_turn>`` without closing its own."""
+    MAX_TOKENS = "max_tokens"
+    """The reply reached the max-tokens limit."""
+    REPETITION = "repetition"
+    """The repetition guard saw the reply looping on the same span."""
+    CANCELLED = "cancelled"
+    """The user stopped the reply."""
+    CONTEXT_FULL = "context_full"
+    """The context window filled up."""
+
+
+@dataclass
+class Turn:
+    """One message.
+
+    Attributes:
+        role: Who wrote it.
+        text: The text as shown to the user.
+        stop_reason: For model turns, why the reply ended.
+        token_ids: For model turns, the ids the model generated (whitespace-only tokens
+            at the ends dropped), when they decode to ``text`` up to surrounding
+            whitespace. Re-sending them (rather than re-tokenizing the text)
+            keeps the prompt identical to what the KV cache holds, so the next turn
+            only evaluates its new tokens.
+    """
+
+    role: Role
+    text: str
+    stop_reason: StopReason | None = None
+    token_ids: tuple[int, ...] | None = None
+
+    @property
+    def partial(self) -> bool:
+        """True for a model reply that did not end at the end of its turn."""
+        return self.role is Role.MODEL and self.stop_reason not in (
+            None,
+            StopReason.END_OF_TURN,
+        )
+
+
+@dataclass
+class Conversation:
+    """Ordered user and model turns plus an optional system prompt.
+
+    Turns strictly alternate, starting with the user, as Gemma requires.
+    """
+
+    system: str | None = None
+    turns: list[Turn] = field(default_factory=list)
+
+    def add_user(self, text: str) -> Turn:
+        """Append a user turn.
+
+        Raises:
+            ValueError: The previous turn is also a user turn.
+        """
+        if self.turns and self.turns[-1].role is Role.USER:
+            raise ValueError("a user turn must follow a model turn")
+        turn = Turn(Role.USER, text)
+        self.turns.append(turn)
+        return turn
+
+    def add_model(
+        self,
+        text: str,
+        stop_reason: StopReason,
+        token_ids: tuple[int, ...] | None = None,
+    ) -> Turn:
+        """Append the model's reply to the pending user turn.
+
+        Raises:
+            ValueError: There is no pending user turn.
+        """
+        if not self.turns or self.turns[-1].role is not Role.USER:
+            raise ValueError("a model turn must follow a user turn")
+        turn = Turn(Role.MODEL, text, stop_reason, token_ids)
+        self.turns.append(turn)
+        return turn
+
+    @property
+    def pending_user(self) -> Turn | None:
+        """The last turn if it is a user turn awaiting a reply."""
+        if self.turns and self.turns[-1].role is Role.USER:
+            return self.turns[-1]
+        return None

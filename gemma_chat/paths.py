@@ -1,0 +1,38 @@
+"""Where gemma-chat keeps its files, from platformdirs, with environment overrides."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from platformdirs import PlatformDirs
+
+_DIRS = PlatformDirs("gemma-chat", appauthor=False)
+
+
+def config_file() -> Path:
+    """The TOML config file: ``$GEMMA_CHAT_CONFIG`` or ``<config dir>/config.toml``."""
+    override = os.environ.get("GEMMA_CHAT_CONFIG")
+    if override:
+        return Path(override).expanduser()
+    return Path(_DIRS.user_config_dir) / "config.toml"
+
+
+def config_dir() -> Path:
+    """The folder that holds the config file and the user's themes."""
+    return config_file().parent
+
+
+def cache_dir() -> Path:
+    """Rebuildable files: the assembled demo model and model probe results.
+
+    ``$GEMMA_CHAT_CACHE_DIR`` overrides the platformdirs location (tests use it).
+    """
+    override = os.environ.get("GEMMA_CHAT_CACHE_DIR")
+    return Path(override).expanduser() if override else Path(_DIRS.user_cache_dir)
+
+
+def data_dir() -> Path:
+    """User data (history, downloaded models): ``$GEMMA_CHAT_DATA_DIR`` or platformdirs."""
+    override = os.environ.get("GEMMA_CHAT_DATA_DIR")
+    return Path(override).expanduser() if override else Path(_DIRS.user_data_dir)

@@ -1,0 +1,78 @@
+"""The one documented settings object, built by the CLI and passed down.
+
+Every field has a docstring; the config file (TOML) uses the same names. Nothing here has
+side effects at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Sampling(BaseModel):
+    """How the next token is chosen.
+
+    The defaults are Google's recommended Gemma sampling settings (temperature 1.0,
+    top-k 64, top-p 0.95, min-p 0, no repetition penalty).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    temperature: float = Field(1.0, ge=0.0, le=5.0)
+    """Softmax temperature; 0 means greedy decoding."""
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."""
+    top_k: int = Field(64, ge=0)
+    """Keep only the k most likely tokens (0 disables the filter)."""
+    min_p: float = Field(0.0, ge=0.0, le=1.0)
+    """Drop tokens less likely than min_p times the most likely token."""
+    repeat_penalty: float = Field(1.0, ge=0.5, le=3.0)
+    """Penalty on recently generated tokens; 1.0 disables it."""
+    seed: int | None = Field(None, ge=0, lt=2**32 - 1)
+    """Random seed; the same seed, prompt and model give the same reply. None picks one."""
+    max_tokens: int = Field(1024, ge=1)
+    """The most tokens one reply may have."""
+
+
+class RepeatGuard(BaseModel):
+    """Stops a reply that keeps repeating the same span with nothing new."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    enabled: bool = True
+    """Whether the guard is on."""
+    min_tokens: int = Field(64, ge=4)
+    """How many trailing tokens must be one repeating span before the guard fires."""
+    min_repeats: int = Field(3, ge=2)
+    """How many whole copies of the span must appear in that tail."""
+    max_period: int = Field(128, ge=1)
+    """The longest span (in tokens) the guard looks for."""
+
+
+class Settings(BaseModel):
+    """Everything that decides how gemma-chat loads a model and generates a reply."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    model: str | None = None
+    """Path of the GGUF model file. Unset: ``$GEMMA_CHAT_MODEL``, then the demo model."""
+    system: str | None = None
+    """System prompt, folded into the first user turn (Gemma has no system role)."""
+    ctx: int | None = Field(None, ge=256)
+    """Context window in tokens; unset means min(trained context, 8192). Rounded up to 256."""
+    gpu: bool | None = None
+    """Offload layers to the GPU. Unset: use the GPU when the llama.cpp build supports it."""
+    gpu_layers: int | Literal["all"] = "all"
+    """How many layers to offload when the GPU is used: a number or "all"."""
+    threads: int | None = Field(None, ge=1)
+    """CPU threads for llama.cpp; unset means every core this process may use."""
+    theme: str | None = None
+    """Name of the TUI theme."""
+    sampling: Sampling = Field(default_factory=Sampling)
+    """Sampling parameters."""
+    repeat_guard: RepeatGuard = Field(default_factory=RepeatGuard)
+    """The repetition-loop guard."""
+    debug: bool = False
+    """Show llama.cpp's log and full tracebacks."""

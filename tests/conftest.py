@@ -1,0 +1,125 @@
+"""Shared fixtures: real models loaded once per session.
+
+* The demo model (the real Gemma 3 270M, from the ``demo`` extra), assembled into a
+  session cache directory.
+* Tiny Gemma 2 GGUFs built with the ``gguf`` package (see ``tinygemma.py``), which make
+  the gemma2 code path and its token ids run deterministically.
+
+Environment isolation: every test runs with its own cache/config/data directories unless
+it asks for the session cache, so the user's files are never read or written.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import stories
+from tinygemma import TinyModel, build_tiny_gemma2
+
+from gemma_chat.backend.local import LlamaBackend
+from gemma_chat.backend.offload import OffloadPlan
+from gemma_chat.engine import Engine
+from gemma_chat.settings import Sampling
+
+GREEDY = Sampling(temperature=0.0, seed=1, max_tokens=64)
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache directory shared by the whole session (holds the assembled demo model)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, session_cache: Path, tmp_path: Path) -> None:
+    """Keep tests away from the user's config, data and models."""
+    monkeypatch.setenv("GEMMA_CHAT_CACHE_DIR", str(session_cache))
+    monkeypatch.setenv("GEMMA_CHAT_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setenv("GEMMA_CHAT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("GEMMA_CHAT_MODEL", raising=False)
+
+
+@pytest.fixture(scope="session")
+def demo_path(session_cache: Path) -> Path:
+    """The real Gemma 3 270M GGUF, assembled once."""
+    os.environ["GEMMA_CHAT_CACHE_DIR"] = str(session_cache)
+    from gemma_chat.models import demo_model
+
+    path = demo_model()
+    assert path is not None, "the demo extra is not installed: pip install -e '.[test]'"
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_backend(demo_path: Path) -> Iterator[LlamaBackend]:
+    """The demo model loaded once into llama.cpp (2048-token context)."""
+    backend = LlamaBackend(
+        demo_path, n_ctx=2048, offload=OffloadPlan(0, "cpu"), architecture="gemma3"
+    )
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tiny models are written."""
+    return tmp_path_factory.mktemp("tiny")
+
+
+def _tiny(tiny_dir: Path, name: str, script: tuple[str, ...], **kwargs: object) -> TinyModel:
+    return build_tiny_gemma2(tiny_dir / f"{name}.gguf", script, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_dir: Path) -> dict[str, TinyModel]:
+    """Every scripted tiny Gemma 2 model, by name."""
+    return {
+        "runaway": _tiny(tiny_dir, "runaway", stories.RUNAWAY),
+        "marker": _tiny(tiny_dir, "marker", stories.MARKER_AS_TEXT),
+        "new_turn": _tiny(tiny_dir, "new_turn", stories.NEW_TURN),
+        "not_marker": _tiny(tiny_dir, "not_marker", stories.NOT_A_MARKER),
+        "long_split": _tiny(tiny_dir, "long_split", stories.LONG_AND_SPLIT),
+        "loop": _tiny(tiny_dir, "loop", stories.LOOP, context_length=512),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_backends(tiny_models: dict[str, TinyModel]) -> Iterator[dict[str, LlamaBackend]]:
+    """The tiny models loaded into llama.cpp, once each."""
+    backends = {
+        name: LlamaBackend(
+            model.path, n_ctx=512, offload=OffloadPlan(0, "cpu"), architecture="gemma2"
+        )
+        for name, model in tiny_models.items()
+    }
+    yield backends
+    for backend in backends.values():
+        backend.close()
+
+
+@pytest.fixture
+def tiny_engine(tiny_backends: dict[str, LlamaBackend]):
+    """Build a greedy engine on one of the tiny models: ``tiny_engine("runaway")``."""
+
+    def make(name: str, **sampling: object) -> Engine:
+        return Engine(tiny_backends[name], GREEDY.model_copy(update=sampling))
+
+    return make
+
+
+def run_cli(
+    *args: str, stdin: bytes | None = b"", timeout: float = 180, env: dict | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``python -m gemma_chat`` in a subprocess with the test environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "gemma_chat", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )

@@ -1,0 +1,100 @@
+"""Fitting conversations into the context, with a real tokenizer, and the KV-cache
+reuse across turns on real llama.cpp."""
+
+from __future__ import annotations
+
+import pytest
+
+from gemma_chat.backend.local import load_vocab
+from gemma_chat.context import default_ctx, fit_prompt, reply_reserve, round_ctx
+from gemma_chat.conversation import Conversation, StopReason
+from gemma_chat.errors import ContextError
+from gemma_chat.template import GemmaTemplate
+
+
+@pytest.fixture(scope="module")
+def template(demo_path) -> GemmaTemplate:
+    return GemmaTemplate(load_vocab(demo_path))
+
+
+def long_conversation(turn_words: int, pairs: int, system: str | None = "Be kind.") -> Conversation:
+    conv = Conversation(system=system)
+    for index in range(pairs):
+        conv.add_user(f"question {index} " + "word " * turn_words)
+        conv.add_model(f"answer {index} " + "word " * turn_words, StopReason.END_OF_TURN)
+    conv.add_user("the newest question")
+    return conv
+
+
+def test_ctx_defaults() -> None:
+    assert default_ctx(32768) == 8192
+    assert default_ctx(8192) == 8192
+    assert default_ctx(1000) == 768
+    assert default_ctx(None) == 8192
+    assert round_ctx(1000) == 1024 and round_ctx(1024) == 1024
+    assert reply_reserve(1024, 8192) == 1024 and reply_reserve(4096, 2048) == 512
+
+
+def test_fits_without_dropping(template) -> None:
+    conv = long_conversation(10, 3)
+    fitted = fit_prompt(template, conv, 2048, 256)
+    assert fitted.dropped_turns == 0
+    assert fitted.ids == template.render_conversation(conv)
+
+
+def test_drops_oldest_pairs_keeps_system_and_newest(template) -> None:
+    conv = long_conversation(100, 10)
+    fitted = fit_prompt(template, conv, 1024, 256)
+    assert fitted.dropped_turns > 0 and fitted.dropped_turns % 2 == 0
+    assert len(fitted.ids) <= 1024 - 256
+    text, _ = template.inspect(fitted.ids)
+    assert text.startswith("<bos><start_of_turn>user\nBe kind.\n\nquestion ")
+    assert "question 0 " not in text
+    assert text.endswith("the newest question<end_of_turn>\n<start_of_turn>model\n")
+    # It dropped no more than it had to.
+    bigger = fit_prompt(template, conv, 1024 + 256, 256)
+    assert bigger.dropped_turns < fitted.dropped_turns
+
+
+def test_newest_message_alone_too_long(template) -> None:
+    conv = Conversation()
+    conv.add_user("word " * 2000)
+    with pytest.raises(ContextError, match="too long"):
+        fit_prompt(template, conv, 1024, 256)
+
+
+def test_follow_up_turns_evaluate_only_new_tokens(tiny_engine) -> None:
+    engine = tiny_engine("runaway")
+    conv = Conversation(system="Tell stories.")
+    previous_kv = 0
+    for turn, question in enumerate(["A story?", "Another?", "One more?"]):
+        conv.add_user(question)
+        prompt = engine.template.render_conversation(conv)
+        done = engine.reply(conv)
+        assert done.text == " Once upon a time."
+        assert done.token_ids is not None
+        if turn == 0:
+            assert done.stats.evaluated_tokens == len(prompt)
+        else:
+            assert done.stats.evaluated_tokens == len(prompt) - previous_kv
+            assert done.stats.evaluated_tokens < 20
+        previous_kv = len(prompt) + done.stats.completion_tokens
+
+
+def test_kv_reuse_on_the_demo_model(demo_backend) -> None:
+    from gemma_chat.engine import Engine
+    from gemma_chat.settings import Sampling
+
+    engine = Engine(demo_backend, Sampling(temperature=0.0, seed=1, max_tokens=24))
+    conv = Conversation()
+    evaluated = []
+    for question in ["Name a colour.", "Name a fruit.", "Name a city."]:
+        conv.add_user(question)
+        prompt_len = len(engine.template.render_conversation(conv))
+        done = engine.reply(conv)
+        evaluated.append((prompt_len, done.stats.evaluated_tokens, done.stats.completion_tokens))
+    (p1, e1, _), (p2, e2, _), (p3, e3, _) = evaluated
+    assert e1 == p1
+    # Follow-ups evaluate only the new turn (plus at most the reply's re-tokenized text).
+    assert e2 < p2 / 2 and e3 < p3 / 3
+    assert e2 <= (p2 - p1) and e3 <= (p3 - p2)
