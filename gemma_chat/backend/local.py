@@ -90,6 +90,7 @@ class LlamaBackend:
         threads: int | None = None,
         architecture: str = "",
         context_length: int | None = None,
+        flash_attn: bool = True,
         debug: bool = False,
     ) -> None:
         """Load the model. Validate and probe the file first (see ``gemma_chat.models``).
@@ -108,6 +109,7 @@ class LlamaBackend:
                 n_gpu_layers=offload.n_gpu_layers,
                 n_threads=threads,
                 n_threads_batch=threads,
+                flash_attn=flash_attn,
                 verbose=debug,
             )
         except (ValueError, RuntimeError) as exc:

@@ -60,6 +60,15 @@ ThreadsOpt = Annotated[
         "--threads", "-t", help="CPU threads (default: all cores).", rich_help_panel=MODEL
     ),
 ]
+FlashAttnOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--flash-attn/--no-flash-attn",
+        help="Flash attention (default: on).",
+        rich_help_panel=MODEL,
+        show_default=False,
+    ),
+]
 MaxTokensOpt = Annotated[
     int | None,
     typer.Option(
@@ -151,7 +160,7 @@ def build_settings(**cli: Any) -> Settings:
     data = load_config()
     sampling = dict(data.get("sampling", {}))
     guard = dict(data.get("repeat_guard", {}))
-    for key in ("system", "ctx", "gpu", "threads", "debug"):
+    for key in ("system", "ctx", "gpu", "threads", "flash_attn", "debug"):
         if cli.get(key) is not None:
             data[key] = cli[key]
     # Model order: --model, then $GEMMA_CHAT_MODEL, then the config file, then the demo.

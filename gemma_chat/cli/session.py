@@ -45,6 +45,7 @@ def load_backend(
         threads=settings.threads,
         architecture=info.architecture,
         context_length=info.context_length,
+        flash_attn=settings.flash_attn,
         debug=settings.debug,
     )
     return info, backend
