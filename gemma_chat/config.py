@@ -45,16 +45,42 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
         Settings.model_validate(data)
     except ValidationError as exc:
         raise UsageError(f"config file {path}: {describe_validation_error(exc)}") from exc
-    if isinstance(data.get("model"), str):
-        # A relative model path in the config is relative to the config file.
-        data["model"] = str((path.parent / Path(data["model"]).expanduser()).resolve())
+    model = data.get("model")
+    if isinstance(model, str):
+        if not model.strip():
+            data.pop("model")
+        elif model != "demo":
+            # A relative model path in the config is relative to the config file.
+            data["model"] = str((path.parent / Path(model).expanduser()).resolve())
     return data
 
 
+# Settings keys and the command-line options that set them, for error messages.
+OPTION_NAMES = {
+    "ctx": "--ctx",
+    "threads": "--threads",
+    "gpu_layers": "--gpu-layers",
+    "sampling.max_tokens": "--max-tokens",
+    "sampling.temperature": "--temperature",
+    "sampling.top_p": "--top-p",
+    "sampling.top_k": "--top-k",
+    "sampling.min_p": "--min-p",
+    "sampling.repeat_penalty": "--repeat-penalty",
+    "sampling.seed": "--seed",
+}
+
+
 def describe_validation_error(exc: ValidationError) -> str:
-    """Turn pydantic's error into one line: ``key.path: message``."""
+    """Turn pydantic's error into one line: ``key.path (--option): message``."""
     first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "value"
-    more = len(exc.errors()) - 1
+    # A union (gpu_layers: int | "all") reports the branch in the location; drop it.
+    branches = ("int", "constrained-int", "literal[")
+    loc = [str(part) for part in first["loc"] if not str(part).startswith(branches)]
+    where = ".".join(loc) or "value"
+    if where in OPTION_NAMES:
+        where = f"{where} ({OPTION_NAMES[where]})"
+    if where.startswith("gpu_layers"):
+        return f"{where}: takes a number of layers (0 or more) or 'all'"
+    more = len({tuple(err["loc"][:1]) for err in exc.errors()}) - 1
     suffix = f" (and {more} more)" if more else ""
     return f"{where}: {first['msg']}{suffix}"

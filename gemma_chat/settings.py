@@ -6,7 +6,7 @@ side effects at import time.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,7 +18,7 @@ class Sampling(BaseModel):
     top-k 64, top-p 0.95, min-p 0, no repetition penalty).
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     temperature: float = Field(1.0, ge=0.0, le=5.0)
     """Softmax temperature; 0 means greedy decoding."""
@@ -60,11 +60,11 @@ class Settings(BaseModel):
     """Path of the GGUF model file. Unset: ``$GEMMA_CHAT_MODEL``, then the demo model."""
     system: str | None = None
     """System prompt, folded into the first user turn (Gemma has no system role)."""
-    ctx: int | None = Field(None, ge=256)
+    ctx: int | None = Field(None, ge=1)
     """Context window in tokens; unset means min(trained context, 8192). Rounded up to 256."""
     gpu: bool | None = None
     """Offload layers to the GPU. Unset: use the GPU when the llama.cpp build supports it."""
-    gpu_layers: int | Literal["all"] = "all"
+    gpu_layers: Annotated[int, Field(ge=0, strict=True)] | Literal["all"] = "all"
     """How many layers to offload when the GPU is used: a number or "all"."""
     threads: int | None = Field(None, ge=1)
     """CPU threads for llama.cpp; unset means every core this process may use."""

@@ -196,3 +196,59 @@ def test_ctrl_c_keeps_what_was_printed_and_exits_130(demo_path) -> None:
     assert proc.returncode == 130, err
     assert first and (first + rest).strip()
     assert b"Traceback" not in err
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.6, 1.0])
+def test_ctrl_c_at_any_moment_exits_130(demo_path, delay: float) -> None:
+    # Whether SIGINT lands during the probe, the model load or the reply, the run ends
+    # with 130 and no ignored-exception noise.
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gemma_chat",
+            "ask",
+            "Count",
+            "--plain",
+            "--no-repeat-guard",
+            "-n",
+            "3000",
+            "--seed",
+            "5",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (130, -signal.SIGINT), err
+    assert b"Exception ignored" not in err and b"Traceback" not in err
+
+
+def test_options_before_the_command_count(tiny_models) -> None:
+    path = str(tiny_models["new_turn"].path)
+    proc = run_cli("--model", path, "--json", "ask", "hi")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["stop_reason"] == "new_turn"
+    proc = run_cli("--model", "/nonexistent.gguf", "ask", "hi")
+    one_line_error(proc, 1, "model file not found")
+
+
+def test_empty_model_option_is_a_usage_error() -> None:
+    one_line_error(run_cli("ask", "hi", "--model", ""), 2, "--model needs a path")
+
+
+def test_nul_bytes_after_the_first_8k_are_binary() -> None:
+    one_line_error(run_cli("ask", stdin=b"a" * 9000 + b"\x00" * 100), 2, "binary data")
+
+
+def test_huge_stdin_is_refused_before_tokenizing(tiny_models) -> None:
+    start = time.monotonic()
+    proc = run_cli(
+        "ask", "-m", str(tiny_models["runaway"].path), "--ctx", "256", stdin=b"word " * 200_000
+    )
+    one_line_error(proc, 1, "bytes cannot fit in a context of 256")
+    assert time.monotonic() - start < 30

@@ -51,7 +51,7 @@ def test_bad_config_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, tmp_path:
     config = tmp_path / "config.toml"
     monkeypatch.setenv("GEMMA_CHAT_CONFIG", str(config))
     config.write_text("[sampling]\ntemperature = 99\n")
-    with pytest.raises(UsageError, match=r"sampling\.temperature: Input should be less"):
+    with pytest.raises(UsageError, match=r"temperature \(--temperature\): Input should be less"):
         build_settings()
     config.write_text("model = [")
     with pytest.raises(UsageError, match="not valid TOML"):
@@ -110,7 +110,14 @@ def test_truncated_files(tmp_path: Path, tiny_models, keep: float) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "kwargs", [{"duplicate_token": True}, {"byte_tokens": False}], ids=["dup-vocab", "no-bytes"]
+    "kwargs",
+    [
+        {"duplicate_token": True},
+        {"byte_tokens": False},
+        {"heads": (2, 1, 7)},
+        {"heads": (3, 2, 8)},
+    ],
+    ids=["dup-vocab", "no-bytes", "odd-head-dim", "bad-gqa"],
 )
 def test_files_that_abort_llama_cpp_never_crash_this_process(tmp_path: Path, kwargs) -> None:
     model = build_tiny_gemma2(tmp_path / "bad.gguf", ("▁Hi", "<end_of_turn>"), **kwargs)
@@ -138,3 +145,28 @@ def test_probe_results_are_cached(tiny_models, session_cache: Path) -> None:
     os.utime(path)  # a new file version is probed again
     inspect_model(path)
     assert len(list((session_cache / "probes").iterdir())) == len(probes) + 1
+
+
+def test_config_demo_and_empty_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    monkeypatch.setenv("GEMMA_CHAT_CONFIG", str(config))
+    config.write_text('model = "demo"\n')
+    assert build_settings().model == "demo"
+    config.write_text('model = ""\n')
+    assert build_settings().model is None
+
+
+@pytest.mark.parametrize("value", ["-3", "true", "1.5"])
+def test_config_gpu_layers_is_strict(monkeypatch, tmp_path: Path, value: str) -> None:
+    config = tmp_path / "config.toml"
+    monkeypatch.setenv("GEMMA_CHAT_CONFIG", str(config))
+    config.write_text(f"gpu_layers = {value}\n")
+    with pytest.raises(UsageError, match="gpu_layers"):
+        build_settings()
+
+
+def test_a_fifo_is_not_a_model(tmp_path: Path) -> None:
+    fifo = tmp_path / "model.gguf"
+    os.mkfifo(fifo)
+    with pytest.raises(ModelError, match="not a regular file"):
+        inspect_model(fifo)

@@ -77,3 +77,22 @@ def test_varied_text_never_fires() -> None:
     guard = RepetitionDetector(RepeatGuard())
     tokens = [(i * 7919) % 1000 for i in range(2000)]
     assert not any(guard.add(token) for token in tokens)
+
+
+@pytest.mark.parametrize(
+    ("text", "finished"),
+    [
+        ("Para one.\n\nPara two", "Para one.\n\n"),
+        ("Para one.\n\n", ""),  # the next block has not started yet
+        ("```\ncode\n\nmore\n", ""),  # blank line inside a fence
+        ("```\ncode\n```\n\nAfter", "```\ncode\n```\n\n"),
+        ("1. a\n\n2. b\n\nText", "1. a\n\n2. b\n\n"),  # a loose list stays whole
+        ("1. Install:\n\n   ```bash\n   pip\n   ```\n", ""),  # indented continuation
+        ("- a\n\n  - nested\n\nEnd", "- a\n\n  - nested\n\n"),
+    ],
+)
+def test_markdown_blocks_split_only_where_safe(text: str, finished: str) -> None:
+    from gemma_chat.cli.render import split_finished
+
+    done, rest = split_finished(text)
+    assert done == finished and done + rest == text

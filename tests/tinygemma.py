@@ -276,7 +276,14 @@ def _ffn_weights(
     return gate, up, down
 
 
-def _add_hparams(writer: gguf.GGUFWriter, d_model: int, *, n_ff: int, context_length: int) -> None:
+def _add_hparams(
+    writer: gguf.GGUFWriter,
+    d_model: int,
+    *,
+    n_ff: int,
+    context_length: int,
+    heads: tuple[int, int, int] = (_N_HEAD, _N_HEAD_KV, _HEAD_DIM),
+) -> None:
     """Writes the ``gemma2`` hyperparameters other than soft-capping.
 
     Args:
@@ -291,10 +298,11 @@ def _add_hparams(writer: gguf.GGUFWriter, d_model: int, *, n_ff: int, context_le
     writer.add_embedding_length(d_model)
     writer.add_block_count(_N_LAYERS)
     writer.add_feed_forward_length(n_ff)
-    writer.add_head_count(_N_HEAD)
-    writer.add_head_count_kv(_N_HEAD_KV)
-    writer.add_key_length(_HEAD_DIM)
-    writer.add_value_length(_HEAD_DIM)
+    n_head, n_head_kv, head_dim = heads
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_head_kv)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
     writer.add_layer_norm_rms_eps(_RMS_EPS)
     writer.add_sliding_window(min(_SLIDING_WINDOW, context_length))
 
@@ -330,6 +338,7 @@ def _add_tensors(
     n_vocab: int,
     d_model: int,
     ffn: tuple[np.ndarray, np.ndarray, np.ndarray],
+    heads: tuple[int, int, int] = (_N_HEAD, _N_HEAD_KV, _HEAD_DIM),
 ) -> None:
     """Writes the weights: one-hot embeddings, zero attention, successor FFN.
 
@@ -339,8 +348,9 @@ def _add_tensors(
         d_model: Embedding width.
         ffn: The first block's ``(gate, up, down)`` from :func:`_ffn_weights`.
     """
-    n_q = _N_HEAD * _HEAD_DIM
-    n_kv = _N_HEAD_KV * _HEAD_DIM
+    n_head, n_head_kv, head_dim = heads
+    n_q = n_head * head_dim
+    n_kv = n_head_kv * head_dim
 
     def norm(value: float = 1.0) -> np.ndarray:
         # Gemma GGUFs store norm weights with the +1 folded in: 1.0 is identity.
@@ -380,6 +390,7 @@ def build_tiny_gemma2(
     byte_tokens: bool = True,
     extra_pieces: Sequence[str] = (),
     turn_tokens: bool = True,
+    heads: tuple[int, int, int] = (_N_HEAD, _N_HEAD_KV, _HEAD_DIM),
 ) -> TinyModel:
     r"""Writes a tiny deterministic ``gemma2`` GGUF whose greedy output is a script.
 
@@ -416,6 +427,9 @@ def build_tiny_gemma2(
         extra_pieces: Extra normal pieces to add to the vocabulary.
         turn_tokens: If False, the vocabulary has no ``<start_of_turn>`` or
             ``<end_of_turn>`` (ids 106/107 are unused tokens): not a chat model.
+        heads: ``(n_head, n_head_kv, head_dim)``. Impossible shapes (an odd head_dim,
+            n_head not a multiple of n_head_kv) load, then make llama.cpp abort the
+            process when it builds or runs the graph.
 
     Returns:
         The written model's path and vocabulary.
@@ -444,12 +458,12 @@ def build_tiny_gemma2(
     ffn = _ffn_weights(successor_ids, n_vocab, d_model)
 
     writer = gguf.GGUFWriter(model.path, "gemma2")
-    _add_hparams(writer, d_model, n_ff=ffn[0].shape[0], context_length=context_length)
+    _add_hparams(writer, d_model, n_ff=ffn[0].shape[0], context_length=context_length, heads=heads)
     if softcap:
         writer.add_attn_logit_softcapping(_ATTN_SOFTCAP)
         writer.add_final_logit_softcapping(_FINAL_SOFTCAP)
     _add_tokenizer(writer, texts, scores, types)
-    _add_tensors(writer, n_vocab, d_model, ffn)
+    _add_tensors(writer, n_vocab, d_model, ffn, heads)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

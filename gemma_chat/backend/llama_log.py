@@ -8,6 +8,7 @@ failures) and prints only in debug mode.
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 import sys
 from collections import deque
@@ -21,6 +22,9 @@ def install(debug: bool) -> None:
     """Route llama.cpp's log through this module. Safe to call more than once."""
     import llama_cpp
 
+    if not debug:
+        # ggml runs gdb to print a backtrace before aborting; never show that to users.
+        os.environ.setdefault("GGML_NO_BACKTRACE", "1")
     _state["debug"] = debug
     if _state["callback"] is not None:
         return

@@ -92,8 +92,11 @@ class LlamaBackend:
         context_length: int | None = None,
         flash_attn: bool = True,
         debug: bool = False,
+        keep_stderr: bool = False,
     ) -> None:
         """Load the model. Validate and probe the file first (see ``gemma_chat.models``).
+
+        ``keep_stderr`` leaves stderr open during the load (see :func:`load_vocab`).
 
         Raises:
             ModelError: llama.cpp could not load the file or create the context.
@@ -110,7 +113,7 @@ class LlamaBackend:
                 n_threads=threads,
                 n_threads_batch=threads,
                 flash_attn=flash_attn,
-                verbose=debug,
+                verbose=debug or keep_stderr,
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelError(_load_failure(path)) from exc

@@ -1,14 +1,20 @@
-"""Read a GGUF model's metadata with llama.cpp in a child process.
+"""Read a GGUF model's metadata and test-run it with llama.cpp in a child process.
 
-A malformed GGUF (duplicate vocabulary entries, a missing byte-token table, ...) can hit
-a ``GGML_ASSERT`` inside llama.cpp, which aborts the whole process: no Python exception
-can be caught, and a TUI dies with the terminal left broken. So the first look at a model
-happens here, in a child, with llama.cpp's own reader: it loads the vocabulary (which
-parses every key and tensor header and checks that tensor data lies within the file),
-tokenizes text that needs byte fallback, and prints what it found as one JSON object.
+A malformed GGUF (duplicate vocabulary entries, a missing byte-token table, impossible
+attention shapes, ...) can hit a ``GGML_ASSERT`` inside llama.cpp, which aborts the whole
+process: no Python exception can be caught, and a TUI dies with the terminal left broken.
+So the first look at a model happens here, in a child:
 
-Run as ``python -m gemma_chat.backend.probe PATH``. Exit 0 with the metadata, exit 1
-with ``{"error": ...}`` for a load failure llama.cpp reported; anything else is a crash.
+1. llama.cpp's own reader loads the vocabulary (parsing every key and tensor header and
+   checking that tensor data lies within the file) and the metadata is collected;
+2. text that needs byte fallback is tokenized;
+3. the whole model is loaded on the CPU with a small context, which builds the compute
+   graph, and a few tokens are decoded.
+
+It prints what it found as one JSON object. Run as
+``python -m gemma_chat.backend.probe PATH [--no-flash-attn]``. Exit 0 with the metadata,
+exit 1 with ``{"error": ...}`` for a failure llama.cpp reported; anything else is a crash.
+The parent caches the verdict per file version, so a model is probed once.
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ from pathlib import Path
 PROBE_TEXT = "Hi 世界 🦙 ñ \x01\x7f\u200b<end_of_turn>"
 
 
-def probe(path: str) -> dict[str, object]:
-    """Load ``path``'s vocabulary with llama.cpp and describe the model."""
+def probe(path: str, flash_attn: bool = True) -> dict[str, object]:
+    """Check ``path`` with llama.cpp (see the module docstring) and describe the model."""
     import llama_cpp
 
     from gemma_chat.backend import llama_log
@@ -33,7 +39,8 @@ def probe(path: str) -> dict[str, object]:
     llama_log.install(debug=False)
     vocab = load_vocab(Path(path), keep_stderr=True)
     meta: dict[str, str] = vocab._model.metadata()
-    vocab.tokenize(PROBE_TEXT)
+    probe_ids = vocab.tokenize(PROBE_TEXT)
+    _test_run(Path(path), probe_ids, flash_attn)
     arch = meta.get("general.architecture", "")
     return {
         "architecture": arch,
@@ -50,6 +57,20 @@ def probe(path: str) -> dict[str, object]:
         "quantization": _quantization(_int(meta.get("general.file_type"))),
         "llama_cpp_version": llama_cpp.__version__,
     }
+
+
+def _test_run(path: Path, ids: list[int], flash_attn: bool) -> None:
+    """Load the whole model on the CPU and decode a few tokens."""
+    from gemma_chat.backend.local import LlamaBackend
+    from gemma_chat.backend.offload import OffloadPlan
+
+    backend = LlamaBackend(
+        path, n_ctx=256, offload=OffloadPlan(0, "cpu"), flash_attn=flash_attn, keep_stderr=True
+    )
+    try:
+        backend.llama.eval(ids[:8])
+    finally:
+        backend.close()
 
 
 def _quantization(file_type: int | None) -> str | None:
@@ -76,7 +97,7 @@ def main() -> int:
     from gemma_chat.errors import ModelError
 
     try:
-        result = probe(sys.argv[1])
+        result = probe(sys.argv[1], flash_attn="--no-flash-attn" not in sys.argv[2:])
     except ModelError as exc:
         print(json.dumps({"error": str(exc)}))
         return 1

@@ -29,13 +29,24 @@ class LlamaVocab:
 
     def tokenize(self, text: str) -> list[int]:
         """Tokenize plain text. ``special=False``: no text becomes a control token."""
-        if not text:
-            return []
-        return list(self._model.tokenize(text.encode("utf-8"), False, False))
+        return self._tokenize(text, special=False)
 
     def tokenize_special(self, text: str) -> list[int]:
         """Tokenize with control-token parsing on. Only for looking up control tokens."""
-        return list(self._model.tokenize(text.encode("utf-8"), False, True))
+        return self._tokenize(text, special=True)
+
+    def _tokenize(self, text: str, special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        if not data:
+            return []
+        # Every token covers at least one byte, so this buffer always suffices and the
+        # text is tokenized once (llama-cpp-python may tokenize twice to size its buffer).
+        size = len(data) + 2
+        buffer = (llama_cpp.llama_token * size)()
+        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buffer, size, False, special)
+        if n < 0:  # pragma: no cover - cannot happen given the bound above
+            raise RuntimeError(f"tokenization needs {-n} tokens")
+        return list(buffer[:n])
 
     def control_id(self, text: str) -> int | None:
         """The id of the control token spelled ``text``, or None."""

@@ -54,11 +54,14 @@ def root(
     debug: o.DebugOpt = False,
 ) -> None:
     """Chat with Gemma. With text piped in, answer it like ``ask`` does."""
+    values = locals_of(locals())
     if ctx.invoked_subcommand is not None:
+        # `gemma-chat --model X ask ...`: options before the command still count.
+        ctx.obj = {**values, "stats": stats, "json_out": json_out, "plain": plain}
         return
     from gemma_chat.cli.inputs import stdin_is_piped
 
-    settings = o.build_settings(**locals_of(locals()))
+    settings = o.build_settings(**values)
     if stdin_is_piped():
         from gemma_chat.cli.ask import run_ask
 
@@ -70,6 +73,7 @@ def root(
 
 @app.command()
 def ask(
+    ctx: typer.Context,
     question: QuestionArg = None,
     model: o.ModelOpt = None,
     system: o.SystemOpt = None,
@@ -94,12 +98,14 @@ def ask(
     """Answer one question on stdout, streaming. Ctrl+C stops (exit 130)."""
     from gemma_chat.cli.ask import run_ask
 
-    settings = o.build_settings(**locals_of(locals()))
-    raise typer.Exit(run_ask(settings, question, o.RunOptions(stats, json_out, plain)))
+    values = with_root_options(ctx, locals_of(locals()))
+    run = o.RunOptions(*(bool(values.pop(key, False)) for key in ("stats", "json_out", "plain")))
+    raise typer.Exit(run_ask(o.build_settings(**values), question, run))
 
 
 @app.command()
 def prompt(
+    ctx: typer.Context,
     question: QuestionArg = None,
     model: o.ModelOpt = None,
     system: o.SystemOpt = None,
@@ -109,23 +115,44 @@ def prompt(
     """Print the exact rendered Gemma prompt, control tokens visible (a template inspector)."""
     from gemma_chat.cli.prompt import run_prompt
 
-    settings = o.build_settings(model=model, system=system, debug=debug or None)
-    raise typer.Exit(run_prompt(settings, question, json_out))
+    values = with_root_options(
+        ctx, {"model": model, "system": system, "json_out": json_out, "debug": debug or None}
+    )
+    as_json = bool(values.pop("json_out", False))
+    keep = ("model", "system", "debug", "ctx", "gpu", "threads", "flash_attn")
+    settings = o.build_settings(**{k: v for k, v in values.items() if k in keep})
+    raise typer.Exit(run_prompt(settings, question, as_json))
 
 
 def locals_of(values: dict[str, object]) -> dict[str, object]:
-    """Map a command's parameters onto :func:`options.build_settings` keywords."""
-    skip = {"ctx", "question", "stats", "json_out", "plain"}
+    """Map a command's parameters onto :func:`options.build_settings` keywords (plus the
+    run options ``stats``, ``json_out`` and ``plain`` when present)."""
+    skip = {"ctx", "question"}
     mapped = {k: v for k, v in values.items() if k not in skip}
     mapped["ctx"] = mapped.pop("ctx_size", None)
     mapped["debug"] = mapped.get("debug") or None
+    if mapped.get("model") == "":
+        raise UsageError("--model needs a path (or 'demo')")
     return mapped
+
+
+def with_root_options(ctx: typer.Context, values: dict[str, object]) -> dict[str, object]:
+    """Fill options not given after the command from those given before it."""
+    root = ctx.obj or {}
+    merged = dict(values)
+    for key, value in root.items():
+        if merged.get(key) in (None, False):
+            merged[key] = value
+    return merged
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    if sys.stdout is None:  # started with stdout closed (`>&-`)
+        print("gemma-chat: error: stdout is closed; nowhere to write the answer", file=sys.stderr)
+        sys.exit(1)
     try:
         code = app(args=args, prog_name="gemma-chat", standalone_mode=False)
     except typer.Exit as exc:
@@ -144,7 +171,14 @@ def main(argv: list[str] | None = None) -> None:
         print(file=sys.stderr)
         code = 130
     except BrokenPipeError:
+        # The reader went away (`| head`); point stdout at nothing so exit stays quiet.
+        _silence_stdout()
         code = 0
+    except OSError as exc:
+        if debug:
+            raise
+        print(f"gemma-chat: error: {exc}", file=sys.stderr)
+        code = 1
     except Exception as exc:
         if debug:
             raise
@@ -154,5 +188,19 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         code = 1
-    sys.stdout.flush()
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except OSError:
+        _silence_stdout()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, AttributeError, ValueError):
+        pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -34,27 +35,40 @@ def run_ask(settings: Settings, question: str | None, options: RunOptions) -> in
         GemmaChatError: Bad input, a bad model, or a message too long for the context.
     """
     message = combine(question, read_piped())
-    info, backend = load_backend(settings, notify)
+    cancel = threading.Event()
+    with _sigint_sets(cancel):
+        info, backend = load_backend(settings, notify, message)
+        if cancel.is_set():  # Ctrl+C while the model was loading
+            return EXIT_INTERRUPTED
+        return _answer(settings, options, message, info, backend, cancel)
+
+
+def _answer(
+    settings: Settings,
+    options: RunOptions,
+    message: str,
+    info: ModelInfo,
+    backend: Any,
+    cancel: threading.Event,
+) -> int:
     engine = Engine(backend, settings.sampling, settings.repeat_guard)
     conversation = Conversation(system=settings.system)
     conversation.add_user(message)
-    cancel = threading.Event()
     writer = None
     if not options.json:
         use_markdown = sys.stdout.isatty() and not options.plain
         writer = MarkdownWriter() if use_markdown else PlainWriter()
     done: ReplyDone | None = None
-    with _sigint_sets(cancel):
-        try:
-            for event in engine.stream(conversation, cancel):
-                if isinstance(event, TextDelta):
-                    if writer is not None:
-                        writer.write(event.text)
-                else:
-                    done = event
-        finally:
-            if writer is not None:
-                writer.close()
+    try:
+        for event in engine.stream(conversation, cancel):
+            if isinstance(event, TextDelta):
+                if writer is not None:
+                    writer.write(event.text)
+            else:
+                done = event
+    finally:
+        if writer is not None:
+            writer.close()
     assert done is not None
     result = result_dict(done, info, backend.info)
     if options.json:
@@ -68,15 +82,20 @@ def run_ask(settings: Settings, question: str | None, options: RunOptions) -> in
 
 @contextmanager
 def _sigint_sets(cancel: threading.Event) -> Iterator[None]:
-    """First Ctrl+C stops the reply cleanly (keeping what was printed); a second one
-    interrupts at once."""
+    """First Ctrl+C stops the reply cleanly (keeping what was printed), or skips it when
+    the model is still loading; a second one exits at once.
+
+    The handler never raises: during the model load Python only runs inside llama.cpp's
+    log callbacks, where ctypes would swallow an exception.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
         if cancel.is_set():
-            raise KeyboardInterrupt
+            sys.stdout.flush()
+            os._exit(EXIT_INTERRUPTED)
         cancel.set()
 
     previous = signal.signal(signal.SIGINT, handler)

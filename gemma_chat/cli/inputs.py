@@ -63,10 +63,10 @@ def decode_input(data: bytes) -> str:
 
 
 def looks_binary(data: bytes) -> bool:
-    """NUL bytes, or many control characters, in the first 8 KiB."""
-    head = data[:8192]
-    if b"\x00" in head:
+    """A NUL byte anywhere, or many control characters in the first 8 KiB."""
+    if b"\x00" in data:
         return True
+    head = data[:8192]
     if not head:
         return False
     controls = sum(1 for byte in head if byte < 32 and byte not in (9, 10, 12, 13, 27))

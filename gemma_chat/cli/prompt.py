@@ -11,7 +11,7 @@ from gemma_chat.cli.inputs import combine, read_piped
 from gemma_chat.cli.session import inspect_for
 from gemma_chat.conversation import Conversation
 from gemma_chat.settings import Settings
-from gemma_chat.template import GemmaTemplate
+from gemma_chat.template import GemmaTemplate, RenderedToken
 
 
 def run_prompt(settings: Settings, question: str | None, as_json: bool) -> int:
@@ -30,8 +30,23 @@ def run_prompt(settings: Settings, question: str | None, as_json: bool) -> int:
             "tokens": [{"id": t.id, "piece": t.piece, "control": t.control} for t in tokens],
         }
         print(json.dumps(payload, ensure_ascii=False))
+    elif sys.stdout.isatty():
+        _print_marked(tokens)
+        notify(f"{len(tokens)} tokens ({info.display_name}); control tokens in bold magenta")
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
         notify(f"{len(tokens)} tokens ({info.display_name})")
     return 0
+
+
+def _print_marked(tokens: list[RenderedToken]) -> None:
+    """On a terminal, show control tokens in colour, so that text which merely spells a
+    marker (``<end_of_turn>`` typed by a user) can be told from the real thing."""
+    from rich.console import Console
+    from rich.text import Text
+
+    out = Text()
+    for token in tokens:
+        out.append(token.piece, style="bold magenta" if token.control else None)
+    Console(highlight=False).print(out, end="", soft_wrap=True)

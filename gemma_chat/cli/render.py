@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
 
 _FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
+_LIST_ITEM = re.compile(r"([-*+]|\d+[.)])[ \t]")
 
 
 class PlainWriter:
@@ -38,14 +42,42 @@ class PlainWriter:
 def split_finished(text: str) -> tuple[str, str]:
     """Split Markdown into (finished blocks, open block).
 
-    A block is finished at a blank line that is not inside a code fence.
+    A block is finished at a blank line outside a code fence once the next block has
+    started at column 0 and is not another item of a list. Indented text after a blank
+    line (a list item's continuation, a nested list or code block) and the next item of a
+    loose list stay with the open block, so lists are rendered whole.
     """
     cut = 0
     for match in re.finditer(r"\n[ \t]*\n", text):
-        before = text[: match.start()]
-        if len(_FENCE.findall(before)) % 2 == 0:
+        after = text[match.end() :]
+        if not after or after[0] in " \t\n" or _LIST_ITEM.match(after):
+            continue
+        if len(_FENCE.findall(text[: match.start()])) % 2 == 0:
             cut = match.end()
     return text[:cut], text[cut:]
+
+
+class _Tail:
+    """The open block as Markdown, cropped to its last lines that fit the terminal.
+
+    Rich's ``Live`` cannot redraw content taller than the terminal without leaving
+    copies in the scrollback, so while a block streams only its tail is shown; the whole
+    block is printed once when it is finished.
+    """
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.markdown import Markdown
+        from rich.segment import Segment
+
+        if not self.text.strip():
+            return
+        lines = console.render_lines(Markdown(self.text), options, pad=False)
+        for line in lines[-max(1, console.height - 2) :]:
+            yield from line
+            yield Segment.line()
 
 
 class MarkdownWriter:
@@ -56,33 +88,40 @@ class MarkdownWriter:
         from rich.live import Live
 
         self._console = Console()
+        self._tail = _Tail()
+        self._printed = False
+        # get_renderable: the open block is parsed only when Live refreshes (12 times a
+        # second), not on every token.
         self._live = Live(
             console=self._console,
+            get_renderable=lambda: self._tail,
             refresh_per_second=12,
             transient=True,
-            vertical_overflow="visible",
+            vertical_overflow="crop",
         )
-        self._pending = ""
         self._live.start()
 
     def write(self, text: str) -> None:
-        """Add a delta; print finished blocks and refresh the open one."""
+        """Add a delta; print the blocks it finished."""
         from rich.markdown import Markdown
 
-        self._pending += text
-        finished, self._pending = split_finished(self._pending)
-        if finished:
-            self._live.update("", refresh=True)
-            self._console.print(Markdown(finished.strip("\n")))
-            self._console.print()
-        self._live.update(Markdown(self._pending))
+        finished, self._tail.text = split_finished(self._tail.text + text)
+        if finished.strip():
+            self._live.refresh()
+            self._print(Markdown(finished.strip("\n")))
 
     def close(self) -> None:
         """Print the last block and stop the live region."""
         from rich.markdown import Markdown
 
-        self._live.update("", refresh=True)
+        pending, self._tail.text = self._tail.text, ""
         self._live.stop()
-        if self._pending.strip():
-            self._console.print(Markdown(self._pending.strip("\n")))
-        self._pending = ""
+        if pending.strip():
+            self._print(Markdown(pending.strip("\n")))
+
+    def _print(self, markdown: object) -> None:
+        # Rich puts a blank line between blocks of one document; keep that across prints.
+        if self._printed:
+            self._console.print()
+        self._console.print(markdown)
+        self._printed = True
