@@ -10,24 +10,12 @@ from pathlib import Path
 import gguf
 import llama_cpp
 import pytest
+import stories
 from tinygemma import TinyModel, build_tiny_gemma2
 
 PROMPT = "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
 
-STORY = (
-    "▁Once",
-    "▁upon",
-    "▁a",
-    "▁time",
-    ".",
-    "<end_of_turn>",
-    "\n",
-    "<start_of_turn>",
-    "user\n",
-    "▁Tell",
-    "▁more",
-    "<end_of_turn>",
-)
+STORY = stories.RUNAWAY
 # After the script, the chain loops from <end_of_turn> into an invented user turn.
 STORY_RUNAWAY = (*STORY, "\n", "<start_of_turn>", "user\n", "▁Tell", "▁more")
 

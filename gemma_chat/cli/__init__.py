@@ -8,7 +8,7 @@ errors, 130 after Ctrl+C. Tracebacks only appear with ``--debug``.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -31,75 +31,34 @@ QuestionArg = Annotated[
 
 
 @app.callback(invoke_without_command=True)
-def root(
-    ctx: typer.Context,
-    model: o.ModelOpt = None,
-    system: o.SystemOpt = None,
-    ctx_size: o.CtxOpt = None,
-    gpu: o.GpuOpt = None,
-    gpu_layers: o.GpuLayersOpt = None,
-    threads: o.ThreadsOpt = None,
-    flash_attn: o.FlashAttnOpt = None,
-    max_tokens: o.MaxTokensOpt = None,
-    temperature: o.TemperatureOpt = None,
-    top_p: o.TopPOpt = None,
-    top_k: o.TopKOpt = None,
-    min_p: o.MinPOpt = None,
-    repeat_penalty: o.RepeatPenaltyOpt = None,
-    seed: o.SeedOpt = None,
-    no_repeat_guard: o.NoRepeatGuardOpt = False,
-    stats: o.StatsOpt = False,
-    json_out: o.JsonOpt = False,
-    plain: o.PlainOpt = False,
-    debug: o.DebugOpt = False,
-) -> None:
+@o.shared_options
+def root(ctx: typer.Context, options: dict[str, Any]) -> None:
     """Chat with Gemma. With text piped in, answer it like ``ask`` does."""
-    values = locals_of(locals())
+    values = settings_values(options)
     if ctx.invoked_subcommand is not None:
         # `gemma-chat --model X ask ...`: options before the command still count.
-        ctx.obj = {**values, "stats": stats, "json_out": json_out, "plain": plain}
+        ctx.obj = values
         return
     from gemma_chat.cli.inputs import stdin_is_piped
 
-    settings = o.build_settings(**values)
     if stdin_is_piped():
         from gemma_chat.cli.ask import run_ask
 
-        raise typer.Exit(run_ask(settings, None, o.RunOptions(stats, json_out, plain)))
+        run = run_options(values)
+        raise typer.Exit(run_ask(o.build_settings(**values), None, run))
     raise UsageError(
         'the interactive TUI is not part of this version yet; use: gemma-chat ask "your question"'
     )
 
 
 @app.command()
-def ask(
-    ctx: typer.Context,
-    question: QuestionArg = None,
-    model: o.ModelOpt = None,
-    system: o.SystemOpt = None,
-    ctx_size: o.CtxOpt = None,
-    gpu: o.GpuOpt = None,
-    gpu_layers: o.GpuLayersOpt = None,
-    threads: o.ThreadsOpt = None,
-    flash_attn: o.FlashAttnOpt = None,
-    max_tokens: o.MaxTokensOpt = None,
-    temperature: o.TemperatureOpt = None,
-    top_p: o.TopPOpt = None,
-    top_k: o.TopKOpt = None,
-    min_p: o.MinPOpt = None,
-    repeat_penalty: o.RepeatPenaltyOpt = None,
-    seed: o.SeedOpt = None,
-    no_repeat_guard: o.NoRepeatGuardOpt = False,
-    stats: o.StatsOpt = False,
-    json_out: o.JsonOpt = False,
-    plain: o.PlainOpt = False,
-    debug: o.DebugOpt = False,
-) -> None:
+@o.shared_options
+def ask(ctx: typer.Context, options: dict[str, Any], question: QuestionArg = None) -> None:
     """Answer one question on stdout, streaming. Ctrl+C stops (exit 130)."""
     from gemma_chat.cli.ask import run_ask
 
-    values = with_root_options(ctx, locals_of(locals()))
-    run = o.RunOptions(*(bool(values.pop(key, False)) for key in ("stats", "json_out", "plain")))
+    values = with_root_options(ctx, settings_values(options))
+    run = run_options(values)
     raise typer.Exit(run_ask(o.build_settings(**values), question, run))
 
 
@@ -124,11 +83,10 @@ def prompt(
     raise typer.Exit(run_prompt(settings, question, as_json))
 
 
-def locals_of(values: dict[str, object]) -> dict[str, object]:
-    """Map a command's parameters onto :func:`options.build_settings` keywords (plus the
-    run options ``stats``, ``json_out`` and ``plain`` when present)."""
-    skip = {"ctx", "question"}
-    mapped = {k: v for k, v in values.items() if k not in skip}
+def settings_values(options: dict[str, Any]) -> dict[str, Any]:
+    """Map the shared options onto :func:`options.build_settings` keywords (plus the run
+    options ``stats``, ``json_out`` and ``plain``)."""
+    mapped = dict(options)
     mapped["ctx"] = mapped.pop("ctx_size", None)
     mapped["debug"] = mapped.get("debug") or None
     if mapped.get("model") == "":
@@ -136,7 +94,12 @@ def locals_of(values: dict[str, object]) -> dict[str, object]:
     return mapped
 
 
-def with_root_options(ctx: typer.Context, values: dict[str, object]) -> dict[str, object]:
+def run_options(values: dict[str, Any]) -> o.RunOptions:
+    """Take the run options out of ``values``."""
+    return o.RunOptions(*(bool(values.pop(key, False)) for key in ("stats", "json_out", "plain")))
+
+
+def with_root_options(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
     """Fill options not given after the command from those given before it."""
     root = ctx.obj or {}
     merged = dict(values)

@@ -3,7 +3,11 @@ become :class:`~gemma_chat.settings.Settings`."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -123,6 +127,62 @@ DebugOpt = Annotated[
     bool,
     typer.Option("--debug", help="Show llama.cpp's log and tracebacks.", rich_help_panel=OUTPUT),
 ]
+
+
+# The options `ask` and the bare command share, defined once: (name, type, default).
+SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("model", ModelOpt, None),
+    ("system", SystemOpt, None),
+    ("ctx_size", CtxOpt, None),
+    ("gpu", GpuOpt, None),
+    ("gpu_layers", GpuLayersOpt, None),
+    ("threads", ThreadsOpt, None),
+    ("flash_attn", FlashAttnOpt, None),
+    ("max_tokens", MaxTokensOpt, None),
+    ("temperature", TemperatureOpt, None),
+    ("top_p", TopPOpt, None),
+    ("top_k", TopKOpt, None),
+    ("min_p", MinPOpt, None),
+    ("repeat_penalty", RepeatPenaltyOpt, None),
+    ("seed", SeedOpt, None),
+    ("no_repeat_guard", NoRepeatGuardOpt, False),
+    ("stats", StatsOpt, False),
+    ("json_out", JsonOpt, False),
+    ("plain", PlainOpt, False),
+    ("debug", DebugOpt, False),
+)
+
+
+def shared_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a Typer command the :data:`SHARED_OPTIONS`; it receives them as ``options``.
+
+    Typer reads a command's options from its signature, so the signature is extended
+    here rather than repeating nineteen parameters on every command.
+    """
+    hints = typing.get_type_hints(func, include_extras=True)  # resolve string annotations
+    own = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in inspect.signature(func).parameters.values()
+        if p.name != "options"
+    ]
+    extra = [
+        inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+        )
+        for name, annotation, default in SHARED_OPTIONS
+    ]
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> Any:
+        options = {name: kwargs.pop(name) for name, _, _ in SHARED_OPTIONS}
+        return func(**kwargs, options=options)
+
+    command.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
+    command.__annotations__ = {
+        **{p.name: p.annotation for p in own},
+        **{name: annotation for name, annotation, _ in SHARED_OPTIONS},
+    }
+    return command
 
 
 @dataclass(frozen=True)
