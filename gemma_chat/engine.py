@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from gemma_chat.backend.base import Backend, Cancelled
 from gemma_chat.context import fit_prompt, reply_reserve
-from gemma_chat.conversation import Conversation, StopReason
+from gemma_chat.conversation import Conversation, Role, StopReason, Turn
 from gemma_chat.repetition import RepetitionDetector
 from gemma_chat.settings import RepeatGuard, Sampling
 from gemma_chat.template import GemmaTemplate
@@ -197,6 +197,23 @@ class Engine:
         assert done is not None
         conversation.add_model(done.text, done.stop_reason, done.token_ids)
         return done
+
+    def count_tokens(self, conversation: Conversation, draft: str = "") -> int:
+        """Exact tokens the conversation (plus a draft message) takes in the context.
+
+        Counts what the next prompt would hold before any turns are dropped: BOS, every
+        turn, and the generation prompt when a user message is pending. This is the
+        context meter's number.
+        """
+        turns = list(conversation.turns)
+        if draft.strip() and conversation.pending_user is None:
+            turns.append(Turn(Role.USER, draft))
+        count = 1
+        for index, turn in enumerate(turns):
+            count += len(self.template.turn_ids(turn, conversation.system if index == 0 else None))
+        if turns and turns[-1].role is Role.USER:
+            count += len(self.template.generation_prompt())
+        return count
 
     def _limit_reached(
         self,

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -276,8 +277,8 @@ def _run_probe(path: Path, flash_attn: bool) -> dict[str, object]:
         raise ModelError(_explain_load_error(str(data["error"]), path))
     crash = _crash_line(proc.stderr)
     raise ModelError(
-        f"{path} is malformed: llama.cpp crashed reading it ({crash}); "
-        "it was not loaded, re-download or re-convert it"
+        f"{path} is malformed: llama.cpp crashed reading it: {crash}. "
+        "It was not loaded; re-download or re-convert it"
     )
 
 
@@ -291,6 +292,10 @@ def _explain_load_error(message: str, path: Path) -> str:
 def _crash_line(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     for line in reversed(lines):
-        if "GGML_ASSERT" in line or "error" in line.lower():
-            return line.split("GGML_ASSERT", 1)[-1].strip(" :()") if "GGML_ASSERT" in line else line
+        match = re.search(r"GGML_ASSERT\((.*)\) failed", line)
+        if match:
+            return f"GGML_ASSERT({match.group(1)}) failed"
+    for line in reversed(lines):
+        if "error" in line.lower() or "terminate called" in line:
+            return line
     return lines[-1] if lines else "no message"

@@ -72,7 +72,9 @@ class Settings(BaseModel):
     """Use flash attention. llama.cpp's own default ("auto") turns it on for CPU and CUDA;
     llama-cpp-python turns it off, which costs about 4% of decode speed here."""
     theme: str | None = None
-    """Name of the TUI theme."""
+    """Name of the TUI theme (a theme picked in the app is remembered and wins)."""
+    keys: dict[str, str] = Field(default_factory=dict)
+    """Key remapping for the TUI: binding id (see F1) to keys, e.g. "gemma.retry" = "f5"."""
     sampling: Sampling = Field(default_factory=Sampling)
     """Sampling parameters."""
     repeat_guard: RepeatGuard = Field(default_factory=RepeatGuard)

@@ -30,10 +30,15 @@ QuestionArg = Annotated[
 ]
 
 
+ThemeOpt = Annotated[
+    str | None, typer.Option("--theme", help="TUI theme (remembered when picked in the app).")
+]
+
+
 @app.callback(invoke_without_command=True)
 @o.shared_options
-def root(ctx: typer.Context, options: dict[str, Any]) -> None:
-    """Chat with Gemma. With text piped in, answer it like ``ask`` does."""
+def root(ctx: typer.Context, options: dict[str, Any], theme: ThemeOpt = None) -> None:
+    """Chat with Gemma in the terminal. With text piped in, answer it like ``ask``."""
     values = settings_values(options)
     if ctx.invoked_subcommand is not None:
         # `gemma-chat --model X ask ...`: options before the command still count.
@@ -46,9 +51,10 @@ def root(ctx: typer.Context, options: dict[str, Any]) -> None:
 
         run = run_options(values)
         raise typer.Exit(run_ask(o.build_settings(**values), None, run))
-    raise UsageError(
-        'the interactive TUI is not part of this version yet; use: gemma-chat ask "your question"'
-    )
+    run_options(values)  # --stats/--json/--plain only concern answers on stdout
+    from gemma_chat.tui.app import run_tui
+
+    run_tui(o.build_settings(**values), theme=theme)
 
 
 @app.command()

@@ -14,9 +14,9 @@ from typing import Any
 from gemma_chat.cli.inputs import combine, read_piped
 from gemma_chat.cli.options import RunOptions
 from gemma_chat.cli.render import MarkdownWriter, PlainWriter
-from gemma_chat.cli.session import load_backend
 from gemma_chat.conversation import Conversation, StopReason
 from gemma_chat.engine import Engine, ReplyDone, TextDelta
+from gemma_chat.loader import load_backend
 from gemma_chat.models import ModelInfo
 from gemma_chat.settings import Settings
 

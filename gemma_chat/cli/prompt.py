@@ -8,8 +8,8 @@ from pathlib import Path
 
 from gemma_chat.cli.ask import notify
 from gemma_chat.cli.inputs import combine, read_piped
-from gemma_chat.cli.session import inspect_for
 from gemma_chat.conversation import Conversation
+from gemma_chat.loader import inspect_for
 from gemma_chat.settings import Settings
 from gemma_chat.template import GemmaTemplate, RenderedToken
 

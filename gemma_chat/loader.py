@@ -1,7 +1,7 @@
-"""Loading a model for a command: resolve, inspect, size the context, plan the offload,
-load.
+"""Loading a model: resolve, inspect, size the context, plan the offload, load.
 
-Diagnostics go to stderr through ``notify``; stdout belongs to the answer.
+Shared by the CLI and the TUI. Diagnostics go through ``notify`` (stderr in the CLI, a
+notification in the TUI).
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ def load_backend(
     settings: Settings,
     notify: Callable[[str], None],
     message: str | None = None,
+    *,
+    keep_stderr: bool = False,
 ) -> tuple[ModelInfo, LlamaBackend]:
     """Inspect the model, then load it with the settings' context size and GPU plan.
 
@@ -68,6 +70,8 @@ def load_backend(
         settings: The settings.
         notify: Where diagnostics go.
         message: The user's message, checked against the context size before loading.
+        keep_stderr: Do not point stdout/stderr at /dev/null while llama.cpp loads (a TUI
+            drawing on the terminal from another thread must keep them).
     """
     info = inspect_for(settings, notify)
     n_ctx = context_size(settings, info, notify)
@@ -89,5 +93,6 @@ def load_backend(
         context_length=info.context_length,
         flash_attn=settings.flash_attn,
         debug=settings.debug,
+        keep_stderr=keep_stderr,
     )
     return info, backend

@@ -1,0 +1,556 @@
+"""Benchmark: how fast the TUI renders a streamed reply, and whether frames freeze.
+
+A ScriptedBackend on the demo model's real vocabulary replays a ~5,000-token Markdown
+reply (paragraphs, lists, fenced code) with no delay, so the model costs nothing and the
+UI is the bottleneck. The app runs headless (80x24) and is instrumented by a subclass;
+nothing in gemma_chat/ is changed. Each round measures, in one process:
+
+1. The engine alone: ``engine.stream`` iterated on the same script, tokens (text deltas)
+   per second from the first delta to ``ReplyDone``.
+2. The UI: ``ReplyDelta`` messages handled per second, from the first handled delta to
+   the end of the ``ReplyFinished`` handler (the whole reply rendered), checking that the
+   conversation ends with the complete text. While it streams:
+   * loop lag: a ``set_interval(1/60)`` callback records how late each tick fires (a
+     blocked event loop: no frame can be painted, no key handled);
+   * frame gap: the longest time between two screen updates (``App._display`` calls);
+   * input lag: a probe message posted to the app every 50 ms records how long it waits
+     in the app's queue (what a key press such as Esc would wait).
+
+Reported: the medians over the rounds, and ratio = UI tokens/s / engine tokens/s.
+Targets: UI >= 2,000 tokens/s, and no frozen frames (worst frame gap < 100 ms).
+
+``--variant coalesce`` runs a prototype fix (the worker posts coalesced deltas at most
+every 1/60 s; see ``CoalescingApp``) and ``--profile`` runs one extra UI round under
+cProfile and prints where the UI thread spends its time.
+
+Usage: python bench/tui_stream.py [--tokens 5000] [--rounds 3] [--variant stock|coalesce]
+                                  [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import itertools
+import json
+import os
+import platform
+import pstats
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+FRAME = 1 / 60
+FROZEN_S = 0.1
+QUESTION = "Write me a long, detailed guide with examples."
+
+# --------------------------------------------------------------------- the script
+
+_WORDS = (
+    "model token context window prompt reply stream render widget terminal screen "
+    "layout buffer queue thread worker event loop message handler timer frame paint "
+    "cursor scroll anchor markdown parser block fence list item heading paragraph "
+    "latency throughput budget profile sample median round baseline ratio target "
+    "cache memory weight layer tensor matrix vector kernel batch decode encode "
+    "sampler temperature nucleus vocabulary byte piece marker filter guard repetition "
+    "span config theme binding keymap status meter speed device thread core socket "
+    "pipe file path folder archive checksum header version release branch commit "
+    "review quickly slowly carefully rarely often always never usually gently firmly "
+    "small large early late bright quiet stable fragile precise rough steady narrow "
+    "wide shallow deep cheap costly simple clever honest modest eager patient"
+)
+WORDS = _WORDS.split()
+_VERBS = (
+    "builds checks splits joins sends reads writes drops keeps counts measures tracks "
+    "renders parses streams flushes batches waits yields spawns stops resumes trims "
+    "grows shrinks sorts filters maps merges caches loads saves prints logs draws"
+)
+VERBS = _VERBS.split()
+_NAMES = (
+    "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike "
+    "november oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee "
+    "zulu"
+)
+NAMES = _NAMES.split()
+
+
+def _sentence(rng: random.Random) -> str:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(5, 12))]
+    words.insert(rng.randint(1, len(words) - 1), rng.choice(VERBS))
+    if rng.random() < 0.3:
+        i = rng.randrange(len(words))
+        words[i] = f"**{words[i]}**" if rng.random() < 0.5 else f"`{words[i]}`"
+    if rng.random() < 0.2:
+        words.append(str(rng.randint(2, 9999)))
+    text = " ".join(words)
+    return text[0].upper() + text[1:] + rng.choice([".", ".", ".", "!", "?"])
+
+
+def _paragraph(rng: random.Random) -> str:
+    return " ".join(_sentence(rng) for _ in range(rng.randint(2, 5)))
+
+
+def _code(rng: random.Random, number: int) -> str:
+    name = f"{rng.choice(VERBS)}_{rng.choice(NAMES)}_{number}"
+    arg, other = rng.sample(NAMES, 2)
+    lines = [
+        "```python",
+        f"def {name}({arg}: list[int], {other}: int = {rng.randint(1, 64)}) -> int:",
+        f'    """{_sentence(rng)}"""',
+        "    total = 0",
+        f"    for index, value in enumerate({arg}):",
+        f"        if value % {rng.randint(2, 9)} == 0:",
+        f"            total += value * {other}",
+        "        else:",
+        f"            total -= index + {rng.randint(1, 99)}",
+        "    return total",
+        "```",
+    ]
+    return "\n".join(lines)
+
+
+def _section(rng: random.Random, number: int) -> str:
+    parts = [f"## {number}. {rng.choice(WORDS).title()} and {rng.choice(WORDS)}"]
+    parts.append(_paragraph(rng))
+    kind = number % 4
+    if kind == 1:
+        parts.append("\n".join(f"- {_sentence(rng)}" for _ in range(rng.randint(3, 6))))
+    elif kind == 2:
+        parts.append("\n".join(f"{i}. {_sentence(rng)}" for i in range(1, rng.randint(4, 7))))
+    elif kind == 3:
+        parts.append(_code(rng, number))
+    parts.append(_paragraph(rng))
+    return "\n\n".join(parts)
+
+
+def build_reply(tokenizer: Any, target: int, seed: int = 1) -> tuple[str, int]:
+    """A varied Markdown reply of at least ``target`` tokens (and its exact count):
+    whole sections while they fit, then short paragraphs to reach the target."""
+    rng = random.Random(seed)
+    text = "Here is the guide you asked for, section by section."
+    number = 0
+    while True:
+        number += 1
+        candidate = text + "\n\n" + _section(rng, number)
+        if len(tokenizer.tokenize(candidate)) > target:
+            break
+        text = candidate
+    while len(tokenizer.tokenize(text)) < target:
+        text += "\n\n" + _sentence(rng)
+    return text, len(tokenizer.tokenize(text))
+
+
+# --------------------------------------------------------------------- the engine alone
+
+
+def engine_round(vocab: Any, text: str, settings: Any, n_ctx: int) -> dict:
+    from gemma_chat.backend.scripted import ScriptedBackend
+    from gemma_chat.conversation import Conversation
+    from gemma_chat.engine import Engine, TextDelta
+
+    backend = ScriptedBackend(vocab, [text], n_ctx=n_ctx)
+    engine = Engine(backend, settings.sampling, settings.repeat_guard)
+    conversation = Conversation()
+    conversation.add_user(QUESTION)
+    deltas, first, done = 0, None, None
+    for event in engine.stream(conversation):
+        if isinstance(event, TextDelta):
+            deltas += 1
+            first = first or time.perf_counter()
+        else:
+            done = event
+    end = time.perf_counter()
+    assert done is not None and first is not None
+    if done.text != text:
+        raise SystemExit(f"engine: reply differs from the script ({done.stop_reason})")
+    return {
+        "deltas": deltas,
+        "completion_tokens": done.stats.completion_tokens,
+        "stop_reason": str(done.stop_reason),
+        "seconds": end - first,
+        "tokens_per_s": deltas / (end - first),
+    }
+
+
+# --------------------------------------------------------------------- the instrumented UI
+
+
+def make_app_class(variant: str) -> type:
+    from textual.message import Message
+
+    import gemma_chat.tui.app as app_module
+    from gemma_chat.engine import TextDelta
+    from gemma_chat.tui.app import GemmaChatApp
+    from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
+
+    class Probe(Message):
+        def __init__(self, sent: float) -> None:
+            self.sent = sent
+            super().__init__()
+
+    class BenchApp(GemmaChatApp):
+        """The real app, recording when deltas, frames and ticks happen."""
+
+        # Textual resolves CSS_PATH next to the module defining the class: point at
+        # the app's own stylesheet.
+        CSS_PATH = str(Path(app_module.__file__).with_name(GemmaChatApp.CSS_PATH))
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.deltas = 0
+            self.delta_chars = 0
+            self.first_delta: float | None = None
+            self.finished_at: float | None = None
+            self.last_delta_at = 0.0
+            self.finish_started = 0.0
+            self.frames: list[float] = []
+            self.ticks: list[tuple[float, float]] = []  # (time, lateness)
+            self.probes: list[tuple[float, float]] = []  # (sent, wait)
+            self.handler_s = 0.0
+            self._last_tick: float | None = None
+
+        def start_probes(self) -> None:
+            self.set_interval(FRAME, self._tick)
+            self.set_interval(0.05, self._probe)
+
+        def _tick(self) -> None:
+            now = time.perf_counter()
+            if self._last_tick is not None:
+                self.ticks.append((now, now - self._last_tick - FRAME))
+            self._last_tick = now
+
+        def _probe(self) -> None:
+            self.post_message(Probe(time.perf_counter()))
+
+        def on_probe(self, message: Probe) -> None:
+            # Keyed by when it was sent: one sent mid-stream may wait past the end.
+            self.probes.append((message.sent, time.perf_counter() - message.sent))
+
+        def _display(self, screen: Any, renderable: Any) -> None:
+            if renderable is not None and not self._batch_count:
+                self.frames.append(time.perf_counter())
+            super()._display(screen, renderable)
+
+        async def on_reply_delta(self, message: ReplyDelta) -> None:
+            start = time.perf_counter()
+            if self.first_delta is None:
+                self.first_delta = start
+            await super().on_reply_delta(message)
+            # Textual calls the handler of every class in the MRO: stop at this one,
+            # which has already run the app's own.
+            message.prevent_default()
+            self.deltas += 1
+            self.delta_chars += len(message.text)
+            self.last_delta_at = time.perf_counter()
+            self.handler_s += self.last_delta_at - start
+
+        async def on_reply_finished(self, message: ReplyFinished) -> None:
+            self.finish_started = time.perf_counter()
+            await super().on_reply_finished(message)
+            message.prevent_default()
+            self.finished_at = time.perf_counter()
+
+    if variant == "stock":
+        return BenchApp
+
+    class CoalescingApp(BenchApp):
+        """Prototype fix: the worker joins deltas and posts at most one per frame.
+
+        A copy of ``GemmaChatApp.generate`` that buffers text and posts it when 1/60 s
+        has passed since the last post (and always before ``ReplyFinished``). Each
+        handled ``ReplyDelta`` then carries several tokens; the token count is kept so
+        the rate is still in tokens.
+        """
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.tokens_handled = 0
+
+        from textual import work as _work
+
+        @_work(thread=True, exclusive=True, exit_on_error=False, group="generate")
+        def generate(self, engine: Any, conversation: Any, cancel: threading.Event) -> None:
+            from gemma_chat.errors import GemmaChatError
+
+            buffer: list[str] = []
+            last = 0.0
+
+            def flush() -> None:
+                nonlocal last
+                if buffer:
+                    delta = ReplyDelta("".join(buffer))
+                    delta.tokens = len(buffer)  # type: ignore[attr-defined]
+                    self.post_message(delta)
+                    buffer.clear()
+                last = time.perf_counter()
+
+            try:
+                for event in engine.stream(conversation, cancel):
+                    if isinstance(event, TextDelta):
+                        buffer.append(event.text)
+                        if time.perf_counter() - last >= FRAME:
+                            flush()
+                    else:
+                        flush()
+                        self.post_message(ReplyFinished(event))
+            except GemmaChatError as exc:
+                self.post_message(ReplyFailed(str(exc)))
+            except Exception as exc:
+                self.post_message(ReplyFailed(f"{type(exc).__name__}: {exc}"))
+
+        async def on_reply_delta(self, message: ReplyDelta) -> None:
+            await super().on_reply_delta(message)
+            self.tokens_handled += getattr(message, "tokens", 1)
+
+    return CoalescingApp
+
+
+async def _wait(predicate: Any, timeout: float) -> None:
+    # asyncio.sleep, not pilot.pause: pause waits for the queues to drain.
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out waiting for the app")
+        await asyncio.sleep(0.02)
+
+
+def _window(samples: list[tuple[float, float]], start: float, end: float) -> list[float]:
+    return [value for at, value in samples if start <= at <= end]
+
+
+async def ui_round(
+    app_class: type,
+    vocab: Any,
+    text: str,
+    settings: Any,
+    n_ctx: int,
+    profiler: Profiler | None = None,
+) -> dict:
+    from textual import events
+
+    from gemma_chat.backend.scripted import ScriptedBackend
+    from gemma_chat.conversation import Role, StopReason
+
+    def loader(_settings: Any, _notify: Any) -> tuple[Any, Any]:
+        return None, ScriptedBackend(vocab, [text], n_ctx=n_ctx)
+
+    app = app_class(settings, loader=loader)
+    async with app.run_test(size=(80, 24)):
+        await _wait(lambda: app.engine is not None, 30)
+        app.start_probes()
+        await asyncio.sleep(0.5)  # the first context count and the first frames settle
+        if profiler is not None:
+            profiler.start()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        app.prompt.set_text(QUESTION)
+        app.prompt.post_message(events.Key("enter", None))
+        await _wait(lambda: app.finished_at is not None, 300)
+        cpu1, wall1 = time.process_time(), time.perf_counter()
+        if profiler is not None:
+            profiler.stop()
+        await asyncio.sleep(0.2)  # let the last frames be painted
+        turns = app.conversation.turns
+        done = app.last_done
+    if not (turns and turns[-1].role is Role.MODEL and turns[-1].text == text):
+        raise SystemExit("UI: the conversation does not end with the complete reply")
+    assert done is not None and done.stop_reason is StopReason.END_OF_TURN
+    assert app.first_delta is not None and app.finished_at is not None
+    start, end = app.first_delta, app.finished_at
+    tokens = getattr(app, "tokens_handled", app.deltas)
+    if app.delta_chars != len(text):
+        raise SystemExit(f"UI: handled {app.delta_chars} characters of {len(text)}")
+    frames = [t for t in app.frames if start <= t <= end]
+    edges = [start, *frames, end]
+    gaps = [b - a for a, b in itertools.pairwise(edges)]
+    first_frame_after = next((t for t in app.frames if t >= end), None)
+    lags = _window(app.ticks, start, end)
+    probes = _window(app.probes, start, end)
+    return {
+        "deltas_handled": app.deltas,
+        "tokens_handled": tokens,
+        "completion_tokens": done.stats.completion_tokens,
+        "seconds": end - start,
+        "tokens_per_s": tokens / (end - start),
+        "engine_in_app_tokens_per_s": done.stats.tokens_per_s,
+        "frames": len(frames),
+        "fps": len(frames) / (end - start),
+        "worst_frame_gap_ms": max(gaps) * 1000,
+        "final_frame_ms": (first_frame_after - end) * 1000 if first_frame_after else None,
+        "worst_loop_lag_ms": max(lags, default=0.0) * 1000,
+        "ticks": len(lags),
+        "worst_input_lag_ms": max(probes, default=0.0) * 1000,
+        "probes_handled": len(probes),
+        "delta_handler_s": app.handler_s,
+        "last_delta_s": app.last_delta_at - start,
+        "finish_handler_s": end - app.finish_started,
+        "cpu_s": cpu1 - cpu0,
+        "cpu_util": (cpu1 - cpu0) / (wall1 - wall0),
+    }
+
+
+class Profiler:
+    """Profiles the UI thread from the message being sent to the reply finished:
+    pyinstrument (sampling, low overhead) when installed, else cProfile."""
+
+    def __init__(self) -> None:
+        try:
+            from pyinstrument import Profiler as Sampler
+        except ImportError:
+            self.sampler: Any = None
+            self.cprofile = cProfile.Profile()
+        else:
+            self.sampler = Sampler(interval=0.0005, async_mode="disabled")
+
+    def start(self) -> None:
+        if self.sampler is not None:
+            self.sampler.start()
+        else:
+            self.cprofile.enable()
+
+    def stop(self) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
+        else:
+            self.cprofile.disable()
+
+    def report(self) -> str:
+        if self.sampler is not None:
+            return self.sampler.output_text(unicode=False, color=False, show_all=False)
+        out = io.StringIO()
+        stats = pstats.Stats(self.cprofile, stream=out)
+        stats.sort_stats("cumulative").print_stats(45)
+        stats.sort_stats("tottime").print_stats(30)
+        return out.getvalue()
+
+
+def profile_round(app_class: type, vocab: Any, text: str, settings: Any, n_ctx: int) -> str:
+    profiler = Profiler()
+    asyncio.run(ui_round(app_class, vocab, text, settings, n_ctx, profiler))
+    return profiler.report()
+
+
+# --------------------------------------------------------------------- main
+
+
+def _median(rounds: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rounds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--variant", choices=("stock", "coalesce"), default="stock")
+    parser.add_argument("--profile", action="store_true", help="one more UI round, profiled")
+    parser.add_argument("--model", help="GGUF whose vocabulary to use (default: the demo)")
+    args = parser.parse_args()
+
+    tmp = tempfile.TemporaryDirectory(prefix="gemma-chat-bench-")
+    os.environ["GEMMA_CHAT_DATA_DIR"] = str(Path(tmp.name) / "data")
+    os.environ["GEMMA_CHAT_CONFIG"] = str(Path(tmp.name) / "config.toml")
+
+    import textual
+
+    from gemma_chat.backend.local import load_vocab
+    from gemma_chat.settings import RepeatGuard, Sampling, Settings
+
+    if args.model is None:
+        from gemma_chat.models import demo_model
+
+        demo = demo_model()
+        if demo is None:
+            raise SystemExit("no --model and the demo extra is not installed")
+        args.model = str(demo)
+    vocab = load_vocab(Path(args.model))
+    text, count = build_reply(vocab, args.tokens)
+    n_ctx = 16384
+    settings = Settings(
+        sampling=Sampling(max_tokens=max(6000, count + 500), seed=1),
+        repeat_guard=RepeatGuard(enabled=False),
+    )
+    app_class = make_app_class(args.variant)
+    load_before = os.getloadavg()
+
+    engine_rounds, ui_rounds = [], []
+    for index in range(args.rounds):
+        engine_rounds.append(engine_round(vocab, text, settings, n_ctx))
+        ui_rounds.append(asyncio.run(ui_round(app_class, vocab, text, settings, n_ctx)))
+        e, u = engine_rounds[-1], ui_rounds[-1]
+        print(
+            f"round {index + 1}: engine {e['tokens_per_s']:,.0f} tok/s, UI "
+            f"{u['tokens_per_s']:,.0f} tok/s ({u['seconds']:.2f} s), worst frame gap "
+            f"{u['worst_frame_gap_ms']:.0f} ms, loop lag {u['worst_loop_lag_ms']:.0f} ms, "
+            f"input lag {u['worst_input_lag_ms']:.0f} ms",
+            flush=True,
+        )
+    load_after = os.getloadavg()
+
+    engine_median = _median(engine_rounds, "tokens_per_s")
+    ui_median = _median(ui_rounds, "tokens_per_s")
+    summary = {
+        "ui_tokens_per_s": ui_median,
+        "engine_tokens_per_s": engine_median,
+        "ratio": ui_median / engine_median,
+        "worst_frame_gap_ms": _median(ui_rounds, "worst_frame_gap_ms"),
+        "worst_loop_lag_ms": _median(ui_rounds, "worst_loop_lag_ms"),
+        "worst_input_lag_ms": _median(ui_rounds, "worst_input_lag_ms"),
+        "fps": _median(ui_rounds, "fps"),
+        "ui_seconds": _median(ui_rounds, "seconds"),
+        "cpu_util": _median(ui_rounds, "cpu_util"),
+        "meets_rate_target": ui_median >= 2000,
+        "no_frozen_frames": _median(ui_rounds, "worst_frame_gap_ms") < FROZEN_S * 1000,
+    }
+    result = {
+        "variant": args.variant,
+        "vocab": Path(args.model).name,
+        "reply_tokens": count,
+        "reply_chars": len(text),
+        "rounds": args.rounds,
+        "size": [80, 24],
+        "python": platform.python_version(),
+        "textual": textual.__version__,
+        "cpus": os.cpu_count(),
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+        "summary": summary,
+        "engine": engine_rounds,
+        "ui": ui_rounds,
+    }
+    if args.profile:
+        result["profile"] = profile_round(app_class, vocab, text, settings, n_ctx)
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    name = "tui_stream.json" if args.variant == "stock" else f"tui_stream_{args.variant}.json"
+    (out / name).write_text(json.dumps(result, indent=2))
+    tmp.cleanup()
+
+    print(
+        f"\nreply {count:,} tokens ({len(text):,} chars), {args.variant}, "
+        f"median of {args.rounds}, load {load_before[0]:.2f} -> {load_after[0]:.2f}"
+    )
+    rows = [
+        ("UI tokens/s", f"{ui_median:,.0f}", ">= 2,000"),
+        ("engine tokens/s", f"{engine_median:,.0f}", ""),
+        ("ratio UI / engine", f"{summary['ratio']:.3f}", ""),
+        ("UI stream time", f"{summary['ui_seconds']:.2f} s", ""),
+        ("screen updates/s", f"{summary['fps']:.1f}", ""),
+        ("worst frame gap", f"{summary['worst_frame_gap_ms']:.0f} ms", "< 100 ms"),
+        ("worst loop lag", f"{summary['worst_loop_lag_ms']:.0f} ms", ""),
+        ("worst input lag", f"{summary['worst_input_lag_ms']:.0f} ms", ""),
+    ]
+    for label, value, target in rows:
+        print(f"  {label:<20} {value:>12}  {target}")
+    if args.profile:
+        print(result["profile"], file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,555 @@
+"""The gemma-chat TUI: the app owns the conversation and the engine; widgets render.
+
+Blocking work (loading a model, generating, counting tokens) runs in thread workers that
+never touch widgets: they post the past-tense messages of :mod:`gemma_chat.tui.messages`,
+and the handlers here change state and update the screen.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from gemma_chat import commands as slash
+from gemma_chat.conversation import Conversation, Role
+from gemma_chat.engine import Engine, ReplyDone, TextDelta
+from gemma_chat.errors import GemmaChatError, UsageError
+from gemma_chat.settings import Settings
+from gemma_chat.tui.messages import (
+    ModelLoaded,
+    ModelLoadFailed,
+    ReplyDelta,
+    ReplyFailed,
+    ReplyFinished,
+    TokensCounted,
+)
+from gemma_chat.tui.theming import ThemeSupport
+from gemma_chat.tui.widgets.chat_log import ChatLog, ModelReply, UserMessage
+from gemma_chat.tui.widgets.prompt_input import PromptInput
+from gemma_chat.tui.widgets.status_bar import StatusBar
+
+Loader = Callable[[Settings, Callable[[str], None]], tuple[Any, Any]]
+"""Loads a model: ``(settings, notify) -> (model info, backend)``."""
+
+BUSY_HINT = "A reply is being generated: wait for it, or press Esc to stop it."
+
+
+def default_loader(settings: Settings, notify: Callable[[str], None]) -> tuple[Any, Any]:
+    """Probe and load the model the settings name (stdout/stderr stay open: the UI owns
+    the terminal while llama.cpp loads)."""
+    from gemma_chat.loader import load_backend
+
+    return load_backend(settings, notify, keep_stderr=True)
+
+
+def default_gpu_supported() -> bool:
+    """Whether the installed llama.cpp build can offload to a GPU."""
+    from gemma_chat.backend.local import gpu_offload_supported
+
+    return gpu_offload_supported()
+
+
+class GemmaChatApp(ThemeSupport, App[None]):
+    """Chat with a Gemma model."""
+
+    CSS_PATH = "gemma.tcss"
+    TITLE = "gemma-chat"
+    BINDINGS = [
+        Binding("escape", "stop", "Stop", id="gemma.stop"),
+        Binding(
+            "ctrl+c",
+            "stop",
+            "Stop (never quits)",
+            id="gemma.stop_ctrl_c",
+            show=False,
+            priority=True,
+        ),
+        Binding("ctrl+r", "retry", "Retry", id="gemma.retry"),
+        Binding("ctrl+o", "edit", "Edit", id="gemma.edit"),
+        Binding("ctrl+y", "copy", "Copy", id="gemma.copy", priority=True),
+        Binding("ctrl+g", "toggle_gpu", "GPU", id="gemma.gpu"),
+        Binding("ctrl+n", "new", "New", id="gemma.new", show=False),
+        Binding("f1", "help", "Help", id="gemma.help"),
+        Binding("f2", "settings", "Settings", id="gemma.settings"),
+        Binding("ctrl+q", "quit", "Quit", id="gemma.quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        loader: Loader | None = None,
+        theme: str | None = None,
+        gpu_supported: Callable[[], bool] | None = None,
+    ) -> None:
+        """Set up the app; the model loads once the UI is up.
+
+        Args:
+            settings: The settings built by the CLI.
+            loader: How to load a model (tests pass a scripted one).
+            theme: A theme named on the command line (wins over everything else).
+            gpu_supported: Whether the llama.cpp build can use a GPU.
+        """
+        super().__init__()
+        self.settings = settings
+        self._loader = loader or default_loader
+        self._gpu_supported = gpu_supported or default_gpu_supported
+        self._cli_theme = theme
+        self.conversation = Conversation(system=settings.system)
+        self.sampling = settings.sampling
+        self.repeat_guard = settings.repeat_guard
+        self.engine: Engine | None = None
+        self.backend: Any = None
+        self.model_info: Any = None
+        self.last_done: ReplyDone | None = None
+        self._cancel: threading.Event | None = None
+        self._reply: ModelReply | None = None
+        self._streamed = 0
+        self._stream_started = 0.0
+        self._speed_shown = 0.0
+        self._meter_timer: Any = None
+
+    # ----------------------------------------------------------------- layout and start
+
+    def compose(self):
+        yield StatusBar(id="status")
+        yield ChatLog(id="chat")
+        yield Static("", id="completions")
+        yield PromptInput(id="prompt", placeholder="Loading the model… you can type already")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.setup_themes(self._cli_theme)
+        self._apply_keymap()
+        self.prompt.focus()
+        self._start_load(self.settings)
+
+    @property
+    def prompt(self) -> PromptInput:
+        """The input."""
+        return self.query_one(PromptInput)
+
+    @property
+    def chat(self) -> ChatLog:
+        """The conversation view."""
+        return self.query_one(ChatLog)
+
+    @property
+    def status(self) -> StatusBar:
+        """The status bar."""
+        return self.query_one(StatusBar)
+
+    def _gone(self) -> bool:
+        # A worker's message can arrive while the app is shutting down and its widgets
+        # are gone; there is nothing left to update then.
+        return not self.is_running or not self.screen.query(StatusBar)
+
+    @property
+    def generating(self) -> bool:
+        """Whether a reply is being generated."""
+        return self._cancel is not None
+
+    def _apply_keymap(self) -> None:
+        known = {binding.id for binding in self._all_bindings() if binding.id}
+        unknown = sorted(set(self.settings.keys) - known)
+        if unknown:
+            self.notify(
+                f"[keys] in the config names unknown bindings: {', '.join(unknown)}",
+                severity="warning",
+            )
+        self.set_keymap({k: v for k, v in self.settings.keys.items() if k in known})
+
+    def _all_bindings(self) -> list[Binding]:
+        from gemma_chat.tui.screens.help import HelpScreen
+        from gemma_chat.tui.screens.settings import SettingsScreen
+
+        found = []
+        for owner in (GemmaChatApp, PromptInput, HelpScreen, SettingsScreen):
+            found += [b for b in owner.BINDINGS if isinstance(b, Binding)]
+        return found
+
+    # ------------------------------------------------------------------- model loading
+
+    def _start_load(self, settings: Settings) -> None:
+        self.settings = settings
+        self.status.set_model(f"loading {settings.model or 'the demo model'}…")
+        self.load_model(settings)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="model")
+    def load_model(self, settings: Settings) -> None:
+        """Worker: probe and load the model, then post the outcome."""
+
+        def warn(message: str) -> None:
+            self.call_from_thread(self.notify, message, severity="warning", timeout=10)
+
+        try:
+            info, backend = self._loader(settings, warn)
+        except GemmaChatError as exc:
+            self.post_message(ModelLoadFailed(str(exc)))
+        except Exception as exc:
+            self.post_message(ModelLoadFailed(f"{type(exc).__name__}: {exc}"))
+        else:
+            self.post_message(ModelLoaded(info, backend))
+
+    async def on_model_loaded(self, message: ModelLoaded) -> None:
+        if self._gone():
+            message.backend.close()
+            return
+        if self.backend is not None and self.backend is not message.backend:
+            self.backend.close()
+        self.backend, self.model_info = message.backend, message.info
+        self.engine = Engine(message.backend, self.sampling, self.repeat_guard)
+        for turn in self.conversation.turns:
+            turn.token_ids = None  # ids of another load's vocabulary or KV cache
+        info = message.backend.info
+        self.status.set_model(info.model, getattr(message.info, "quantization", None))
+        self.status.set_device(info.device, info.gpu_layers, info.threads)
+        self.prompt.placeholder = "Message Gemma · Enter sends · Ctrl+J new line · F1 help"
+        self.schedule_count()
+
+    async def on_model_load_failed(self, message: ModelLoadFailed) -> None:
+        if self._gone():
+            return
+        self.status.set_model("no model loaded")
+        self.prompt.placeholder = "No model loaded: /model PATH loads one"
+        await self.chat.add_notice(
+            f"Could not load the model: {message.reason}\n"
+            "Load another with /model PATH, or quit with Ctrl+Q.",
+            error=True,
+        )
+
+    # ---------------------------------------------------------------------- sending
+
+    async def on_prompt_input_submitted(self, event: PromptInput.Submitted) -> None:
+        text = event.text
+        if slash.is_command(text.strip()):
+            self.prompt.remember(text.strip())
+            self.prompt.clear()
+            await self.run_command(text.strip())
+            return
+        text = text[1:] if text.startswith("//") else text
+        if not text.strip():
+            return
+        if self.generating:
+            self.notify(BUSY_HINT, severity="warning")
+            return
+        if self.engine is None:
+            self.notify(
+                "No model is loaded yet; your message stays in the input.", severity="warning"
+            )
+            return
+        self.prompt.remember(text)
+        self.prompt.clear()
+        self.conversation.add_user(text)
+        await self.chat.add_user(text)
+        await self._start_reply()
+
+    async def _start_reply(self) -> None:
+        assert self.engine is not None
+        self._reply = await self.chat.add_reply()
+        self._cancel = threading.Event()
+        self._streamed = 0
+        self._stream_started = time.perf_counter()
+        self.status.set_speed("…")
+        self.generate(self.engine, self.conversation, self._cancel)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="generate")
+    def generate(self, engine: Engine, conversation: Conversation, cancel: threading.Event) -> None:
+        """Worker: stream one reply, posting each delta and then the result."""
+        try:
+            for event in engine.stream(conversation, cancel):
+                if isinstance(event, TextDelta):
+                    self.post_message(ReplyDelta(event.text))
+                else:
+                    self.post_message(ReplyFinished(event))
+        except GemmaChatError as exc:
+            self.post_message(ReplyFailed(str(exc)))
+        except Exception as exc:
+            self.post_message(ReplyFailed(f"{type(exc).__name__}: {exc}"))
+
+    async def on_reply_delta(self, message: ReplyDelta) -> None:
+        if self._reply is None:
+            return
+        await self._reply.write(message.text)
+        self._streamed += 1
+        now = time.perf_counter()
+        if now - self._speed_shown > 0.25 and now > self._stream_started:
+            self._speed_shown = now
+            rate = self._streamed / (now - self._stream_started)
+            self.status.set_speed(f"{rate:.1f} tok/s…")
+
+    async def on_reply_finished(self, message: ReplyFinished) -> None:
+        done = message.done
+        if self._reply is not None:
+            await self._reply.finish(done.text, done.stop_reason)
+        self.conversation.add_model(done.text, done.stop_reason, done.token_ids)
+        self.last_done = done
+        self._reply, self._cancel = None, None
+        stats = done.stats
+        ttft = f"TTFT {stats.ttft_s:.2f}s" if stats.ttft_s is not None else "TTFT –"
+        speed = f"{stats.tokens_per_s:.1f} tok/s" if stats.tokens_per_s else "– tok/s"
+        self.status.set_speed(f"{ttft} · {speed}")
+        if stats.dropped_turns:
+            self.notify(f"{stats.dropped_turns} old turns were left out to fit the context.")
+        self.schedule_count()
+
+    async def on_reply_failed(self, message: ReplyFailed) -> None:
+        if self._reply is not None:
+            await self._reply.remove()
+        self._reply, self._cancel = None, None
+        pending = self.conversation.pending_user
+        if pending is not None:  # nothing typed is lost: it goes back into the input
+            self.conversation.turns.pop()
+            user = self.chat.last(UserMessage)
+            if user is not None:
+                await user.remove()
+            if not self.prompt.text.strip():
+                self.prompt.set_text(pending.text)
+        self.status.set_speed("")
+        await self.chat.add_notice(f"The reply failed: {message.reason}", error=True)
+
+    # ------------------------------------------------------------ the context meter
+
+    def on_text_area_changed(self) -> None:
+        self.schedule_count()
+
+    def on_prompt_input_completions_changed(self, event: PromptInput.CompletionsChanged) -> None:
+        hint = "Tab: " + "  ".join(event.matches) if event.matches else ""
+        self.query_one("#completions", Static).update(hint)
+        self.query_one("#completions").set_class(bool(hint), "-visible")
+
+    def schedule_count(self) -> None:
+        """Recount the context meter shortly (typing restarts the delay)."""
+        if self._meter_timer is not None:
+            self._meter_timer.stop()
+        self._meter_timer = self.set_timer(0.15, self._count_now)
+
+    def _count_now(self) -> None:
+        if self.engine is not None:
+            self.count_tokens(self.engine, self.conversation, self.prompt.text)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="meter")
+    def count_tokens(self, engine: Engine, conversation: Conversation, draft: str) -> None:
+        """Worker: count the conversation plus the draft with the model's tokenizer."""
+        self.post_message(TokensCounted(engine.count_tokens(conversation, draft)))
+
+    def on_tokens_counted(self, message: TokensCounted) -> None:
+        if self.engine is not None and not self._gone():
+            self.status.set_meter(message.used, self.engine.n_ctx)
+
+    # ------------------------------------------------------------------ actions
+
+    def action_stop(self) -> None:
+        """Stop the reply being generated (the partial reply is kept)."""
+        if self._cancel is not None:
+            self._cancel.set()
+
+    async def action_retry(self) -> None:
+        """Regenerate the last reply."""
+        if self.generating:
+            self.notify(BUSY_HINT, severity="warning")
+            return
+        if self.engine is None or not self.conversation.turns:
+            self.notify("Nothing to retry.")
+            return
+        if self.conversation.turns[-1].role is Role.MODEL:
+            self.conversation.turns.pop()
+            reply = self.chat.last(ModelReply)
+            if reply is not None:
+                await reply.remove()
+        await self._start_reply()
+
+    async def action_edit(self) -> None:
+        """Put the last user message back into the input, removing it and its reply."""
+        if self.generating:
+            self.notify(BUSY_HINT, severity="warning")
+            return
+        turns = self.conversation.turns
+        if not turns:
+            self.notify("Nothing to edit.")
+            return
+        if turns[-1].role is Role.MODEL:
+            turns.pop()
+            reply = self.chat.last(ModelReply)
+            if reply is not None:
+                await reply.remove()
+        user = turns.pop()
+        widget = self.chat.last(UserMessage)
+        if widget is not None:
+            await widget.remove()
+        self.prompt.set_text(user.text)
+        self.prompt.focus()
+
+    def action_copy(self, what: str = "reply") -> None:
+        """Copy the last reply, or its last code block, to the clipboard."""
+        last = next((t for t in reversed(self.conversation.turns) if t.role is Role.MODEL), None)
+        if last is None:
+            self.notify("No reply to copy yet.")
+            return
+        text = last.text
+        if what == "code":
+            blocks = slash.code_blocks(text)
+            if not blocks:
+                self.notify("The last reply has no code block.")
+                return
+            text = blocks[-1]
+        self.copy_to_clipboard(text)
+        self.notify(f"Copied the last {'code block' if what == 'code' else 'reply'}.")
+
+    def action_toggle_gpu(self) -> None:
+        """Reload the model on the other device, keeping the conversation."""
+        on_gpu = self.backend is not None and self.backend.info.device == "gpu"
+        self.switch_gpu(not on_gpu)
+
+    def switch_gpu(self, value: bool | int) -> None:
+        """Reload with the GPU on (True), off (False), or with a number of layers."""
+        if value is not False and value != 0 and not self._gpu_supported():
+            from gemma_chat.backend.offload import CUDA_HINT
+
+            self.notify(
+                f"This llama.cpp build has no GPU support, so the model stays on the "
+                f"CPU. To use an NVIDIA GPU, {CUDA_HINT}",
+                severity="warning",
+                timeout=15,
+            )
+            return
+        if self.generating:
+            self.notify(BUSY_HINT, severity="warning")
+            return
+        update: dict[str, Any] = {"gpu": bool(value)}
+        if not isinstance(value, bool):
+            update["gpu_layers"] = value
+        self._start_load(self.settings.model_copy(update=update))
+
+    def action_help(self) -> None:
+        """Show every key and command."""
+        from gemma_chat.tui.screens.help import HelpScreen
+
+        keys = [(self._keys_display(b), b.description, b.id or "") for b in self._all_bindings()]
+        self.push_screen(HelpScreen(keys))
+
+    def _keys_display(self, binding: Binding) -> str:
+        keys = self._keymap.get(binding.id, binding.key) if binding.id else binding.key
+        return " / ".join(
+            self.get_key_display(Binding(key.strip(), binding.action)) for key in keys.split(",")
+        )
+
+    def action_settings(self) -> None:
+        """Edit the system prompt and parameters in a form."""
+        from gemma_chat.tui.screens.settings import EditedSettings, SettingsScreen
+
+        def apply(result: EditedSettings | None) -> None:
+            if result is not None:
+                self.conversation.system = result.system
+                self._set_params(result.sampling, result.repeat_guard)
+                self.notify("Settings saved for this session.")
+
+        self.push_screen(
+            SettingsScreen(self.conversation.system, self.sampling, self.repeat_guard), apply
+        )
+
+    async def action_new(self, keep_settings: bool = False) -> None:
+        """Start a new conversation (``keep_settings``: keep the system prompt and
+        parameters, as /clear does)."""
+        if self.generating:
+            self.notify(BUSY_HINT, severity="warning")
+            return
+        system = self.conversation.system if keep_settings else self.settings.system
+        self.conversation = Conversation(system=system)
+        if not keep_settings:
+            self._set_params(self.settings.sampling, self.settings.repeat_guard)
+        await self.chat.remove_children()
+        self.last_done = None
+        self.status.set_speed("")
+        self.schedule_count()
+
+    def _set_params(self, sampling: Any, guard: Any) -> None:
+        self.sampling, self.repeat_guard = sampling, guard
+        if self.engine is not None:
+            self.engine.sampling, self.engine.repeat_guard = sampling, guard
+
+    # ------------------------------------------------------------ slash commands
+
+    async def run_command(self, text: str) -> None:
+        """Run a slash command; a bad one gets a one-line notification."""
+        try:
+            parsed = slash.parse(text)
+            await self._dispatch(parsed.command.name, parsed.arg)
+        except UsageError as exc:
+            self.notify(str(exc), severity="error")
+
+    async def _dispatch(self, name: str, arg: str) -> None:
+        if name == "help":
+            self.action_help()
+        elif name in ("new", "clear"):
+            await self.action_new(keep_settings=name == "clear")
+        elif name == "system":
+            self.conversation.system = arg or None
+            self.notify("System prompt set." if arg else "System prompt cleared.")
+            self.schedule_count()
+        elif name == "retry":
+            await self.action_retry()
+        elif name == "edit":
+            await self.action_edit()
+        elif name == "gpu":
+            self.switch_gpu(slash.parse_gpu(arg))
+        elif name in ("temp", "set"):
+            key, _, value = (f"temperature {arg}" if name == "temp" else arg).partition(" ")
+            if not value.strip():
+                raise UsageError(f"usage: {slash.BY_NAME[name].usage}")
+            sampling, guard = slash.apply_setting(
+                self.sampling, self.repeat_guard, key, value.strip()
+            )
+            self._set_params(sampling, guard)
+            self.notify(f"{key} = {value.strip()}")
+        elif name == "settings":
+            self.action_settings()
+        elif name == "model":
+            if not arg:
+                raise UsageError("usage: /model PATH")
+            if self.generating:
+                raise UsageError(BUSY_HINT)
+            self._start_load(self.settings.model_copy(update={"model": arg}))
+        elif name == "theme":
+            self.select_theme(arg)
+        elif name == "copy":
+            self.action_copy("code" if arg.lower() == "code" else "reply")
+        elif name == "quit":
+            self.exit()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Every slash command in the command palette (Ctrl+P)."""
+        yield from super().get_system_commands(screen)
+        for command in slash.COMMANDS:
+            if command.args and command.name not in ("copy", "theme"):
+                callback = self._prefill(command)
+            else:
+                callback = self._runner(f"/{command.name}")
+            yield SystemCommand(command.usage, command.help, callback)
+        yield SystemCommand("/copy code", "Copy the last code block", self._runner("/copy code"))
+
+    def _runner(self, text: str) -> Callable[[], Any]:
+        async def run() -> None:
+            await self.run_command(text)
+
+        return run
+
+    def _prefill(self, command: slash.SlashCommand) -> Callable[[], None]:
+        def fill() -> None:
+            self.prompt.set_text(f"/{command.name} ")
+            self.prompt.focus()
+
+        return fill
+
+
+def run_tui(settings: Settings, theme: str | None = None) -> None:
+    """Run the TUI until the user quits."""
+    GemmaChatApp(settings, theme=theme).run()

@@ -1,0 +1,58 @@
+"""Messages the workers post to the app: past-tense events, handled on the UI thread."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+from gemma_chat.engine import ReplyDone
+
+
+class ModelLoaded(Message):
+    """A model finished loading."""
+
+    def __init__(self, info: Any, backend: Any) -> None:
+        self.info = info
+        self.backend = backend
+        super().__init__()
+
+
+class ModelLoadFailed(Message):
+    """Loading a model failed; ``reason`` is one line for the user."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__()
+
+
+class ReplyDelta(Message):
+    """New reply text, safe to show."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        super().__init__()
+
+
+class ReplyFinished(Message):
+    """The reply ended; ``done`` carries its text, stop reason and stats."""
+
+    def __init__(self, done: ReplyDone) -> None:
+        self.done = done
+        super().__init__()
+
+
+class ReplyFailed(Message):
+    """The reply could not start or broke off; ``reason`` is one line for the user."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__()
+
+
+class TokensCounted(Message):
+    """The context meter's count for the conversation plus the draft in the input."""
+
+    def __init__(self, used: int) -> None:
+        self.used = used
+        super().__init__()

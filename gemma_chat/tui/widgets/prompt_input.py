@@ -1,0 +1,113 @@
+"""The multi-line input: Enter sends, Ctrl+J (or Shift+Enter) adds a line, Up/Down at
+the edges recall earlier prompts, Tab completes slash commands."""
+
+from __future__ import annotations
+
+from textual import events
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import TextArea
+
+from gemma_chat.commands import complete
+
+
+class PromptInput(TextArea):
+    """Where the user writes. Posts :class:`PromptInput.Submitted` on Enter."""
+
+    BINDINGS = [
+        Binding("ctrl+j", "newline", "New line", id="gemma.newline", show=False),
+        Binding("shift+enter", "newline", "New line", id="gemma.newline_shift", show=False),
+    ]
+
+    class Submitted(Message):
+        """The user pressed Enter."""
+
+        def __init__(self, text: str) -> None:
+            self.text = text
+            super().__init__()
+
+    class CompletionsChanged(Message):
+        """The slash-command completions for the current text changed."""
+
+        def __init__(self, matches: list[str]) -> None:
+            self.matches = matches
+            super().__init__()
+
+    def __init__(self, prompt_history: list[str] | None = None, **kwargs: object) -> None:
+        super().__init__(soft_wrap=True, show_line_numbers=False, tab_behavior="focus", **kwargs)  # type: ignore[arg-type]
+        self.prompt_history: list[str] = list(prompt_history or [])
+        self._browse: int | None = None  # index into history while recalling
+        self._draft = ""
+        self._matches: list[str] = []
+
+    def action_newline(self) -> None:
+        """Insert a line break."""
+        self.insert("\n")
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.Submitted(self.text))
+            return
+        if event.key == "tab" and self._matches:
+            event.stop()
+            event.prevent_default()
+            self._complete()
+            return
+        if event.key == "up" and self.cursor_location[0] == 0 and self._recall(-1):
+            event.stop()
+            event.prevent_default()
+            return
+        last_row = self.document.line_count - 1
+        if event.key == "down" and self.cursor_location[0] == last_row and self._recall(1):
+            event.stop()
+            event.prevent_default()
+            return
+        await super()._on_key(event)
+
+    def remember(self, text: str) -> None:
+        """Add a sent prompt to the history (no duplicates in a row)."""
+        if text.strip() and (not self.prompt_history or self.prompt_history[-1] != text):
+            self.prompt_history.append(text)
+        self._browse = None
+
+    def set_text(self, text: str) -> None:
+        """Replace the text and put the cursor at its end."""
+        self.load_text(text)
+        self.move_cursor(self.document.end)
+
+    def _recall(self, step: int) -> bool:
+        if not self.prompt_history:
+            return False
+        if self._browse is None:
+            if step > 0:
+                return False
+            self._draft = self.text
+            index = len(self.prompt_history) - 1
+        else:
+            index = self._browse + step
+        if index >= len(self.prompt_history):
+            self._browse = None
+            self.set_text(self._draft)
+            return True
+        if index < 0:
+            return True  # stay on the oldest
+        self._browse = index
+        self.set_text(self.prompt_history[index])
+        return True
+
+    def _complete(self) -> None:
+        current = self.text.strip()
+        if current in self._matches:
+            following = self._matches[(self._matches.index(current) + 1) % len(self._matches)]
+        else:
+            following = self._matches[0]
+        self.set_text(following + " ")
+        self._matches = complete(following)
+
+    def _on_text_area_changed(self, event: TextArea.Changed) -> None:
+        matches = complete(self.text) if "\n" not in self.text else []
+        if matches != self._matches:
+            self._matches = matches
+            self.post_message(self.CompletionsChanged(matches))

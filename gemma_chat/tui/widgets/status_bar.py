@@ -1,0 +1,37 @@
+"""The status bar: model, device, context meter, speed."""
+
+from __future__ import annotations
+
+from textual.containers import Horizontal
+from textual.widgets import Static
+
+
+class StatusBar(Horizontal):
+    """One line of facts about the session. Every field is set by the app."""
+
+    def compose(self):
+        yield Static("loading model…", id="status-model")
+        yield Static("", id="status-device")
+        yield Static("", id="status-meter")
+        yield Static("", id="status-speed")
+
+    def set_model(self, name: str, quantization: str | None = None) -> None:
+        """Show the model name and its quantization."""
+        suffix = f" · {quantization}" if quantization else ""
+        self.query_one("#status-model", Static).update(f"{name}{suffix}")
+
+    def set_device(self, device: str, gpu_layers: int, threads: int) -> None:
+        """Show where the model runs."""
+        text = f"GPU {gpu_layers} layers" if device == "gpu" else f"CPU {threads} threads"
+        self.query_one("#status-device", Static).update(text)
+
+    def set_meter(self, used: int, n_ctx: int) -> None:
+        """Show the context meter: tokens used out of n_ctx."""
+        meter = self.query_one("#status-meter", Static)
+        meter.update(f"ctx {used:,}/{n_ctx:,}")
+        meter.set_class(used > n_ctx, "-over")
+        meter.set_class(n_ctx * 0.8 < used <= n_ctx, "-high")
+
+    def set_speed(self, text: str) -> None:
+        """Show time to first token and tokens/s."""
+        self.query_one("#status-speed", Static).update(text)

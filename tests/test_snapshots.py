@@ -1,0 +1,57 @@
+"""SVG snapshots of the key screens (pytest-textual-snapshot). Update them after an
+intended visual change with ``pytest tests/test_snapshots.py --snapshot-update`` and
+look at the report before committing."""
+
+from __future__ import annotations
+
+import pytest
+from tui_support import scripted_loader, send, wait_until
+
+from gemma_chat.backend.local import load_vocab
+from gemma_chat.conversation import Role
+from gemma_chat.settings import Settings
+from gemma_chat.tui.app import GemmaChatApp
+
+REPLY = """Here is a short example:
+
+```python
+def greet(name: str) -> str:
+    return f"Hello, {name}!"
+```
+
+- it is **typed**
+- it returns a string"""
+
+
+@pytest.fixture(scope="module")
+def vocab(demo_path):
+    return load_vocab(demo_path)
+
+
+def app_with(vocab, theme: str) -> GemmaChatApp:
+    return GemmaChatApp(Settings(), loader=scripted_loader(vocab, [REPLY]), theme=theme)
+
+
+async def one_exchange(pilot) -> None:
+    app = pilot.app
+    app.prompt.cursor_blink = False
+    await wait_until(pilot, lambda: app.engine is not None)
+    await send(pilot, "Show me a Python greeting function")
+    await wait_until(pilot, lambda: any(t.role is Role.MODEL for t in app.conversation.turns))
+    await pilot.pause(0.3)
+    app.status.set_speed("TTFT 0.05s · 42.0 tok/s")  # timings vary; fix them for the picture
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("theme", ["gemma-dark", "gemma-light"])
+def test_main_screen(snap_compare, vocab, theme: str) -> None:
+    assert snap_compare(app_with(vocab, theme), terminal_size=(80, 24), run_before=one_exchange)
+
+
+def test_help_screen(snap_compare, vocab) -> None:
+    async def open_help(pilot) -> None:
+        await one_exchange(pilot)
+        await pilot.press("f1")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app_with(vocab, "gemma-dark"), terminal_size=(80, 24), run_before=open_help)

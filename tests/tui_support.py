@@ -1,0 +1,65 @@
+"""Helpers for the Pilot tests: a scripted loader, polling, notifications."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gemma_chat.backend.scripted import ScriptedBackend
+from gemma_chat.errors import ModelError
+from gemma_chat.settings import Settings
+from gemma_chat.tui.app import GemmaChatApp
+
+
+def scripted_loader(vocab: Any, replies: Sequence[str], delay_s: float = 0.0, n_ctx: int = 4096):
+    """A loader that 'loads' a ScriptedBackend (and records every load's settings)."""
+    loads: list[Settings] = []
+
+    def load(settings: Settings, notify: Callable[[str], None]) -> tuple[Any, Any]:
+        loads.append(settings)
+        if settings.model and settings.model.endswith("broken.gguf"):
+            raise ModelError(f"not a GGUF model file: {settings.model}")
+        return None, ScriptedBackend(vocab, replies, delay_s=delay_s, n_ctx=n_ctx)
+
+    load.loads = loads  # type: ignore[attr-defined]
+    return load
+
+
+async def wait_until(pilot: Any, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll the app until ``predicate`` holds (instead of one fixed pause).
+
+    It sleeps on the event loop rather than ``pilot.pause()``, which waits for the
+    screen's message queue to drain and so would sit out a whole streamed reply.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the app")
+        await asyncio.sleep(0.02)
+
+
+def notifications(app: GemmaChatApp) -> list[str]:
+    """The messages of the notifications shown so far."""
+    return [notification.message for notification in app._notifications]
+
+
+async def send(pilot: Any, text: str) -> None:
+    """Put a message in the input and submit it, waiting until the app has handled it.
+
+    The app's handler is awaited directly: ``pilot.press("enter")`` would wait for the
+    app to go idle, which it does not do while a reply streams, and a posted key event
+    would race the assertions that follow. ``test_enter_key_sends`` covers the real key.
+    """
+    from gemma_chat.tui.widgets.prompt_input import PromptInput
+
+    pilot.app.prompt.set_text(text)
+    await pilot.app.on_prompt_input_submitted(PromptInput.Submitted(text))
+    await asyncio.sleep(0)
+
+
+async def settle(pilot: Any) -> None:
+    """Let queued messages and timers run."""
+    await pilot.pause(0.05)
+    await asyncio.sleep(0)

@@ -1,0 +1,1 @@
+"""The theme files shipped with gemma-chat; installed as the ``gemma_chat.themes`` package."""
