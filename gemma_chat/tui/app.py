@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from textual import work
-from textual.app import App, SystemCommand
+from textual.app import App
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from gemma_chat import commands as slash
 from gemma_chat.conversation import Conversation, Role
 from gemma_chat.engine import Engine, ReplyDone, TextDelta
-from gemma_chat.errors import GemmaChatError, UsageError
+from gemma_chat.errors import GemmaChatError
 from gemma_chat.settings import Settings
+from gemma_chat.tui.keys import KeysSupport
 from gemma_chat.tui.messages import (
     ModelLoaded,
     ModelLoadFailed,
@@ -31,6 +31,7 @@ from gemma_chat.tui.messages import (
     ReplyFinished,
     TokensCounted,
 )
+from gemma_chat.tui.slash import BUSY_HINT, SlashCommands
 from gemma_chat.tui.theming import ThemeSupport
 from gemma_chat.tui.widgets.chat_log import ChatLog, ModelReply, UserMessage
 from gemma_chat.tui.widgets.prompt_input import PromptInput
@@ -38,8 +39,6 @@ from gemma_chat.tui.widgets.status_bar import StatusBar
 
 Loader = Callable[[Settings, Callable[[str], None]], tuple[Any, Any]]
 """Loads a model: ``(settings, notify) -> (model info, backend)``."""
-
-BUSY_HINT = "A reply is being generated: wait for it, or press Esc to stop it."
 
 
 def default_loader(settings: Settings, notify: Callable[[str], None]) -> tuple[Any, Any]:
@@ -57,7 +56,7 @@ def default_gpu_supported() -> bool:
     return gpu_offload_supported()
 
 
-class GemmaChatApp(ThemeSupport, App[None]):
+class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
     """Chat with a Gemma model."""
 
     CSS_PATH = "gemma.tcss"
@@ -128,7 +127,7 @@ class GemmaChatApp(ThemeSupport, App[None]):
 
     def on_mount(self) -> None:
         self.setup_themes(self._cli_theme)
-        self._apply_keymap()
+        self.apply_keymap()
         self.prompt.focus()
         self._start_load(self.settings)
 
@@ -156,25 +155,6 @@ class GemmaChatApp(ThemeSupport, App[None]):
     def generating(self) -> bool:
         """Whether a reply is being generated."""
         return self._cancel is not None
-
-    def _apply_keymap(self) -> None:
-        known = {binding.id for binding in self._all_bindings() if binding.id}
-        unknown = sorted(set(self.settings.keys) - known)
-        if unknown:
-            self.notify(
-                f"[keys] in the config names unknown bindings: {', '.join(unknown)}",
-                severity="warning",
-            )
-        self.set_keymap({k: v for k, v in self.settings.keys.items() if k in known})
-
-    def _all_bindings(self) -> list[Binding]:
-        from gemma_chat.tui.screens.help import HelpScreen
-        from gemma_chat.tui.screens.settings import SettingsScreen
-
-        found = []
-        for owner in (GemmaChatApp, PromptInput, HelpScreen, SettingsScreen):
-            found += [b for b in owner.BINDINGS if isinstance(b, Binding)]
-        return found
 
     # ------------------------------------------------------------------- model loading
 
@@ -429,19 +409,6 @@ class GemmaChatApp(ThemeSupport, App[None]):
             update["gpu_layers"] = value
         self._start_load(self.settings.model_copy(update=update))
 
-    def action_help(self) -> None:
-        """Show every key and command."""
-        from gemma_chat.tui.screens.help import HelpScreen
-
-        keys = [(self._keys_display(b), b.description, b.id or "") for b in self._all_bindings()]
-        self.push_screen(HelpScreen(keys))
-
-    def _keys_display(self, binding: Binding) -> str:
-        keys = self._keymap.get(binding.id, binding.key) if binding.id else binding.key
-        return " / ".join(
-            self.get_key_display(Binding(key.strip(), binding.action)) for key in keys.split(",")
-        )
-
     def action_settings(self) -> None:
         """Edit the system prompt and parameters in a form."""
         from gemma_chat.tui.screens.settings import EditedSettings, SettingsScreen
@@ -475,79 +442,6 @@ class GemmaChatApp(ThemeSupport, App[None]):
         self.sampling, self.repeat_guard = sampling, guard
         if self.engine is not None:
             self.engine.sampling, self.engine.repeat_guard = sampling, guard
-
-    # ------------------------------------------------------------ slash commands
-
-    async def run_command(self, text: str) -> None:
-        """Run a slash command; a bad one gets a one-line notification."""
-        try:
-            parsed = slash.parse(text)
-            await self._dispatch(parsed.command.name, parsed.arg)
-        except UsageError as exc:
-            self.notify(str(exc), severity="error")
-
-    async def _dispatch(self, name: str, arg: str) -> None:
-        if name == "help":
-            self.action_help()
-        elif name in ("new", "clear"):
-            await self.action_new(keep_settings=name == "clear")
-        elif name == "system":
-            self.conversation.system = arg or None
-            self.notify("System prompt set." if arg else "System prompt cleared.")
-            self.schedule_count()
-        elif name == "retry":
-            await self.action_retry()
-        elif name == "edit":
-            await self.action_edit()
-        elif name == "gpu":
-            self.switch_gpu(slash.parse_gpu(arg))
-        elif name in ("temp", "set"):
-            key, _, value = (f"temperature {arg}" if name == "temp" else arg).partition(" ")
-            if not value.strip():
-                raise UsageError(f"usage: {slash.BY_NAME[name].usage}")
-            sampling, guard = slash.apply_setting(
-                self.sampling, self.repeat_guard, key, value.strip()
-            )
-            self._set_params(sampling, guard)
-            self.notify(f"{key} = {value.strip()}")
-        elif name == "settings":
-            self.action_settings()
-        elif name == "model":
-            if not arg:
-                raise UsageError("usage: /model PATH")
-            if self.generating:
-                raise UsageError(BUSY_HINT)
-            self._start_load(self.settings.model_copy(update={"model": arg}))
-        elif name == "theme":
-            self.select_theme(arg)
-        elif name == "copy":
-            self.action_copy("code" if arg.lower() == "code" else "reply")
-        elif name == "quit":
-            self.exit()
-
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """Every slash command in the command palette (Ctrl+P)."""
-        yield from super().get_system_commands(screen)
-        for command in slash.COMMANDS:
-            if command.args and command.name not in ("copy", "theme"):
-                callback = self._prefill(command)
-            else:
-                callback = self._runner(f"/{command.name}")
-            yield SystemCommand(command.usage, command.help, callback)
-        yield SystemCommand("/copy code", "Copy the last code block", self._runner("/copy code"))
-
-    def _runner(self, text: str) -> Callable[[], Any]:
-        async def run() -> None:
-            await self.run_command(text)
-
-        return run
-
-    def _prefill(self, command: slash.SlashCommand) -> Callable[[], None]:
-        def fill() -> None:
-            self.prompt.set_text(f"/{command.name} ")
-            self.prompt.focus()
-
-        return fill
 
 
 def run_tui(settings: Settings, theme: str | None = None) -> None:

@@ -1,0 +1,57 @@
+"""Key bindings: the config's remapping and the help screen (an App mixin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.binding import Binding
+
+from gemma_chat.tui.widgets.prompt_input import PromptInput
+
+
+class KeysSupport:
+    """Binding ids, remapping through ``[keys]`` and the F1 help screen."""
+
+    settings: Any
+    _keymap: dict[str, str]
+
+    def apply_keymap(self) -> None:
+        """Apply ``[keys]`` from the config; unknown binding ids are reported once."""
+        known = {binding.id for binding in self._all_bindings() if binding.id}
+        unknown = sorted(set(self.settings.keys) - known)
+        if unknown:
+            self.notify(  # type: ignore[attr-defined]
+                f"[keys] in the config names unknown bindings: {', '.join(unknown)}",
+                severity="warning",
+                markup=False,
+            )
+        self.set_keymap(  # type: ignore[attr-defined]
+            {k: v for k, v in self.settings.keys.items() if k in known}
+        )
+
+    def _all_bindings(self) -> list[Binding]:
+        from gemma_chat.tui.screens.help import HelpScreen
+        from gemma_chat.tui.screens.settings import SettingsScreen
+
+        found = []
+        for owner in (type(self), PromptInput, HelpScreen, SettingsScreen):
+            found += [b for b in owner.BINDINGS if isinstance(b, Binding)]
+        return found
+
+    def action_help(self) -> None:
+        """Show every key and command."""
+        from gemma_chat.tui.screens.help import HelpScreen
+
+        keys = [(self._keys_display(b), b.description, b.id or "") for b in self._all_bindings()]
+        self.push_screen(  # type: ignore[attr-defined]
+            HelpScreen(keys)
+        )
+
+    def _keys_display(self, binding: Binding) -> str:
+        keys = self._keymap.get(binding.id, binding.key) if binding.id else binding.key
+        return " / ".join(
+            self.get_key_display(  # type: ignore[attr-defined]
+                Binding(key.strip(), binding.action)
+            )
+            for key in keys.split(",")
+        )

@@ -1,0 +1,100 @@
+"""Slash commands and the command palette (an App mixin).
+
+Parsing lives in the core (:mod:`gemma_chat.commands`); this maps each command onto the
+app's actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from textual.app import SystemCommand
+from textual.screen import Screen
+
+from gemma_chat import commands as slash
+from gemma_chat.errors import UsageError
+
+BUSY_HINT = "A reply is being generated: wait for it, or press Esc to stop it."
+
+
+class SlashCommands:
+    """Runs ``/commands`` typed in the input or picked in the palette."""
+
+    settings: Any
+    conversation: Any
+    sampling: Any
+    repeat_guard: Any
+    prompt: Any
+    generating: bool
+
+    async def run_command(self, text: str) -> None:
+        """Run a slash command; a bad one gets a one-line notification."""
+        try:
+            parsed = slash.parse(text)
+            await self._dispatch(parsed.command.name, parsed.arg)
+        except UsageError as exc:
+            self.notify(str(exc), severity="error")
+
+    async def _dispatch(self, name: str, arg: str) -> None:
+        if name == "help":
+            self.action_help()
+        elif name in ("new", "clear"):
+            await self.action_new(keep_settings=name == "clear")
+        elif name == "system":
+            self.conversation.system = arg or None
+            self.notify("System prompt set." if arg else "System prompt cleared.")
+            self.schedule_count()
+        elif name == "retry":
+            await self.action_retry()
+        elif name == "edit":
+            await self.action_edit()
+        elif name == "gpu":
+            self.switch_gpu(slash.parse_gpu(arg))
+        elif name in ("temp", "set"):
+            key, _, value = (f"temperature {arg}" if name == "temp" else arg).partition(" ")
+            if not value.strip():
+                raise UsageError(f"usage: {slash.BY_NAME[name].usage}")
+            sampling, guard = slash.apply_setting(
+                self.sampling, self.repeat_guard, key, value.strip()
+            )
+            self._set_params(sampling, guard)
+            self.notify(f"{key} = {value.strip()}")
+        elif name == "settings":
+            self.action_settings()
+        elif name == "model":
+            if not arg:
+                raise UsageError("usage: /model PATH")
+            if self.generating:
+                raise UsageError(BUSY_HINT)
+            self._start_load(self.settings.model_copy(update={"model": arg}))
+        elif name == "theme":
+            self.select_theme(arg)
+        elif name == "copy":
+            self.action_copy("code" if arg.lower() == "code" else "reply")
+        elif name == "quit":
+            self.exit()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Every slash command in the command palette (Ctrl+P)."""
+        yield from super().get_system_commands(screen)
+        for command in slash.COMMANDS:
+            if command.args and command.name not in ("copy", "theme"):
+                callback = self._prefill(command)
+            else:
+                callback = self._runner(f"/{command.name}")
+            yield SystemCommand(command.usage, command.help, callback)
+        yield SystemCommand("/copy code", "Copy the last code block", self._runner("/copy code"))
+
+    def _runner(self, text: str) -> Callable[[], Any]:
+        async def run() -> None:
+            await self.run_command(text)
+
+        return run
+
+    def _prefill(self, command: slash.SlashCommand) -> Callable[[], None]:
+        def fill() -> None:
+            self.prompt.set_text(f"/{command.name} ")
+            self.prompt.focus()
+
+        return fill
