@@ -203,10 +203,11 @@ def test_ctrl_c_keeps_what_was_printed_and_exits_130(demo_path) -> None:
     assert b"Traceback" not in err
 
 
-@pytest.mark.parametrize("delay", [0.2, 0.6, 1.0])
+@pytest.mark.parametrize("delay", [0.5, 0.8, 1.1])
 def test_ctrl_c_at_any_moment_exits_130(demo_path, delay: float) -> None:
-    # Whether SIGINT lands during the probe, the model load or the reply, the run ends
-    # with 130 and no ignored-exception noise.
+    # Whether SIGINT lands while the CLI imports, during the probe, the model load or the
+    # reply, the run ends with 130 and no ignored-exception noise. (The interpreter's own
+    # first ~0.1 s of start-up, before any gemma-chat code runs, cannot be covered.)
     proc = start_long_ask("Count")
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)

@@ -92,7 +92,7 @@ def test_varied_text_never_fires() -> None:
     ],
 )
 def test_markdown_blocks_split_only_where_safe(text: str, finished: str) -> None:
-    from gemma_chat.cli.render import split_finished
+    from gemma_chat.markdown_blocks import split_finished
 
     done, rest = split_finished(text)
     assert done == finished and done + rest == text

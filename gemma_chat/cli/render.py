@@ -8,15 +8,13 @@ length; this costs one render per block plus a throttled render of the open bloc
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import TYPE_CHECKING, TextIO
 
+from gemma_chat.markdown_blocks import split_finished
+
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
-
-_FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
-_LIST_ITEM = re.compile(r"([-*+]|\d+[.)])[ \t]")
 
 
 class PlainWriter:
@@ -37,24 +35,6 @@ class PlainWriter:
         if self._last and self._last != "\n":
             self._stream.write("\n")
         self._stream.flush()
-
-
-def split_finished(text: str) -> tuple[str, str]:
-    """Split Markdown into (finished blocks, open block).
-
-    A block is finished at a blank line outside a code fence once the next block has
-    started at column 0 and is not another item of a list. Indented text after a blank
-    line (a list item's continuation, a nested list or code block) and the next item of a
-    loose list stay with the open block, so lists are rendered whole.
-    """
-    cut = 0
-    for match in re.finditer(r"\n[ \t]*\n", text):
-        after = text[match.end() :]
-        if not after or after[0] in " \t\n" or _LIST_ITEM.match(after):
-            continue
-        if len(_FENCE.findall(text[: match.start()])) % 2 == 0:
-            cut = match.end()
-    return text[:cut], text[cut:]
 
 
 class _Tail:

@@ -27,10 +27,11 @@ class ModelLoadFailed(Message):
 
 
 class ReplyDelta(Message):
-    """New reply text, safe to show."""
+    """New reply text, safe to show, made of ``tokens`` tokens."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, tokens: int = 1) -> None:
         self.text = text
+        self.tokens = tokens
         super().__init__()
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from rich.text import Text
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from gemma_chat.conversation import StopReason
+from gemma_chat.markdown_blocks import split_finished
+
+RENDER_SLICE = 1024
+"""Characters of queued reply text rendered before the screen gets to paint."""
+SEGMENT_LINES = 24
+"""Lines of streamed Markdown after which finished blocks are rendered once and left."""
 
 STOP_MARKERS = {
     StopReason.CANCELLED: "stopped by you",
@@ -28,45 +36,120 @@ class UserMessage(Static):
 
 
 class ModelReply(Vertical):
-    """A model reply: Markdown streamed through one ``MarkdownStream``, then rendered
-    once in full, with a quiet marker when it stopped for a reason other than the end
-    of the turn."""
+    """A model reply, streamed as Markdown.
+
+    Text streams into the live Markdown widget through one ``MarkdownStream``. Once the
+    live part holds ``SEGMENT_LINES`` lines and reaches a block boundary (a blank line
+    outside code fences, not inside a list), the finished blocks are rendered in full,
+    once, and the rest continues in a new live widget. So the work per update stays
+    bounded however long the reply grows, and when the reply ends only the live part
+    needs its one full render (which completes its code blocks). A quiet marker shows
+    when the reply stopped for another reason than the end of its turn.
+
+    :meth:`feed` only queues text and returns, so the app's message handler never waits
+    for rendering and a key press such as Esc is handled at once; the reply's own task
+    renders what has queued up, in one go.
+    """
 
     def __init__(self) -> None:
         super().__init__(classes="model-reply")
         self.text = ""
         self.stop_reason: StopReason | None = None
+        self._live_text = ""
         self._stream: MarkdownStream | None = None
+        self._inbox: list[str] = []
+        self._wake = asyncio.Event()
+        self._renderer: asyncio.Task[None] | None = None
+        self._draining = False
+
+    def feed(self, delta: str) -> None:
+        """Queue streamed text for rendering (returns at once)."""
+        self.text += delta
+        self._inbox.append(delta)
+        self._wake.set()
+        if self._renderer is None:
+            self._renderer = asyncio.create_task(self._render_queued())
+
+    async def _render_queued(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            queued = "".join(self._inbox)
+            self._inbox.clear()
+            # Render a backlog in slices, letting a frame be painted between them: one
+            # huge append would mount dozens of blocks in one go and freeze the screen.
+            for start in range(0, len(queued), RENDER_SLICE):
+                await self.write(queued[start : start + RENDER_SLICE])
+                if start + RENDER_SLICE < len(queued):
+                    await asyncio.sleep(1 / 60)
+            if self._draining and not self._inbox:
+                await self._final_render()
+                return
 
     def compose(self):
         yield Markdown(classes="reply-body")
         yield Static(classes="stop-marker")
 
     @property
-    def body(self) -> Markdown:
-        """The Markdown widget."""
-        return self.query_one(Markdown)
+    def segments(self) -> list[Markdown]:
+        """The reply's Markdown widgets, oldest first; the last one is live."""
+        return list(self.query(Markdown).results(Markdown))
 
     async def write(self, delta: str) -> None:
-        """Append streamed text. Fragments are batched by the stream when they come
-        faster than the widget can render."""
-        if self._stream is None:
-            self._stream = Markdown.get_stream(self.body)
-        self.text += delta
-        await self._stream.write(delta)
+        """Render more streamed text now (``feed`` queues it for this)."""
+        written = len(self._live_text)
+        combined = self._live_text + delta
+        if combined.count("\n") >= SEGMENT_LINES:
+            finished, rest = split_finished(combined)
+            # Cut only at a boundary inside this delta: what was streamed before it is
+            # already on screen exactly as a full render would show it.
+            if len(finished) >= written and rest:
+                await self._write_live(finished[written:])
+                await self._end_stream()
+                marker = self.query_one(".stop-marker")
+                await self.mount(Markdown(classes="reply-body"), before=marker)
+                self._live_text = ""
+                await self._write_live(rest)
+                return
+        await self._write_live(delta)
 
-    async def finish(self, text: str, stop_reason: StopReason) -> None:
-        """End the stream and render the whole reply once, so code blocks are complete."""
+    async def _write_live(self, text: str) -> None:
+        if not text:
+            return
+        self._live_text += text
+        if self._stream is None:
+            self._stream = Markdown.get_stream(self.segments[-1])
+        await self._stream.write(text)
+
+    async def _end_stream(self) -> None:
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
-        self.text = text
+
+    def finish(self, text: str, stop_reason: StopReason) -> None:
+        """The reply ended: show its stop marker now; the renderer then renders what is
+        still queued, ends the stream and renders the live part once in full (so code
+        blocks are complete). :attr:`rendering` is that task."""
+        if text != self.text:  # never expected: the engine reports what it streamed
+            self.feed(text[len(self.text) :] if text.startswith(self.text) else "")
         self.stop_reason = stop_reason
-        await self.body.update(text)
         marker = STOP_MARKERS.get(stop_reason)
         if marker:
             self.query_one(".stop-marker", Static).update(f"■ {marker}")
             self.add_class("-stopped")
+        self._draining = True
+        self._wake.set()
+        if self._renderer is None:
+            self._renderer = asyncio.create_task(self._render_queued())
+
+    @property
+    def rendering(self) -> asyncio.Task[None] | None:
+        """The task rendering this reply (done once the reply is fully rendered)."""
+        return self._renderer
+
+    async def _final_render(self) -> None:
+        await self._end_stream()
+        await self.segments[-1].update(self._live_text)
 
 
 class Notice(Static):
