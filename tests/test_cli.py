@@ -240,3 +240,32 @@ def test_huge_stdin_is_refused_before_tokenizing(tiny_models) -> None:
     )
     one_line_error(proc, 1, "bytes cannot fit in a context of 256")
     assert time.monotonic() - start < 30
+
+
+def test_bare_command_on_a_terminal_opens_the_app(tiny_models) -> None:
+    import pty
+    import select
+
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gemma_chat", "--model", str(tiny_models["runaway"].path)],
+        stdin=child_fd,
+        stdout=child_fd,
+        stderr=child_fd,
+        env={**os.environ, "TERM": "xterm"},
+        close_fds=True,
+    )
+    os.close(child_fd)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"runaway.gguf" not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([main_fd], [], [], 0.5)
+        if ready:
+            try:
+                seen += os.read(main_fd, 65536)
+            except OSError:
+                break
+    assert b"runaway.gguf" in seen  # the status bar shows the loaded model
+    os.write(main_fd, b"\x11")  # Ctrl+Q
+    assert proc.wait(timeout=30) == 0
+    os.close(main_fd)

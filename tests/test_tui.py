@@ -4,6 +4,8 @@ that runs away past <end_of_turn>."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import stories
 from tui_support import notifications, scripted_loader, send, settle, wait_until
@@ -391,3 +393,48 @@ async def test_a_bad_theme_file_is_reported_once(vocab, tmp_path) -> None:
         assert len(bad) == 1 and "blurple" in bad[0]
         assert app.theme == "gemma-dark"  # the default instead of the broken one
         assert "mine" in app.available_themes
+
+
+async def test_view_follows_only_while_at_the_bottom(vocab) -> None:
+    app, _ = make_app(vocab, [LONG + "\n\n" + LONG], delay_s=0.004)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        await wait_until(pilot, lambda: app.chat.max_scroll_y > 10)
+        app.chat.scroll_home(animate=False)  # the user scrolls up to read
+        await asyncio.sleep(0.3)
+        assert app.generating and app.chat.scroll_y == 0  # left where the user put it
+        await reply_done(pilot)
+        await settle(pilot)
+        assert app.chat.scroll_y == 0
+        app.chat.scroll_end(animate=False)
+        await settle(pilot)
+        await send(pilot, "again")
+        await reply_done(pilot, 2)
+        await pilot.pause(0.3)
+        assert app.chat.scroll_y == app.chat.max_scroll_y  # following again
+
+
+async def test_settings_modal_edits_system_prompt_and_parameters(vocab) -> None:
+    from textual.widgets import Button, Input, TextArea
+
+    from gemma_chat.tui.screens.settings import SettingsScreen
+
+    app, _ = make_app(vocab)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await pilot.press("f2")
+        await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        screen.query_one("#settings-system", TextArea).load_text("Answer in French.")
+        screen.query_one("#settings-temperature", Input).value = "9"
+        screen.query_one("#settings-save", Button).press()
+        error = screen.query_one("#settings-error")
+        await wait_until(pilot, lambda: "temperature" in str(error.render()))
+        screen.query_one("#settings-temperature", Input).value = "0.2"
+        screen.query_one("#settings-seed", Input).value = "7"
+        screen.query_one("#settings-save", Button).press()
+        await wait_until(pilot, lambda: not isinstance(app.screen, SettingsScreen))
+        assert app.conversation.system == "Answer in French."
+        assert app.engine.sampling.temperature == 0.2 and app.engine.sampling.seed == 7

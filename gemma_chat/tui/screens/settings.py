@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, Switch, TextArea
 
@@ -45,7 +45,7 @@ class SettingsScreen(ModalScreen[EditedSettings | None]):
         self._guard = guard
 
     def compose(self):
-        with Vertical(id="settings-body"):
+        with VerticalScroll(id="settings-body"):
             yield Label("System prompt")
             yield TextArea(self._system, id="settings-system", soft_wrap=True)
             with Grid(id="settings-grid"):
