@@ -24,21 +24,20 @@ nothing in gemma_chat/ is changed. Each round measures, in one process:
 Reported: the medians over the rounds, and ratio = UI tokens/s / engine tokens/s.
 Targets: UI >= 2,000 tokens/s, and no frozen frames (worst frame gap < 100 ms).
 
-``--fixes`` applies prototype fixes, all written as copies inside this file (see
-``FIXES``), and ``--profile`` runs one more UI round under pyinstrument (if installed,
-else cProfile) from the message being sent to the reply rendered, and prints the tree.
+``--profile`` runs one more UI round under pyinstrument (if installed, else cProfile)
+from the message being sent to the reply rendered, and prints the tree. (Earlier
+prototype variants of the streaming fixes lived here; the app now has them, so they were
+removed.)
 
 Usage: python bench/tui_stream.py [--tokens 5000] [--rounds 3] [--profile]
-           [--fixes coalesce,renderer,flatten,gc | all] [--render-budget 0.02]
 
-Results go to bench/results/tui_stream.json (stock) or tui_stream_<fixes>.json.
+Results go to bench/results/tui_stream.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import gc
 import io
@@ -52,7 +51,6 @@ import re
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -193,37 +191,13 @@ def engine_round(vocab: Any, text: str, settings: Any, n_ctx: int) -> dict:
 # --------------------------------------------------------------------- the instrumented UI
 
 
-FIXES = ("coalesce", "renderer", "flatten", "gc")
-"""Prototype fixes (``--fixes``), all in copies inside this file; gemma_chat/ is untouched:
-
-* coalesce: the generate worker joins deltas and posts one ReplyDelta at most per
-  frame, and only once the app has handled the previous one (back-pressure);
-* renderer: the reply renders in its own task, a frame's work at a time, into a chain
-  of short Markdown widgets, and re-renders only the last one at the end instead of
-  re-parsing and re-mounting the whole reply (see ``PrototypeReply``);
-* flatten (with renderer): a closed segment is replaced by one Static showing it with
-  Rich's Markdown renderer, so the widget count stops growing with the reply (a
-  different look: an experiment to show what the per-frame layout costs);
-* gc: ``gc.freeze()`` every GC_FREEZE_S while a reply renders and when it ends, so the
-  full collections that a growing widget tree keeps triggering (one each time the heap
-  grows by a quarter) do not walk the settled widgets again and again.
-"""
-GC_FREEZE_S = 0.25
-SEGMENT_LINES = 24
-"""A live segment is closed at the first safe block boundary after this many lines."""
-RENDER_BUDGET_S = 0.02
-"""The renderer lets the screen paint after this much work."""
-LIST_OR_QUOTE = tuple("-*+>|0123456789 \t")
-
-
-def make_app_class(fixes: frozenset[str] = frozenset()) -> type:
+def make_app_class() -> type:
     from textual.message import Message
     from textual.screen import Screen
 
     import gemma_chat.tui.app as app_module
-    from gemma_chat.engine import TextDelta
     from gemma_chat.tui.app import GemmaChatApp
-    from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
+    from gemma_chat.tui.messages import ReplyDelta, ReplyFinished
 
     class Probe(Message):
         def __init__(self, sent: float) -> None:
@@ -319,242 +293,7 @@ def make_app_class(fixes: frozenset[str] = frozenset()) -> type:
         def _rendered(self) -> None:
             self.finished_at = time.perf_counter()
 
-    if not fixes:
-        return BenchApp
-    unknown = fixes - set(FIXES)
-    if unknown:
-        raise SystemExit(f"unknown fixes: {', '.join(sorted(unknown))}")
-    reply_class = _prototype_reply_class(fixes) if "renderer" in fixes else None
-    if "flatten" in fixes and "renderer" not in fixes:
-        raise SystemExit("flatten needs renderer")
-
-    class PrototypeApp(BenchApp):
-        """The app with the prototype fixes (copies of its methods, changed)."""
-
-        async def _start_reply(self) -> None:  # a copy of the app's, with another reply
-            if "gc" in fixes:
-                _gc_tick(force=True)
-            if reply_class is None:
-                await super()._start_reply()
-                return
-            assert self.engine is not None
-            self._reply = reply_class()
-            await self.chat.mount(self._reply)
-            self._cancel = threading.Event()
-            self._streamed = 0
-            self._stream_started = time.perf_counter()
-            self.status.set_speed("…")
-            self.generate(self.engine, self.conversation, self._cancel)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._delta_taken = threading.Event()  # the last ReplyDelta was handled
-
-        async def on_reply_delta(self, message: ReplyDelta) -> None:
-            await super().on_reply_delta(message)
-            self._delta_taken.set()
-            if "gc" in fixes:
-                _gc_tick()
-
-        def _rendered(self) -> None:
-            super()._rendered()
-            if "gc" in fixes:
-                _gc_tick(force=True)
-
-        from textual import work as _work
-
-        @_work(thread=True, exclusive=True, exit_on_error=False, group="generate")
-        def generate(self, engine: Any, conversation: Any, cancel: threading.Event) -> None:
-            """A copy of the app's worker that, with "coalesce", buffers text and posts
-            it once the app has handled the previous ReplyDelta and a frame (1/60 s)
-            has passed since the last post; and always before ReplyFinished. So no
-            backlog of messages builds up in the app's queue (a key press never waits
-            behind one), and a slow UI gets bigger deltas instead of more of them.
-            Each ReplyDelta records how many tokens it carries."""
-            from gemma_chat.errors import GemmaChatError
-
-            buffer: list[str] = []
-            last = 0.0
-            coalesce = "coalesce" in fixes
-            taken = self._delta_taken
-            taken.set()
-
-            def flush() -> None:
-                nonlocal last
-                if buffer:
-                    taken.clear()
-                    delta = ReplyDelta("".join(buffer))
-                    delta.tokens = len(buffer)  # type: ignore[attr-defined]
-                    self.post_message(delta)
-                    buffer.clear()
-                last = time.perf_counter()
-
-            try:
-                for event in engine.stream(conversation, cancel):
-                    if isinstance(event, TextDelta):
-                        buffer.append(event.text)
-                        if not coalesce or (taken.is_set() and time.perf_counter() - last >= FRAME):
-                            flush()
-                    else:
-                        flush()
-                        self.post_message(ReplyFinished(event))
-            except GemmaChatError as exc:
-                self.post_message(ReplyFailed(str(exc)))
-            except Exception as exc:
-                self.post_message(ReplyFailed(f"{type(exc).__name__}: {exc}"))
-
-    return PrototypeApp
-
-
-def _prototype_reply_class(fixes: frozenset[str]) -> type:
-    from rich.markdown import Markdown as RichMarkdown
-    from textual.widgets import Markdown, Static
-
-    from gemma_chat.tui.widgets.chat_log import STOP_MARKERS, ModelReply
-
-    class PrototypeReply(ModelReply):
-        """A copy of ``ModelReply`` that renders in its own task, in segments.
-
-        ``write`` only queues the text, so the app's message handler returns at once and
-        a key press never waits behind rendering. The renderer task appends the queued
-        text block by block to the live Markdown widget, and after RENDER_BUDGET_S of
-        work waits for the screen to paint (``call_after_refresh``), so frames keep
-        coming and keys are handled however far behind it is. The live segment is
-        closed at a blank line outside a code fence once it has SEGMENT_LINES lines,
-        unless the next line continues a list, a quote, a table or an indented block;
-        the text after it streams into a new Markdown widget. Closed segments never
-        change again. ``finish`` returns at once; the renderer re-renders only the last
-        segment when it has caught up (the stock reply re-parses and re-mounts the
-        whole reply in one go), and ``rendering`` (a task) ends when the whole reply is
-        on screen.
-        """
-
-        def __init__(self) -> None:
-            super().__init__()
-            self._queued: list[str] = []
-            self._wake = asyncio.Event()
-            # (not _task, _closing or _render: Widget and MessagePump use those names)
-            self.rendering: asyncio.Task | None = None
-            self._final: tuple[str, Any] | None = None
-            self._live = ""  # the source of the last segment
-            self._held = ""  # text after a candidate boundary, until its first character
-            self._split_pending = False
-
-        async def write(self, delta: str) -> None:
-            self.text += delta
-            self._queued.append(delta)
-            self._wake.set()
-            if self.rendering is None:
-                self.rendering = asyncio.create_task(self._render_loop())
-
-        async def finish(self, text: str, stop_reason: Any) -> None:
-            self._final = (text, stop_reason)
-            self._wake.set()
-            if self.rendering is None:
-                self.rendering = asyncio.create_task(self._render_loop())
-
-        def on_unmount(self) -> None:
-            if self.rendering is not None:
-                self.rendering.cancel()
-
-        async def _render_loop(self) -> None:
-            budget_from = time.perf_counter()
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                chunk = "".join(self._queued)
-                self._queued.clear()
-                # One block at a time, a frame's sleep after each RENDER_BUDGET_S.
-                for piece in re.split(r"(?<=\n\n)", chunk):
-                    if piece:
-                        await self._write_piece(piece)
-                        if "gc" in fixes:
-                            _gc_tick()
-                    if time.perf_counter() - budget_from >= RENDER_BUDGET_S:
-                        await self._next_frame()
-                        budget_from = time.perf_counter()
-                if self._final is not None and not self._queued:
-                    await self._complete(*self._final)
-                    return
-
-        async def _next_frame(self) -> None:
-            """Wait until the screen has painted what was appended (at most 0.1 s)."""
-            painted = asyncio.get_running_loop().create_future()
-
-            def done() -> None:
-                if not painted.done():
-                    painted.set_result(None)
-
-            self.call_after_refresh(done)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(painted, 0.1)
-
-        async def _write_piece(self, text: str) -> None:
-            if self._split_pending:
-                self._held += text
-                rest = self._held.lstrip("\n")
-                if not rest:
-                    return
-                self._split_pending = False
-                held, self._held = self._held, ""
-                if not rest.startswith(LIST_OR_QUOTE):
-                    await self._new_segment()
-                await self._append(held)
-                return
-            await self._append(text)
-            live = self._live
-            if live.endswith("\n\n") and live.count("\n") >= SEGMENT_LINES and not _in_fence(live):
-                self._split_pending = True
-
-        async def _append(self, text: str) -> None:
-            self._live += text
-            await self.query(Markdown).last().append(text)
-
-        async def _new_segment(self) -> None:
-            marker = self.query_one(".stop-marker", Static)
-            if "flatten" in fixes:
-                # The closed segment becomes one widget (Rich's Markdown renderer): the
-                # screen lays out one widget for it instead of one per block.
-                closed = self.query(Markdown).last()
-                await self.mount(Static(RichMarkdown(self._live)), before=closed)
-                await closed.remove()
-            await self.mount(Markdown(classes="reply-body"), before=marker)
-            self._live = ""
-
-        async def _complete(self, text: str, stop_reason: Any) -> None:
-            self._live += self._held
-            self._held = ""
-            if text == self.text:
-                # Only the last segment: complete its code blocks.
-                await self.query(Markdown).last().update(self._live)
-            else:  # not expected: fall back to one widget with the whole text
-                for segment in list(self.children)[1:-1]:
-                    await segment.remove()
-                await self.body.update(text)
-            self.text = text
-            self.stop_reason = stop_reason
-            marker = STOP_MARKERS.get(stop_reason)
-            if marker:
-                self.query_one(".stop-marker", Static).update(f"■ {marker}")
-                self.add_class("-stopped")
-
-    return PrototypeReply
-
-
-_last_freeze = [0.0]
-
-
-def _gc_tick(force: bool = False) -> None:
-    """The "gc" fix: ``gc.freeze()``, at most every GC_FREEZE_S unless forced."""
-    now = time.perf_counter()
-    if force or now - _last_freeze[0] >= GC_FREEZE_S:
-        gc.freeze()
-        _last_freeze[0] = now
-
-
-def _in_fence(text: str) -> bool:
-    fences = sum(1 for line in text.splitlines() if line.lstrip().startswith(("```", "~~~")))
-    return fences % 2 == 1
+    return BenchApp
 
 
 async def _wait(predicate: Any, timeout: float) -> None:
@@ -739,21 +478,9 @@ def _median(rounds: list[dict], key: str) -> float:
 
 
 def main() -> None:
-    global RENDER_BUDGET_S
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--fixes",
-        default="",
-        help=f"prototype fixes to apply, comma-separated: {', '.join(FIXES)}, or all",
-    )
-    parser.add_argument(
-        "--render-budget",
-        type=float,
-        default=RENDER_BUDGET_S,
-        help="seconds of work between the renderer's frame sleeps (fix 'renderer')",
-    )
     parser.add_argument("--profile", action="store_true", help="one more UI round, profiled")
     parser.add_argument("--model", help="GGUF whose vocabulary to use (default: the demo)")
     args = parser.parse_args()
@@ -782,10 +509,8 @@ def main() -> None:
         sampling=Sampling(max_tokens=max(6000, count + 500), seed=1),
         repeat_guard=RepeatGuard(enabled=False),
     )
-    RENDER_BUDGET_S = args.render_budget
-    fixes = frozenset(FIXES if args.fixes == "all" else filter(None, args.fixes.split(",")))
-    variant = "+".join(f for f in FIXES if f in fixes) or "stock"
-    app_class = make_app_class(fixes)
+    variant = "stock"
+    app_class = make_app_class()
     load_before = os.getloadavg()
 
     engine_rounds, ui_rounds = [], []
@@ -830,7 +555,6 @@ def main() -> None:
         "reply_tokens": count,
         "reply_chars": len(text),
         "rounds": args.rounds,
-        "render_budget_s": RENDER_BUDGET_S if "renderer" in fixes else None,
         "size": [80, 24],
         "python": platform.python_version(),
         "textual": textual.__version__,
@@ -845,7 +569,7 @@ def main() -> None:
         result["profile"] = profile_round(app_class, vocab, text, settings, n_ctx)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    name = "tui_stream.json" if not fixes else f"tui_stream_{variant.replace('+', '_')}.json"
+    name = "tui_stream.json"
     (out / name).write_text(json.dumps(result, indent=2))
     tmp.cleanup()
 
