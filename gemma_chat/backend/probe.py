@@ -5,11 +5,11 @@ attention shapes, ...) can hit a ``GGML_ASSERT`` inside llama.cpp, which aborts 
 process: no Python exception can be caught, and a TUI dies with the terminal left broken.
 So the first look at a model happens here, in a child:
 
-1. llama.cpp's own reader loads the vocabulary (parsing every key and tensor header and
-   checking that tensor data lies within the file) and the metadata is collected;
-2. text that needs byte fallback is tokenized;
-3. the whole model is loaded on the CPU with a small context, which builds the compute
-   graph, and a few tokens are decoded.
+1. llama.cpp loads the whole model on the CPU with a small context: its own reader
+   parses every key and tensor header, checks that tensor data lies within the file,
+   loads the vocabulary and the weights, and builds the compute graph;
+2. text that needs byte fallback is tokenized, and a few tokens are decoded;
+3. the metadata is collected.
 
 It prints what it found as one JSON object. Run as
 ``python -m gemma_chat.backend.probe PATH [--no-flash-attn]``. Exit 0 with the metadata,
@@ -33,42 +33,40 @@ def probe(path: str, flash_attn: bool = True) -> dict[str, object]:
     import llama_cpp
 
     from gemma_chat.backend import llama_log
-    from gemma_chat.backend.local import load_vocab
+    from gemma_chat.backend.local import LlamaBackend
+    from gemma_chat.backend.offload import OffloadPlan
     from gemma_chat.tokenizer import END_OF_TURN, START_OF_TURN
 
     llama_log.install(debug=False)
-    vocab = load_vocab(Path(path), keep_stderr=True)
-    meta: dict[str, str] = vocab._model.metadata()
-    probe_ids = vocab.tokenize(PROBE_TEXT)
-    _test_run(Path(path), probe_ids, flash_attn)
-    arch = meta.get("general.architecture", "")
-    return {
-        "architecture": arch,
-        "name": meta.get("general.name"),
-        "size_label": meta.get("general.size_label"),
-        "file_type": _int(meta.get("general.file_type")),
-        "context_length": _int(meta.get(f"{arch}.context_length")),
-        "block_count": _int(meta.get(f"{arch}.block_count")),
-        "n_vocab": vocab.size,
-        "start_of_turn": vocab.control_id(START_OF_TURN),
-        "end_of_turn": vocab.control_id(END_OF_TURN),
-        "attn_logit_softcapping": f"{arch}.attn_logit_softcapping" in meta,
-        "final_logit_softcapping": f"{arch}.final_logit_softcapping" in meta,
-        "quantization": _quantization(_int(meta.get("general.file_type"))),
-        "llama_cpp_version": llama_cpp.__version__,
-    }
-
-
-def _test_run(path: Path, ids: list[int], flash_attn: bool) -> None:
-    """Load the whole model on the CPU and decode a few tokens."""
-    from gemma_chat.backend.local import LlamaBackend
-    from gemma_chat.backend.offload import OffloadPlan
-
+    # One load does it all: llama.cpp reads the vocabulary and every header first, then
+    # the weights, and building the context builds the compute graph.
     backend = LlamaBackend(
-        path, n_ctx=256, offload=OffloadPlan(0, "cpu"), flash_attn=flash_attn, keep_stderr=True
+        Path(path),
+        n_ctx=256,
+        offload=OffloadPlan(0, "cpu"),
+        flash_attn=flash_attn,
+        keep_stderr=True,
     )
     try:
-        backend.llama.eval(ids[:8])
+        vocab = backend.tokenizer
+        meta: dict[str, str] = backend.llama.metadata
+        backend.llama.eval(vocab.tokenize(PROBE_TEXT)[:8])
+        arch = meta.get("general.architecture", "")
+        return {
+            "architecture": arch,
+            "name": meta.get("general.name"),
+            "size_label": meta.get("general.size_label"),
+            "file_type": _int(meta.get("general.file_type")),
+            "context_length": _int(meta.get(f"{arch}.context_length")),
+            "block_count": _int(meta.get(f"{arch}.block_count")),
+            "n_vocab": vocab.size,
+            "start_of_turn": vocab.control_id(START_OF_TURN),
+            "end_of_turn": vocab.control_id(END_OF_TURN),
+            "attn_logit_softcapping": f"{arch}.attn_logit_softcapping" in meta,
+            "final_logit_softcapping": f"{arch}.final_logit_softcapping" in meta,
+            "quantization": _quantization(_int(meta.get("general.file_type"))),
+            "llama_cpp_version": llama_cpp.__version__,
+        }
     finally:
         backend.close()
 
