@@ -85,7 +85,10 @@ class MarkdownWriter:
         """Add a delta; print the blocks it finished."""
         from rich.markdown import Markdown
 
-        finished, self._tail.text = split_finished(self._tail.text + text)
+        self._tail.text += text
+        if "\n" not in text:  # a block can only finish when a line ends
+            return
+        finished, self._tail.text = split_finished(self._tail.text)
         if finished.strip():
             self._live.refresh()
             self._print(Markdown(finished.strip("\n")))
