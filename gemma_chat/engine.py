@@ -208,11 +208,9 @@ class Engine:
         turns = list(conversation.turns)
         if draft.strip() and conversation.pending_user is None:
             turns.append(Turn(Role.USER, draft))
-        count = 1
-        for index, turn in enumerate(turns):
-            count += len(self.template.turn_ids(turn, conversation.system if index == 0 else None))
-        if turns and turns[-1].role is Role.USER:
-            count += len(self.template.generation_prompt())
+        count = len(self.template.render(turns, conversation.system))
+        if not turns or turns[-1].role is not Role.USER:
+            count -= len(self.template.generation_prompt())  # no reply is pending
         return count
 
     def _limit_reached(

@@ -325,7 +325,7 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
         done = message.done
         self._hold_gc(False)
         if self._reply is not None:
-            self._reply.finish(done.text, done.stop_reason)
+            self._reply.finish(done.stop_reason)  # it rendered exactly done.text as it streamed
         self.conversation.add_model(done.text, done.stop_reason, done.token_ids)
         self.last_done = done
         self._reply, self._cancel = None, None

@@ -38,13 +38,13 @@ class UserMessage(Static):
 class ModelReply(Vertical):
     """A model reply, streamed as Markdown.
 
-    Text streams into the live Markdown widget through one ``MarkdownStream``. Once the
-    live part holds ``SEGMENT_LINES`` lines and reaches a block boundary (a blank line
-    outside code fences, not inside a list), the finished blocks are rendered in full,
-    once, and the rest continues in a new live widget. So the work per update stays
-    bounded however long the reply grows, and when the reply ends only the live part
-    needs its one full render (which completes its code blocks). A quiet marker shows
-    when the reply stopped for another reason than the end of its turn.
+    Text streams into the live Markdown widget through its ``MarkdownStream``. Once the
+    live part holds ``SEGMENT_LINES`` lines, it is closed at the next block boundary (a
+    blank line outside code fences, not inside a list): everything before the boundary
+    is complete as streamed and never changes again, and the rest continues in a new live
+    widget. So when the reply ends only the live part needs its one full render (which
+    completes its code blocks), however long the reply grew. A quiet marker shows when
+    the reply stopped for another reason than the end of its turn.
 
     :meth:`feed` only queues text and returns, so the app's message handler never waits
     for rendering and a key press such as Esc is handled at once; the reply's own task
@@ -66,9 +66,17 @@ class ModelReply(Vertical):
         """Queue streamed text for rendering (returns at once)."""
         self.text += delta
         self._inbox.append(delta)
+        self._wake_renderer()
+
+    def _wake_renderer(self) -> None:
         self._wake.set()
         if self._renderer is None:
             self._renderer = asyncio.create_task(self._render_queued())
+
+    def on_unmount(self) -> None:
+        # Removed (retry, edit, /new) while still rendering: stop the task with it.
+        if self._renderer is not None and not self._renderer.done():
+            self._renderer.cancel()
 
     async def _render_queued(self) -> None:
         while True:
@@ -126,21 +134,17 @@ class ModelReply(Vertical):
             await self._stream.stop()
             self._stream = None
 
-    def finish(self, text: str, stop_reason: StopReason) -> None:
+    def finish(self, stop_reason: StopReason) -> None:
         """The reply ended: show its stop marker now; the renderer then renders what is
         still queued, ends the stream and renders the live part once in full (so code
         blocks are complete). :attr:`rendering` is that task."""
-        if text != self.text:  # never expected: the engine reports what it streamed
-            self.feed(text[len(self.text) :] if text.startswith(self.text) else "")
         self.stop_reason = stop_reason
         marker = STOP_MARKERS.get(stop_reason)
         if marker:
             self.query_one(".stop-marker", Static).update(f"■ {marker}")
             self.add_class("-stopped")
         self._draining = True
-        self._wake.set()
-        if self._renderer is None:
-            self._renderer = asyncio.create_task(self._render_queued())
+        self._wake_renderer()
 
     @property
     def rendering(self) -> asyncio.Task[None] | None:
