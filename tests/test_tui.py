@@ -438,3 +438,14 @@ async def test_settings_modal_edits_system_prompt_and_parameters(vocab) -> None:
         await wait_until(pilot, lambda: not isinstance(app.screen, SettingsScreen))
         assert app.conversation.system == "Answer in French."
         assert app.engine.sampling.temperature == 0.2 and app.engine.sampling.seed == 7
+
+
+async def test_quitting_mid_reply_stops_the_generation(vocab) -> None:
+    app, _ = make_app(vocab, [LONG], delay_s=0.02)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        await wait_until(pilot, lambda: app.generating)
+        cancel = app._cancel
+        await pilot.press("ctrl+q")
+    assert cancel is not None and cancel.is_set()  # the worker stops within a token

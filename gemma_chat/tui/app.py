@@ -384,6 +384,12 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
 
     # ------------------------------------------------------------------ actions
 
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        """Quit; a reply still being generated is stopped first, so its worker thread
+        ends within a token instead of keeping the process alive until it is done."""
+        self.action_stop()
+        super().exit(*args, **kwargs)
+
     def action_stop(self) -> None:
         """Stop the reply being generated (the partial reply is kept)."""
         if self._cancel is not None:
