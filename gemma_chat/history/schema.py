@@ -1,0 +1,127 @@
+"""The history database's schema, versioned through ``PRAGMA user_version``.
+
+Each entry of :data:`MIGRATIONS` takes the database from version ``n`` to ``n + 1``.
+Migrations only ever go forward and never drop user data. A database written by a newer
+gemma-chat (a higher version than this one knows) is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+_V1 = """
+CREATE TABLE conversations (
+    id          INTEGER PRIMARY KEY,
+    uuid        TEXT    NOT NULL UNIQUE,
+    title       TEXT    NOT NULL,
+    system      TEXT,
+    params      TEXT    NOT NULL DEFAULT '{}',
+    created_at  TEXT    NOT NULL,
+    updated_at  TEXT    NOT NULL
+);
+CREATE INDEX conversations_updated ON conversations (updated_at DESC, id DESC);
+
+CREATE TABLE messages (
+    id                 INTEGER PRIMARY KEY,
+    conversation_id    INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    seq                INTEGER NOT NULL,
+    role               TEXT    NOT NULL CHECK (role IN ('user', 'model')),
+    text               TEXT    NOT NULL,
+    stop_reason        TEXT,
+    partial            INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens      INTEGER,
+    completion_tokens  INTEGER,
+    ttft_s             REAL,
+    tokens_per_s       REAL,
+    model              TEXT,
+    model_sha256       TEXT,
+    sampling           TEXT,
+    token_ids          BLOB,
+    created_at         TEXT    NOT NULL,
+    UNIQUE (conversation_id, seq)
+);
+"""
+
+# Version 2 adds full-text search: an external-content FTS5 index over message text,
+# kept in step by triggers, and filled from the messages already stored.
+_V2 = """
+CREATE VIRTUAL TABLE messages_fts USING fts5 (
+    text,
+    content = 'messages',
+    content_rowid = 'id',
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
+END;
+INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+"""``MIGRATIONS[n]`` upgrades a version-``n`` database to version ``n + 1``."""
+
+VERSION = len(MIGRATIONS)
+"""The schema version this gemma-chat writes."""
+
+
+class NewerSchema(Exception):
+    """The database was written by a newer gemma-chat."""
+
+    def __init__(self, found: int) -> None:
+        super().__init__(found)
+        self.found = found
+
+
+def migrate(conn: sqlite3.Connection, target: int = VERSION) -> int:
+    """Bring the database up to ``target``, one version per transaction.
+
+    Args:
+        conn: A connection in autocommit mode (``isolation_level=None``).
+        target: The version to reach (tests stop at earlier ones).
+
+    Returns:
+        The version the database had before.
+
+    Raises:
+        NewerSchema: The database is newer than this code.
+    """
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > VERSION:
+        raise NewerSchema(found)
+    for version in range(found, target):
+        # BEGIN IMMEDIATE takes the write lock first, so two processes opening a new
+        # store at once cannot both run the same migration: the second one waits, then
+        # re-reads the version and finds nothing left to do.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] != version:
+                conn.execute("ROLLBACK")
+                continue
+            for statement in _statements(MIGRATIONS[version]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (``executescript`` would commit on its own)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements

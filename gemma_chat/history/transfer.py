@@ -1,0 +1,182 @@
+"""Export and import: a readable Markdown transcript, and lossless JSON.
+
+The JSON form holds every stored field (uuid, times, token ids, sampling, stats), is
+validated with pydantic on import, and round-trips: exporting an imported export gives
+the same document.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gemma_chat.errors import UsageError
+from gemma_chat.history.store import ConversationRecord, HistoryStore, MessageRecord
+
+FORMAT_NAME = "gemma-chat-conversation"
+FORMAT_VERSION = 1
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "model"]
+    text: str
+    stop_reason: str | None = None
+    partial: bool = False
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_s: float | None = None
+    tokens_per_s: float | None = None
+    model: str | None = None
+    model_sha256: str | None = None
+    sampling: dict[str, Any] | None = None
+    token_ids: list[int] | None = None
+    created_at: str
+
+
+class _Conversation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: int = 0
+    uuid: str = Field(min_length=1)
+    title: str
+    system: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    created_at: str
+    updated_at: str
+
+
+class _Document(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["gemma-chat-conversation"]
+    version: Literal[1]
+    conversation: _Conversation
+    messages: list[_Message]
+
+
+def export_json(store: HistoryStore, conversation_id: int) -> str:
+    """A conversation as one lossless JSON document."""
+    record = store.get(conversation_id)
+    messages = store.messages(conversation_id)
+    document = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "conversation": {
+            "id": record.id,
+            "uuid": record.uuid,
+            "title": record.title,
+            "system": record.system,
+            "params": record.params,
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+        },
+        "messages": [_message_dict(message) for message in messages],
+    }
+    return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+
+
+def _message_dict(message: MessageRecord) -> dict[str, Any]:
+    return {
+        "role": message.role,
+        "text": message.text,
+        "stop_reason": message.stop_reason,
+        "partial": message.partial,
+        "prompt_tokens": message.prompt_tokens,
+        "completion_tokens": message.completion_tokens,
+        "ttft_s": message.ttft_s,
+        "tokens_per_s": message.tokens_per_s,
+        "model": message.model,
+        "model_sha256": message.model_sha256,
+        "sampling": message.sampling,
+        "token_ids": None if message.token_ids is None else list(message.token_ids),
+        "created_at": message.created_at,
+    }
+
+
+def import_json(store: HistoryStore, text: str, source: str = "the file") -> int:
+    """Store a conversation exported by :func:`export_json`.
+
+    Returns:
+        The id it was stored under (its old id when that is free).
+
+    Raises:
+        UsageError: The text is not such a document (the message names the first
+            problem), or the conversation is already stored.
+    """
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{source} is not valid JSON: {exc}") from None
+    try:
+        document = _Document.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "the document"
+        raise UsageError(
+            f"{source} is not a gemma-chat conversation export: {where}: {error['msg']}"
+        ) from None
+    conv = document.conversation
+    record = ConversationRecord(
+        id=conv.id,
+        uuid=conv.uuid,
+        title=conv.title,
+        system=conv.system,
+        params=conv.params,
+        created_at=conv.created_at,
+        updated_at=conv.updated_at,
+    )
+    messages = [
+        MessageRecord(
+            **{
+                **message.model_dump(),
+                "token_ids": None if message.token_ids is None else tuple(message.token_ids),
+            }
+        )
+        for message in document.messages
+    ]
+    return store.insert(record, messages)
+
+
+def read_import_file(path: Path) -> str:
+    """The text of a file to import, with a one-line error when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {path}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def export_markdown(store: HistoryStore, conversation_id: int) -> str:
+    """A conversation as a readable Markdown transcript."""
+    record = store.get(conversation_id)
+    lines = [f"# {record.title}", ""]
+    lines.append(f"*Conversation {record.id} · started {_when(record.created_at)}*")
+    lines.append("")
+    if record.system:
+        lines += ["**System prompt:**", "", *_quoted(record.system), ""]
+    for message in store.messages(conversation_id):
+        if message.role == "user":
+            lines += ["## You", "", message.text.rstrip(), ""]
+            continue
+        heading = f"## Gemma ({message.model})" if message.model else "## Gemma"
+        lines += [heading, "", message.text.rstrip(), ""]
+        if message.partial:
+            lines += [f"*(reply stopped: {message.stop_reason})*", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _quoted(text: str) -> list[str]:
+    return [f"> {line}" if line else ">" for line in text.splitlines()]
+
+
+def _when(stamp: str) -> str:
+    """``2026-11-30 13:45 UTC`` from a stored time."""
+    return stamp[:16].replace("T", " ") + " UTC"
