@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from gemma_chat.cli import options as o
+from gemma_chat.cli.history import history_app
 from gemma_chat.errors import GemmaChatError, UsageError
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,
 )
+app.add_typer(history_app, name="history")
 
 QuestionArg = Annotated[
     str | None,
@@ -37,9 +39,17 @@ ThemeOpt = Annotated[
 
 @app.callback(invoke_without_command=True)
 @o.shared_options
-def root(ctx: typer.Context, options: dict[str, Any], theme: ThemeOpt = None) -> None:
+def root(
+    ctx: typer.Context,
+    options: dict[str, Any],
+    theme: ThemeOpt = None,
+    resume: o.ResumeOpt = None,
+    continue_latest: o.ContinueOpt = False,
+    no_save: o.NoSaveOpt = False,
+) -> None:
     """Chat with Gemma in the terminal. With text piped in, answer it like ``ask``."""
     values = settings_values(options)
+    values.update(conversation=resume, continue_latest=continue_latest, no_save=no_save)
     if ctx.invoked_subcommand is not None:
         # `gemma-chat --model X ask ...`: options before the command still count.
         ctx.obj = values
@@ -50,22 +60,41 @@ def root(ctx: typer.Context, options: dict[str, Any], theme: ThemeOpt = None) ->
         from gemma_chat.cli.ask import run_ask
 
         run = run_options(values)
-        raise typer.Exit(run_ask(o.build_settings(**values), None, run))
+        history = history_options(values, option="--resume")
+        raise typer.Exit(run_ask(o.build_settings(**values), None, run, history))
     run_options(values)  # --stats/--json/--plain only concern answers on stdout
+    from gemma_chat.cli.exchange import resume_id
+
+    # Resolved here, so a bad id or a corrupt history is a one-line error, not an app.
+    conversation_id = resume_id(continue_latest, resume)
+    settings = o.build_settings(**values)
+    if no_save:
+        settings = settings.model_copy(update={"save_history": False})
     from gemma_chat.tui.app import run_tui
 
-    run_tui(o.build_settings(**values), theme=theme)
+    run_tui(settings, theme=theme, resume=conversation_id)
 
 
 @app.command()
 @o.shared_options
-def ask(ctx: typer.Context, options: dict[str, Any], question: QuestionArg = None) -> None:
-    """Answer one question on stdout, streaming. Ctrl+C stops (exit 130)."""
+def ask(
+    ctx: typer.Context,
+    options: dict[str, Any],
+    question: QuestionArg = None,
+    continue_latest: o.ContinueOpt = False,
+    conversation: o.ConversationOpt = None,
+    no_save: o.NoSaveOpt = False,
+) -> None:
+    """Answer one question on stdout, streaming, and save the exchange in the history.
+    Ctrl+C stops (exit 130)."""
     from gemma_chat.cli.ask import run_ask
 
-    values = with_root_options(ctx, settings_values(options))
+    values = settings_values(options)
+    values.update(conversation=conversation, continue_latest=continue_latest, no_save=no_save)
+    values = with_root_options(ctx, values)
     run = run_options(values)
-    raise typer.Exit(run_ask(o.build_settings(**values), question, run))
+    history = history_options(values)
+    raise typer.Exit(run_ask(o.build_settings(**values), question, run, history))
 
 
 @app.command()
@@ -105,14 +134,31 @@ def run_options(values: dict[str, Any]) -> o.RunOptions:
     return o.RunOptions(*(bool(values.pop(key, False)) for key in ("stats", "json_out", "plain")))
 
 
+def history_options(values: dict[str, Any], option: str = "--conversation") -> o.HistoryOptions:
+    """Take the history options out of ``values`` (which still holds the settings)."""
+    explicit = frozenset(key for key in o.CONVERSATION_SETTINGS if _given(values.get(key)))
+    return o.HistoryOptions(
+        save=not values.pop("no_save", False),
+        continue_latest=bool(values.pop("continue_latest", False)),
+        conversation=values.pop("conversation", None),
+        explicit=explicit,
+        option=option,
+    )
+
+
 def with_root_options(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
     """Fill options not given after the command from those given before it."""
     root = ctx.obj or {}
     merged = dict(values)
     for key, value in root.items():
-        if merged.get(key) in (None, False):
+        if not _given(merged.get(key)):
             merged[key] = value
     return merged
+
+
+def _given(value: Any) -> bool:
+    # Identity, not equality: `--temperature 0` and `--seed 0` are given (0 == False).
+    return value is not None and value is not False
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from gemma_chat.cli.exchange import Exchange, open_exchange
 from gemma_chat.cli.inputs import combine, read_piped
-from gemma_chat.cli.options import RunOptions
+from gemma_chat.cli.options import HistoryOptions, RunOptions
 from gemma_chat.cli.render import MarkdownWriter, PlainWriter
-from gemma_chat.conversation import Conversation, StopReason
+from gemma_chat.conversation import StopReason
 from gemma_chat.engine import Engine, ReplyDone, TextDelta
+from gemma_chat.errors import ContextError
 from gemma_chat.loader import load_backend
 from gemma_chat.models import ModelInfo
 from gemma_chat.settings import Settings
@@ -28,32 +30,46 @@ def notify(message: str) -> None:
     print(f"gemma-chat: {message}", file=sys.stderr, flush=True)
 
 
-def run_ask(settings: Settings, question: str | None, options: RunOptions) -> int:
-    """Answer one question; return the exit code.
+def run_ask(
+    settings: Settings,
+    question: str | None,
+    options: RunOptions,
+    history: HistoryOptions | None = None,
+) -> int:
+    """Answer one question, saving the exchange in the history; return the exit code.
 
     Raises:
-        GemmaChatError: Bad input, a bad model, or a message too long for the context.
+        GemmaChatError: Bad input, a bad model or history, or a message too long for
+            the context.
     """
     message = combine(question, read_piped())
     cancel = threading.Event()
     with _sigint_sets(cancel):
-        info, backend = load_backend(settings, notify, message)
-        if cancel.is_set():  # Ctrl+C while the model was loading
-            return EXIT_INTERRUPTED
-        return _answer(settings, options, message, info, backend, cancel)
+        # Before the model load: a corrupt history or an unknown id fails at once.
+        exchange = open_exchange(settings, history or HistoryOptions())
+        try:
+            info, backend = load_backend(exchange.settings, notify, message)
+            if cancel.is_set():  # Ctrl+C while the model was loading
+                return EXIT_INTERRUPTED
+            return _answer(exchange, options, message, info, backend, cancel)
+        finally:
+            exchange.close()
 
 
 def _answer(
-    settings: Settings,
+    exchange: Exchange,
     options: RunOptions,
     message: str,
     info: ModelInfo,
     backend: Any,
     cancel: threading.Event,
 ) -> int:
+    settings = exchange.settings
     engine = Engine(backend, settings.sampling, settings.repeat_guard)
-    conversation = Conversation(system=settings.system)
-    conversation.add_user(message)
+    conversation = exchange.conversation(info, message)  # the user message is saved here
+    # KV STATE CACHE (issue #4, "Resuming fast"), the one spot for it: restore the
+    # conversation's saved llama.cpp state into `backend` here, before streaming, when
+    # the model and prompt prefix match; save it after `exchange.reply(...)` below.
     writer = None
     if not options.json:
         use_markdown = sys.stdout.isatty() and not options.plain
@@ -66,11 +82,17 @@ def _answer(
                     writer.write(event.text)
             else:
                 done = event
+    except ContextError:
+        exchange.unsend()
+        raise
     finally:
         if writer is not None:
             writer.close()
     assert done is not None
+    exchange.reply(done, info)  # a reply stopped by Ctrl+C is saved too, marked partial
+    # (KV STATE CACHE: save the state here.)
     result = result_dict(done, info, backend.info)
+    result["conversation_id"] = exchange.conversation_id
     if options.json:
         print(json.dumps(result, ensure_ascii=False))
     if options.stats:

@@ -21,6 +21,7 @@ from gemma_chat.settings import Settings
 MODEL = "Model"
 SAMPLING = "Sampling"
 OUTPUT = "Output"
+HISTORY = "History"
 
 ModelOpt = Annotated[
     str | None,
@@ -128,6 +129,36 @@ DebugOpt = Annotated[
     typer.Option("--debug", help="Show llama.cpp's log and tracebacks.", rich_help_panel=OUTPUT),
 ]
 
+ContinueOpt = Annotated[
+    bool,
+    typer.Option(
+        "--continue", "-c", help="Continue the most recent conversation.", rich_help_panel=HISTORY
+    ),
+]
+ConversationOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--conversation",
+        metavar="ID",
+        help="Continue the conversation with this id (see: gemma-chat history list).",
+        rich_help_panel=HISTORY,
+    ),
+]
+ResumeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--resume",
+        metavar="ID",
+        help="Open the conversation with this id (see: gemma-chat history list).",
+        rich_help_panel=HISTORY,
+    ),
+]
+NoSaveOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-save", help="Do not save this exchange in the history.", rich_help_panel=HISTORY
+    ),
+]
 
 # The options `ask` and the bare command share, defined once: (name, type, default).
 SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
@@ -192,6 +223,46 @@ class RunOptions:
     stats: bool = False
     json: bool = False
     plain: bool = False
+
+
+# Command-line options that, given explicitly, win over a continued conversation's
+# stored system prompt and parameters.
+CONVERSATION_SETTINGS = (
+    "system",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "seed",
+    "no_repeat_guard",
+)
+
+
+@dataclass(frozen=True)
+class HistoryOptions:
+    """How a run uses the conversation history.
+
+    Attributes:
+        save: Save the exchange (``--no-save`` turns it off; so does ``save_history``
+            in the config).
+        continue_latest: Continue the most recent conversation (``--continue``).
+        conversation: Continue this conversation (``--conversation`` / ``--resume``).
+        explicit: Which of :data:`CONVERSATION_SETTINGS` were given on the command line.
+        option: How the command line names ``conversation``, for error messages.
+    """
+
+    save: bool = True
+    continue_latest: bool = False
+    conversation: int | None = None
+    explicit: frozenset[str] = frozenset()
+    option: str = "--conversation"
+
+    @property
+    def continues(self) -> bool:
+        """Whether the run continues a stored conversation."""
+        return self.continue_latest or self.conversation is not None
 
 
 def parse_gpu_layers(value: str | None) -> int | str | None:

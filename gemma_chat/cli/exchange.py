@@ -1,0 +1,195 @@
+"""The history side of one ``ask`` run: which conversation it continues, with which
+settings, and saving the exchange as it happens.
+
+The store is opened and the conversation read *before* the model loads, so a corrupt
+database or an unknown id fails in a moment rather than after a long load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gemma_chat.cli.options import HistoryOptions
+from gemma_chat.conversation import Conversation, Role, Turn
+from gemma_chat.engine import ReplyDone
+from gemma_chat.errors import UsageError
+from gemma_chat.history.recording import Recorder, params_of, restore_params
+from gemma_chat.history.store import (
+    ConversationRecord,
+    HistoryStore,
+    MessageRecord,
+    to_conversation,
+    user_message,
+)
+from gemma_chat.models import ModelInfo
+from gemma_chat.settings import Settings
+
+_SAMPLING_KEYS = ("max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed")
+
+
+def find_conversation(
+    store: HistoryStore, continue_latest: bool, conversation_id: int | None, option: str
+) -> ConversationRecord | None:
+    """The conversation ``--continue`` or ``--conversation``/``--resume ID`` names.
+
+    Returns:
+        The record, or None when neither was given.
+
+    Raises:
+        UsageError: Both were given, or the history is empty.
+        NotFound: No conversation has the id.
+    """
+    if continue_latest and conversation_id is not None:
+        raise UsageError(f"--continue and {option} cannot be used together")
+    if conversation_id is not None:
+        return store.get(conversation_id)
+    if not continue_latest:
+        return None
+    record = store.latest()
+    if record is None:
+        raise UsageError("the history is empty: there is no conversation to continue")
+    return record
+
+
+def resume_id(continue_latest: bool, conversation_id: int | None) -> int | None:
+    """The id of the conversation the TUI should open (``--resume ID``/``--continue``).
+
+    Raises:
+        UsageError: As :func:`find_conversation`.
+        StoreError: The history cannot be read.
+    """
+    if not continue_latest and conversation_id is None:
+        return None
+    with HistoryStore() as store:
+        record = find_conversation(store, continue_latest, conversation_id, "--resume")
+    return None if record is None else record.id
+
+
+def continued_settings(
+    settings: Settings, record: ConversationRecord, explicit: frozenset[str]
+) -> Settings:
+    """The settings for continuing ``record``: its stored system prompt and parameters,
+    except where the command line gave a value explicitly (those win)."""
+    sampling, guard = restore_params(record, settings.sampling, settings.repeat_guard)
+    given = {key: getattr(settings.sampling, key) for key in _SAMPLING_KEYS if key in explicit}
+    sampling = sampling.model_copy(update=given)
+    if "no_repeat_guard" in explicit:
+        guard = guard.model_copy(update={"enabled": settings.repeat_guard.enabled})
+    system = settings.system if "system" in explicit else record.system
+    return settings.model_copy(
+        update={"sampling": sampling, "repeat_guard": guard, "system": system}
+    )
+
+
+@dataclass
+class Exchange:
+    """One ``ask`` run's conversation and its recording.
+
+    Attributes:
+        settings: The settings to answer with (a continued conversation's own).
+        record: The continued conversation, if any.
+        messages: Its stored messages.
+        store: The open store; None when nothing is read or saved.
+        recorder: Saves the exchange; None with ``--no-save``.
+    """
+
+    settings: Settings
+    record: ConversationRecord | None = None
+    messages: list[MessageRecord] = field(default_factory=list)
+    store: HistoryStore | None = None
+    recorder: Recorder | None = None
+    _created: bool = False
+
+    @property
+    def conversation_id(self) -> int | None:
+        """The stored conversation the exchange is saved in (None when not saved)."""
+        return None if self.recorder is None else self.recorder.conversation_id
+
+    def conversation(self, info: ModelInfo, message: str) -> Conversation:
+        """The conversation to answer, ending with ``message``, which is saved at once
+        (before generating, so that it survives a crash)."""
+        if self.record is None:
+            conversation = Conversation(system=self.settings.system)
+        else:
+            conversation = to_conversation(self.record, self.messages, info.sha256)
+            conversation.system = self.settings.system
+        pending = conversation.pending_user
+        if pending is not None:
+            # An earlier run died before its reply: answer both messages together, as
+            # they will be read back (see to_conversation); only the new one is stored.
+            pending.text += "\n\n" + message
+        else:
+            conversation.add_user(message)
+        recorder = self.recorder
+        if recorder is None:
+            return conversation
+        self._save_settings()
+        if recorder.conversation_id is not None and pending is not None:
+            recorder.store.add(recorder.conversation_id, user_message(Turn(Role.USER, message)))
+        else:
+            self._created = recorder.conversation_id is None
+            recorder.user(
+                conversation, params_of(self.settings.sampling, self.settings.repeat_guard)
+            )
+        return conversation
+
+    def _save_settings(self) -> None:
+        """Store settings given on this command line for a continued conversation."""
+        if self.recorder is None or self.record is None:
+            return
+        system = self.settings.system
+        params = params_of(self.settings.sampling, self.settings.repeat_guard)
+        if (system, params) != (self.record.system, self.record.params):
+            self.recorder.settings(system, params)
+
+    def reply(self, done: ReplyDone, info: ModelInfo) -> None:
+        """Save the finished or stopped reply."""
+        if self.recorder is not None:
+            self.recorder.reply(
+                done,
+                model=info.display_name,
+                model_sha256=info.sha256,
+                sampling=self.settings.sampling,
+            )
+
+    def unsend(self) -> None:
+        """Take back the saved user message when it could not be answered at all (it
+        does not fit the context): kept, it would break every later continuation."""
+        recorder = self.recorder
+        if recorder is None or recorder.conversation_id is None:
+            return
+        if self._created:
+            recorder.store.delete(recorder.conversation_id)
+            recorder.conversation_id = None
+        else:
+            recorder.truncate(len(self.messages))
+
+    def close(self) -> None:
+        """Close the store."""
+        if self.store is not None:
+            self.store.close()
+
+
+def open_exchange(settings: Settings, options: HistoryOptions) -> Exchange:
+    """Open the store (when saving or continuing) and read the conversation to continue.
+
+    Raises:
+        CorruptStore: The history file is damaged (one line, exit 1).
+        UsageError: Bad ``--continue``/``--conversation`` use, or an unknown id.
+    """
+    save = options.save and settings.save_history
+    if not save and not options.continues:
+        return Exchange(settings)  # --no-save: the store is never opened
+    store = HistoryStore()
+    try:
+        record = find_conversation(
+            store, options.continue_latest, options.conversation, options.option
+        )
+        messages = [] if record is None else store.messages(record.id)
+    except BaseException:
+        store.close()
+        raise
+    if record is not None:
+        settings = continued_settings(settings, record, options.explicit)
+    recorder = Recorder(store, None if record is None else record.id) if save else None
+    return Exchange(settings, record, messages, store, recorder)

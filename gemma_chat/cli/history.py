@@ -1,0 +1,282 @@
+"""``gemma-chat history``: list, show, search, export, import, rename and delete saved
+conversations.
+
+Every command opens the store itself; a damaged file gives the one-line
+:class:`~gemma_chat.history.store.CorruptStore` error (exit 1) and is left untouched,
+and ``history move-aside`` renames it so a new store can start. The store module is
+imported inside the commands, so registering this sub-app costs ``ask`` nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import asdict
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gemma_chat.errors import GemmaChatError, UsageError
+
+if TYPE_CHECKING:
+    from gemma_chat.history.store import HistoryStore, SearchHit
+
+history_app = typer.Typer(
+    name="history",
+    help="Saved conversations: list, show, search, export, import, rename, delete.",
+    rich_markup_mode=None,
+)
+
+
+@history_app.callback(invoke_without_command=True)
+def _group(ctx: typer.Context) -> None:
+    # Bare `history` prints its help on stdout (exit 0), not as a usage error.
+    if ctx.invoked_subcommand is None:
+        print(ctx.get_help())
+
+
+IdArg = Annotated[int, typer.Argument(metavar="ID", help="The conversation id (history list).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Show at most N.")]
+
+
+class ExportFormat(str, Enum):
+    """What ``history export`` writes."""
+
+    md = "md"
+    json = "json"
+
+
+def _store() -> HistoryStore:
+    from gemma_chat.history.store import HistoryStore
+
+    return HistoryStore()
+
+
+def _note(message: str) -> None:
+    print(f"gemma-chat: {message}", file=sys.stderr)
+
+
+def _on_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _one_line(text: str) -> str:
+    """Text safe to print on one terminal line: no newlines, no escape sequences."""
+    return "".join(ch if ch.isprintable() else " " for ch in re.sub(r"\s+", " ", text))
+
+
+def local_time(stamp: str) -> str:
+    """``2026-11-30 14:45`` in local time from a stored UTC time."""
+    try:
+        return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:  # an imported file may carry any text here
+        return _one_line(stamp)[:16]
+
+
+@history_app.command("list")
+def list_(json_out: JsonOpt = False, limit: LimitOpt = None) -> None:
+    """Conversations, most recently updated first."""
+    with _store() as store:
+        records = store.conversations(limit)
+    if json_out:
+        print(json.dumps([asdict(record) for record in records], ensure_ascii=False, indent=2))
+        return
+    if not records:
+        _note("no saved conversations yet")
+        return
+    width = max(2, *(len(str(record.id)) for record in records))
+    print(f"{'ID':>{width}}  {'UPDATED':<16}  {'MSGS':>4}  TITLE")
+    for record in records:
+        print(
+            f"{record.id:>{width}}  {local_time(record.updated_at):<16}  "
+            f"{record.message_count:>4}  {_one_line(record.title)}"
+        )
+
+
+@history_app.command()
+def show(conversation_id: IdArg, json_out: JsonOpt = False) -> None:
+    """Print a conversation as a readable transcript (--json: the lossless export)."""
+    from gemma_chat.history.transfer import export_json, export_markdown
+
+    with _store() as store:
+        text = (export_json if json_out else export_markdown)(store, conversation_id)
+    if json_out or not _on_terminal():
+        sys.stdout.write(text)
+        return
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    Console().print(Markdown(text))
+
+
+@history_app.command()
+def search(
+    text: Annotated[list[str], typer.Argument(metavar="TEXT...", help="Words to find.")],
+    json_out: JsonOpt = False,
+    limit: LimitOpt = None,
+) -> None:
+    """Find messages containing every word (each also as a prefix), best first."""
+    query = " ".join(text)
+    with _store() as store:
+        hits = store.search(query, limit=limit or 50)
+    if json_out:
+        found = [{**asdict(hit), "snippet": hit.highlighted()} for hit in hits]
+        print(json.dumps(found, ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        _note(f"no message matches {query!r}")
+        return
+    if _on_terminal():
+        _print_hits_styled(hits)
+        return
+    for hit in hits:
+        print(_hit_heading(hit))
+        print(f"    {_who(hit.role)}: {_one_line(hit.highlighted())}")
+
+
+def _who(role: str) -> str:
+    return "you" if role == "user" else "gemma"
+
+
+def _hit_heading(hit: SearchHit) -> str:
+    return f"{hit.conversation_id}  {_one_line(hit.title)}  (message {hit.seq + 1})"
+
+
+def _print_hits_styled(hits: list[SearchHit]) -> None:
+    """On a terminal, the matches in bold (rich also honours NO_COLOR and dumb terminals)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(highlight=False, soft_wrap=True)
+    for hit in hits:
+        line = Text("    ").append(f"{_who(hit.role)}: ", style="dim")
+        # Split on the markers before cleaning, so the markers survive _one_line.
+        for index, part in enumerate(hit.highlighted("\x00", "\x00").split("\x00")):
+            line.append(_one_line(part), style="bold" if index % 2 else None)
+        console.print(Text(_hit_heading(hit), style="bold cyan"))
+        console.print(line)
+
+
+@history_app.command()
+def export(
+    conversation_id: IdArg,
+    format: Annotated[
+        ExportFormat,
+        typer.Option("--format", "-f", help="md: a readable transcript; json: lossless."),
+    ] = ExportFormat.md,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE.")
+    ] = None,
+) -> None:
+    """Write a conversation as Markdown or lossless JSON (stdout by default)."""
+    from gemma_chat.history.transfer import export_json, export_markdown
+
+    with _store() as store:
+        write = export_json if format is ExportFormat.json else export_markdown
+        text = write(store, conversation_id)
+    if output is None or str(output) == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise GemmaChatError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+@history_app.command("import")
+def import_(
+    file: Annotated[
+        str, typer.Argument(metavar="FILE.json", help="A JSON export ('-' reads stdin).")
+    ],
+) -> None:
+    """Add a conversation from a JSON export; print its id."""
+    from gemma_chat.history.transfer import import_json, read_import_file
+
+    if file == "-":
+        text, source = sys.stdin.read(), "stdin"
+    else:
+        text, source = read_import_file(Path(file)), file
+    with _store() as store:
+        new_id = import_json(store, text, source)
+    print(new_id)
+
+
+@history_app.command()
+def delete(
+    conversation_id: IdArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a conversation and its messages (asks first unless --yes)."""
+    with _store() as store:
+        record = store.get(conversation_id)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    f"not deleting conversation {conversation_id} without confirmation: pass --yes"
+                )
+            question = (
+                f"Delete conversation {record.id}, {_one_line(record.title)!r} "
+                f"({record.message_count} messages)?"
+            )
+            if not typer.confirm(question, default=False, err=True):
+                _note("nothing deleted")
+                raise typer.Exit(1)
+        store.delete(conversation_id)
+    _note(f"deleted conversation {conversation_id}")
+
+
+@history_app.command()
+def rename(
+    conversation_id: IdArg,
+    title: Annotated[list[str], typer.Argument(metavar="TITLE...", help="The new title.")],
+) -> None:
+    """Give a conversation a new title."""
+    with _store() as store:
+        store.rename(conversation_id, " ".join(title))
+
+
+@history_app.command("move-aside")
+def move_aside(
+    force: Annotated[
+        bool, typer.Option("--force", help="Move it even though it reads fine.")
+    ] = False,
+) -> None:
+    """Rename an unreadable history database (kept, never deleted) so that a new one
+    starts; print its new name."""
+    from gemma_chat.history import store
+
+    path = store.store_file()
+    if path.exists() and not force:
+        problem = _damage(path)
+        if problem is None:
+            raise GemmaChatError(
+                f"the history database {path} reads fine; not moving it "
+                "(pass --force to move it aside anyway)"
+            )
+    print(store.move_aside(path))
+
+
+def _damage(path: Path) -> str | None:
+    """What is wrong with the database file, or None when SQLite's quick check passes.
+
+    Opened with plain sqlite3 and only read: a file that is not a database is never
+    written to.
+    """
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(path)
+    except sqlite3.Error as exc:
+        return str(exc)
+    try:
+        result = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
+    except sqlite3.Error as exc:
+        return str(exc)
+    finally:
+        conn.close()
+    return None if result == ["ok"] else "; ".join(map(str, result))
