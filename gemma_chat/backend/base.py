@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from gemma_chat.settings import Sampling
 from gemma_chat.tokenizer import Tokenizer
@@ -13,6 +14,13 @@ from gemma_chat.tokenizer import Tokenizer
 
 class Cancelled(Exception):
     """Raised inside a backend's generator when the cancel event is set mid-prompt."""
+
+
+class StateError(Exception):
+    """A saved KV state cannot be used (damaged, truncated, or from another model).
+
+    The backend's context is left clean (empty) or untouched, never half-loaded.
+    """
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,10 @@ class BackendInfo:
 
 
 class Backend(Protocol):
-    """A loaded model that can generate from token ids. One generation at a time."""
+    """A loaded model that can generate from token ids. One generation at a time.
+
+    A backend may also save and restore its KV cache: see :class:`StatefulBackend`.
+    """
 
     tokenizer: Tokenizer
     info: BackendInfo
@@ -68,3 +79,78 @@ class Backend(Protocol):
     def close(self) -> None:
         """Free the model."""
         ...
+
+
+@runtime_checkable
+class StatefulBackend(Protocol):
+    """Optional capability: save the KV cache to a file and restore it later.
+
+    :class:`gemma_chat.backend.local.LlamaBackend` has it; the scripted backend does not.
+    ``gemma_chat.state_cache`` uses it to make resuming a long conversation fast. None of
+    these may run during a generation: they raise ``RuntimeError`` then, like a second
+    ``generate`` does.
+    """
+
+    @property
+    def cached_tokens(self) -> tuple[int, ...]:
+        """The token ids the KV cache holds now, in order from position 0."""
+        ...
+
+    @property
+    def state_signature(self) -> dict[str, object]:
+        """Everything besides the model file that a saved state must match to load
+        (runtime version, cache layout)."""
+        ...
+
+    def state_size(self) -> int:
+        """Bytes :meth:`save_state` would write now."""
+        ...
+
+    def save_state(self, path: Path, prompt_ids: Sequence[int] | None = None) -> int:
+        """Write the KV cache and its token ids to ``path``; return the tokens saved
+        (0: nothing was written). With ``prompt_ids`` only the prefix the cache shares
+        with them is kept and saved.
+
+        Raises:
+            StateError: The runtime could not produce the state.
+            OSError: The file could not be written.
+        """
+        ...
+
+    def state_tokens(self, path: Path) -> list[int]:
+        """The token ids a saved state holds, without loading it.
+
+        Raises:
+            StateError: Not a usable state file.
+            OSError: The file cannot be read.
+        """
+        ...
+
+    def restore_state(self, path: Path, prompt_ids: Sequence[int], min_tokens: int = 1) -> int:
+        """Load a saved state, keeping only its prefix shared with ``prompt_ids``.
+
+        Returns the tokens restored; the next ``generate`` evaluates only the rest of its
+        prompt. Returns 0, leaving the cache untouched, when fewer than ``min_tokens``
+        are shared or the state cannot be cut to the shared prefix (a sliding-window
+        model); nothing is loaded when the cache already holds the shared prefix.
+        After an error the cache is empty or untouched, never half-loaded.
+
+        Raises:
+            StateError: The file cannot be used.
+            OSError: The file cannot be read.
+        """
+        ...
+
+    def clear_state(self) -> None:
+        """Empty the KV cache: the next prompt is evaluated from its first token."""
+        ...
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading token ids two sequences share."""
+    count = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        count += 1
+    return count

@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
 
-from gemma_chat.backend import llama_log
-from gemma_chat.backend.base import BackendInfo, Cancelled
+from gemma_chat.backend import kv_state, llama_log
+from gemma_chat.backend.base import BackendInfo, Cancelled, StateError, common_prefix
 from gemma_chat.backend.offload import OffloadPlan
 from gemma_chat.backend.vocab import LlamaVocab
 from gemma_chat.errors import ModelError
@@ -131,6 +132,7 @@ class LlamaBackend:
             gpu_layers=gpu_layers,
             threads=threads,
         )
+        self._flash_attn = flash_attn
         self._last_prompt_evaluated = 0
         self._lock = threading.Lock()
 
@@ -181,9 +183,167 @@ class LlamaBackend:
             llm.cancel = None
             self._lock.release()
 
+    # The KV state capability (see ``base.StatefulBackend``). Each method takes the
+    # generation lock: a state saved or loaded mid-generation would be inconsistent.
+
+    @property
+    def cached_tokens(self) -> tuple[int, ...]:
+        """The token ids the KV cache holds now (what ``generate`` matches prefixes with)."""
+        llm = self._llm
+        return tuple(llm.input_ids[: llm.n_tokens].tolist())
+
+    @property
+    def state_signature(self) -> dict[str, object]:
+        """What a saved state must match besides the model: the runtime's version and
+        the KV cache layout (flash attention stores V untransposed)."""
+        params = self._llm.context_params
+        return {
+            "llama_cpp_python": llama_cpp.__version__,
+            "flash_attn": self._flash_attn,
+            "type_k": int(params.type_k),
+            "type_v": int(params.type_v),
+            "swa_full": bool(params.swa_full),
+        }
+
+    def state_size(self) -> int:
+        """Bytes :meth:`save_state` would write now."""
+        with self._exclusive():
+            return kv_state.state_size(self._llm._ctx.ctx, self._llm.n_tokens)
+
+    def save_state(self, path: Path, prompt_ids: Sequence[int] | None = None) -> int:
+        """Write the KV cache and its token ids to ``path``; return the tokens saved.
+
+        With ``prompt_ids``, only the prefix the cache shares with them is kept and
+        saved: tokens the next prompt will not repeat (a reply's trailing whitespace)
+        would make the state unusable (see :meth:`restore_state`). Nothing is written
+        when there is nothing to save (returns 0).
+
+        Raises:
+            RuntimeError: A generation is running.
+            StateError: llama.cpp could not produce the state.
+            OSError: The file could not be written.
+        """
+        with self._exclusive():
+            llm = self._llm
+            n_tokens = llm.n_tokens
+            if prompt_ids is not None:
+                n_tokens = common_prefix(self.cached_tokens, prompt_ids)
+            if n_tokens == 0:
+                return 0
+            # Also drops cells past n_tokens that a reset() without eval() left behind.
+            llm._ctx.kv_cache_seq_rm(kv_state.SEQ_ID, n_tokens, -1)
+            if n_tokens < llm.n_tokens:
+                llm.n_tokens = n_tokens
+                llm._requires_eval = True  # the logits belong to a dropped token
+            kv_state.write_state(llm._ctx.ctx, path, llm.input_ids[:n_tokens].tolist())
+            return n_tokens
+
+    def state_tokens(self, path: Path) -> list[int]:
+        """The token ids a saved state holds, without loading it.
+
+        Raises:
+            StateError: Not a state file, or truncated.
+            OSError: The file cannot be read.
+        """
+        return kv_state.read_tokens(path)
+
+    def restore_state(self, path: Path, prompt_ids: Sequence[int], min_tokens: int = 1) -> int:
+        """Load a saved state, keeping only its prefix shared with ``prompt_ids``.
+
+        Returns the tokens restored: the next ``generate`` on a prompt starting with
+        ``prompt_ids`` evaluates only what follows them. Returns 0, with the cache
+        untouched, when fewer than ``min_tokens`` tokens are shared, or when the state is
+        longer than the model's sliding window (Gemma 2 and 3: llama.cpp saves only the
+        last window of those layers) and not all of it is shared. When the cache already
+        holds the shared prefix, nothing is loaded and its length is returned.
+        After an error the KV cache is empty or untouched, never half-loaded.
+
+        Raises:
+            RuntimeError: A generation is running.
+            StateError: The file cannot be used (damaged, another model, too long).
+            OSError: The file cannot be read.
+        """
+        with self._exclusive():
+            llm = self._llm
+            saved = kv_state.read_tokens(path)
+            if len(saved) > llm.n_ctx():
+                raise StateError(
+                    f"the state holds {len(saved)} tokens; the context has {llm.n_ctx()}"
+                )
+            shared = common_prefix(saved, prompt_ids)
+            if shared < max(1, min_tokens):
+                return 0
+            n_swa = self._n_swa()
+            if 0 < n_swa < len(saved) and shared < len(saved):
+                # llama.cpp saves only the last window of a sliding-window layer, so such
+                # a state can continue from its end only, not from an earlier position.
+                return 0
+            held = common_prefix(self.cached_tokens, prompt_ids)
+            if held >= shared:
+                return held  # the cache already holds as much: loading would gain nothing
+            self._clear()
+            try:
+                if kv_state.load_state(llm._ctx.ctx, path) != saved:
+                    raise StateError("the state file changed while it was read")
+                self._keep_prefix(shared)
+            except BaseException:
+                self._clear()  # never leave a half-loaded cache behind
+                raise
+            llm.input_ids[:shared] = saved[:shared]
+            llm.n_tokens = shared
+            # The logits are not restored: make generate() evaluate at least one token.
+            llm._requires_eval = True
+            return shared
+
+    def clear_state(self) -> None:
+        """Empty the KV cache: the next prompt is evaluated from its first token.
+
+        Raises:
+            RuntimeError: A generation is running.
+        """
+        with self._exclusive():
+            self._clear()
+
     def close(self) -> None:
         """Free the model and its context."""
         self._llm.close()
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError("a generation is running on this model")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def _clear(self) -> None:
+        llm = self._llm
+        llm.reset()
+        llm._ctx.kv_cache_clear()
+        llm._requires_eval = True
+
+    def _keep_prefix(self, n_tokens: int) -> None:
+        """Drop the cells from position ``n_tokens`` on and check that what is left can
+        continue from there: every position up to ``n_tokens - 1``, and for
+        sliding-window layers at least the last window (the rule of llama.cpp's server)."""
+        memory = llama_cpp.llama_get_memory(self._llm._ctx.ctx)
+        seq = kv_state.SEQ_ID
+        if not llama_cpp.llama_memory_seq_rm(memory, seq, n_tokens, -1):
+            raise StateError("llama.cpp cannot cut this state to the shared prefix")
+        first = llama_cpp.llama_memory_seq_pos_min(memory, seq)
+        last = llama_cpp.llama_memory_seq_pos_max(memory, seq)
+        n_swa = self._n_swa()
+        needed = max(0, n_tokens - n_swa) if n_swa > 0 else 0
+        if first > needed or last != n_tokens - 1:
+            raise StateError(
+                f"the restored cache holds positions {first}..{last}; continuing at "
+                f"{n_tokens} needs {needed}..{n_tokens - 1}"
+            )
+
+    def _n_swa(self) -> int:
+        """The sliding-window size (0: every layer attends to the whole context)."""
+        return max(0, int(llama_cpp.llama_model_n_swa(self._llm.model)))
 
 
 def _load_failure(path: Path) -> str:
