@@ -65,6 +65,7 @@ def test_newest_message_alone_too_long(template) -> None:
 
 def test_follow_up_turns_evaluate_only_new_tokens(tiny_engine) -> None:
     engine = tiny_engine("runaway")
+    engine.backend.clear_state()  # the shared backend may hold another test's prompt
     conv = Conversation(system="Tell stories.")
     previous_kv = 0
     for turn, question in enumerate(["A story?", "Another?", "One more?"]):
@@ -85,6 +86,7 @@ def test_kv_reuse_on_the_demo_model(demo_backend) -> None:
     from gemma_chat.engine import Engine
     from gemma_chat.settings import Sampling
 
+    demo_backend.clear_state()  # the shared backend may hold another test's prompt
     engine = Engine(demo_backend, Sampling(temperature=0.0, seed=1, max_tokens=24))
     conv = Conversation()
     evaluated = []

@@ -67,9 +67,7 @@ def _answer(
     settings = exchange.settings
     engine = Engine(backend, settings.sampling, settings.repeat_guard)
     conversation = exchange.conversation(info, message)  # the user message is saved here
-    # KV STATE CACHE (issue #4, "Resuming fast"), the one spot for it: restore the
-    # conversation's saved llama.cpp state into `backend` here, before streaming, when
-    # the model and prompt prefix match; save it after `exchange.reply(...)` below.
+    exchange.restore_state(engine, conversation, info)  # a continued chat's KV state
     writer = None
     if not options.json:
         use_markdown = sys.stdout.isatty() and not options.plain
@@ -90,7 +88,8 @@ def _answer(
             writer.close()
     assert done is not None
     exchange.reply(done, info)  # a reply stopped by Ctrl+C is saved too, marked partial
-    # (KV STATE CACHE: save the state here.)
+    conversation.add_model(done.text, done.stop_reason, done.token_ids)
+    exchange.save_state(engine, conversation, info)
     result = result_dict(done, info, backend.info)
     result["conversation_id"] = exchange.conversation_id
     if options.json:

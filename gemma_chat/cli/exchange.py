@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from gemma_chat.cli.options import HistoryOptions
 from gemma_chat.conversation import Conversation, Role, Turn
-from gemma_chat.engine import ReplyDone
+from gemma_chat.engine import Engine, ReplyDone
 from gemma_chat.errors import UsageError
 from gemma_chat.history.recording import Recorder, params_of, restore_params
 from gemma_chat.history.store import (
@@ -23,6 +23,7 @@ from gemma_chat.history.store import (
 )
 from gemma_chat.models import ModelInfo
 from gemma_chat.settings import Settings
+from gemma_chat.state_cache import KVStateCache, resume_ids
 
 _SAMPLING_KEYS = ("max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed")
 
@@ -163,6 +164,33 @@ class Exchange:
             recorder.conversation_id = None
         else:
             recorder.truncate(len(self.messages))
+
+    def restore_state(self, engine: Engine, conversation: Conversation, info: ModelInfo) -> int:
+        """Load a continued conversation's saved KV state, so that only the new message
+        is evaluated (see :mod:`gemma_chat.state_cache`).
+
+        Returns:
+            The prompt tokens the state covers (0: the prompt is evaluated as usual).
+        """
+        if self.record is None or not self.settings.state_cache.enabled:
+            return 0
+        cache = KVStateCache(self.settings.state_cache)
+        ids = resume_ids(engine.template, conversation)
+        return cache.restore(engine.backend, self.record.uuid, info.sha256, ids)
+
+    def save_state(self, engine: Engine, conversation: Conversation, info: ModelInfo) -> bool:
+        """Save the KV state after the reply (added to ``conversation``), for the next
+        ``--continue``. Short conversations and unsaved ones are skipped."""
+        if self.recorder is None or self.recorder.conversation_id is None:
+            return False
+        if not self.settings.state_cache.enabled:
+            return False
+        key = self.record.uuid if self.record is not None else None
+        if key is None and self.store is not None:
+            key = self.store.get(self.recorder.conversation_id).uuid
+        cache = KVStateCache(self.settings.state_cache)
+        ids = resume_ids(engine.template, conversation)
+        return cache.save(engine.backend, key, info.sha256, ids)
 
     def close(self) -> None:
         """Close the store."""
