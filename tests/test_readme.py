@@ -1,0 +1,23 @@
+"""The README's config examples are valid configuration."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from gemma_chat.settings import Settings
+
+README = Path(__file__).parents[1] / "README.md"
+BLOCKS = re.findall(r"```toml\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+
+
+def test_the_readme_has_config_examples() -> None:
+    assert len(BLOCKS) >= 2
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[f"block{n}" for n in range(len(BLOCKS))])
+def test_every_config_example_validates(block: str) -> None:
+    Settings.model_validate(tomllib.loads(block))
