@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
 
+from gemma_chat.config import tomllib  # tomli on Python 3.10
 from gemma_chat.settings import Settings
 
 README = Path(__file__).parents[1] / "README.md"
