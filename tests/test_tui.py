@@ -105,7 +105,7 @@ async def test_one_generation_at_a_time(vocab) -> None:
         await wait_until(pilot, lambda: app.generating)
         await send(pilot, "second")
         assert app.prompt.text == "second"  # kept, not lost
-        assert any("being generated" in n for n in notifications(app))
+        await wait_until(pilot, lambda: any("being generated" in n for n in notifications(app)))
         await pilot.press("escape")
         await reply_done(pilot)
         assert [t.text for t in app.conversation.turns if t.role is Role.USER] == ["first"]

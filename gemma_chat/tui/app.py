@@ -16,13 +16,17 @@ from typing import Any
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Static
 
 from gemma_chat import commands as slash
 from gemma_chat.conversation import Conversation, Role
 from gemma_chat.engine import Engine, ReplyDone, TextDelta
 from gemma_chat.errors import GemmaChatError
+from gemma_chat.history.store import HistoryStore
 from gemma_chat.settings import Settings
+from gemma_chat.tui.conversations import ConversationSwitching
+from gemma_chat.tui.history import HistorySupport
 from gemma_chat.tui.keys import KeysSupport
 from gemma_chat.tui.messages import (
     ModelLoaded,
@@ -36,6 +40,7 @@ from gemma_chat.tui.slash import BUSY_HINT, SlashCommands
 from gemma_chat.tui.theming import ThemeSupport
 from gemma_chat.tui.widgets.chat_log import ChatLog, ModelReply, UserMessage
 from gemma_chat.tui.widgets.prompt_input import PromptInput
+from gemma_chat.tui.widgets.sidebar import HistorySidebar
 from gemma_chat.tui.widgets.status_bar import StatusBar
 
 GC_FREEZE_S = 0.25
@@ -44,6 +49,9 @@ GC_RELEASE_S = 2.0
 """How long after a reply the frozen objects are handed back to the collector."""
 FRAME_S = 1 / 60
 """The worker posts reply text at most once per frame."""
+
+LOADING_PLACEHOLDER = "Loading the model… you can type already"
+"""The input's hint until a model is loaded."""
 
 Loader = Callable[[Settings, Callable[[str], None]], tuple[Any, Any]]
 """Loads a model: ``(settings, notify) -> (model info, backend)``."""
@@ -64,7 +72,9 @@ def default_gpu_supported() -> bool:
     return gpu_offload_supported()
 
 
-class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
+class GemmaChatApp(
+    SlashCommands, KeysSupport, ThemeSupport, HistorySupport, ConversationSwitching, App[None]
+):
     """Chat with a Gemma model."""
 
     CSS_PATH = "gemma.tcss"
@@ -85,6 +95,8 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
         Binding("ctrl+g", "toggle_gpu", "GPU", id="gemma.gpu"),
         Binding("ctrl+n", "new", "New", id="gemma.new", show=False),
         Binding("f1", "help", "Help", id="gemma.help"),
+        Binding("ctrl+b", "history", "History", id="gemma.history"),
+        Binding("ctrl+f", "search", "Search", id="gemma.search", show=False),
         Binding("f2", "settings", "Settings", id="gemma.settings"),
         Binding("ctrl+q", "quit", "Quit", id="gemma.quit", priority=True),
     ]
@@ -96,6 +108,8 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
         loader: Loader | None = None,
         theme: str | None = None,
         gpu_supported: Callable[[], bool] | None = None,
+        store: HistoryStore | None = None,
+        resume: int | None = None,
     ) -> None:
         """Set up the app; the model loads once the UI is up.
 
@@ -104,6 +118,8 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
             loader: How to load a model (tests pass a scripted one).
             theme: A theme named on the command line (wins over everything else).
             gpu_supported: Whether the llama.cpp build can use a GPU.
+            store: The history store (default: the data directory's, opened on mount).
+            resume: A stored conversation to open at the start.
         """
         super().__init__()
         self.settings = settings
@@ -125,21 +141,26 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
         self._meter_timer: Any = None
         self._delta_taken = threading.Event()
         self._gc_timer: Any = None
+        self.setup_history(store, resume)
 
     # ----------------------------------------------------------------- layout and start
 
     def compose(self):
         yield StatusBar(id="status")
-        yield ChatLog(id="chat")
-        yield Static("", id="completions")
-        yield PromptInput(id="prompt", placeholder="Loading the model… you can type already")
+        with Horizontal(id="body"):
+            yield HistorySidebar(id="sidebar")
+            with Vertical(id="main"):
+                yield ChatLog(id="chat")
+                yield Static("", id="completions")
+                yield PromptInput(id="prompt", placeholder=LOADING_PLACEHOLDER)
         yield Footer()
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         self.setup_themes(self._cli_theme)
         self.apply_keymap()
         self.prompt.focus()
         self._start_load(self.settings)
+        await self.open_history()
 
     @property
     def prompt(self) -> PromptInput:
@@ -158,8 +179,9 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
 
     def _gone(self) -> bool:
         # A worker's message can arrive while the app is shutting down and its widgets
-        # are gone; there is nothing left to update then.
-        return not self.is_running or not self.screen.query(StatusBar)
+        # are gone; there is nothing left to update then. (The main screen's widgets,
+        # not the active screen's: a dialog may be open while the model loads.)
+        return not self.is_running or not self.query(StatusBar)
 
     @property
     def generating(self) -> bool:
@@ -199,6 +221,7 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
         self.engine = Engine(message.backend, self.sampling, self.repeat_guard)
         for turn in self.conversation.turns:
             turn.token_ids = None  # ids of another load's vocabulary or KV cache
+        self._history_model_loaded()
         info = message.backend.info
         self.status.set_model(info.model, getattr(message.info, "quantization", None))
         self.status.set_device(info.device, info.gpu_layers, info.threads)
@@ -231,6 +254,8 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
         if self.generating:
             self.notify(BUSY_HINT, severity="warning")
             return
+        if self._reply_missing():
+            return
         if self.engine is None:
             self.notify(
                 "No model is loaded yet; your message stays in the input.", severity="warning"
@@ -239,6 +264,7 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
         self.prompt.remember(text)
         self.prompt.clear()
         self.conversation.add_user(text)
+        self._record_user()
         await self.chat.add_user(text)
         await self._start_reply()
 
@@ -324,9 +350,12 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
     async def on_reply_finished(self, message: ReplyFinished) -> None:
         done = message.done
         self._hold_gc(False)
+        if self._gone():  # quit mid-reply: history_at_exit kept what was shown
+            return
         if self._reply is not None:
             self._reply.finish(done.stop_reason)  # it rendered exactly done.text as it streamed
         self.conversation.add_model(done.text, done.stop_reason, done.token_ids)
+        self._record_reply(done)
         self.last_done = done
         self._reply, self._cancel = None, None
         stats = done.stats
@@ -345,6 +374,7 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
         pending = self.conversation.pending_user
         if pending is not None:  # nothing typed is lost: it goes back into the input
             self.conversation.turns.pop()
+            self._record_truncate()
             user = self.chat.last(UserMessage)
             if user is not None:
                 await user.remove()
@@ -370,7 +400,7 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
         self._meter_timer = self.set_timer(0.15, self._count_now)
 
     def _count_now(self) -> None:
-        if self.engine is not None:
+        if self.engine is not None and not self._gone():
             self.count_tokens(self.engine, self.conversation, self.prompt.text)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="meter")
@@ -388,6 +418,7 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
         """Quit; a reply still being generated is stopped first, so its worker thread
         ends within a token instead of keeping the process alive until it is done."""
         self.action_stop()
+        self.history_at_exit()
         super().exit(*args, **kwargs)
 
     def action_stop(self) -> None:
@@ -408,6 +439,7 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
             reply = self.chat.last(ModelReply)
             if reply is not None:
                 await reply.remove()
+            self._record_truncate()
         await self._start_reply()
 
     async def action_edit(self) -> None:
@@ -425,27 +457,12 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
             if reply is not None:
                 await reply.remove()
         user = turns.pop()
+        self._record_truncate()
         widget = self.chat.last(UserMessage)
         if widget is not None:
             await widget.remove()
         self.prompt.set_text(user.text)
         self.prompt.focus()
-
-    def action_copy(self, what: str = "reply") -> None:
-        """Copy the last reply, or its last code block, to the clipboard."""
-        last = next((t for t in reversed(self.conversation.turns) if t.role is Role.MODEL), None)
-        if last is None:
-            self.notify("No reply to copy yet.")
-            return
-        text = last.text
-        if what == "code":
-            blocks = slash.code_blocks(text)
-            if not blocks:
-                self.notify("The last reply has no code block.")
-                return
-            text = blocks[-1]
-        self.copy_to_clipboard(text)
-        self.notify(f"Copied the last {'code block' if what == 'code' else 'reply'}.")
 
     def action_toggle_gpu(self) -> None:
         """Reload the model on the other device, keeping the conversation."""
@@ -480,26 +497,12 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
             if result is not None:
                 self.conversation.system = result.system
                 self._set_params(result.sampling, result.repeat_guard)
+                self._record_settings()
                 self.notify("Settings saved for this session.")
 
         self.push_screen(
             SettingsScreen(self.conversation.system, self.sampling, self.repeat_guard), apply
         )
-
-    async def action_new(self, keep_settings: bool = False) -> None:
-        """Start a new conversation (``keep_settings``: keep the system prompt and
-        parameters, as /clear does)."""
-        if self.generating:
-            self.notify(BUSY_HINT, severity="warning")
-            return
-        system = self.conversation.system if keep_settings else self.settings.system
-        self.conversation = Conversation(system=system)
-        if not keep_settings:
-            self._set_params(self.settings.sampling, self.settings.repeat_guard)
-        await self.chat.remove_children()
-        self.last_done = None
-        self.status.set_speed("")
-        self.schedule_count()
 
     def _set_params(self, sampling: Any, guard: Any) -> None:
         self.sampling, self.repeat_guard = sampling, guard
@@ -507,6 +510,6 @@ class GemmaChatApp(SlashCommands, KeysSupport, ThemeSupport, App[None]):
             self.engine.sampling, self.engine.repeat_guard = sampling, guard
 
 
-def run_tui(settings: Settings, theme: str | None = None) -> None:
-    """Run the TUI until the user quits."""
-    GemmaChatApp(settings, theme=theme).run()
+def run_tui(settings: Settings, theme: str | None = None, resume: int | None = None) -> None:
+    """Run the TUI until the user quits (``resume``: open that stored conversation)."""
+    GemmaChatApp(settings, theme=theme, resume=resume).run()

@@ -30,11 +30,16 @@ class KeysSupport:
         )
 
     def _all_bindings(self) -> list[Binding]:
+        from gemma_chat.tui.screens.dialogs import ConfirmScreen, CorruptStoreScreen, RenameScreen
         from gemma_chat.tui.screens.help import HelpScreen
+        from gemma_chat.tui.screens.search import SearchScreen
         from gemma_chat.tui.screens.settings import SettingsScreen
+        from gemma_chat.tui.widgets.sidebar import HistorySidebar
 
         found = []
-        for owner in (type(self), PromptInput, HelpScreen, SettingsScreen):
+        owners = (type(self), PromptInput, HistorySidebar, SearchScreen, HelpScreen)
+        dialogs = (SettingsScreen, RenameScreen, ConfirmScreen, CorruptStoreScreen)
+        for owner in owners + dialogs:
             found += [b for b in owner.BINDINGS if isinstance(b, Binding)]
         return found
 

@@ -13,6 +13,7 @@ from textual.app import SystemCommand
 from textual.screen import Screen
 
 from gemma_chat import commands as slash
+from gemma_chat.conversation import Role
 from gemma_chat.errors import UsageError
 
 BUSY_HINT = "A reply is being generated: wait for it, or press Esc to stop it."
@@ -43,6 +44,7 @@ class SlashCommands:
             await self.action_new(keep_settings=name == "clear")
         elif name == "system":
             self.conversation.system = arg or None
+            self._record_settings()
             self.notify("System prompt set." if arg else "System prompt cleared.")
             self.schedule_count()
         elif name == "retry":
@@ -59,6 +61,7 @@ class SlashCommands:
                 self.sampling, self.repeat_guard, key, value.strip()
             )
             self._set_params(sampling, guard)
+            self._record_settings()
             self.notify(f"{key} = {value.strip()}")
         elif name == "settings":
             self.action_settings()
@@ -68,6 +71,14 @@ class SlashCommands:
             if self.generating:
                 raise UsageError(BUSY_HINT)
             self._start_load(self.settings.model_copy(update={"model": arg}))
+        elif name == "history":
+            self.action_history()
+        elif name == "search":
+            self.action_search(arg)
+        elif name == "rename":
+            if not arg:
+                raise UsageError("usage: /rename TITLE")
+            self.rename_conversation(self.conversation_id, arg)
         elif name == "theme":
             self.select_theme(arg)
         elif name == "copy":
@@ -75,11 +86,27 @@ class SlashCommands:
         elif name == "quit":
             self.exit()
 
+    def action_copy(self, what: str = "reply") -> None:
+        """Copy the last reply, or its last code block, to the clipboard."""
+        last = next((t for t in reversed(self.conversation.turns) if t.role is Role.MODEL), None)
+        if last is None:
+            self.notify("No reply to copy yet.")
+            return
+        text = last.text
+        if what == "code":
+            blocks = slash.code_blocks(text)
+            if not blocks:
+                self.notify("The last reply has no code block.")
+                return
+            text = blocks[-1]
+        self.copy_to_clipboard(text)
+        self.notify(f"Copied the last {'code block' if what == 'code' else 'reply'}.")
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Every slash command in the command palette (Ctrl+P)."""
         yield from super().get_system_commands(screen)
         for command in slash.COMMANDS:
-            if command.args and command.name not in ("copy", "theme"):
+            if command.args and command.name not in ("copy", "theme", "search"):
                 callback = self._prefill(command)
             else:
                 callback = self._runner(f"/{command.name}")

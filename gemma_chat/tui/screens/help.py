@@ -45,7 +45,9 @@ class HelpScreen(ModalScreen[None]):
                 Text(
                     "Enter sends · Ctrl+J or Shift+Enter: new line · Up/Down at the first or "
                     "last line: earlier prompts · Tab completes a /command · Ctrl+P: command "
-                    "palette · Esc closes this help. Remap a key in the config file: "
+                    "palette · Ctrl+B: the history sidebar (Enter opens, n new, r renames, "
+                    "d deletes) · Ctrl+F: search every conversation · Esc closes this help. "
+                    "Remap a key in the config file: "
                     '[keys] "gemma.retry" = "f5".',
                     style="dim",
                 )

@@ -49,13 +49,19 @@ class ModelReply(Vertical):
     :meth:`feed` only queues text and returns, so the app's message handler never waits
     for rendering and a key press such as Esc is handled at once; the reply's own task
     renders what has queued up, in one go.
+
+    A reply given whole (a resumed conversation) is rendered once as it mounts, with its
+    stop marker, and never streams.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, text: str = "", stop_reason: StopReason | None = None) -> None:
+        """Args: text, stop_reason: A finished reply to show whole (default: stream)."""
         super().__init__(classes="model-reply")
-        self.text = ""
-        self.stop_reason: StopReason | None = None
-        self._live_text = ""
+        self.text = text
+        self.stop_reason: StopReason | None = stop_reason
+        if stop_reason in STOP_MARKERS:
+            self.add_class("-stopped")
+        self._live_text = text
         self._stream: MarkdownStream | None = None
         self._inbox: list[str] = []
         self._wake = asyncio.Event()
@@ -95,8 +101,9 @@ class ModelReply(Vertical):
                 return
 
     def compose(self):
-        yield Markdown(classes="reply-body")
-        yield Static(classes="stop-marker")
+        yield Markdown(self.text or None, classes="reply-body")
+        marker = STOP_MARKERS.get(self.stop_reason, "") if self.stop_reason else ""
+        yield Static(f"■ {marker}" if marker else "", classes="stop-marker")
 
     @property
     def segments(self) -> list[Markdown]:
