@@ -668,3 +668,37 @@ def test_sidebar_snapshot(snap_compare, vocab, tmp_path) -> None:
             await pilot.pause(0.2)
 
         assert snap_compare(app, terminal_size=(80, 24), run_before=open_sidebar)
+
+
+@pytest.mark.slow
+async def test_real_kv_state_is_saved_at_quit_and_restored_on_resume(demo_path) -> None:
+    from gemma_chat.settings import StateCache
+
+    settings = Settings(model="demo", ctx=1024, state_cache=StateCache(min_tokens=8))
+    app = GemmaChatApp(settings)
+    app.sampling = app.sampling.model_copy(update={"max_tokens": 12, "seed": 1})
+    async with app.run_test() as pilot:
+        await wait_until(pilot, lambda: app.engine is not None, timeout=60)
+        await send(pilot, "Name three rivers.")
+        await replies(pilot, timeout=60)
+        cid = app.conversation_id
+        first = app.last_done
+        app.exit()  # quitting leaves the conversation: its state is saved
+    app.close_state_cache()
+    assert [(e.kind, e.conversation_id, e.result) for e in app.state_events] == [
+        ("save", cid, True)
+    ]
+
+    again = GemmaChatApp(settings, resume=cid)
+    async with again.run_test() as pilot:
+        await wait_until(pilot, lambda: again.engine is not None, timeout=60)
+        await wait_until(pilot, lambda: bool(again.state_events), timeout=30)
+        (restored,) = again.state_events
+        assert restored.kind == "restore" and restored.result > 0, restored.reason
+        await send(pilot, "And three mountains?")
+        await replies(pilot, count=2, timeout=60)
+        stats = again.last_done.stats
+        history = first.stats.prompt_tokens + first.stats.completion_tokens
+        # Only the new turn is evaluated: the history came from the saved state.
+        assert stats.evaluated_tokens < stats.prompt_tokens - history + 8
+    again.close_state_cache()

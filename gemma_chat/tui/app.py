@@ -28,6 +28,7 @@ from gemma_chat.settings import Settings
 from gemma_chat.tui.conversations import ConversationSwitching
 from gemma_chat.tui.history import HistorySupport
 from gemma_chat.tui.keys import KeysSupport
+from gemma_chat.tui.kv_resume import KVStateSupport
 from gemma_chat.tui.messages import (
     ModelLoaded,
     ModelLoadFailed,
@@ -73,7 +74,13 @@ def default_gpu_supported() -> bool:
 
 
 class GemmaChatApp(
-    SlashCommands, KeysSupport, ThemeSupport, HistorySupport, ConversationSwitching, App[None]
+    SlashCommands,
+    KeysSupport,
+    ThemeSupport,
+    HistorySupport,
+    ConversationSwitching,
+    KVStateSupport,
+    App[None],
 ):
     """Chat with a Gemma model."""
 
@@ -142,6 +149,7 @@ class GemmaChatApp(
         self._delta_taken = threading.Event()
         self._gc_timer: Any = None
         self.setup_history(store, resume)
+        self.setup_state_cache()
 
     # ----------------------------------------------------------------- layout and start
 
@@ -222,6 +230,7 @@ class GemmaChatApp(
         for turn in self.conversation.turns:
             turn.token_ids = None  # ids of another load's vocabulary or KV cache
         self._history_model_loaded()
+        self.restore_conversation_state()
         info = message.backend.info
         self.status.set_model(info.model, getattr(message.info, "quantization", None))
         self.status.set_device(info.device, info.gpu_layers, info.threads)
@@ -276,6 +285,7 @@ class GemmaChatApp(
         self._stream_started = time.perf_counter()
         self.status.set_speed("…")
         self._hold_gc(True)
+        self.generation_started()
         self.generate(self.engine, self.conversation, self._cancel)
 
     def _hold_gc(self, streaming: bool) -> None:
@@ -320,6 +330,7 @@ class GemmaChatApp(
             last_post = time.perf_counter()
 
         try:
+            self.wait_for_state()  # a saved KV state being written or restored
             for event in engine.stream(conversation, cancel):
                 if isinstance(event, TextDelta):
                     pending.append(event.text)
@@ -334,6 +345,8 @@ class GemmaChatApp(
         except Exception as exc:
             post()
             self.post_message(ReplyFailed(f"{type(exc).__name__}: {exc}"))
+        finally:
+            self.generation_ended()
 
     async def on_reply_delta(self, message: ReplyDelta) -> None:
         self._delta_taken.set()
@@ -512,4 +525,8 @@ class GemmaChatApp(
 
 def run_tui(settings: Settings, theme: str | None = None, resume: int | None = None) -> None:
     """Run the TUI until the user quits (``resume``: open that stored conversation)."""
-    GemmaChatApp(settings, theme=theme, resume=resume).run()
+    app = GemmaChatApp(settings, theme=theme, resume=resume)
+    try:
+        app.run()
+    finally:
+        app.close_state_cache()  # the KV state of the conversation left at quit

@@ -94,6 +94,7 @@ class ConversationSwitching:
             )
             self._begin(conversation_id, messages)
             await self._show_conversation()
+            self.restore_conversation_state()  # its saved KV state, in the background
         if seq is not None:
             await self._jump_to(seq)
         self._refresh_sidebar()
@@ -279,10 +280,12 @@ class ConversationSwitching:
             return
         assert self.store is not None
         try:
+            key = self.store.get(conversation_id).uuid
             self.store.delete(conversation_id)
         except GemmaChatError as exc:
             self.notify(str(exc), severity="error", markup=False)  # type: ignore[attr-defined]
             return
+        self.forget_conversation_state(conversation_id, key)
         if current:
             assert self.recorder is not None
             self.recorder.conversation_id = None  # gone: nothing to leave or clean up

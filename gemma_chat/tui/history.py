@@ -71,6 +71,8 @@ class HistorySupport:
     # From ConversationSwitching:
     _refresh_sidebar: Callable[[], None]
     resume_conversation: Callable[..., Any]
+    # From KVStateSupport:
+    save_conversation_state: Callable[[], None]
 
     def setup_history(self, store: HistoryStore | None, resume: int | None) -> None:
         """Remember the store (None: open the default one on mount) and what to resume."""
@@ -219,12 +221,10 @@ class HistorySupport:
 
     def _leaving_conversation(self) -> None:
         """Called just before the conversation on screen is left: the user opens another
-        one, starts a new one, or quits.
-
-        For now it does nothing. It is where saving the model's KV state for this
-        conversation goes (issue #4, "Resuming fast"), so that reopening it later does
-        not evaluate its whole history again.
-        """
+        one, starts a new one, or quits. The model's KV state for it is saved (in the
+        background), so that reopening it later does not evaluate its whole history
+        again (see :mod:`gemma_chat.tui.kv_resume`)."""
+        self.save_conversation_state()
 
     def _begin(self, conversation_id: int | None, messages: list[MessageRecord]) -> None:
         """Point the recorder at the conversation now on screen."""

@@ -1,0 +1,158 @@
+"""Resuming fast in the app (an App mixin): the KV state of the conversation being left
+is saved, and the saved state of the one opened is restored, so that reopening a long
+conversation does not evaluate its whole history again (see :mod:`gemma_chat.state_cache`).
+
+Saving and restoring block for as long as the state takes to write or read (a gigabyte
+for a long Gemma 2 9B conversation), so they run in one background thread, strictly in
+order: the save of the conversation being left always comes before the restore of the
+next one. A reply waits for the pending state work before it starts, and quitting waits
+for the last save (``wait_for_state``) once the UI has closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from gemma_chat.conversation import Conversation
+from gemma_chat.errors import GemmaChatError
+from gemma_chat.state_cache import KVStateCache, resume_ids
+
+QUIT_WAIT_S = 10.0
+"""How long a save at quit waits for a stopped reply's worker to let go of the model."""
+
+
+@dataclass(frozen=True)
+class StateEvent:
+    """What one save or restore did (for the status bar's tooltip and the tests).
+
+    Attributes:
+        kind: ``"save"``, ``"restore"`` or ``"forget"``.
+        conversation_id: The stored conversation.
+        result: Saved (True/False), tokens restored, or whether an entry was removed.
+        reason: Why nothing was saved or restored, when that is the result.
+    """
+
+    kind: str
+    conversation_id: int
+    result: bool | int
+    reason: str | None
+
+
+class KVStateSupport:
+    """Saves and restores per-conversation KV state in a background thread."""
+
+    settings: Any
+    conversation: Conversation
+    engine: Any
+    model_info: Any
+    store: Any
+    generating: bool
+    conversation_id: int | None
+
+    def setup_state_cache(self) -> None:
+        """Create the state cache and its worker thread (started on first use)."""
+        self.state_cache = KVStateCache(self.settings.state_cache)
+        self.state_events: list[StateEvent] = []
+        self._state_jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kv-state")
+        self._state_pending: Future[Any] | None = None
+        self._generation_idle = threading.Event()
+        self._generation_idle.set()
+
+    def _state_target(self) -> tuple[Any, str, str, Conversation] | None:
+        """What a save or restore needs, or None when there is nothing to do."""
+        cid = self.conversation_id
+        sha256 = getattr(self.model_info, "sha256", None)
+        if (
+            not self.settings.state_cache.enabled
+            or self.engine is None
+            or self.store is None
+            or cid is None
+            or sha256 is None
+            or not self.conversation.turns
+        ):
+            return None
+        try:
+            key = self.store.get(cid).uuid
+        except GemmaChatError:
+            return None
+        # A snapshot: the conversation on screen changes while the job runs.
+        snapshot = Conversation(self.conversation.system, list(self.conversation.turns))
+        return self.engine, key, sha256, snapshot
+
+    def save_conversation_state(self) -> None:
+        """Queue saving the KV state of the conversation on screen (it is being left)."""
+        target = self._state_target()
+        if target is None:
+            return
+        engine, key, sha256, snapshot = target
+        cid = self.conversation_id
+        assert cid is not None
+        wait_idle = self.generating  # quitting mid-reply: the worker is stopping
+
+        def job() -> None:
+            if wait_idle:
+                self._generation_idle.wait(QUIT_WAIT_S)
+            ids = resume_ids(engine.template, snapshot)
+            saved = self.state_cache.save(engine.backend, key, sha256, ids)
+            self._state_done("save", cid, saved)
+
+        self._queue_state(job)
+
+    def restore_conversation_state(self) -> None:
+        """Queue restoring the saved KV state of the conversation on screen."""
+        target = self._state_target()
+        if target is None:
+            return
+        engine, key, sha256, snapshot = target
+        cid = self.conversation_id
+        assert cid is not None
+
+        def job() -> None:
+            ids = resume_ids(engine.template, snapshot)
+            restored = self.state_cache.restore(engine.backend, key, sha256, ids)
+            self._state_done("restore", cid, restored)
+
+        self._queue_state(job)
+
+    def forget_conversation_state(self, conversation_id: int, key: str) -> None:
+        """Queue removing a deleted conversation's saved state."""
+
+        def job() -> None:
+            self._state_done("forget", conversation_id, self.state_cache.forget(key))
+
+        self._queue_state(job)
+
+    def _queue_state(self, job: Any) -> None:
+        try:
+            self._state_pending = self._state_jobs.submit(job)
+        except RuntimeError:  # shut down: the app is gone
+            self._state_pending = None
+
+    def _state_done(self, kind: str, cid: int, result: bool | int) -> None:
+        reason = None if result else self.state_cache.last_reason
+        self.state_events.append(StateEvent(kind, cid, result, reason))
+
+    def wait_for_state(self, timeout: float | None = None) -> None:
+        """Block until the queued state work is done (from a worker, or after the UI
+        has closed; never on the UI thread while it runs)."""
+        pending = self._state_pending
+        if pending is not None:
+            # The jobs catch their own errors; a timeout only means waiting less.
+            with contextlib.suppress(Exception):
+                pending.result(timeout)
+
+    def generation_started(self) -> None:
+        """A reply is about to be generated (the UI thread)."""
+        self._generation_idle.clear()
+
+    def generation_ended(self) -> None:
+        """The reply's worker has let go of the model (any thread)."""
+        self._generation_idle.set()
+
+    def close_state_cache(self) -> None:
+        """Finish the queued work and stop the thread (after the app has quit)."""
+        self._state_jobs.shutdown(wait=True)
