@@ -70,12 +70,17 @@ class ReplyDone:
         token_ids: The generated ids to re-send for this reply in the next prompt, for
             exact KV reuse; None when they do not match the text.
         stats: Measurements.
+        sampling: The sampling parameters the reply was generated with (the seed used
+            is ``stats.seed``).
+        repeat_guard: The repetition-guard settings it was generated with.
     """
 
     text: str
     stop_reason: StopReason
     token_ids: tuple[int, ...] | None
     stats: ReplyStats
+    sampling: Sampling | None = None
+    repeat_guard: RepeatGuard | None = None
 
 
 @dataclass
@@ -94,6 +99,8 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.template = GemmaTemplate(self.backend.tokenizer)
+        self.last_seed: int | None = None
+        """The seed of the reply being (or last) generated."""
 
     @property
     def n_ctx(self) -> int:
@@ -111,17 +118,18 @@ class Engine:
         Raises:
             ContextError: The newest message cannot fit into the context.
         """
-        sampling = self.sampling
+        sampling, repeat_guard = self.sampling, self.repeat_guard
         n_ctx = self.n_ctx
         fitted = fit_prompt(
             self.template, conversation, n_ctx, reply_reserve(sampling.max_tokens, n_ctx)
         )
         seed = sampling.seed if sampling.seed is not None else random.randrange(2**31)
+        self.last_seed = seed
         tokenizer = self.backend.tokenizer
         ids = self.template.ids
         end_ids = {ids.end_of_turn, ids.eos}
         utf8, markers = Utf8Stream(), MarkerFilter()
-        guard = RepetitionDetector(self.repeat_guard)
+        guard = RepetitionDetector(repeat_guard)
         generated: list[int] = []
         sampled = 0
         shown: list[str] = []
@@ -177,7 +185,7 @@ class Engine:
             seed=seed,
         )
         history_ids = None if markers.found else self._history_ids(generated, text)
-        yield ReplyDone(text, stop, history_ids, stats)
+        yield ReplyDone(text, stop, history_ids, stats, sampling, repeat_guard)
 
     def reply(
         self,

@@ -2,12 +2,18 @@
 
 ``python history_writer.py DB TAG COUNT [CONVERSATION_ID]`` appends COUNT user/model
 message pairs, printing ``wrote N`` after each committed message (the parent reads these to
-know what must survive), one conversation per process unless an id is given.
+know what must survive), one conversation per process unless an id is given. With
+``$GO_FILE`` set, it opens the store, prints ``ready`` and waits for that file to exist
+before writing, so that several writers start at the same moment. ``$PAUSE_S`` paces
+the writes (a chat writes a message every few seconds, not in a tight loop; without a
+pause, SQLite's busy handler lets one tight-looping writer finish before the next gets in).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from pathlib import Path
 
 from gemma_chat.history.store import HistoryStore, MessageRecord
@@ -17,12 +23,21 @@ def main() -> int:
     db, tag, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     store = HistoryStore(db)
     conversation = int(sys.argv[4]) if len(sys.argv) > 4 else store.create(system=tag)
+    go = os.environ.get("GO_FILE")
+    if go:
+        print("ready", flush=True)
+        while not Path(go).exists():
+            time.sleep(0.001)
+    pause = float(os.environ.get("PAUSE_S", "0"))
     for n in range(count):
-        store.add(conversation, MessageRecord("user", f"{tag} question {n}"))
+        time.sleep(pause)
+        question = store.add(conversation, MessageRecord("user", f"{tag} question {n}"))
         print(f"wrote {2 * n + 1}", flush=True)
         store.add(
             conversation,
-            MessageRecord("model", f"{tag} answer {n}", stop_reason="end_of_turn"),
+            MessageRecord(
+                "model", f"{tag} answer {n}", stop_reason="end_of_turn", reply_to=question.id
+            ),
         )
         print(f"wrote {2 * n + 2}", flush=True)
     return 0

@@ -3,6 +3,7 @@ import, corrupt files, and crash safety with real processes (kill -9, two writer
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -29,6 +30,7 @@ from gemma_chat.history.store import (
     title_from,
     to_conversation,
 )
+from gemma_chat.history.turns import stored_turns
 from gemma_chat.settings import RepeatGuard, Sampling
 
 WRITER = Path(__file__).with_name("history_writer.py")
@@ -50,7 +52,7 @@ def test_default_location_follows_the_data_dir(tmp_path: Path) -> None:
 def test_new_store_uses_wal_and_the_current_schema(store: HistoryStore) -> None:
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 3
 
 
 def test_migrates_a_first_version_database_keeping_its_data(tmp_path: Path) -> None:
@@ -63,17 +65,25 @@ def test_migrates_a_first_version_database_keeping_its_data(tmp_path: Path) -> N
         "VALUES ('u-1', 'Old chat', 'be kind', '{}', '2026-01-01T00:00:00.000000+00:00', "
         "'2026-01-01T00:00:00.000000+00:00')"
     )
-    conn.execute(
-        "INSERT INTO messages (conversation_id, seq, role, text, created_at) VALUES "
-        "(1, 0, 'user', 'what do axolotls eat', '2026-01-01T00:00:00.000000+00:00')"
-    )
+    for seq, (role, text) in enumerate(
+        [("user", "what do axolotls eat"), ("model", "Worms."), ("user", "and"), ("model", "Fish")]
+    ):
+        conn.execute(
+            "INSERT INTO messages (conversation_id, seq, role, text, created_at) VALUES "
+            "(1, ?, ?, ?, '2026-01-01T00:00:00.000000+00:00')",
+            (seq, role, text),
+        )
     conn.close()
     with HistoryStore(db) as store:
-        assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 2
+        assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 3
         assert store.get(1).title == "Old chat"
-        assert [m.text for m in store.messages(1)] == ["what do axolotls eat"]
+        messages = store.messages(1)
+        assert [m.text for m in messages] == ["what do axolotls eat", "Worms.", "and", "Fish"]
         hits = store.search("axolotl")  # version 2's index covers the old messages
         assert [(h.conversation_id, h.seq) for h in hits] == [(1, 0)]
+        # version 3 linked each old reply to its question, and counts ids on from 1
+        assert [m.reply_to for m in messages] == [None, messages[0].id, None, messages[2].id]
+        assert store.create() == 2
 
 
 def test_a_newer_schema_is_refused_not_guessed(tmp_path: Path) -> None:
@@ -127,7 +137,7 @@ def test_conversations_are_listed_newest_first(store: HistoryStore) -> None:
     assert [r.id for r in store.conversations(limit=2)] == [a, c]
 
 
-def test_rename_delete_truncate_and_missing_ids(store: HistoryStore) -> None:
+def test_rename_delete_messages_and_missing_ids(store: HistoryStore) -> None:
     cid = store.create()
     for n in range(4):
         store.add(cid, MessageRecord("user" if n % 2 == 0 else "model", f"kiwi {n}"))
@@ -135,7 +145,9 @@ def test_rename_delete_truncate_and_missing_ids(store: HistoryStore) -> None:
     assert store.get(cid).title == "Fruit talk"
     with pytest.raises(UsageError, match="blank"):
         store.rename(cid, "   ")
-    assert store.truncate(cid, 2) == 2
+    later = [m.id for m in store.messages(cid)[2:]]
+    assert store.delete_messages(cid, later) == 2
+    assert store.delete_messages(cid + 1, [store.messages(cid)[0].id]) == 0  # not its own
     assert [m.text for m in store.messages(cid)] == ["kiwi 0", "kiwi 1"]
     assert store.add(cid, MessageRecord("user", "again")).seq == 2
     store.delete(cid)
@@ -197,15 +209,25 @@ def test_a_damaged_database_is_reported_when_read(tmp_path: Path) -> None:
             store.add(cid, MessageRecord("user", f"message {n} " + "padding " * 40))
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    roots = dict(
+        conn.execute(
+            "SELECT name, rootpage FROM sqlite_master "
+            "WHERE name IN ('messages', 'messages_fts_data')"
+        ).fetchall()
+    )
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
     conn.close()
     data = bytearray(db.read_bytes())
-    page = 4096
-    for start in range(3 * page, len(data) - page, 2 * page):  # wreck every other page
+    for root in roots.values():  # wreck the root pages of the messages and their index
+        start = (root - 1) * page
         data[start : start + page] = b"\xa5" * page
     db.write_bytes(bytes(data))
-    with pytest.raises(CorruptStore, match="malformed"), HistoryStore(db) as store:
+    store = HistoryStore(db)  # the header is intact: opening works
+    with pytest.raises(CorruptStore, match="malformed"):
         store.messages(cid)
-        store.search("message")
+    with pytest.raises(CorruptStore, match="vtable constructor failed"):
+        store.search("message")  # FTS5 reports its damaged index in its own words
+    store.close()
 
 
 def test_move_aside_renames_without_deleting(tmp_path: Path) -> None:
@@ -238,11 +260,12 @@ def test_a_path_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
 # ------------------------------------------------------------------- crash safety
 
 
-def _writer(db: Path, tag: str, count: int, conversation: int | None = None):
+def _writer(db: Path, tag: str, count: int, conversation: int | None = None, go=None):
     args = [sys.executable, str(WRITER), str(db), tag, str(count)]
     if conversation is not None:
         args.append(str(conversation))
-    return subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "GO_FILE": str(go), "PAUSE_S": "0.002"} if go else None
+    return subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
 
 
 def test_kill_9_mid_write_loses_nothing_committed(tmp_path: Path) -> None:
@@ -273,14 +296,18 @@ def test_kill_9_mid_write_loses_nothing_committed(tmp_path: Path) -> None:
 
 def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     db = tmp_path / "history.db"
+    go = tmp_path / "go"
     with HistoryStore(db) as store:
         shared = store.create(title="shared")
     pairs = 120
     children = [
-        _writer(db, "alpha", pairs, shared),
-        _writer(db, "beta", pairs, shared),
-        _writer(db, "gamma", pairs),
+        _writer(db, "alpha", pairs, shared, go),
+        _writer(db, "beta", pairs, shared, go),
+        _writer(db, "gamma", pairs, None, go),
     ]
+    for child in children:  # every writer has the store open; then all start at once
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    go.touch()
     for child in children:
         out, _ = child.communicate(timeout=120)
         assert child.returncode == 0, out
@@ -288,6 +315,9 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
         messages = store.messages(shared)
         assert len(messages) == 4 * pairs
         assert [m.seq for m in messages] == list(range(4 * pairs))
+        tags = [m.text.split()[0] for m in messages]
+        switches = sum(1 for a, b in itertools.pairwise(tags) if a != b)
+        assert switches > 10, "the writers did not overlap"
         for tag in ("alpha", "beta"):
             assert sorted(m.text for m in messages if m.text.startswith(tag)) == sorted(
                 [f"{tag} question {n}" for n in range(pairs)]
@@ -296,6 +326,11 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
             # each process's own messages kept their order
             mine = [m.text for m in messages if m.text.startswith(tag + " question")]
             assert mine == [f"{tag} question {n}" for n in range(pairs)]
+        # interleaved as they are, every answer is paired back with its question
+        turns = stored_turns(messages)
+        assert len(turns) == 4 * pairs
+        for question, answer in zip(turns[::2], turns[1::2], strict=True):
+            assert answer.text == question.text.replace("question", "answer")
         gamma = next(r for r in store.conversations() if r.system == "gamma")
         assert store.get(gamma.id).message_count == 2 * pairs
         total = sqlite3.connect(db).execute("SELECT count(*) FROM messages_fts").fetchone()[0]
@@ -339,18 +374,24 @@ def test_recorder_stores_a_real_reply_with_what_reproduces_it(
     assert recorder.conversation_id is not None
     assert [m.role for m in store.messages(recorder.conversation_id)] == ["user"]
     done = engine.reply(conversation)
-    recorder.reply(done, model="runaway.gguf", model_sha256="cd" * 32, sampling=engine.sampling)
+    question = store.messages(recorder.conversation_id)[0]
+    engine.sampling = engine.sampling.model_copy(update={"temperature": 0.7})  # after the fact
+    recorder.reply(
+        done, model="runaway.gguf", model_sha256="cd" * 32, reply_to=question.id, system="Be brief."
+    )
     _user, reply = store.messages(recorder.conversation_id)
+    assert reply.reply_to == question.id and reply.system == "Be brief."
+    assert reply.sampling["repeat_guard"] == engine.repeat_guard.model_dump()
     assert reply.text == done.text and reply.stop_reason == "end_of_turn" and not reply.partial
     assert reply.prompt_tokens == done.stats.prompt_tokens
     assert reply.completion_tokens == done.stats.completion_tokens > 0
     assert reply.sampling["seed"] == done.stats.seed  # the seed drawn, not None
-    assert reply.sampling["temperature"] == 0.0
+    assert reply.sampling["temperature"] == 0.0  # what it was generated with
     assert reply.token_ids == done.token_ids and reply.model == "runaway.gguf"
     record = store.get(recorder.conversation_id)
     assert record.system == "Be brief." and record.title == "Tell me a story."
     assert record.params["sampling"]["max_tokens"] == engine.sampling.max_tokens
-    recorder.truncate(1)
+    recorder.delete([reply.id])
     assert len(store.messages(recorder.conversation_id)) == 1
 
 
@@ -441,3 +482,110 @@ def test_markdown_export_is_a_readable_transcript(store: HistoryStore) -> None:
     assert text.startswith("# Hello\n")
     assert "> Answer in French.\n> Briefly." in text
     assert "## You\n\nHello\n\n## Gemma (m.gguf)\n\nBonjour\n\n*(reply stopped: cancelled)*" in text
+
+
+# -------------------------------------------------------- interleaved writers, ids
+
+
+def test_interleaved_exchanges_are_paired_by_the_question_they_answer(
+    store: HistoryStore,
+) -> None:
+    cid = store.create()
+    first = store.add(cid, MessageRecord("user", "q1"))
+    store.add(cid, MessageRecord("model", "a1", reply_to=first.id, stop_reason="end_of_turn"))
+    # two processes continue at once: both questions land before either reply
+    qa = store.add(cid, MessageRecord("user", "qA"))
+    qb = store.add(cid, MessageRecord("user", "qB"))
+    store.add(cid, MessageRecord("model", "aB", reply_to=qb.id, stop_reason="end_of_turn"))
+    store.add(cid, MessageRecord("model", "aA", reply_to=qa.id, stop_reason="end_of_turn"))
+    turns = stored_turns(store.messages(cid))
+    assert [(t.role.value, t.text) for t in turns] == [
+        ("user", "q1"),
+        ("model", "a1"),
+        ("user", "qA"),
+        ("model", "aA"),
+        ("user", "qB"),
+        ("model", "aB"),
+    ]
+    conversation = to_conversation(store.get(cid), store.messages(cid), None)
+    assert [t.text for t in conversation.turns] == [t.text for t in turns]
+
+
+def test_unanswered_questions_join_the_next_and_strays_are_left_out(store: HistoryStore) -> None:
+    cid = store.create()
+    store.add(cid, MessageRecord("model", "a reply to nothing"))
+    q1 = store.add(cid, MessageRecord("user", "lost"))
+    q2 = store.add(cid, MessageRecord("user", "again"))
+    store.add(cid, MessageRecord("model", "answer", reply_to=q2.id))
+    store.add(cid, MessageRecord("model", "second answer", reply_to=q2.id))
+    turns = stored_turns(store.messages(cid))
+    assert [(t.role.value, t.text, t.ids) for t in turns] == [
+        ("user", "lost\n\nagain", [q1.id, q2.id]),
+        ("model", "answer", [q2.id + 1]),
+    ]
+
+
+def test_an_unknown_stop_reason_reads_as_end_of_turn(store: HistoryStore) -> None:
+    cid = store.create()
+    q = store.add(cid, MessageRecord("user", "hi"))
+    store.add(cid, MessageRecord("model", "yo", stop_reason="from_the_future", reply_to=q.id))
+    conversation = to_conversation(store.get(cid), store.messages(cid), None)
+    assert conversation.turns[1].stop_reason is StopReason.END_OF_TURN
+
+
+def test_replace_and_delete_if_empty_are_single_transactions(store: HistoryStore) -> None:
+    cid = store.create()
+    q = store.add(cid, MessageRecord("user", "q"))
+    old = store.add(cid, MessageRecord("model", "old", reply_to=q.id))
+    new = store.replace(cid, [old.id], MessageRecord("model", "new", reply_to=q.id))
+    assert [m.text for m in store.messages(cid)] == ["q", "new"] and new.seq == 1
+    assert store.delete_if_empty(cid) is False  # it has messages
+    store.delete_messages(cid, [q.id, new.id])
+    assert store.delete_if_empty(cid) is True
+    with pytest.raises(NotFound):
+        store.get(cid)
+
+
+def test_conversation_ids_are_never_reused(store: HistoryStore) -> None:
+    a, b = store.create(), store.create()
+    store.delete(b)
+    c = store.create()
+    assert c == b + 1 and a == b - 1
+
+
+def test_renaming_is_not_activity(store: HistoryStore) -> None:
+    old, recent = store.create(), store.create()
+    store.add(old, MessageRecord("user", "first"))
+    store.add(recent, MessageRecord("user", "second"))
+    store.rename(old, "Renamed")
+    store.set_settings(old, "sys", {})
+    assert store.latest().id == recent  # type: ignore[union-attr]
+
+
+def test_a_closed_store_is_an_error_but_not_corrupt(store: HistoryStore) -> None:
+    cid = store.create()
+    store.close()
+    with pytest.raises(StoreError) as caught:
+        store.add(cid, MessageRecord("user", "late"))
+    assert not isinstance(caught.value, CorruptStore)
+    assert "move-aside" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda d: d["messages"][0].update(ttft_s=float("nan")), "messages.0.ttft_s"),
+        (lambda d: d["messages"][0].update(token_ids=[2**40]), "messages.0.token_ids.0"),
+        (lambda d: d["messages"][0].update(prompt_tokens=2**70), "messages.0.prompt_tokens"),
+        (lambda d: d["conversation"].update(id=2**70), "conversation.id"),
+        (lambda d: d["messages"][0].update(stop_reason="weird"), "messages.0.stop_reason"),
+    ],
+)
+def test_import_rejects_out_of_range_values(store: HistoryStore, change, where: str) -> None:
+    cid = store.create()
+    store.add(cid, MessageRecord("user", "hi"))
+    data = json.loads(transfer.export_json(store, cid))
+    data["conversation"]["uuid"] = "another"
+    change(data)
+    with pytest.raises(UsageError, match=where.replace(".", r"\.")):
+        transfer.import_json(store, json.dumps(data), "x.json")

@@ -44,7 +44,8 @@ def test_continue_evaluates_only_the_new_message(demo_path: Path, tmp_path: Path
     # Without the cache, the same continuation evaluates everything, and says the same.
     _config(tmp_path, enabled=False)
     with HistoryStore() as store:
-        store.truncate(first["conversation_id"], 2)
+        later = [m.id for m in store.messages(first["conversation_id"])[2:]]
+        store.delete_messages(first["conversation_id"], later)
     uncached = _ask(demo_path, "-c", "-n", "12", "And three mountains?")
     assert uncached["evaluated_tokens"] == uncached["prompt_tokens"]
     assert uncached["prompt_tokens"] == cached["prompt_tokens"]

@@ -19,7 +19,6 @@ from gemma_chat.history.recording import params_of
 from gemma_chat.history.store import HistoryStore, MessageRecord, store_file
 from gemma_chat.settings import RepeatGuard, Sampling, Settings
 from gemma_chat.tui.app import GemmaChatApp
-from gemma_chat.tui.history import row_ends
 from gemma_chat.tui.screens.dialogs import ConfirmScreen, CorruptStoreScreen, RenameScreen
 from gemma_chat.tui.screens.search import MATCH_STYLE, SearchScreen
 from gemma_chat.tui.widgets.chat_log import ModelReply, Notice, UserMessage
@@ -587,16 +586,6 @@ async def test_a_store_that_cannot_open_is_reported_and_the_chat_goes_on(
 
 
 # ------------------------------------------------------------------- the pieces
-
-
-def test_row_ends_follow_to_conversation() -> None:
-    def records(*roles: str) -> list[MessageRecord]:
-        return [MessageRecord(role, role) for role in roles]
-
-    assert row_ends(records("user", "model", "user", "model")) == (0, [1, 2, 3, 4])
-    # Two user messages in a row are one turn; a stray reply stays with its turn.
-    assert row_ends(records("user", "user", "model", "model", "user")) == (0, [2, 4, 5])
-    assert row_ends(records("model", "user")) == (1, [2])
 
 
 def test_relative_time() -> None:

@@ -73,11 +73,17 @@ def _answer(
         use_markdown = sys.stdout.isatty() and not options.plain
         writer = MarkdownWriter() if use_markdown else PlainWriter()
     done: ReplyDone | None = None
+    reader_gone = False
     try:
         for event in engine.stream(conversation, cancel):
             if isinstance(event, TextDelta):
                 if writer is not None:
-                    writer.write(event.text)
+                    try:
+                        writer.write(event.text)
+                    except BrokenPipeError:
+                        # The reader went away (`| head`): stop, but keep the reply.
+                        writer, reader_gone = None, True
+                        cancel.set()
             else:
                 done = event
     except ContextError:
@@ -85,11 +91,16 @@ def _answer(
         raise
     finally:
         if writer is not None:
-            writer.close()
+            try:
+                writer.close()
+            except BrokenPipeError:
+                reader_gone = True
     assert done is not None
     exchange.reply(done, info)  # a reply stopped by Ctrl+C is saved too, marked partial
     conversation.add_model(done.text, done.stop_reason, done.token_ids)
     exchange.save_state(engine, conversation, info)
+    if reader_gone:
+        raise BrokenPipeError  # main() exits quietly, as for any closed pipe
     result = result_dict(done, info, backend.info)
     result["conversation_id"] = exchange.conversation_id
     if options.json:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gemma_chat.cli.options import HistoryOptions
-from gemma_chat.conversation import Conversation, Role, Turn
+from gemma_chat.conversation import Conversation
 from gemma_chat.engine import Engine, ReplyDone
 from gemma_chat.errors import UsageError
 from gemma_chat.history.recording import Recorder, params_of, restore_params
@@ -19,7 +19,6 @@ from gemma_chat.history.store import (
     HistoryStore,
     MessageRecord,
     to_conversation,
-    user_message,
 )
 from gemma_chat.models import ModelInfo
 from gemma_chat.settings import Settings
@@ -100,6 +99,7 @@ class Exchange:
     store: HistoryStore | None = None
     recorder: Recorder | None = None
     _created: bool = False
+    _question_id: int | None = None
 
     @property
     def conversation_id(self) -> int | None:
@@ -125,13 +125,9 @@ class Exchange:
         if recorder is None:
             return conversation
         self._save_settings()
-        if recorder.conversation_id is not None and pending is not None:
-            recorder.store.add(recorder.conversation_id, user_message(Turn(Role.USER, message)))
-        else:
-            self._created = recorder.conversation_id is None
-            recorder.user(
-                conversation, params_of(self.settings.sampling, self.settings.repeat_guard)
-            )
+        self._created = recorder.conversation_id is None
+        params = params_of(self.settings.sampling, self.settings.repeat_guard)
+        self._question_id = recorder.question(message, conversation.system, params).id
         return conversation
 
     def _save_settings(self) -> None:
@@ -144,26 +140,25 @@ class Exchange:
             self.recorder.settings(system, params)
 
     def reply(self, done: ReplyDone, info: ModelInfo) -> None:
-        """Save the finished or stopped reply."""
+        """Save the finished or stopped reply, linked to its question."""
         if self.recorder is not None:
             self.recorder.reply(
                 done,
                 model=info.display_name,
                 model_sha256=info.sha256,
-                sampling=self.settings.sampling,
+                reply_to=self._question_id,
+                system=self.settings.system,
             )
 
     def unsend(self) -> None:
         """Take back the saved user message when it could not be answered at all (it
         does not fit the context): kept, it would break every later continuation."""
         recorder = self.recorder
-        if recorder is None or recorder.conversation_id is None:
+        if recorder is None or recorder.conversation_id is None or self._question_id is None:
             return
-        if self._created:
-            recorder.store.delete(recorder.conversation_id)
+        recorder.delete([self._question_id])  # by id: never what another process wrote
+        if self._created and recorder.store.delete_if_empty(recorder.conversation_id):
             recorder.conversation_id = None
-        else:
-            recorder.truncate(len(self.messages))
 
     def restore_state(self, engine: Engine, conversation: Conversation, info: ModelInfo) -> int:
         """Load a continued conversation's saved KV state, so that only the new message

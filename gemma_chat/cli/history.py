@@ -39,7 +39,10 @@ def _group(ctx: typer.Context) -> None:
         print(ctx.get_help())
 
 
-IdArg = Annotated[int, typer.Argument(metavar="ID", help="The conversation id (history list).")]
+IdArg = Annotated[
+    int,
+    typer.Argument(metavar="ID", min=1, max=2**63 - 1, help="The conversation id (history list)."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Show at most N.")]
 
@@ -227,6 +230,10 @@ def delete(
                 _note("nothing deleted")
                 raise typer.Exit(1)
         store.delete(conversation_id)
+    # Its saved KV state holds the whole conversation too: it goes with it.
+    from gemma_chat.state_cache import KVStateCache
+
+    KVStateCache().forget(record.uuid)
     _note(f"deleted conversation {conversation_id}")
 
 

@@ -140,6 +140,8 @@ ConversationOpt = Annotated[
     typer.Option(
         "--conversation",
         metavar="ID",
+        min=1,
+        max=2**63 - 1,
         help="Continue the conversation with this id (see: gemma-chat history list).",
         rich_help_panel=HISTORY,
     ),
@@ -149,6 +151,8 @@ ResumeOpt = Annotated[
     typer.Option(
         "--resume",
         metavar="ID",
+        min=1,
+        max=2**63 - 1,
         help="Open the conversation with this id (see: gemma-chat history list).",
         rich_help_panel=HISTORY,
     ),

@@ -46,12 +46,21 @@ def reply_message(
     *,
     model: str | None,
     model_sha256: str | None,
-    sampling: Sampling,
+    reply_to: int | None = None,
+    system: str | None = None,
+    sampling: Sampling | None = None,
 ) -> MessageRecord:
-    """The record of a finished (or stopped) reply."""
+    """The record of a finished (or stopped) reply: with the model, the sampling
+    parameters, seed and repeat guard it was generated with, the system prompt and the
+    question it answers, it is enough to generate the same reply again.
+
+    ``sampling`` is only a fallback for a reply that does not carry its own.
+    """
     stats = done.stats
-    used = sampling.model_dump()
-    used["seed"] = stats.seed  # the seed actually drawn, so the reply can be reproduced
+    used = (done.sampling or sampling or Sampling()).model_dump()
+    used["seed"] = stats.seed  # the seed actually drawn
+    if done.repeat_guard is not None:
+        used["repeat_guard"] = done.repeat_guard.model_dump()
     return MessageRecord(
         role=Role.MODEL.value,
         text=done.text,
@@ -65,6 +74,8 @@ def reply_message(
         model_sha256=model_sha256,
         sampling=used,
         token_ids=done.token_ids,
+        reply_to=reply_to,
+        system=system,
     )
 
 
@@ -72,7 +83,8 @@ class Recorder:
     """Mirrors one conversation into the store, message by message.
 
     The conversation row is created with the first message, so opening the app and
-    quitting stores nothing. Every write is committed before the call returns.
+    quitting stores nothing. Every write is committed before the call returns, and
+    messages are only ever deleted by id (see :mod:`gemma_chat.history.store`).
 
     Attributes:
         store: The store.
@@ -83,13 +95,21 @@ class Recorder:
         self.store = store
         self.conversation_id = conversation_id
 
-    def user(self, conversation: Conversation, params: dict[str, Any]) -> None:
-        """Store the conversation's newest turn, a user message."""
+    def user(self, conversation: Conversation, params: dict[str, Any]) -> MessageRecord:
+        """Store the conversation's newest turn, a user message.
+
+        Returns:
+            The stored message (with its id).
+        """
         turn = conversation.turns[-1]
         assert turn.role is Role.USER
+        return self.question(turn.text, conversation.system, params)
+
+    def question(self, text: str, system: str | None, params: dict[str, Any]) -> MessageRecord:
+        """Store a user message, creating the conversation if needed."""
         if self.conversation_id is None:
-            self.conversation_id = self.store.create(system=conversation.system, params=params)
-        self.store.add(self.conversation_id, MessageRecord(role=turn.role.value, text=turn.text))
+            self.conversation_id = self.store.create(system=system, params=params)
+        return self.store.add(self.conversation_id, MessageRecord(Role.USER.value, text))
 
     def reply(
         self,
@@ -97,20 +117,25 @@ class Recorder:
         *,
         model: str | None,
         model_sha256: str | None,
-        sampling: Sampling,
-    ) -> None:
-        """Store a finished or stopped reply."""
+        reply_to: int | None,
+        system: str | None,
+        replaces: tuple[int, ...] = (),
+    ) -> MessageRecord | None:
+        """Store a finished or stopped reply (``replaces``: the ids of the reply it
+        regenerates, deleted in the same transaction)."""
         if self.conversation_id is None:
-            return
-        self.store.add(
-            self.conversation_id,
-            reply_message(done, model=model, model_sha256=model_sha256, sampling=sampling),
+            return None
+        record = reply_message(
+            done, model=model, model_sha256=model_sha256, reply_to=reply_to, system=system
         )
+        if replaces:
+            return self.store.replace(self.conversation_id, replaces, record)
+        return self.store.add(self.conversation_id, record)
 
-    def truncate(self, keep: int) -> None:
-        """Drop stored messages after the first ``keep`` (retry, edit)."""
-        if self.conversation_id is not None:
-            self.store.truncate(self.conversation_id, keep)
+    def delete(self, ids: list[int]) -> None:
+        """Delete stored messages by id (edit, a failed first reply)."""
+        if self.conversation_id is not None and ids:
+            self.store.delete_messages(self.conversation_id, ids)
 
     def settings(self, system: str | None, params: dict[str, Any]) -> None:
         """Store a changed system prompt or parameters."""

@@ -64,7 +64,28 @@ END;
 INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+# Version 3: a reply names the question it answers (two processes adding to one
+# conversation at once interleave their rows) and keeps the system prompt it was
+# generated with; existing replies are linked to the question before them. Conversation
+# ids come from a counter that only goes up, so a deleted id is never handed out again.
+_V3 = """
+ALTER TABLE messages ADD COLUMN reply_to INTEGER;
+ALTER TABLE messages ADD COLUMN system TEXT;
+UPDATE messages SET reply_to = (
+    SELECT q.id FROM messages q
+    WHERE q.conversation_id = messages.conversation_id AND q.role = 'user'
+      AND q.seq < messages.seq
+    ORDER BY q.seq DESC LIMIT 1
+) WHERE role = 'model';
+CREATE TABLE counters (
+    name   TEXT PRIMARY KEY,
+    value  INTEGER NOT NULL
+);
+INSERT INTO counters (name, value)
+    VALUES ('conversation', (SELECT coalesce(max(id), 0) FROM conversations));
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 """``MIGRATIONS[n]`` upgrades a version-``n`` database to version ``n + 1``."""
 
 VERSION = len(MIGRATIONS)

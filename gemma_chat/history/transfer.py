@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gemma_chat.conversation import StopReason
 from gemma_chat.errors import UsageError
 from gemma_chat.history.store import ConversationRecord, HistoryStore, MessageRecord
 
@@ -20,28 +21,36 @@ FORMAT_NAME = "gemma-chat-conversation"
 FORMAT_VERSION = 1
 
 
+_INT64 = 2**63 - 1
+Count = Annotated[int, Field(ge=0, le=_INT64)]
+TokenId = Annotated[int, Field(ge=0, lt=2**31)]
+
+
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     role: Literal["user", "model"]
     text: str
-    stop_reason: str | None = None
+    stop_reason: StopReason | None = None
     partial: bool = False
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
+    prompt_tokens: Count | None = None
+    completion_tokens: Count | None = None
     ttft_s: float | None = None
     tokens_per_s: float | None = None
     model: str | None = None
     model_sha256: str | None = None
     sampling: dict[str, Any] | None = None
-    token_ids: list[int] | None = None
+    token_ids: list[TokenId] | None = None
+    reply_to: Count | None = None
+    """The position (in this list) of the question a reply answers."""
+    system: str | None = None
     created_at: str
 
 
 class _Conversation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: int = 0
+    id: Count = 0
     uuid: str = Field(min_length=1)
     title: str
     system: str | None = None
@@ -63,6 +72,7 @@ def export_json(store: HistoryStore, conversation_id: int) -> str:
     """A conversation as one lossless JSON document."""
     record = store.get(conversation_id)
     messages = store.messages(conversation_id)
+    positions = {message.id: index for index, message in enumerate(messages)}
     document = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -75,12 +85,12 @@ def export_json(store: HistoryStore, conversation_id: int) -> str:
             "created_at": record.created_at,
             "updated_at": record.updated_at,
         },
-        "messages": [_message_dict(message) for message in messages],
+        "messages": [_message_dict(message, positions) for message in messages],
     }
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 
 
-def _message_dict(message: MessageRecord) -> dict[str, Any]:
+def _message_dict(message: MessageRecord, positions: dict[int, int]) -> dict[str, Any]:
     return {
         "role": message.role,
         "text": message.text,
@@ -94,6 +104,8 @@ def _message_dict(message: MessageRecord) -> dict[str, Any]:
         "model_sha256": message.model_sha256,
         "sampling": message.sampling,
         "token_ids": None if message.token_ids is None else list(message.token_ids),
+        "reply_to": None if message.reply_to is None else positions.get(message.reply_to),
+        "system": message.system,
         "created_at": message.created_at,
     }
 
@@ -134,6 +146,7 @@ def import_json(store: HistoryStore, text: str, source: str = "the file") -> int
         MessageRecord(
             **{
                 **message.model_dump(),
+                "stop_reason": None if message.stop_reason is None else message.stop_reason.value,
                 "token_ids": None if message.token_ids is None else tuple(message.token_ids),
             }
         )

@@ -387,7 +387,7 @@ class GemmaChatApp(
         pending = self.conversation.pending_user
         if pending is not None:  # nothing typed is lost: it goes back into the input
             self.conversation.turns.pop()
-            self._record_truncate()
+            self._record_failed()
             user = self.chat.last(UserMessage)
             if user is not None:
                 await user.remove()
@@ -452,7 +452,7 @@ class GemmaChatApp(
             reply = self.chat.last(ModelReply)
             if reply is not None:
                 await reply.remove()
-            self._record_truncate()
+            self._record_retry()
         await self._start_reply()
 
     async def action_edit(self) -> None:
@@ -470,7 +470,7 @@ class GemmaChatApp(
             if reply is not None:
                 await reply.remove()
         user = turns.pop()
-        self._record_truncate()
+        self._record_edit()
         widget = self.chat.last(UserMessage)
         if widget is not None:
             await widget.remove()

@@ -40,7 +40,7 @@ class ConversationSwitching:
     status: Any
     conversation_id: int | None
     _history_note: str
-    _row_ends: list[int]
+    _turn_ids: list[list[int]]
     _found_timer: Any
     _hidden_turns: int
 
@@ -61,12 +61,14 @@ class ConversationSwitching:
         await self._show_conversation()
         self._refresh_sidebar()
 
-    async def resume_conversation(self, conversation_id: int, seq: int | None = None) -> bool:
+    async def resume_conversation(
+        self, conversation_id: int, message_id: int | None = None
+    ) -> bool:
         """Open a stored conversation: its messages, system prompt and parameters.
 
         Args:
             conversation_id: The stored conversation.
-            seq: A message to scroll to and highlight (a search result).
+            message_id: A stored message to scroll to and highlight (a search result).
 
         Returns:
             Whether it is on screen now.
@@ -95,8 +97,8 @@ class ConversationSwitching:
             self._begin(conversation_id, messages)
             await self._show_conversation()
             self.restore_conversation_state()  # its saved KV state, in the background
-        if seq is not None:
-            await self._jump_to(seq)
+        if message_id is not None:
+            await self._jump_to(message_id)
         self._refresh_sidebar()
         return True
 
@@ -154,12 +156,12 @@ class ConversationSwitching:
     def _turn_widgets(self) -> list[Any]:
         return [w for w in self.chat.children if isinstance(w, UserMessage | ModelReply)]
 
-    async def _jump_to(self, seq: int) -> None:
-        """Scroll to the turn holding stored message ``seq`` and highlight it."""
+    async def _jump_to(self, message_id: int) -> None:
+        """Scroll to the turn holding a stored message and highlight it."""
         turns = len(self.conversation.turns)
         if not turns:
             return
-        index = next((i for i, end in enumerate(self._row_ends) if seq < end), turns - 1)
+        index = next((i for i, ids in enumerate(self._turn_ids) if message_id in ids), turns - 1)
         index = min(index, turns - 1)
         if index < self._hidden_turns:  # with a few turns before it, for context
             await self._show_earlier(self._hidden_turns - max(0, index - 4))
@@ -301,6 +303,6 @@ class ConversationSwitching:
 
         async def chosen(hit: Any) -> None:
             if hit is not None:
-                await self.resume_conversation(hit.conversation_id, seq=hit.seq)
+                await self.resume_conversation(hit.conversation_id, message_id=hit.message_id)
 
         self.push_screen(SearchScreen(self.store.search, query), chosen)  # type: ignore[attr-defined]

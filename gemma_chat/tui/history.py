@@ -9,6 +9,7 @@ renamed, never deleted or overwritten.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,33 +25,8 @@ from gemma_chat.history.store import (
     store_file,
     to_conversation,
 )
+from gemma_chat.history.turns import stored_turns
 from gemma_chat.tui.screens.dialogs import MOVE_ASIDE, CorruptStoreScreen
-
-
-def row_ends(messages: list[MessageRecord]) -> tuple[int, list[int]]:
-    """How stored messages map onto the turns :func:`to_conversation` builds from them.
-
-    Returns:
-        The number of rows before the first turn (replies without a question), and for
-        each turn the number of rows up to and including it. Usually turn ``i`` is row
-        ``i``; two user messages in a row (a reply was lost) form one turn.
-    """
-    lead, ends, pending = 0, [], False
-    for count, message in enumerate(messages, start=1):
-        if message.role == Role.USER.value:
-            if pending:
-                ends[-1] = count
-            else:
-                ends.append(count)
-            pending = True
-        elif pending:
-            ends.append(count)
-            pending = False
-        elif ends:
-            ends[-1] = count  # a reply without a question stays with the turn before
-        else:
-            lead = count
-    return lead, ends
 
 
 class HistorySupport:
@@ -81,8 +57,11 @@ class HistorySupport:
         self._resume_at_start = resume
         self._saving = True
         self._history_note = ""
-        self._lead_rows = 0
-        self._row_ends: list[int] = []
+        # The stored message ids of each turn on screen (aligned with the conversation's
+        # turns), the ids this session wrote, and the reply a retry is replacing.
+        self._turn_ids: list[list[int]] = []
+        self._written: set[int] = set()
+        self._replacing: tuple[int, ...] = ()
         self._found_timer: Any = None
         self._hidden_turns = 0
         self._created_id: int | None = None
@@ -176,43 +155,72 @@ class HistorySupport:
             return False
         return True
 
-    def _rows(self, turns: int) -> int:
-        """Stored rows holding the first ``turns`` turns."""
-        if turns <= 0:
-            return self._lead_rows
-        if turns <= len(self._row_ends):
-            return self._row_ends[turns - 1]
-        return self._rows(len(self._row_ends)) + turns - len(self._row_ends)
+    def _ids_after(self, turns: int) -> list[int]:
+        """Forget the stored ids of the turns after the first ``turns``; return them."""
+        gone = [i for ids in self._turn_ids[turns:] for i in ids]
+        del self._turn_ids[turns:]
+        return gone
 
     def _record_user(self) -> None:
         """Store the message just sent."""
         params = params_of(self.sampling, self.repeat_guard)
         fresh = self.conversation_id is None
-        if self._save(lambda recorder: recorder.user(self.conversation, params)):
+        stored: list[MessageRecord] = []
+        if self._save(lambda recorder: stored.append(recorder.user(self.conversation, params))):
             if fresh:
                 self._created_id = self.conversation_id
-            self._row_ends.append(self._rows(len(self.conversation.turns) - 1) + 1)
+            self._ids_after(len(self.conversation.turns) - 1)
+            self._turn_ids.append([stored[0].id])
+            self._written.add(stored[0].id)
             self._refresh_sidebar()
 
     def _record_reply(self, done: Any) -> None:
-        """Store a finished or stopped reply."""
+        """Store a finished or stopped reply, replacing the one a retry regenerated."""
         model = getattr(getattr(self.backend, "info", None), "model", None)
         sha256 = getattr(self.model_info, "sha256", None)
+        question = len(self.conversation.turns) - 2
+        asked = self._turn_ids[question] if 0 <= question < len(self._turn_ids) else []
+        replaces, self._replacing = self._replacing, ()
+        stored: list[MessageRecord | None] = []
 
         def write(recorder: Recorder) -> None:
-            recorder.reply(done, model=model, model_sha256=sha256, sampling=self.sampling)
+            stored.append(
+                recorder.reply(
+                    done,
+                    model=model,
+                    model_sha256=sha256,
+                    reply_to=asked[-1] if asked else None,
+                    system=self.conversation.system,
+                    replaces=replaces,
+                )
+            )
 
-        if self._save(write):
-            self._row_ends.append(self._rows(len(self.conversation.turns) - 1) + 1)
+        if self._save(write) and stored and stored[0] is not None:
+            self._ids_after(len(self.conversation.turns) - 1)
+            self._turn_ids.append([stored[0].id])
+            self._written.add(stored[0].id)
             self._refresh_sidebar()
 
-    def _record_truncate(self) -> None:
-        """Drop stored messages the conversation no longer has (retry, edit, a failed
-        reply)."""
-        turns = len(self.conversation.turns)
-        keep = self._rows(turns)
-        if self._save(lambda recorder: recorder.truncate(keep)):
-            del self._row_ends[turns:]
+    def _record_retry(self) -> None:
+        """The last reply left the screen to be regenerated: it stays stored until the
+        new one replaces it (a failed or interrupted retry keeps it)."""
+        self._replacing = tuple(self._ids_after(len(self.conversation.turns)))
+
+    def _record_edit(self) -> None:
+        """The last message (and its reply) went back into the input: delete them."""
+        gone = self._ids_after(len(self.conversation.turns))
+        if self._save(lambda recorder: recorder.delete(gone)):
+            self._written.difference_update(gone)
+
+    def _record_failed(self) -> None:
+        """The reply failed and its question went back into the input. A question this
+        session wrote, and that no stored reply answers, is deleted with it; anything
+        from before (or a retried question, whose old reply is still stored) stays."""
+        gone = self._ids_after(len(self.conversation.turns))
+        retried, self._replacing = self._replacing, ()
+        mine = [i for i in gone if i in self._written]
+        if mine and not retried and self._save(lambda recorder: recorder.delete(mine)):
+            self._written.difference_update(mine)
 
     def _record_settings(self) -> None:
         """Store a changed system prompt or parameters."""
@@ -231,7 +239,8 @@ class HistorySupport:
         self._forget_if_empty()
         self.recorder = Recorder(self.store, conversation_id) if self.store else None
         self._saving = True
-        self._lead_rows, self._row_ends = row_ends(messages)
+        self._turn_ids = [turn.ids for turn in stored_turns(messages)]
+        self._replacing = ()
 
     def _forget_if_empty(self) -> None:
         # A conversation started here whose only message was edited away or failed
@@ -240,11 +249,8 @@ class HistorySupport:
         cid = self.conversation_id
         if cid is None or cid != self._created_id or self.store is None or not self._saving:
             return
-        try:
-            if self.store.get(cid).message_count == 0:
-                self.store.delete(cid)
-        except GemmaChatError:
-            pass
+        with contextlib.suppress(GemmaChatError):
+            self.store.delete_if_empty(cid)
 
     def history_at_exit(self) -> None:
         """The app is quitting: keep a reply cut short by quitting, leave the
@@ -253,6 +259,10 @@ class HistorySupport:
         if self.generating and reply is not None and reply.text and self.conversation_id:
             # The worker's result would arrive after the app has gone: store the text
             # shown so far now, as a reply the user stopped.
+            sampling = self.sampling.model_dump()
+            sampling["seed"] = getattr(self.engine, "last_seed", None)
+            sampling["repeat_guard"] = self.repeat_guard.model_dump()
+            question = self._turn_ids[-1] if self._turn_ids else []
             record = MessageRecord(
                 role=Role.MODEL.value,
                 text=reply.text,
@@ -260,10 +270,13 @@ class HistorySupport:
                 partial=True,
                 model=getattr(getattr(self.backend, "info", None), "model", None),
                 model_sha256=getattr(self.model_info, "sha256", None),
-                sampling=self.sampling.model_dump(),
+                sampling=sampling,
+                reply_to=question[-1] if question else None,
+                system=self.conversation.system,
             )
-            cid = self.conversation_id
-            if self._save(lambda recorder: recorder.store.add(cid, record)):
+            cid, replaces = self.conversation_id, self._replacing
+            # As when a reply is stopped with Esc: a retried reply replaces the old one.
+            if self._save(lambda recorder: recorder.store.replace(cid, replaces, record)):
                 self._saving = False  # in case the worker's result still gets handled
         self._leaving_conversation()
         self._forget_if_empty()

@@ -1,0 +1,240 @@
+"""What the history stores: conversations, messages and search hits, and how they map to
+and from SQLite rows. Plain data; no connection here."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from array import array
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+TITLE_LENGTH = 60
+SNIPPET_OPEN, SNIPPET_CLOSE = "\x02", "\x03"
+
+
+def now() -> str:
+    """The current time as stored: ISO 8601, UTC, microseconds (sorts as text)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def title_from(text: str) -> str:
+    """A conversation title from its first message: the first line, shortened."""
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    line = " ".join(line.split())
+    if len(line) > TITLE_LENGTH:
+        line = line[: TITLE_LENGTH - 1].rstrip() + "…"
+    return line or "Untitled"
+
+
+@dataclass(frozen=True)
+class ConversationRecord:
+    """A stored conversation (without its messages).
+
+    Attributes:
+        id: The number users type (``history show 12``). Never re-used, even after a
+            delete, so an old command line never reaches another conversation.
+        uuid: A global identity, kept by export and import.
+        title: Shown in lists; from the first message until renamed.
+        system: The system prompt for the next reply.
+        params: The sampling and repeat-guard settings in use (``{"sampling": {...},
+            "repeat_guard": {...}}``), restored on resume.
+        created_at: ISO 8601 UTC.
+        updated_at: ISO 8601 UTC: the last message added (renaming is not activity).
+        message_count: How many messages it has.
+    """
+
+    id: int
+    uuid: str
+    title: str
+    system: str | None
+    params: dict[str, Any]
+    created_at: str
+    updated_at: str
+    message_count: int = 0
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """One stored message: enough to show it, resume from it and reproduce it.
+
+    Attributes:
+        role: ``user`` or ``model``.
+        text: Exactly what was shown.
+        stop_reason: For replies, why it ended.
+        partial: For replies, True when it did not end at the end of the model's turn.
+        prompt_tokens: Tokens in the prompt the reply was generated from.
+        completion_tokens: Tokens in the reply.
+        ttft_s: Seconds to the first token.
+        tokens_per_s: Decode speed.
+        model: The model file name.
+        model_sha256: The model file's sha256.
+        sampling: The sampling parameters the reply was generated with, the seed
+            actually used, and the repeat guard (under ``"repeat_guard"``).
+        token_ids: The reply's token ids (valid for ``model_sha256`` only), which keep a
+            resumed prompt identical to the one the KV cache holds.
+        reply_to: For replies, the id of the user message answered (two processes
+            adding to one conversation at once can interleave their rows).
+        system: For replies, the system prompt in force when it was generated.
+        created_at: ISO 8601 UTC.
+        id: The row id (0 before it is stored).
+        seq: The position in the conversation, from 0.
+    """
+
+    role: str
+    text: str
+    stop_reason: str | None = None
+    partial: bool = False
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_s: float | None = None
+    tokens_per_s: float | None = None
+    model: str | None = None
+    model_sha256: str | None = None
+    sampling: dict[str, Any] | None = None
+    token_ids: tuple[int, ...] | None = None
+    reply_to: int | None = None
+    system: str | None = None
+    created_at: str = field(default_factory=now)
+    id: int = 0
+    seq: int = 0
+
+
+MESSAGE_COLUMNS = (
+    "role",
+    "text",
+    "stop_reason",
+    "partial",
+    "prompt_tokens",
+    "completion_tokens",
+    "ttft_s",
+    "tokens_per_s",
+    "model",
+    "model_sha256",
+    "sampling",
+    "token_ids",
+    "reply_to",
+    "system",
+    "created_at",
+)
+"""The message columns a writer fills (besides conversation_id and seq)."""
+
+
+def message_values(message: MessageRecord) -> tuple[Any, ...]:
+    """The values for :data:`MESSAGE_COLUMNS`, in order."""
+    return (
+        message.role,
+        message.text,
+        message.stop_reason,
+        int(message.partial),
+        message.prompt_tokens,
+        message.completion_tokens,
+        message.ttft_s,
+        message.tokens_per_s,
+        message.model,
+        message.model_sha256,
+        None if message.sampling is None else dumps(message.sampling),
+        pack_ids(message.token_ids),
+        message.reply_to,
+        message.system,
+        message.created_at,
+    )
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One message matching a search.
+
+    Attributes:
+        conversation_id: Its conversation.
+        title: The conversation's title.
+        message_id: The message's row id.
+        seq: Its position in the conversation.
+        role: Who wrote it.
+        snippet: The matching text with each match between ``\\x02`` and ``\\x03``
+            (see :meth:`highlighted`).
+        created_at: When it was written.
+    """
+
+    conversation_id: int
+    title: str
+    message_id: int
+    seq: int
+    role: str
+    snippet: str
+    created_at: str
+
+    def highlighted(self, start: str = "", end: str = "") -> str:
+        """The snippet on one line, each match wrapped in ``start`` and ``end``."""
+        text = " ".join(self.snippet.split())
+        return text.replace(SNIPPET_OPEN, start).replace(SNIPPET_CLOSE, end)
+
+
+def conversation_from_row(row: sqlite3.Row) -> ConversationRecord:
+    """A conversation from a ``conversations`` row plus its ``message_count``."""
+    return ConversationRecord(
+        id=row["id"],
+        uuid=row["uuid"],
+        title=row["title"] or "Untitled",
+        system=row["system"],
+        params=loads(row["params"]) or {},
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        message_count=row["message_count"],
+    )
+
+
+def message_from_row(row: sqlite3.Row) -> MessageRecord:
+    """A message from a ``messages`` row."""
+    return MessageRecord(
+        id=row["id"],
+        seq=row["seq"],
+        role=row["role"],
+        text=row["text"],
+        stop_reason=row["stop_reason"],
+        partial=bool(row["partial"]),
+        prompt_tokens=row["prompt_tokens"],
+        completion_tokens=row["completion_tokens"],
+        ttft_s=row["ttft_s"],
+        tokens_per_s=row["tokens_per_s"],
+        model=row["model"],
+        model_sha256=row["model_sha256"],
+        sampling=loads(row["sampling"]),
+        token_ids=unpack_ids(row["token_ids"]),
+        reply_to=row["reply_to"],
+        system=row["system"],
+        created_at=row["created_at"],
+    )
+
+
+def dumps(value: Any) -> str:
+    """JSON as stored (key order fixed, so equal values are equal text)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def loads(text: str | None) -> Any:
+    """Stored JSON back to a value."""
+    return None if text is None else json.loads(text)
+
+
+def pack_ids(ids: tuple[int, ...] | None) -> bytes | None:
+    """Token ids as little-endian int32, whatever the machine (the file may move)."""
+    if ids is None:
+        return None
+    packed = array("i", ids)
+    if sys.byteorder == "big":  # pragma: no cover
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def unpack_ids(blob: bytes | None) -> tuple[int, ...] | None:
+    """The inverse of :func:`pack_ids`."""
+    if blob is None:
+        return None
+    packed = array("i")
+    packed.frombytes(blob)
+    if sys.byteorder == "big":  # pragma: no cover
+        packed.byteswap()
+    return tuple(packed)
