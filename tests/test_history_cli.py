@@ -27,8 +27,10 @@ from conftest import run_cli
 from gemma_chat import cli
 from gemma_chat.cli.exchange import continued_settings, open_exchange
 from gemma_chat.cli.options import HistoryOptions, build_settings
+from gemma_chat.history.recording import params_of
 from gemma_chat.history.store import HistoryStore, MessageRecord, store_file
 from gemma_chat.history.transfer import export_json, export_markdown
+from gemma_chat.settings import RepeatGuard, Sampling
 
 GARBAGE = b"this is not a database, but it is somebody's file\x00\xff" * 200
 DEMO_FILE = "gemma-3-270m-q4_k_m.gguf"
@@ -451,6 +453,23 @@ def test_resume_and_continue_open_the_tui_on_the_conversation(filled, capsys, mo
             store.delete(conversation_id)
     assert_one_line_error(run(capsys, "--continue"), 2, "the history is empty")
     assert opened == []
+
+
+def test_resume_with_options_stores_them_for_the_app(capsys, monkeypatch) -> None:
+    monkeypatch.setattr("gemma_chat.cli.inputs.stdin_is_piped", lambda stream=None: False)
+    monkeypatch.setattr("gemma_chat.tui.app.run_tui", lambda settings, **kw: None)
+    stored_params = params_of(Sampling(top_k=7, temperature=0.9), RepeatGuard())
+    with HistoryStore() as store:
+        cid = store.create(system="Be terse.", params=stored_params)
+        store.add(cid, MessageRecord("user", "hi"))
+    assert run(capsys, "--resume", str(cid), "--temperature", "0.25", "-s", "Rhyme.")[0] == 0
+    with HistoryStore() as store:
+        after = store.get(cid)
+    assert after.system == "Rhyme." and after.params["sampling"]["temperature"] == 0.25
+    assert after.params["sampling"]["top_k"] == 7  # not given: stays as stored
+    assert run(capsys, "--resume", str(cid))[0] == 0  # no options: nothing changes
+    with HistoryStore() as store:
+        assert store.get(cid).params == after.params and store.get(cid).system == "Rhyme."
 
 
 # ------------------------------------------------- continuing: settings and crashes

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from gemma_chat.history.store import HistoryStore, MessageRecord, store_file
+from gemma_chat.history.turns import stored_turns
 
 pytestmark = pytest.mark.slow
 
@@ -93,3 +94,79 @@ def test_kill_9_mid_reply_loses_only_that_reply(demo_path: Path) -> None:
         messages = store.messages(cid)
         assert [m.role for m in messages] == ["user", "model", "user", "user", "model"]
         assert messages[-1].text and messages[-1].stop_reason
+
+
+def _ask_args(demo_path: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "gemma_chat", "ask", "--model", str(demo_path), *args]
+
+
+def test_a_closed_pipe_keeps_the_reply_as_partial(demo_path: Path) -> None:
+    reader = subprocess.Popen(
+        _ask_args(demo_path, "-n", "400", "--no-repeat-guard", "--seed", "5", "Tell a story."),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    assert reader.stdout is not None
+    head = reader.stdout.read(20)  # `| head -c 20`
+    reader.stdout.close()
+    _, err = reader.communicate(timeout=120)
+    assert len(head) == 20
+    assert b"Traceback" not in err
+    with HistoryStore() as store:
+        (record,) = store.conversations()
+        question, reply = store.messages(record.id)
+        assert question.text == "Tell a story."
+        assert reply.partial and reply.stop_reason == "cancelled"
+        assert reply.text.encode().startswith(head) and reply.reply_to == question.id
+
+
+def test_two_asks_continuing_one_conversation_at_once_pair_up(demo_path: Path) -> None:
+    with HistoryStore() as store:
+        cid = store.create()
+        first = store.add(cid, MessageRecord("user", "Hello"))
+        store.add(cid, MessageRecord("model", "Hi.", reply_to=first.id))
+    runs = [
+        subprocess.Popen(
+            _ask_args(demo_path, "--conversation", str(cid), "-n", "24", "--seed", str(n), text),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        for n, text in enumerate(["Question A", "Question B"])
+    ]
+    answers = {}
+    for run, text in zip(runs, ["Question A", "Question B"], strict=True):
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+        answers[text] = out.decode().strip()
+    with HistoryStore() as store:
+        messages = store.messages(cid)
+        assert len(messages) == 6
+        turns = stored_turns(messages)
+        assert [t.role.value for t in turns] == ["user", "model"] * 3
+        for question, reply in zip(turns[2::2], turns[3::2], strict=True):
+            assert reply.text.strip() == answers[question.text]
+
+
+def test_deleting_a_conversation_deletes_its_saved_state(demo_path: Path) -> None:
+    Path(os.environ["GEMMA_CHAT_CONFIG"]).write_text("[state_cache]\nmin_tokens = 4\n")
+    done = subprocess.run(
+        _ask_args(demo_path, "-n", "8", "--json", "Name a colour."),
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    with HistoryStore() as store:
+        uuid = store.get(1).uuid
+    kv = Path(os.environ["GEMMA_CHAT_CACHE_DIR"]) / "kv"
+    assert (kv / f"{uuid}.kv").exists()
+    deleted = subprocess.run(
+        [sys.executable, "-m", "gemma_chat", "history", "delete", "1", "--yes"],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert deleted.returncode == 0, deleted.stderr
+    assert not (kv / f"{uuid}.kv").exists() and not (kv / f"{uuid}.json").exists()

@@ -157,6 +157,43 @@ async def test_retry_edit_and_a_failed_reply_truncate_the_store(vocab, store) ->
         assert stored(store, cid) == [("user", "question again"), ("model", "five")]
 
 
+async def test_retry_and_edit_never_delete_what_another_process_wrote(vocab, store) -> None:
+    app = make_app(vocab, ["one", "two", "three"], store=store)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await send(pilot, "question")
+        await replies(pilot)
+        cid = app.conversation_id
+        with HistoryStore(store.path) as other:  # e.g. `ask --conversation` meanwhile
+            asked = other.add(cid, MessageRecord("user", "from ask"))
+            other.add(cid, MessageRecord("model", "ask reply", reply_to=asked.id))
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: app.conversation.turns[-1].text == "two")
+        assert stored(store, cid) == [
+            ("user", "question"),
+            ("user", "from ask"),
+            ("model", "ask reply"),
+            ("model", "two"),
+        ]
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        assert stored(store, cid) == [("user", "from ask"), ("model", "ask reply")]
+
+
+async def test_a_failed_retry_keeps_the_old_reply(vocab, store) -> None:
+    app = make_app(vocab, ["first answer"], store=store)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await send(pilot, "question")
+        await replies(pilot)
+        cid = app.conversation_id
+        app.engine.sampling = app.engine.sampling.model_copy(update={"max_tokens": 10**6})
+        app.backend.info = type(app.backend.info)(**{**vars(app.backend.info), "n_ctx": 8})
+        await pilot.press("ctrl+r")  # the prompt no longer fits: the retry fails
+        await wait_until(pilot, lambda: bool(app.query(Notice)))
+        assert stored(store, cid) == [("user", "question"), ("model", "first answer")]
+
+
 async def test_changed_settings_are_stored(vocab, store) -> None:
     from textual.widgets import Button, Input
 

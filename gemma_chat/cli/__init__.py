@@ -65,11 +65,12 @@ def root(
     run_options(values)  # --stats/--json/--plain only concern answers on stdout
     from gemma_chat.cli.exchange import resume_id
 
-    # Resolved here, so a bad id or a corrupt history is a one-line error, not an app.
-    conversation_id = resume_id(continue_latest, resume)
+    explicit = frozenset(key for key in o.CONVERSATION_SETTINGS if _given(values.get(key)))
     settings = o.build_settings(**values)
     if no_save:
         settings = settings.model_copy(update={"save_history": False})
+    # Resolved here, so a bad id or a corrupt history is a one-line error, not an app.
+    conversation_id = resume_id(continue_latest, resume, settings, explicit)
     from gemma_chat.tui.app import run_tui
 
     run_tui(settings, theme=theme, resume=conversation_id)

@@ -51,8 +51,17 @@ def find_conversation(
     return record
 
 
-def resume_id(continue_latest: bool, conversation_id: int | None) -> int | None:
+def resume_id(
+    continue_latest: bool,
+    conversation_id: int | None,
+    settings: Settings | None = None,
+    explicit: frozenset[str] = frozenset(),
+) -> int | None:
     """The id of the conversation the TUI should open (``--resume ID``/``--continue``).
+
+    Options given explicitly on the command line (``explicit``) win over the stored
+    ones, as with ``ask -c``: they are stored with the conversation, which the app then
+    restores.
 
     Raises:
         UsageError: As :func:`find_conversation`.
@@ -62,7 +71,14 @@ def resume_id(continue_latest: bool, conversation_id: int | None) -> int | None:
         return None
     with HistoryStore() as store:
         record = find_conversation(store, continue_latest, conversation_id, "--resume")
-    return None if record is None else record.id
+        if record is None:
+            return None
+        if settings is not None and explicit and settings.save_history:
+            merged = continued_settings(settings, record, explicit)
+            params = params_of(merged.sampling, merged.repeat_guard)
+            if (merged.system, params) != (record.system, record.params):
+                store.set_settings(record.id, merged.system, params)
+    return record.id
 
 
 def continued_settings(
