@@ -19,6 +19,7 @@ from gemma_chat.history.recording import params_of
 from gemma_chat.history.store import HistoryStore, MessageRecord, store_file
 from gemma_chat.settings import RepeatGuard, Sampling, Settings
 from gemma_chat.tui.app import GemmaChatApp
+from gemma_chat.tui.kv_resume import StateEvent
 from gemma_chat.tui.screens.dialogs import ConfirmScreen, CorruptStoreScreen, RenameScreen
 from gemma_chat.tui.screens.search import MATCH_STYLE, SearchScreen
 from gemma_chat.tui.widgets.chat_log import ModelReply, Notice, UserMessage
@@ -727,4 +728,10 @@ async def test_real_kv_state_is_saved_at_quit_and_restored_on_resume(demo_path) 
         history = first.stats.prompt_tokens + first.stats.completion_tokens
         # Only the new turn is evaluated: the history came from the saved state.
         assert stats.evaluated_tokens < stats.prompt_tokens - history + 8
+        # Deleting the conversation deletes its saved state too.
+        key = again.store.get(cid).uuid
+        await again.delete_conversation(cid)
+        again.wait_for_state()
+        assert again.state_events[-1] == StateEvent("forget", cid, True, None)
+        assert not list(again.state_cache.directory.glob(f"{key}.*"))
     again.close_state_cache()

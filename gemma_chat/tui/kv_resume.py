@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -62,59 +63,46 @@ class KVStateSupport:
         self._generation_idle = threading.Event()
         self._generation_idle.set()
 
-    def _state_target(self) -> tuple[Any, str, str, Conversation] | None:
-        """What a save or restore needs, or None when there is nothing to do."""
+    def save_conversation_state(self) -> None:
+        """Queue saving the KV state of the conversation on screen (it is being left)."""
+        wait_idle = self.generating  # quitting mid-reply: the worker is stopping
+
+        def save(backend: Any, key: str, sha256: str, ids: list[int]) -> bool:
+            if wait_idle:
+                self._generation_idle.wait(QUIT_WAIT_S)
+            return self.state_cache.save(backend, key, sha256, ids)
+
+        self._queue_for_current("save", save)
+
+    def restore_conversation_state(self) -> None:
+        """Queue restoring the saved KV state of the conversation on screen."""
+        self._queue_for_current("restore", self.state_cache.restore)
+
+    def _queue_for_current(self, kind: str, work: Callable[..., bool | int]) -> None:
+        """Queue ``work(backend, key, sha256, ids)`` for the conversation on screen,
+        when there is a stored conversation, a loaded model and the cache is on."""
         cid = self.conversation_id
         sha256 = getattr(self.model_info, "sha256", None)
+        engine = self.engine
         if (
             not self.settings.state_cache.enabled
-            or self.engine is None
+            or engine is None
             or self.store is None
             or cid is None
             or sha256 is None
             or not self.conversation.turns
         ):
-            return None
+            return
         try:
             key = self.store.get(cid).uuid
         except GemmaChatError:
-            return None
+            return
         # A snapshot: the conversation on screen changes while the job runs.
         snapshot = Conversation(self.conversation.system, list(self.conversation.turns))
-        return self.engine, key, sha256, snapshot
-
-    def save_conversation_state(self) -> None:
-        """Queue saving the KV state of the conversation on screen (it is being left)."""
-        target = self._state_target()
-        if target is None:
-            return
-        engine, key, sha256, snapshot = target
-        cid = self.conversation_id
-        assert cid is not None
-        wait_idle = self.generating  # quitting mid-reply: the worker is stopping
-
-        def job() -> None:
-            if wait_idle:
-                self._generation_idle.wait(QUIT_WAIT_S)
-            ids = resume_ids(engine.template, snapshot)
-            saved = self.state_cache.save(engine.backend, key, sha256, ids)
-            self._state_done("save", cid, saved)
-
-        self._queue_state(job)
-
-    def restore_conversation_state(self) -> None:
-        """Queue restoring the saved KV state of the conversation on screen."""
-        target = self._state_target()
-        if target is None:
-            return
-        engine, key, sha256, snapshot = target
-        cid = self.conversation_id
-        assert cid is not None
 
         def job() -> None:
             ids = resume_ids(engine.template, snapshot)
-            restored = self.state_cache.restore(engine.backend, key, sha256, ids)
-            self._state_done("restore", cid, restored)
+            self._state_done(kind, cid, work(engine.backend, key, sha256, ids))
 
         self._queue_state(job)
 
