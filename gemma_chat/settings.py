@@ -81,6 +81,13 @@ class Settings(BaseModel):
     """Offload layers to the GPU. Unset: use the GPU when the llama.cpp build supports it."""
     gpu_layers: Annotated[int, Field(ge=0, strict=True)] | Literal["all"] = "all"
     """How many layers to offload when the GPU is used: a number or "all"."""
+    models_dir: str | None = None
+    """Where ``pull`` puts models and discovery looks first. Unset:
+    ``$GEMMA_CHAT_MODELS_DIR``, then ``<data dir>/models``."""
+    model_paths: list[str] = Field(default_factory=list)
+    """More GGUF files or folders for ``gemma-chat models`` to list."""
+    aliases: dict[str, str] = Field(default_factory=dict)
+    """Short model names: ``name = "path/to/file.gguf"`` (``--model name`` then works)."""
     threads: int | None = Field(None, ge=1)
     """CPU threads for llama.cpp; unset means every core this process may use."""
     flash_attn: bool = True
