@@ -49,10 +49,19 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
     if isinstance(model, str):
         if not model.strip():
             data.pop("model")
-        elif model != "demo":
-            # A relative model path in the config is relative to the config file.
+        elif model != "demo" and _looks_like_path(model):
+            # A relative model path in the config is relative to the config file; a bare
+            # name (a file stem or an alias) is resolved later, like --model NAME.
             data["model"] = str((path.parent / Path(model).expanduser()).resolve())
     return data
+
+
+def _looks_like_path(value: str) -> bool:
+    return (
+        any(sep in value for sep in "/\\")
+        or value.lower().endswith(".gguf")
+        or value.startswith(("~", "."))
+    )
 
 
 # Settings keys and the command-line options that set them, for error messages.
@@ -73,14 +82,14 @@ OPTION_NAMES = {
 def describe_validation_error(exc: ValidationError) -> str:
     """Turn pydantic's error into one line: ``key.path (--option): message``."""
     first = exc.errors()[0]
-    # A union (gpu_layers: int | "all") reports the branch in the location; drop it.
+    # A union (gpu_layers: int | "all" | "auto") reports the branch in the location; drop it.
     branches = ("int", "constrained-int", "literal[")
     loc = [str(part) for part in first["loc"] if not str(part).startswith(branches)]
     where = ".".join(loc) or "value"
     if where in OPTION_NAMES:
         where = f"{where} ({OPTION_NAMES[where]})"
     if where.startswith("gpu_layers"):
-        return f"{where}: takes a number of layers (0 or more) or 'all'"
+        return f"{where}: takes a number of layers (0 or more), 'all' or 'auto'"
     more = len({tuple(err["loc"][:1]) for err in exc.errors()}) - 1
     suffix = f" (and {more} more)" if more else ""
     return f"{where}: {first['msg']}{suffix}"

@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gemma_chat.context import default_ctx, round_ctx
-from gemma_chat.errors import ContextError
+from gemma_chat.errors import ContextError, ModelError
 from gemma_chat.models import ModelInfo, inspect_model, resolve_model
 from gemma_chat.settings import Settings
 
 if TYPE_CHECKING:
     from gemma_chat.backend.local import LlamaBackend
+    from gemma_chat.backend.offload import OffloadPlan
+    from gemma_chat.hardware import Gpu
+    from gemma_chat.planner import MemoryPlan
 
 MAX_BYTES_PER_TOKEN = 128
 """No Gemma token is this long, so text longer than n_ctx times this cannot fit."""
@@ -78,10 +81,9 @@ def load_backend(
     if message is not None:
         check_input_size(message, n_ctx)
     # llama.cpp is imported only once a model is about to be loaded.
-    from gemma_chat.backend.local import LlamaBackend, gpu_offload_supported
-    from gemma_chat.backend.offload import plan_offload
+    from gemma_chat.backend.local import LlamaBackend
 
-    plan = plan_offload(settings.gpu, settings.gpu_layers, gpu_offload_supported())
+    plan = offload_for(settings, info, n_ctx, notify)
     if plan.warning:
         notify(f"warning: {plan.warning}")
     backend = LlamaBackend(
@@ -96,3 +98,87 @@ def load_backend(
         keep_stderr=keep_stderr,
     )
     return info, backend
+
+
+def memory_plan(
+    settings: Settings, path: Path, n_ctx: int, *, supported: bool, gpus: list[Gpu]
+) -> MemoryPlan:
+    """Plan a model's memory at ``n_ctx`` the way gemma-chat would load it here.
+
+    Args:
+        settings: The settings (GPU switch and layers, flash attention).
+        path: The GGUF file (its metadata is read in a child process, cached).
+        n_ctx: The context size.
+        supported: Whether the llama.cpp build can offload to a GPU.
+        gpus: The GPUs found (see :func:`gemma_chat.hardware.gpus`).
+
+    Raises:
+        ModelError: The metadata cannot be read, or lacks what the planner needs.
+    """
+    from gemma_chat import hardware
+    from gemma_chat.gguf_meta import read_gguf_meta
+    from gemma_chat.model_shape import ModelShape, ShapeError
+    from gemma_chat.planner import plan_memory
+
+    try:
+        shape = ModelShape.from_meta(read_gguf_meta(path))
+    except ShapeError as exc:
+        raise ModelError(f"cannot plan the memory of {path.name}: {exc}") from None
+    on_gpu = supported and settings.gpu is not False and bool(gpus)
+    name = None
+    if on_gpu:
+        name = gpus[0].name if len(gpus) == 1 else f"{len(gpus)} GPUs"
+    return plan_memory(
+        shape,
+        n_ctx,
+        free_ram=hardware.system_memory().available,
+        free_vram=hardware.free_vram(gpus) if on_gpu else None,
+        gpu_layers=settings.gpu_layers if on_gpu else 0,
+        gpu_name=name,
+        flash_attn=settings.flash_attn,
+    )
+
+
+def offload_for(
+    settings: Settings,
+    info: ModelInfo,
+    n_ctx: int,
+    notify: Callable[[str], None],
+    *,
+    supported: bool | None = None,
+    gpus: list[Gpu] | None = None,
+) -> OffloadPlan:
+    """Decide the GPU offload; with ``gpu_layers = "auto"`` the memory planner picks the
+    layers that fit in the free VRAM.
+
+    Args:
+        settings: The settings.
+        info: The inspected model.
+        n_ctx: The context size it will be loaded with.
+        notify: Where warnings go.
+        supported: Whether the build can offload (None: ask llama.cpp). Tests inject it.
+        gpus: The GPUs and their free memory (None: detect them). Tests inject them.
+    """
+    from gemma_chat.backend.offload import plan_offload
+
+    if supported is None:
+        from gemma_chat.backend.local import gpu_offload_supported
+
+        supported = gpu_offload_supported()
+    auto_layers = None
+    # On a CPU build "auto" is simply 0: no metadata read, no hardware probe, no noise.
+    if settings.gpu_layers == "auto" and supported and settings.gpu is not False:
+        if gpus is None:
+            from gemma_chat import hardware
+
+            gpus = hardware.gpus(gpu_build=True)
+        if gpus:  # else llama.cpp knows no more than we do: let it offload everything
+            try:
+                plan = memory_plan(settings, Path(info.path), n_ctx, supported=True, gpus=gpus)
+            except ModelError as exc:
+                notify(f"warning: {exc}; offloading every layer")
+            else:
+                auto_layers = plan.gpu_layers
+                if not plan.fits_ram:
+                    notify(f"warning: {plan.verdict}")
+    return plan_offload(settings.gpu, settings.gpu_layers, supported, auto_layers)

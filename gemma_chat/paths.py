@@ -36,3 +36,16 @@ def data_dir() -> Path:
     """User data (history, downloaded models): ``$GEMMA_CHAT_DATA_DIR`` or platformdirs."""
     override = os.environ.get("GEMMA_CHAT_DATA_DIR")
     return Path(override).expanduser() if override else Path(_DIRS.user_data_dir)
+
+
+def models_dir(configured: str | None = None) -> Path:
+    """Where ``pull`` puts models and discovery looks first.
+
+    Args:
+        configured: The ``models_dir`` setting, which wins when set.
+
+    Returns:
+        ``configured``, else ``$GEMMA_CHAT_MODELS_DIR``, else ``<data dir>/models``.
+    """
+    chosen = configured or os.environ.get("GEMMA_CHAT_MODELS_DIR")
+    return Path(chosen).expanduser() if chosen else data_dir() / "models"

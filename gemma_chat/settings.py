@@ -72,15 +72,17 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     model: str | None = None
-    """Path of the GGUF model file. Unset: ``$GEMMA_CHAT_MODEL``, then the demo model."""
+    """The GGUF model: a path, a short name (file stem or alias, see ``gemma-chat models``)
+    or ``demo``. Unset: ``$GEMMA_CHAT_MODEL``, then the demo model."""
     system: str | None = None
     """System prompt, folded into the first user turn (Gemma has no system role)."""
     ctx: int | None = Field(None, ge=1)
     """Context window in tokens; unset means min(trained context, 8192). Rounded up to 256."""
     gpu: bool | None = None
     """Offload layers to the GPU. Unset: use the GPU when the llama.cpp build supports it."""
-    gpu_layers: Annotated[int, Field(ge=0, strict=True)] | Literal["all"] = "all"
-    """How many layers to offload when the GPU is used: a number or "all"."""
+    gpu_layers: Annotated[int, Field(ge=0, strict=True)] | Literal["all", "auto"] = "auto"
+    """How many layers to offload when the GPU is used: a number, "all", or "auto" (the
+    most that fit in free VRAM with a safety margin; none on a build without GPU support)."""
     models_dir: str | None = None
     """Where ``pull`` puts models and discovery looks first. Unset:
     ``$GEMMA_CHAT_MODELS_DIR``, then ``<data dir>/models``."""

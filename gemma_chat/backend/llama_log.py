@@ -15,6 +15,7 @@ from collections import deque
 from typing import Any
 
 _LINES: deque[str] = deque(maxlen=400)
+_DEBUG, _INFO, _CONT = 1, 2, 5  # ggml_log_level
 _state: dict[str, Any] = {"debug": False, "callback": None}
 
 
@@ -32,7 +33,13 @@ def install(debug: bool) -> None:
     @llama_cpp.llama_log_callback
     def _callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         line = text.decode("utf-8", errors="replace")
-        _LINES.append(line)
+        if level == _CONT:
+            level = _state.get("level", _INFO)
+        _state["level"] = level
+        # Debug lines (one per graph input at every load) would push the buffer sizes
+        # and errors this module is read for out of the window; they are only shown.
+        if level != _DEBUG:
+            _LINES.append(line)
         if _state["debug"]:
             sys.stderr.write(line)
             sys.stderr.flush()

@@ -27,15 +27,34 @@ class OffloadPlan:
 
 
 def plan_offload(
-    gpu: bool | None, gpu_layers: int | Literal["all"], supported: bool
+    gpu: bool | None,
+    gpu_layers: int | Literal["all", "auto"],
+    supported: bool,
+    auto_layers: int | None = None,
 ) -> OffloadPlan:
     """Resolve the GPU settings against what the llama.cpp build supports.
 
     Args:
         gpu: True asks for the GPU, False forces the CPU, None uses the GPU if it can.
-        gpu_layers: Layers to offload when on the GPU, or "all".
+        gpu_layers: Layers to offload when on the GPU, "all", or "auto".
         supported: ``llama_supports_gpu_offload()`` of the installed build.
+        auto_layers: For "auto", the ``n_gpu_layers`` the memory planner fits in the
+            free VRAM (see :func:`gemma_chat.planner.plan_memory`); None when it could
+            not tell, which offloads every layer, as llama.cpp itself would.
     """
+    if gpu_layers == "auto":
+        if gpu is False or (gpu is None and not supported):
+            return OffloadPlan(0, "cpu")  # auto on a CPU build: no noise
+        if supported and auto_layers == 0:
+            return OffloadPlan(
+                0,
+                "cpu",
+                "not even one layer of the model fits in the free VRAM; running on the "
+                "CPU (--gpu-layers N offloads N layers anyway)",
+            )
+        if supported:
+            return OffloadPlan(-1 if auto_layers is None else auto_layers, "gpu")
+        return _no_gpu_support()
     layers = -1 if gpu_layers == "all" else int(gpu_layers)
     if gpu is False or layers == 0:
         return OffloadPlan(0, "cpu")
@@ -43,6 +62,10 @@ def plan_offload(
         return OffloadPlan(layers, "gpu")
     if gpu is None and gpu_layers == "all":
         return OffloadPlan(0, "cpu")
+    return _no_gpu_support()
+
+
+def _no_gpu_support() -> OffloadPlan:
     return OffloadPlan(
         0,
         "cpu",

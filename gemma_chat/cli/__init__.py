@@ -13,7 +13,10 @@ from typing import Annotated, Any
 import typer
 
 from gemma_chat.cli import options as o
+from gemma_chat.cli.doctor import doctor as doctor_command
 from gemma_chat.cli.history import history_app
+from gemma_chat.cli.models import models_app
+from gemma_chat.cli.pull import pull as pull_command
 from gemma_chat.errors import GemmaChatError, UsageError
 
 app = typer.Typer(
@@ -25,6 +28,9 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(history_app, name="history")
+app.command("doctor")(doctor_command)
+app.add_typer(models_app, name="models")
+app.command("pull")(pull_command)
 
 QuestionArg = Annotated[
     str | None,

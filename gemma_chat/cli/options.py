@@ -56,7 +56,10 @@ GpuOpt = Annotated[
 GpuLayersOpt = Annotated[
     str | None,
     typer.Option(
-        "--gpu-layers", metavar="N|all", help="Layers to offload to the GPU.", rich_help_panel=MODEL
+        "--gpu-layers",
+        metavar="N|all|auto",
+        help="Layers to offload to the GPU (default auto: as many as fit in free VRAM).",
+        rich_help_panel=MODEL,
     ),
 ]
 ThreadsOpt = Annotated[
@@ -270,15 +273,15 @@ class HistoryOptions:
 
 
 def parse_gpu_layers(value: str | None) -> int | str | None:
-    """``all`` or a non-negative number."""
+    """``all``, ``auto`` or a non-negative number."""
     if value is None:
         return None
-    if value.strip().lower() == "all":
-        return "all"
+    if value.strip().lower() in ("all", "auto"):
+        return value.strip().lower()
     try:
         layers = int(value)
     except ValueError:
-        raise UsageError(f"--gpu-layers takes a number or 'all', not {value!r}") from None
+        raise UsageError(f"--gpu-layers takes a number, 'all' or 'auto', not {value!r}") from None
     if layers < 0:
         raise UsageError("--gpu-layers cannot be negative")
     return layers

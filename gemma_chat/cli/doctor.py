@@ -1,0 +1,150 @@
+"""``gemma-chat doctor``: everything that matters for running well, and what to do next.
+
+It exits 0 whenever it could write its report, even when no model is found, the model
+is broken or the config file is invalid: those are findings, reported as such. The
+report is gathered by :mod:`gemma_chat.diagnostics`, imported inside the command so that
+registering it costs the other commands nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import typer
+
+from gemma_chat.cli import options as o
+from gemma_chat.errors import UsageError
+
+
+def doctor(
+    ctx: typer.Context,
+    model: o.ModelOpt = None,
+    ctx_size: o.CtxOpt = None,
+    json_out: o.JsonOpt = False,
+) -> None:
+    """Check the llama.cpp build, threads, RAM and VRAM, the model and its memory plan,
+    and where files live; then say what to do next."""
+    from gemma_chat.cli import with_root_options
+    from gemma_chat.diagnostics import gather
+
+    values = with_root_options(ctx, {"model": model, "ctx": ctx_size})
+    cli = {key: values.get(key) for key in ("model", "ctx", "gpu", "gpu_layers", "threads")}
+    cli["flash_attn"] = values.get("flash_attn")
+    settings, config_error = _settings(cli)
+    report = gather(settings, config_error)
+    if json_out:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render(report))
+
+
+def _settings(cli: dict[str, Any]) -> tuple[Any, str | None]:
+    """The settings, and the config file's error when it had to be left out: a doctor
+    that refused to run on a bad config could not say what else is wrong."""
+    from pydantic import ValidationError
+
+    from gemma_chat.config import describe_validation_error
+    from gemma_chat.settings import Settings
+
+    try:
+        return o.build_settings(**cli), None
+    except UsageError as exc:
+        config_error = str(exc)
+    data: dict[str, Any] = {k: v for k, v in cli.items() if k != "gpu_layers" and v is not None}
+    layers = o.parse_gpu_layers(cli.get("gpu_layers"))
+    if layers is not None:
+        data["gpu_layers"] = layers
+    data["model"] = cli.get("model") or os.environ.get("GEMMA_CHAT_MODEL") or None
+    try:
+        return Settings.model_validate(data), config_error
+    except ValidationError as exc:  # the command line itself is wrong
+        raise UsageError(describe_validation_error(exc)) from exc
+
+
+def render(report: dict[str, Any]) -> str:
+    """The report as aligned text sections."""
+    from gemma_chat.planner import gib
+
+    build, threads, memory = report["llama_cpp"], report["threads"], report["memory"]
+    devices = ", ".join(f"{d['name']} ({d['description']})" for d in build["devices"])
+    cpu_features = " ".join(build["features"].get("CPU", []))
+    gpus = [
+        f"{g['name']}: {gib(g['free'])} free of {gib(g['total'])} ({g['source']})"
+        for g in memory["gpus"]
+    ]
+    setting = "--threads" if threads["setting"] else "every usable core"
+    sections = [
+        (
+            "llama.cpp",
+            [
+                ("llama-cpp-python", build["version"]),
+                ("GPU offload", "yes" if build["gpu_offload"] else "no (CPU-only build)"),
+                ("backends", ", ".join(build["backends"])),
+                ("devices", devices or "none"),
+                ("BLAS", "yes" if build["blas"] else "no"),
+                ("CPU features", cpu_features or "none reported"),
+            ],
+        ),
+        (
+            "threads",
+            [
+                ("cores", _cores(threads)),
+                ("gemma-chat uses", f"{threads['used']} threads ({setting})"),
+            ],
+        ),
+        (
+            "memory",
+            [
+                ("RAM", f"{gib(memory['ram_available'])} available of {gib(memory['ram_total'])}"),
+                ("GPUs", "; ".join(gpus) or "none found"),
+            ],
+        ),
+        ("model", _model_rows(report["model"])),
+        (
+            "paths",
+            [(key.replace("_", " "), _path(entry)) for key, entry in report["paths"].items()],
+        ),
+    ]
+    lines = []
+    for title, rows in sections:
+        lines.append(title)
+        lines.extend(f"  {key:<17} {value}" for key, value in rows)
+    lines.append("next steps")
+    lines.extend(f"  - {step}" for step in report["next_steps"] or ["none: all set"])
+    return "\n".join(lines)
+
+
+def _cores(threads: dict[str, Any]) -> str:
+    parts = [f"{threads['logical']} logical"]
+    if threads["physical"]:
+        parts.append(f"{threads['physical']} physical")
+    if threads["affinity"]:
+        parts.append(f"{threads['affinity']} usable by this process")
+    return ", ".join(parts)
+
+
+def _model_rows(model: dict[str, Any]) -> list[tuple[str, str]]:
+    from gemma_chat.planner import gib
+
+    rows = [("file", model["path"] or "none")]
+    if model["error"]:
+        return [*rows, ("problem", model["error"])]
+    about = [model["architecture"], model["size_label"], model["quantization"]]
+    details = " ".join(part for part in about if part)
+    context = model["context_length"] or "unknown"
+    rows.append(("model", f"{details}, {gib(model['file_size'])}, trained context {context}"))
+    rows.append(("context", f"{model['n_ctx']} tokens"))
+    plan = model["plan"]
+    if plan:
+        rows.append(("plan", plan["verdict"]))
+        layers = "all" if plan["gpu_layers"] == plan["max_layers"] else plan["gpu_layers"]
+        rows.append(("GPU layers", f"{layers} of {plan['max_layers']}"))
+    else:
+        rows.append(("plan", f"none: {model['plan_error']}"))
+    return rows
+
+
+def _path(entry: dict[str, Any]) -> str:
+    return entry["path"] + ("" if entry["exists"] else " (not created yet)")

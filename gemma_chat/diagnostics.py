@@ -1,0 +1,184 @@
+"""What ``gemma-chat doctor`` reports: the llama.cpp build, threads, RAM and VRAM, the
+resolved model and its memory plan, where files live, and what to do next.
+
+:func:`gather` never raises for a missing or broken model: the report says what is
+wrong instead. Everything is plain data (JSON-ready); :mod:`gemma_chat.cli.doctor`
+renders it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from gemma_chat import hardware, paths
+from gemma_chat.errors import GemmaChatError
+from gemma_chat.settings import Settings
+
+
+def gather(settings: Settings, config_error: str | None = None) -> dict[str, Any]:
+    """Collect the whole report.
+
+    Args:
+        settings: The settings gemma-chat would run with.
+        config_error: Why the config file could not be used, if it could not.
+    """
+    build = llama_build()
+    gpus = hardware.gpus(gpu_build=build["gpu_offload"])
+    memory = hardware.system_memory()
+    report: dict[str, Any] = {
+        "llama_cpp": build,
+        "threads": threads(settings),
+        "memory": {
+            "ram_total": memory.total,
+            "ram_available": memory.available,
+            "gpus": [asdict(gpu) for gpu in gpus],
+        },
+        "model": model_section(settings, build["gpu_offload"], gpus),
+        "paths": file_paths(settings),
+        "config_error": config_error,
+    }
+    report["next_steps"] = next_steps(report)
+    return report
+
+
+def llama_build() -> dict[str, Any]:
+    """llama-cpp-python's version, llama.cpp's CPU features, backends and devices."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip()
+    backends = hardware.llama_backends()
+    return {
+        "version": llama_cpp.__version__,
+        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+        "backends": backends,
+        "devices": [asdict(device) for device in hardware.llama_devices()],
+        "blas": "BLAS" in backends or "BLAS = 1" in info,
+        "features": system_features(info),
+        "system_info": info,
+    }
+
+
+def system_features(info: str) -> dict[str, list[str]]:
+    """``llama_print_system_info()`` as the features each backend has switched on:
+    ``"CPU : SSE3 = 1 | AVX = 1 | ..."`` gives ``{"CPU": ["SSE3", "AVX", ...]}``."""
+    features: dict[str, list[str]] = {}
+    section = ""
+    for item in info.split("|"):
+        head, sep, rest = item.partition(" : ")
+        if sep:
+            section, item = head.strip(), rest
+        key, _, value = item.partition("=")
+        if key.strip() and value.strip() not in ("", "0"):
+            features.setdefault(section, []).append(key.strip())
+    return features
+
+
+def threads(settings: Settings) -> dict[str, Any]:
+    """Cores, the cores this process may use, and the threads gemma-chat will use."""
+    from gemma_chat.backend.local import default_threads
+
+    return {
+        **hardware.cpu_counts(),
+        "setting": settings.threads,
+        "used": settings.threads or default_threads(),
+    }
+
+
+def model_section(settings: Settings, gpu_build: bool, gpus: list[hardware.Gpu]) -> dict[str, Any]:
+    """The resolved model, whether llama.cpp can load it, and its memory plan."""
+    from gemma_chat.loader import context_size, memory_plan
+    from gemma_chat.models import inspect_model, resolve_model
+
+    notes: list[str] = []
+    section: dict[str, Any] = {
+        "setting": settings.model,
+        "gpu_layers": settings.gpu_layers,
+        "path": None,
+        "error": None,
+    }
+    try:
+        path = resolve_model(settings.model, notes.append, settings=settings)
+        section["path"] = str(path)
+        info = inspect_model(path, flash_attn=settings.flash_attn)
+    except GemmaChatError as exc:
+        section["error"] = str(exc)
+        return section
+    n_ctx = context_size(settings, info, notes.append)
+    section.update(
+        name=info.display_name,
+        architecture=info.architecture,
+        size_label=info.size_label,
+        quantization=info.quantization,
+        file_size=info.file_size,
+        context_length=info.context_length,
+        n_ctx=n_ctx,
+        warnings=info.warnings() + notes,
+        plan=None,
+        plan_error=None,
+    )
+    try:
+        plan = memory_plan(settings, path, n_ctx, supported=gpu_build, gpus=gpus)
+    except GemmaChatError as exc:
+        section["plan_error"] = str(exc)
+    else:
+        section["plan"] = plan.to_dict()
+    return section
+
+
+def file_paths(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Where gemma-chat's files live, and whether each exists yet."""
+    from gemma_chat.history.problems import store_file
+
+    found = {
+        "config_file": paths.config_file(),
+        "data_dir": paths.data_dir(),
+        "cache_dir": paths.cache_dir(),
+        "models_dir": paths.models_dir(settings.models_dir),
+        "themes_dir": paths.config_dir() / "themes",
+        "history_db": store_file(),
+    }
+    return {key: {"path": str(path), "exists": Path(path).exists()} for key, path in found.items()}
+
+
+def next_steps(report: dict[str, Any]) -> list[str]:
+    """What the user should do, one line each (empty when all is well)."""
+    from gemma_chat.backend.offload import CUDA_HINT
+    from gemma_chat.planner import gib
+
+    steps = []
+    if report["config_error"]:
+        steps.append(f"fix the config file: {report['config_error']}")
+    build, model = report["llama_cpp"], report["model"]
+    gpus = report["memory"]["gpus"]
+    if not build["gpu_offload"]:
+        found = f" ({gpus[0]['name']} is installed)" if gpus else ""
+        steps.append(
+            f"this llama.cpp build has no GPU support{found}: to use an NVIDIA GPU, {CUDA_HINT}"
+        )
+    if model["error"]:
+        steps.append(
+            model["error"]
+            if model["path"] is None
+            else f"the model cannot be used: {model['error']}"
+        )
+        return steps
+    steps.extend(model["warnings"])
+    plan = model.get("plan")
+    if model.get("plan_error"):
+        steps.append(f"no memory plan: {model['plan_error']}")
+    elif plan and not plan["fits_ram"]:
+        steps.append(
+            f"the model needs {gib(plan['cpu_bytes'])} of RAM but {gib(plan['free_ram'])} is "
+            "free: close other programs, use a smaller --ctx or a smaller quantization"
+        )
+    elif plan and plan["free_vram"] is not None and model["gpu_layers"] == "auto":
+        layers, most = plan["gpu_layers"], plan["max_layers"]
+        if layers < most:
+            fit = f"only {layers} of {most} layers fit" if layers else "not even one layer fits"
+            steps.append(
+                f"{fit} in the {gib(plan['free_vram'])} of free VRAM: a smaller --ctx or "
+                "quantization puts more on the GPU"
+            )
+    return steps

