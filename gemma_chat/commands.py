@@ -64,7 +64,11 @@ COMMANDS: tuple[SlashCommand, ...] = (
         ),
     ),
     SlashCommand("settings", "", "Edit the system prompt and parameters in a form"),
-    SlashCommand("model", "PATH", "Load another GGUF model file (keeps the conversation)"),
+    SlashCommand(
+        "model",
+        "[PATH]",
+        "Load another model, picked from those found (or a file); keeps the conversation",
+    ),
     SlashCommand("history", "", "Show or hide the history sidebar"),
     SlashCommand("search", "[TEXT]", "Search every stored conversation"),
     SlashCommand("rename", "TITLE", "Rename this conversation in the history"),

@@ -66,10 +66,11 @@ class SlashCommands:
         elif name == "settings":
             self.action_settings()
         elif name == "model":
-            if not arg:
-                raise UsageError("usage: /model PATH")
             if self.generating:
                 raise UsageError(BUSY_HINT)
+            if not arg:
+                self.action_models()
+                return
             self._start_load(self.settings.model_copy(update={"model": arg}))
         elif name == "history":
             self.action_history()
@@ -85,6 +86,29 @@ class SlashCommands:
             self.action_copy("code" if arg.lower() == "code" else "reply")
         elif name == "quit":
             self.exit()
+
+    def action_models(self) -> None:
+        """Pick a model from those gemma-chat finds, with their memory plans; the chosen
+        one loads in the background and the conversation stays."""
+        from gemma_chat.model_menu import model_choices
+        from gemma_chat.tui.screens.models import ModelPicker
+
+        settings = self.settings  # type: ignore[attr-defined]
+        backend = self.backend  # type: ignore[attr-defined]
+        current = backend.info.path if backend is not None else None
+        supported = self._gpu_supported()  # type: ignore[attr-defined]
+
+        def chosen(model: str | None) -> None:
+            if model is None:
+                return
+            if self.generating:  # type: ignore[attr-defined]
+                self.notify(BUSY_HINT, severity="warning")  # type: ignore[attr-defined]
+                return
+            self._start_load(settings.model_copy(update={"model": model}))  # type: ignore[attr-defined]
+
+        self.push_screen(  # type: ignore[attr-defined]
+            ModelPicker(lambda: model_choices(settings, current, supported)), chosen
+        )
 
     def action_copy(self, what: str = "reply") -> None:
         """Copy the last reply, or its last code block, to the clipboard."""
