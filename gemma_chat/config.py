@@ -53,6 +53,10 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
             # A relative model path in the config is relative to the config file; a bare
             # name (a file stem or an alias) is resolved later, like --model NAME.
             data["model"] = str((path.parent / Path(model).expanduser()).resolve())
+    models_dir = data.get("models_dir")
+    if isinstance(models_dir, str) and models_dir.strip():
+        # Like model paths: relative to the config file, not to wherever gemma-chat runs.
+        data["models_dir"] = str((path.parent / Path(models_dir).expanduser()).resolve())
     return data
 
 

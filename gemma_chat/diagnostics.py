@@ -117,9 +117,16 @@ def model_section(settings: Settings, gpu_build: bool, gpus: list[hardware.Gpu])
         warnings=info.warnings() + notes,
         plan=None,
         plan_error=None,
+        gpu_build_plan=None,
     )
     try:
         plan = memory_plan(settings, path, n_ctx, supported=gpu_build, gpus=gpus)
+        if not gpu_build and gpus:
+            # A GPU this build cannot use: say what a GPU build would do with it, so
+            # "does it fit on my GPU?" is answered before anyone reinstalls.
+            section["gpu_build_plan"] = memory_plan(
+                settings, path, n_ctx, supported=True, gpus=gpus
+            ).to_dict()
     except GemmaChatError as exc:
         section["plan_error"] = str(exc)
     else:
@@ -152,10 +159,13 @@ def next_steps(report: dict[str, Any]) -> list[str]:
         steps.append(f"fix the config file: {report['config_error']}")
     build, model = report["llama_cpp"], report["model"]
     gpus = report["memory"]["gpus"]
-    if not build["gpu_offload"]:
-        found = f" ({gpus[0]['name']} is installed)" if gpus else ""
+    if not build["gpu_offload"] and gpus:
+        # Only with a GPU to use: on a machine without one, the CPU build is right.
+        gpu_plan = (model.get("gpu_build_plan") or {}).get("verdict")
+        with_gpu = f" With a GPU build: {gpu_plan}." if gpu_plan else ""
         steps.append(
-            f"this llama.cpp build has no GPU support{found}: to use an NVIDIA GPU, {CUDA_HINT}"
+            f"this llama.cpp build has no GPU support ({gpus[0]['name']} is installed):"
+            f"{with_gpu} To use the GPU, {CUDA_HINT}"
         )
     if model["error"]:
         steps.append(

@@ -145,6 +145,13 @@ def lookup(
         folded = name.casefold()
         matches = [e for e in entries if folded in {n.casefold() for n in e.names()}]
     if len(matches) > 1:
+        # `pull` installs into the models folder and names the file by its stem; the
+        # same file name elsewhere (another repository in the HF cache) must not make
+        # that name ambiguous.
+        own = [entry for entry in matches if entry.source == SOURCES[0]]
+        if len(own) == 1 and all(e.source in (SOURCES[0], "hf-cache") for e in matches):
+            matches = own
+    if len(matches) > 1:
         listing = "; ".join(f"{entry.path} ({entry.source})" for entry in matches)
         raise UsageError(
             f"the model name {name!r} is ambiguous: {listing}. Pass a path, or set an "

@@ -229,7 +229,7 @@ def _read_raw(files: list[Path], use_cache: bool) -> dict[Path, dict[str, Any] |
 
 def _run_child(todo: list[Path], found: dict[Path, dict[str, Any] | ModelError]) -> int:
     """Read ``todo`` in one child; returns how many files it dealt with (at least one)."""
-    args = [*CHILD_COMMAND, *map(str, todo)]
+    args = [*CHILD_COMMAND, *(os.path.abspath(path) for path in todo)]
     env = {**os.environ, "GGML_NO_BACKTRACE": "1"}  # no gdb backtrace on an abort
     try:
         proc = subprocess.run(
@@ -240,6 +240,7 @@ def _run_child(todo: list[Path], found: dict[Path, dict[str, Any] | ModelError])
             timeout=READ_TIMEOUT_S,
             stdin=subprocess.DEVNULL,
             env=env,
+            cwd=paths.package_root(),  # `python -m` imports from the cwd first
             start_new_session=True,  # Ctrl+C is the parent's to handle
         )
         stdout, stderr, returncode = proc.stdout, proc.stderr, proc.returncode
@@ -301,7 +302,7 @@ def _cache_file(path: Path) -> Path | None:
         key = f"{FORMAT_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     except OSError:
         return None
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    digest = hashlib.sha256(os.fsencode(key)).hexdigest()[:32]  # any file name
     return paths.cache_dir() / "gguf-meta" / f"{digest}.json"
 
 
@@ -341,6 +342,8 @@ def _child(files: Iterable[str]) -> int:
             record: dict[str, Any] = {"file_size": path.stat().st_size, **library.read(path)}
         except (OSError, ReadError) as exc:
             record = {"error": str(exc)}
+        except Exception as exc:  # one odd file must not cost the others their line
+            record = {"error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps(record), flush=True)
     return 0
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,7 @@ class GGUFLibrary:
         """Read one GGUF file's key/values and tensor infos (see :func:`read_file`)."""
         self.errors.clear()
         handle = self.lib.gguf_init_from_file(
-            str(path).encode(), _InitParams(no_alloc=True, ctx=None)
+            os.fsencode(path), _InitParams(no_alloc=True, ctx=None)
         )
         if not handle:
             reason = _first_error(self.errors) or "ggml could not read it"

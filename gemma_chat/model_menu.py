@@ -76,6 +76,8 @@ def _choice(
         plan = memory_plan(settings, entry.path, n_ctx, supported=gpu_supported, gpus=gpus).verdict
     except GemmaChatError as exc:
         plan = f"no memory plan: {exc}"
+    except Exception as exc:  # one odd file must not take the whole picker down
+        plan = f"no memory plan: {type(exc).__name__}: {exc}"
     return ModelChoice(entry.name, model, _summary(info), plan, None, is_current)
 
 

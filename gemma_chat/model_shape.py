@@ -35,6 +35,10 @@ FILE_TYPES: dict[int, str] = {
 _BLOCK = re.compile(r"^blk\.(\d+)\.")
 
 
+MAX_LAYERS = 512
+"""llama.cpp's ``LLAMA_MAX_LAYERS``: a file claiming more is malformed."""
+
+
 class ShapeError(ValueError):
     """The metadata lacks what the planner needs (not a transformer GGUF, or damaged)."""
 
@@ -132,6 +136,8 @@ class ModelShape:
         if not isinstance(arch, str) or not arch:
             raise ShapeError("the metadata has no general.architecture")
         n_layer = _int(kv, f"{arch}.block_count")
+        if not 1 <= n_layer <= MAX_LAYERS:
+            raise ShapeError(f"{arch}.block_count is {n_layer}; llama.cpp allows 1 to {MAX_LAYERS}")
         n_embd = _int(kv, f"{arch}.embedding_length")
         n_head = _per_layer(kv, f"{arch}.attention.head_count", n_layer)
         n_head_kv = _per_layer(kv, f"{arch}.attention.head_count_kv", n_layer, n_head)

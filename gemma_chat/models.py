@@ -102,7 +102,7 @@ def resolve_model(
     """
     if value and value != "demo":
         path = Path(value).expanduser()
-        if _looks_like_path(value) or path.exists():
+        if _looks_like_path(value) or path.is_file():
             return path
         from gemma_chat.discovery import lookup
 
@@ -303,12 +303,12 @@ def _probe_cache_file(path: Path, flash_attn: bool) -> Path:
     except metadata.PackageNotFoundError:
         version = "unknown"
     key = f"{_PROBE_FORMAT}|{path.resolve()}|{_stat_key(path)}|{version}|{flash_attn}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    digest = hashlib.sha256(os.fsencode(key)).hexdigest()[:32]  # any file name
     return paths.cache_dir() / "probes" / f"{digest}.json"
 
 
 def _run_probe(path: Path, flash_attn: bool) -> dict[str, object]:
-    args = [sys.executable, "-m", "gemma_chat.backend.probe", str(path)]
+    args = [sys.executable, "-m", "gemma_chat.backend.probe", os.path.abspath(path)]
     if not flash_attn:
         args.append("--no-flash-attn")
     try:
@@ -319,6 +319,9 @@ def _run_probe(path: Path, flash_attn: bool) -> dict[str, object]:
             errors="replace",
             timeout=PROBE_TIMEOUT_S,
             stdin=subprocess.DEVNULL,
+            # `python -m` imports from the working directory first: a stray json.py or an
+            # old gemma_chat/ folder there must not replace the installed code.
+            cwd=paths.package_root(),
             # Its own session: Ctrl+C on the terminal goes to gemma-chat, which decides
             # what stopping means, instead of killing the probe mid-way.
             start_new_session=True,

@@ -131,13 +131,24 @@ class _Job:
         self.downloading = False
 
     def online(self) -> PullResult:
-        from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+        from huggingface_hub import (
+            HfApi,
+            constants,
+            get_hf_file_metadata,
+            hf_hub_url,
+            try_to_load_from_cache,
+        )
 
         repo = self.target.repo
         # One request that fails fast when the Hub is unreachable (list_repo_files would
         # retry for ~25 s), and that lists the files with their LFS sha256.
         info = HfApi(library_name=LIBRARY).model_info(
-            repo, revision=self.target.revision, files_metadata=True
+            repo,
+            revision=self.target.revision,
+            files_metadata=True,
+            # huggingface_hub waits forever by default: a server that accepts the
+            # connection and never answers (a stalled proxy) must not hang pull.
+            timeout=constants.HF_HUB_ETAG_TIMEOUT,
         )
         files = {s.rfilename: (s.lfs.sha256 if s.lfs else None) for s in info.siblings or []}
         filename = self.target.filename

@@ -42,6 +42,13 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, session_cache: Path, tmp_path:
     monkeypatch.setenv("GEMMA_CHAT_CONFIG", str(tmp_path / "no-config.toml"))
     monkeypatch.setenv("GEMMA_CHAT_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("GEMMA_CHAT_MODEL", raising=False)
+    monkeypatch.delenv("GEMMA_CHAT_MODELS_DIR", raising=False)
+    # The user's Hugging Face cache stays out of discovery, and nothing can reach the
+    # real Hub: its endpoint is a loopback port nobody listens on.
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -326,3 +328,61 @@ def test_listing_does_not_assemble_the_demo(tmp_path: Path) -> None:
     demo = json.loads(proc.stdout)["models"][-1]
     assert demo["name"] == "demo" and demo["assembled"] is False
     assert demo["architecture"] is None and not Path(demo["path"]).exists()
+
+
+def test_a_file_name_that_is_not_utf8_is_listed(tmp_path: Path, models_dir: Path, tiny_models):
+    odd = models_dir / os.fsdecode(b"we\xffird.gguf")
+    _copy(tiny_models["runaway"].path, odd)
+    _copy(tiny_models["loop"].path, models_dir / "plain.gguf")
+    listed = {entry.path.name: entry for entry in list_models(Settings())}
+    assert listed[odd.name].error is None and listed[odd.name].meta is not None
+    assert listed["plain.gguf"].meta is not None
+
+
+def test_the_reader_ignores_the_working_directory(tmp_path: Path, models_dir: Path, tiny_models):
+    _copy(tiny_models["runaway"].path, models_dir / "story.gguf")
+    trap = tmp_path / "cwd"
+    trap.mkdir()
+    (trap / "json.py").write_text("raise ImportError('the wrong json')\n")
+    (trap / "gemma_chat").mkdir()
+    (trap / "gemma_chat" / "__init__.py").write_text("raise ImportError('an old checkout')\n")
+    proc = subprocess.run(
+        # The console script: `python -m` would import the trap itself in this process.
+        [str(Path(sys.executable).with_name("gemma-chat")), "models", "--json"],
+        cwd=trap,
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (story,) = [e for e in json.loads(proc.stdout)["models"] if e["name"] == "story"]
+    assert story["error"] is None and story["architecture"] == "gemma2"
+
+
+def test_an_alias_wins_over_a_folder_of_that_name(
+    tmp_path: Path, machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nine").mkdir()
+    settings = _settings(tmp_path, aliases={"nine": str(machine["alpha"])})
+    assert resolve_model("nine", settings=settings) == machine["alpha"]
+
+
+def test_the_models_folder_wins_a_name_shared_with_the_hf_cache(
+    tmp_path: Path, models_dir: Path, tiny_models
+) -> None:
+    pulled = _copy(tiny_models["runaway"].path, models_dir / "gemma-2-9b-it-Q4_K_M.gguf")
+    _hf_file(tmp_path / "hf", "other/repo", "c1", pulled.name, tiny_models["loop"].path)
+    assert resolve_model("gemma-2-9b-it-Q4_K_M", settings=Settings()) == pulled
+
+
+def test_a_relative_models_dir_is_relative_to_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "conf" / "config.toml"
+    config.parent.mkdir()
+    config.write_text('models_dir = "mine"\n')
+    monkeypatch.setenv("GEMMA_CHAT_CONFIG", str(config))
+    monkeypatch.chdir(tmp_path)
+    from gemma_chat.config import load_config
+
+    assert load_config()["models_dir"] == str(config.parent / "mine")

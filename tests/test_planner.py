@@ -158,6 +158,8 @@ def test_per_layer_head_counts_and_windowed_cache() -> None:
     [
         {},
         {"general.architecture": "gemma2"},
+        {"general.architecture": "gemma2", "gemma2.block_count": 0, "gemma2.embedding_length": 8},
+        {"general.architecture": "gemma2", "gemma2.block_count": 2**32 - 1},
         {"general.architecture": "gemma2", "gemma2.block_count": 2, "gemma2.embedding_length": -1},
         {
             "general.architecture": "gemma2",

@@ -135,8 +135,9 @@ def hf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    for name in ("HF_TOKEN", "HF_HUB_OFFLINE", "HF_ENDPOINT", "GEMMA_CHAT_MODELS_DIR"):
+    for name in ("HF_TOKEN", "HF_HUB_OFFLINE", "GEMMA_CHAT_MODELS_DIR"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # never the real Hub
     return home / "hub"
 
 
@@ -194,6 +195,21 @@ def test_offline_mode_without_a_cached_copy(hf_env, tmp_path) -> None:
 
 
 @pytest.mark.slow
+def test_a_hub_that_never_answers_times_out(hf_env) -> None:
+    with socket.socket() as sock:  # accepts connections (the backlog), never answers
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        started = time.monotonic()
+        proc = run_cli(
+            "pull", "gemma2:9b", env={"HF_ENDPOINT": url, "HF_HUB_ETAG_TIMEOUT": "1"}, timeout=60
+        )
+        elapsed = time.monotonic() - started
+    assert proc.returncode == 1 and b"Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count(b"\n") == 1
+    assert elapsed < 30
+
+
 def test_usage_errors_exit_2(hf_env) -> None:
     proc = run_cli("pull", "gemma2:10b")
     assert proc.returncode == 2 and b"unknown model" in proc.stderr

@@ -132,7 +132,7 @@ def settings_values(options: dict[str, Any]) -> dict[str, Any]:
     mapped["ctx"] = mapped.pop("ctx_size", None)
     mapped["debug"] = mapped.get("debug") or None
     if mapped.get("model") == "":
-        raise UsageError("--model needs a path (or 'demo')")
+        raise UsageError("--model needs a path, a short name or 'demo'")
     return mapped
 
 

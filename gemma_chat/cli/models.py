@@ -99,7 +99,7 @@ def _settings(ctx: typer.Context, model: str | None = None, n_ctx: int | None = 
     from gemma_chat.cli.options import build_settings
 
     root = ctx.find_root().obj or {}  # `gemma-chat --model X models info`
-    keep = ("model", "ctx", "gpu", "threads", "flash_attn", "debug")
+    keep = ("model", "ctx", "gpu", "gpu_layers", "threads", "flash_attn", "debug")
     values = {key: root.get(key) for key in keep if root.get(key) is not None}
     if model is not None:
         values["model"] = model

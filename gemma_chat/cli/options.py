@@ -26,7 +26,10 @@ HISTORY = "History"
 ModelOpt = Annotated[
     str | None,
     typer.Option(
-        "--model", "-m", help="GGUF model file ('demo' for the demo model).", rich_help_panel=MODEL
+        "--model",
+        "-m",
+        help="GGUF model: a path, a short name (see: gemma-chat models), or 'demo'.",
+        rich_help_panel=MODEL,
     ),
 ]
 SystemOpt = Annotated[

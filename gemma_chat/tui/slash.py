@@ -96,7 +96,7 @@ class SlashCommands:
         settings = self.settings  # type: ignore[attr-defined]
         backend = self.backend  # type: ignore[attr-defined]
         current = backend.info.path if backend is not None else None
-        supported = self._gpu_supported()  # type: ignore[attr-defined]
+        supported = self._gpu_supported  # type: ignore[attr-defined]  # called in the worker
 
         def chosen(model: str | None) -> None:
             if model is None:
@@ -107,7 +107,7 @@ class SlashCommands:
             self._start_load(settings.model_copy(update={"model": model}))  # type: ignore[attr-defined]
 
         self.push_screen(  # type: ignore[attr-defined]
-            ModelPicker(lambda: model_choices(settings, current, supported)), chosen
+            ModelPicker(lambda: model_choices(settings, current, supported())), chosen
         )
 
     def action_copy(self, what: str = "reply") -> None:
