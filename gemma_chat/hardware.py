@@ -97,9 +97,14 @@ def system_memory() -> Memory:
 
 def cgroup_limit(root: Path = Path("/sys/fs/cgroup")) -> tuple[int, int] | None:
     """This process's cgroup memory limit and usage (v2, else v1), if one is set."""
-    for limit_name, usage_name in (
-        ("memory.max", "memory.current"),
-        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"),
+    for limit_name, usage_name, stat_name, cache_key in (
+        ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+        (
+            "memory/memory.limit_in_bytes",
+            "memory/memory.usage_in_bytes",
+            "memory/memory.stat",
+            "total_inactive_file",
+        ),
     ):
         try:
             limit = (root / limit_name).read_text().strip()
@@ -108,9 +113,23 @@ def cgroup_limit(root: Path = Path("/sys/fs/cgroup")) -> tuple[int, int] | None:
             continue
         # "max" (v2) or a page-rounded 2**63 (v1) means no limit.
         if limit.isdigit() and int(limit) < 2**62:
-            return int(limit), usage
+            # Usage counts the page cache, which the kernel reclaims for a model load
+            # (after reading a large model it is most of the usage): leave it out, as
+            # `docker stats` and the kubelet do.
+            return int(limit), max(0, usage - _stat_value(root / stat_name, cache_key))
         return None
     return None
+
+
+def _stat_value(path: Path, key: str) -> int:
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def cpu_counts() -> dict[str, int | None]:

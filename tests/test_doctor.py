@@ -8,10 +8,10 @@ import json
 import os
 from pathlib import Path
 
-import psutil
 import pytest
 from conftest import run_cli
 
+from gemma_chat import hardware
 from gemma_chat.backend.offload import CUDA_HINT
 from gemma_chat.models import NO_MODEL_HINT
 
@@ -50,7 +50,7 @@ def test_doctor_json_holds_true_facts(demo_path: Path) -> None:
     assert build["features"]["CPU"]
     assert all(f"{name} = 1" in build["system_info"] for name in build["features"]["CPU"])
     assert report["threads"]["used"] == len(os.sched_getaffinity(0))
-    assert report["memory"]["ram_total"] == psutil.virtual_memory().total
+    assert report["memory"]["ram_total"] == hardware.system_memory().total  # cgroup-capped
     assert report["memory"]["gpus"] == []
     model = report["model"]
     assert model["path"] == str(demo_path) and model["error"] is None

@@ -21,3 +21,15 @@ def test_the_readme_has_config_examples() -> None:
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block{n}" for n in range(len(BLOCKS))])
 def test_every_config_example_validates(block: str) -> None:
     Settings.model_validate(tomllib.loads(block))
+
+
+def test_the_readme_documents_every_pull_alias() -> None:
+    from gemma_chat.pull_catalog import ALIASES, DEFAULT_QUANT
+
+    text = README.read_text(encoding="utf-8")
+    for name, alias in ALIASES.items():
+        row = (
+            f"| `{name}` | [{alias.repo}](https://huggingface.co/{alias.repo}) | "
+            f"`{alias.pattern.format(quant=DEFAULT_QUANT)}` |"
+        )
+        assert row in text, row
