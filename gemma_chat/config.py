@@ -44,9 +44,12 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
     try:
         Settings.model_validate(data)
     except ValidationError as exc:
-        raise UsageError(f"config file {path}: {describe_validation_error(exc)}") from exc
+        # `from None`: pydantic's own text repeats the input, which may be a secret.
+        raise UsageError(f"config file {path}: {describe_validation_error(exc)}") from None
     model = data.get("model")
-    if isinstance(model, str):
+    if data.get("backend") == "openai":
+        pass  # the model is an id on the server, never a file
+    elif isinstance(model, str):
         if not model.strip():
             data.pop("model")
         elif model != "demo" and _looks_like_path(model):
@@ -70,6 +73,9 @@ def _looks_like_path(value: str) -> bool:
 
 # Settings keys and the command-line options that set them, for error messages.
 OPTION_NAMES = {
+    "backend": "--backend",
+    "base_url": "--base-url",
+    "profile": "--remote",
     "ctx": "--ctx",
     "threads": "--threads",
     "gpu_layers": "--gpu-layers",
@@ -96,4 +102,6 @@ def describe_validation_error(exc: ValidationError) -> str:
         return f"{where}: takes a number of layers (0 or more), 'all' or 'auto'"
     more = len({tuple(err["loc"][:1]) for err in exc.errors()}) - 1
     suffix = f" (and {more} more)" if more else ""
-    return f"{where}: {first['msg']}{suffix}"
+    # Our own validators' messages are whole sentences; pydantic prefixes them.
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {msg}{suffix}"

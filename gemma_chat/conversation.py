@@ -28,6 +28,8 @@ class StopReason(str, Enum):
     """The user stopped the reply."""
     CONTEXT_FULL = "context_full"
     """The context window filled up."""
+    FAILED = "failed"
+    """A remote server's connection failed mid-reply; the text received so far is kept."""
 
 
 @dataclass

@@ -9,6 +9,10 @@ the reply ends; nothing after the stop point is ever yielded or stored:
 * either marker spelled out as plain text: ``end_of_turn`` (the marker is never shown);
 * the max-tokens limit: ``max_tokens``; a full context: ``context_full``;
 * the repetition guard: ``repetition``; the cancel event: ``cancelled``.
+
+A backend with ``stream_text`` (a remote server, :mod:`gemma_chat.backend.remote`) takes
+the *text* path instead, in :mod:`gemma_chat.engine_text`: the same template rendered as
+text, the same stop reasons, plus ``failed`` when the connection breaks mid-reply.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class ReplyStats:
         total_s: Seconds for the whole reply.
         dropped_turns: Oldest turns left out to fit the context.
         seed: The sampling seed used.
+        estimated: The token counts are estimates (a server that sent no ``usage``).
+        api_path: For a remote server, the endpoint used: ``completions`` or ``chat``.
     """
 
     prompt_tokens: int
@@ -58,6 +64,8 @@ class ReplyStats:
     total_s: float
     dropped_turns: int
     seed: int
+    estimated: bool = False
+    api_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,7 @@ class ReplyDone:
         sampling: The sampling parameters the reply was generated with (the seed used
             is ``stats.seed``).
         repeat_guard: The repetition-guard settings it was generated with.
+        error: Why the reply failed (``stop_reason`` is ``failed``); the text is partial.
     """
 
     text: str
@@ -81,6 +90,7 @@ class ReplyDone:
     stats: ReplyStats
     sampling: Sampling | None = None
     repeat_guard: RepeatGuard | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -98,7 +108,9 @@ class Engine:
     repeat_guard: RepeatGuard = field(default_factory=RepeatGuard)
 
     def __post_init__(self) -> None:
-        self.template = GemmaTemplate(self.backend.tokenizer)
+        self.text_mode = hasattr(self.backend, "stream_text")
+        """The backend takes text prompts (a remote server): no tokenizer, no template."""
+        self.template = None if self.text_mode else GemmaTemplate(self.backend.tokenizer)
         self.last_seed: int | None = None
         """The seed of the reply being (or last) generated."""
 
@@ -117,14 +129,19 @@ class Engine:
 
         Raises:
             ContextError: The newest message cannot fit into the context.
+            RemoteError: A remote server failed before sending any text.
         """
+        if self.text_mode:
+            from gemma_chat.engine_text import stream_text
+
+            yield from stream_text(self, conversation, self._seed(), cancel)
+            return
         sampling, repeat_guard = self.sampling, self.repeat_guard
         n_ctx = self.n_ctx
         fitted = fit_prompt(
             self.template, conversation, n_ctx, reply_reserve(sampling.max_tokens, n_ctx)
         )
-        seed = sampling.seed if sampling.seed is not None else random.randrange(2**31)
-        self.last_seed = seed
+        seed = self._seed()
         tokenizer = self.backend.tokenizer
         ids = self.template.ids
         end_ids = {ids.end_of_turn, ids.eos}
@@ -211,8 +228,13 @@ class Engine:
 
         Counts what the next prompt would hold before any turns are dropped: BOS, every
         turn, and the generation prompt when a user message is pending. This is the
-        context meter's number.
+        context meter's number. For a text backend it is an estimate (see
+        :func:`gemma_chat.engine_text.estimate_tokens`).
         """
+        if self.text_mode:
+            from gemma_chat.engine_text import count_text_tokens
+
+            return count_text_tokens(conversation, draft)
         turns = list(conversation.turns)
         if draft.strip() and conversation.pending_user is None:
             turns.append(Turn(Role.USER, draft))
@@ -220,6 +242,11 @@ class Engine:
         if not turns or turns[-1].role is not Role.USER:
             count -= len(self.template.generation_prompt())  # no reply is pending
         return count
+
+    def _seed(self) -> int:
+        seed = self.sampling.seed
+        self.last_seed = seed if seed is not None else random.randrange(2**31)
+        return self.last_seed
 
     def _limit_reached(
         self,

@@ -1,4 +1,5 @@
-"""Loading a model: resolve, inspect, size the context, plan the offload, load.
+"""Loading a model: resolve, inspect, size the context, plan the offload, load; or, with
+the openai backend, connect to the server that runs it.
 
 Shared by the CLI and the TUI. Diagnostics go through ``notify`` (stderr in the CLI, a
 notification in the TUI).
@@ -7,12 +8,15 @@ notification in the TUI).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from gemma_chat.context import default_ctx, round_ctx
 from gemma_chat.errors import ContextError, ModelError
 from gemma_chat.models import ModelInfo, inspect_model, resolve_model
+from gemma_chat.remote_config import api_key
 from gemma_chat.settings import Settings
 
 if TYPE_CHECKING:
@@ -23,6 +27,46 @@ if TYPE_CHECKING:
 
 MAX_BYTES_PER_TOKEN = 128
 """No Gemma token is this long, so text longer than n_ctx times this cannot fit."""
+
+
+@dataclass(frozen=True)
+class RemoteModelInfo:
+    """What gemma-chat knows of a model that runs on a server (the remote counterpart of
+    :class:`~gemma_chat.models.ModelInfo` for the CLI, the TUI and the history).
+
+    Attributes:
+        model: The model id on the server, recorded as the reply's model.
+        base_url: The server's API root.
+        context_length: The server's context size, if known.
+    """
+
+    model: str
+    base_url: str
+    context_length: int | None
+    architecture: str = "remote"
+    quantization: str | None = None
+    sha256: str | None = None
+    """Always None: the server's weights are unknown, so no KV state or token ids from
+    another load are ever reused for them."""
+
+    @property
+    def display_name(self) -> str:
+        """The model id on the server."""
+        return self.model
+
+    @property
+    def path(self) -> str:
+        """Where the model runs: the base URL."""
+        return self.base_url
+
+    @property
+    def host(self) -> str:
+        """The server's host (and port), for the status bar."""
+        return urlsplit(self.base_url).netloc
+
+    def warnings(self) -> list[str]:
+        """Nothing is known about the weights to warn about."""
+        return []
 
 
 def inspect_for(settings: Settings, notify: Callable[[str], None]) -> ModelInfo:
@@ -66,8 +110,9 @@ def load_backend(
     message: str | None = None,
     *,
     keep_stderr: bool = False,
-) -> tuple[ModelInfo, LlamaBackend]:
-    """Inspect the model, then load it with the settings' context size and GPU plan.
+) -> tuple[ModelInfo, LlamaBackend] | tuple[RemoteModelInfo, Any]:
+    """Inspect the model, then load it with the settings' context size and GPU plan; with
+    ``backend = "openai"``, connect to the server instead (see :func:`connect_remote`).
 
     Args:
         settings: The settings.
@@ -76,6 +121,8 @@ def load_backend(
         keep_stderr: Do not point stdout/stderr at /dev/null while llama.cpp loads (a TUI
             drawing on the terminal from another thread must keep them).
     """
+    if settings.backend == "openai":
+        return connect_remote(settings, message)
     info = inspect_for(settings, notify)
     n_ctx = context_size(settings, info, notify)
     if message is not None:
@@ -97,6 +144,43 @@ def load_backend(
         debug=settings.debug,
         keep_stderr=keep_stderr,
     )
+    return info, backend
+
+
+def connect_remote(settings: Settings, message: str | None = None) -> tuple[RemoteModelInfo, Any]:
+    """Build the OpenAI-compatible backend the settings name. Nothing local is touched:
+    no model file is resolved or probed and llama.cpp is never imported.
+
+    Raises:
+        UsageError: No base URL, or ``api_key_env`` names an unset variable (checked
+            before any request).
+        RemoteError: The server cannot be reached or lists no model.
+    """
+    from gemma_chat.errors import UsageError
+
+    if not settings.base_url:
+        raise UsageError("the openai backend needs a server: --base-url URL or --remote NAME")
+    key = api_key(settings.api_key_env, settings.profile)
+    if message is not None and settings.ctx is not None:
+        check_input_size(message, settings.ctx)
+    # Imported here: the CLI's local path never needs httpx.
+    from gemma_chat.backend.remote import OpenAIBackend
+
+    # Asks the server for its models: unreachable fails here, in one line, and an unset
+    # model becomes the first one the server lists.
+    backend = OpenAIBackend.connect(
+        settings.base_url, api_key=key, model=settings.model, n_ctx=settings.ctx
+    )
+    try:
+        n_ctx = backend.info.n_ctx
+        if message is not None and settings.ctx is None and n_ctx:
+            check_input_size(message, n_ctx)
+        info = RemoteModelInfo(
+            model=backend.info.model, base_url=settings.base_url, context_length=n_ctx
+        )
+    except BaseException:
+        backend.close()
+        raise
     return info, backend
 
 

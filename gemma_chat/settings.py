@@ -6,9 +6,54 @@ side effects at import time.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_base_url(value: str) -> str:
+    """An http(s) URL with a host and nothing after the path; the trailing slash dropped.
+
+    The URL is never repeated in the error: it might carry a password.
+
+    Raises:
+        ValueError: Anything else.
+    """
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ValueError("not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("needs an http:// or https:// URL with a host, e.g. http://host:8080/v1")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not hold credentials: name the key's variable in api_key_env")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    return value.rstrip("/")
+
+
+def check_env_name(value: str) -> str:
+    """An environment variable name (never the key itself, which is not repeated).
+
+    Raises:
+        ValueError: The value cannot be a variable name.
+    """
+    if not _ENV_NAME.fullmatch(value):
+        raise ValueError(
+            "names the environment variable that holds the key (letters, digits and _), "
+            "not the key itself"
+        )
+    return value
+
+
+BaseUrl = Annotated[str, AfterValidator(check_base_url)]
+EnvName = Annotated[str, AfterValidator(check_env_name)]
 
 
 class Sampling(BaseModel):
@@ -66,18 +111,51 @@ class StateCache(BaseModel):
     """Conversations shorter than this are not cached: re-evaluating them is quick."""
 
 
+class RemoteProfile(BaseModel):
+    """A named OpenAI-compatible server, ``[remote.NAME]`` in the config, picked with
+    ``--remote NAME``."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    base_url: BaseUrl
+    """The server's OpenAI API root, e.g. ``http://gpu-box:8080/v1``."""
+    api_key_env: EnvName | None = None
+    """The NAME of the environment variable holding the API key (never the key itself)."""
+    model: str | None = None
+    """The model id on the server. Unset: the first one ``GET /v1/models`` lists."""
+    ctx: int | None = Field(None, ge=1)
+    """The server's context size in tokens. Unset: asked from the server, else 8192."""
+
+
 class Settings(BaseModel):
     """Everything that decides how gemma-chat loads a model and generates a reply."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    backend: Literal["local", "openai"] = "local"
+    """Where the model runs: ``local`` (llama.cpp in this process) or ``openai`` (an
+    OpenAI-compatible server at ``base_url``: llama-server, vLLM, Ollama)."""
+    base_url: BaseUrl | None = None
+    """The server's OpenAI API root for ``backend = "openai"``, e.g.
+    ``http://127.0.0.1:8080/v1``."""
+    api_key_env: EnvName | None = None
+    """The NAME of the environment variable holding the server's API key (the key itself
+    never goes in the config or on the command line). Unset: no key is sent."""
+    remote: dict[str, RemoteProfile] = Field(default_factory=dict)
+    """Named servers, ``[remote.NAME]`` tables; ``--remote NAME`` picks one."""
+    profile: str | None = None
+    """The ``[remote.NAME]`` profile to use (``--remote NAME``); it implies the openai
+    backend and fills base_url, api_key_env, model and ctx unless the command line sets
+    them."""
     model: str | None = None
     """The GGUF model: a path, a short name (file stem or alias, see ``gemma-chat models``)
-    or ``demo``. Unset: ``$GEMMA_CHAT_MODEL``, then the demo model."""
+    or ``demo``. Unset: ``$GEMMA_CHAT_MODEL``, then the demo model. With the openai
+    backend: the model id on the server (unset: the first one it lists)."""
     system: str | None = None
     """System prompt, folded into the first user turn (Gemma has no system role)."""
     ctx: int | None = Field(None, ge=1)
-    """Context window in tokens; unset means min(trained context, 8192). Rounded up to 256."""
+    """Context window in tokens; unset means min(trained context, 8192). Rounded up to 256.
+    With the openai backend: the server's context size (unset: asked from the server)."""
     gpu: bool | None = None
     """Offload layers to the GPU. Unset: use the GPU when the llama.cpp build supports it."""
     gpu_layers: Annotated[int, Field(ge=0, strict=True)] | Literal["all", "auto"] = "auto"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import stories
+from openai_server import start_server, stop_server
 from tinygemma import TinyModel, build_tiny_gemma2
 
 from gemma_chat.backend.local import LlamaBackend
@@ -117,6 +118,30 @@ def tiny_engine(tiny_backends: dict[str, LlamaBackend]):
         return Engine(tiny_backends[name], GREEDY.model_copy(update=sampling))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def openai_server(
+    demo_path: Path,
+    tiny_models: dict[str, TinyModel],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """llama-cpp-python's own OpenAI-compatible server on a free 127.0.0.1 port.
+
+    It serves the demo model as ``demo`` (listed first: the default) and the tiny Gemma 2
+    models ``runaway``, ``marker`` (end marker spelled as plain text) and ``new_turn``
+    (opens a new turn with the control token). Yields the base URL,
+    ``http://127.0.0.1:PORT/v1``; the server is stopped at the end of the session.
+    """
+    models = {
+        "demo": demo_path,
+        **{name: tiny_models[name].path for name in ("runaway", "marker", "new_turn")},
+    }
+    server = start_server(models, tmp_path_factory.mktemp("openai-server"))
+    try:
+        yield server.base_url
+    finally:
+        stop_server(server)
 
 
 def run_cli(

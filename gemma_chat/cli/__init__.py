@@ -77,6 +77,10 @@ def root(
         settings = settings.model_copy(update={"save_history": False})
     # Resolved here, so a bad id or a corrupt history is a one-line error, not an app.
     conversation_id = resume_id(continue_latest, resume, settings, explicit)
+    if settings.backend == "openai":
+        from gemma_chat.remote_config import api_key
+
+        api_key(settings.api_key_env, settings.profile)  # an unset key: one line, no app
     from gemma_chat.tui.app import run_tui
 
     run_tui(settings, theme=theme, resume=conversation_id)
@@ -121,7 +125,9 @@ def prompt(
     )
     as_json = bool(values.pop("json_out", False))
     keep = ("model", "system", "debug", "ctx", "gpu", "threads", "flash_attn")
-    settings = o.build_settings(**{k: v for k, v in values.items() if k in keep})
+    # The inspector tokenizes with a local GGUF's vocabulary, whatever the config's backend.
+    local = {k: v for k, v in values.items() if k in keep}
+    settings = o.build_settings(**local, backend="local")
     raise typer.Exit(run_prompt(settings, question, as_json))
 
 

@@ -17,8 +17,8 @@ from gemma_chat.cli.options import HistoryOptions, RunOptions
 from gemma_chat.cli.render import MarkdownWriter, PlainWriter
 from gemma_chat.conversation import StopReason
 from gemma_chat.engine import Engine, ReplyDone, TextDelta
-from gemma_chat.errors import ContextError
-from gemma_chat.loader import load_backend
+from gemma_chat.errors import ContextError, GemmaChatError
+from gemma_chat.loader import RemoteModelInfo, load_backend
 from gemma_chat.models import ModelInfo
 from gemma_chat.settings import Settings
 
@@ -60,7 +60,7 @@ def _answer(
     exchange: Exchange,
     options: RunOptions,
     message: str,
-    info: ModelInfo,
+    info: ModelInfo | RemoteModelInfo,
     backend: Any,
     cancel: threading.Event,
 ) -> int:
@@ -109,6 +109,10 @@ def _answer(
         print(stats_line(result), file=sys.stderr)
     if done.stats.dropped_turns:
         notify(f"{done.stats.dropped_turns} old turns were left out to fit the context")
+    if done.stop_reason is StopReason.FAILED:
+        # A cut-off answer must not pass for a complete one: one line, exit 1. What
+        # arrived was printed and saved (marked partial).
+        raise GemmaChatError(f"the reply was cut off: {done.error} (the partial reply is kept)")
     return EXIT_INTERRUPTED if done.stop_reason is StopReason.CANCELLED else 0
 
 
@@ -137,7 +141,9 @@ def _sigint_sets(cancel: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def result_dict(done: ReplyDone, info: ModelInfo, backend_info: Any) -> dict[str, Any]:
+def result_dict(
+    done: ReplyDone, info: ModelInfo | RemoteModelInfo, backend_info: Any
+) -> dict[str, Any]:
     """The ``--json`` object: the reply, why it stopped, and how it was made."""
     stats = done.stats
     return {
@@ -160,6 +166,10 @@ def result_dict(done: ReplyDone, info: ModelInfo, backend_info: Any) -> dict[str
         "threads": backend_info.threads,
         "dropped_turns": stats.dropped_turns,
         "seed": stats.seed,
+        # The remote backend: which endpoint answered, and whether the token counts are
+        # the server's (`usage`) or gemma-chat's estimates.
+        "api_path": getattr(stats, "api_path", None),
+        "tokens_estimated": bool(getattr(stats, "estimated", False)),
     }
 
 
@@ -167,16 +177,24 @@ def stats_line(result: dict[str, Any]) -> str:
     """The ``--stats`` line."""
     ttft = f"{result['ttft_s']:.3f} s" if result["ttft_s"] is not None else "n/a"
     speed = f"{result['tokens_per_s']:.1f} tok/s" if result["tokens_per_s"] else "n/a tok/s"
-    device = (
-        f"GPU ({result['gpu_layers']} layers)"
-        if result["device"] == "gpu"
-        else f"CPU ({result['threads']} threads)"
+    if result["device"] == "gpu":
+        device = f"GPU ({result['gpu_layers']} layers)"
+    elif result["device"] == "remote":
+        device = f"remote {result['model_path']}"
+    else:
+        device = f"CPU ({result['threads']} threads)"
+    about = (
+        f"{result['architecture']}, ctx {result['n_ctx']}"
+        if result["architecture"] == "remote"
+        else f"{result['architecture']}, ctx {result['n_ctx']}/{result['context_length']}"
     )
+    est = "~" if result.get("tokens_estimated") else ""  # estimates, not the server's count
+    path = f" | path: {result['api_path']}" if result.get("api_path") else ""
     return (
-        f"stats: {result['model']} ({result['architecture']}, ctx {result['n_ctx']}/"
-        f"{result['context_length']}) | prompt {result['prompt_tokens']} tok, "
-        f"evaluated {result['evaluated_tokens']} | generated {result['completion_tokens']} "
-        f"tok | TTFT {ttft} | {speed} | stop: {result['stop_reason']} | {device}"
+        f"stats: {result['model']} ({about}) | prompt {est}{result['prompt_tokens']} tok, "
+        f"evaluated {est}{result['evaluated_tokens']} | generated {est}"
+        f"{result['completion_tokens']} tok{' (estimated)' if est else ''} | TTFT {ttft} | "
+        f"{speed} | stop: {result['stop_reason']}{path} | {device}"
     )
 
 

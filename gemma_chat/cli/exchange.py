@@ -8,6 +8,7 @@ database or an unknown id fails in a moment rather than after a long load.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gemma_chat.cli.options import HistoryOptions
 from gemma_chat.conversation import Conversation
@@ -23,6 +24,9 @@ from gemma_chat.history.store import (
 from gemma_chat.models import ModelInfo
 from gemma_chat.settings import Settings
 from gemma_chat.state_cache import KVStateCache, resume_ids
+
+if TYPE_CHECKING:
+    from gemma_chat.loader import RemoteModelInfo
 
 _SAMPLING_KEYS = ("max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed")
 
@@ -122,7 +126,7 @@ class Exchange:
         """The stored conversation the exchange is saved in (None when not saved)."""
         return None if self.recorder is None else self.recorder.conversation_id
 
-    def conversation(self, info: ModelInfo, message: str) -> Conversation:
+    def conversation(self, info: ModelInfo | RemoteModelInfo, message: str) -> Conversation:
         """The conversation to answer, ending with ``message``, which is saved at once
         (before generating, so that it survives a crash)."""
         if self.record is None:
@@ -155,7 +159,7 @@ class Exchange:
         if (system, params) != (self.record.system, self.record.params):
             self.recorder.settings(system, params)
 
-    def reply(self, done: ReplyDone, info: ModelInfo) -> None:
+    def reply(self, done: ReplyDone, info: ModelInfo | RemoteModelInfo) -> None:
         """Save the finished or stopped reply, linked to its question."""
         if self.recorder is not None:
             self.recorder.reply(
@@ -176,7 +180,9 @@ class Exchange:
         if self._created and recorder.store.delete_if_empty(recorder.conversation_id):
             recorder.conversation_id = None
 
-    def restore_state(self, engine: Engine, conversation: Conversation, info: ModelInfo) -> int:
+    def restore_state(
+        self, engine: Engine, conversation: Conversation, info: ModelInfo | RemoteModelInfo
+    ) -> int:
         """Load a continued conversation's saved KV state, so that only the new message
         is evaluated (see :mod:`gemma_chat.state_cache`).
 
@@ -185,17 +191,21 @@ class Exchange:
         """
         if self.record is None or not self.settings.state_cache.enabled:
             return 0
+        if info.sha256 is None:  # a remote model (or an unknown file): no state to load
+            return 0
         cache = KVStateCache(self.settings.state_cache)
         ids = resume_ids(engine.template, conversation)
         return cache.restore(engine.backend, self.record.uuid, info.sha256, ids)
 
-    def save_state(self, engine: Engine, conversation: Conversation, info: ModelInfo) -> bool:
+    def save_state(
+        self, engine: Engine, conversation: Conversation, info: ModelInfo | RemoteModelInfo
+    ) -> bool:
         """Save the KV state after the reply (added to ``conversation``), for the next
         ``--continue``. Short conversations and unsaved ones are skipped."""
         if self.recorder is None or self.recorder.conversation_id is None:
             return False
-        if not self.settings.state_cache.enabled:
-            return False
+        if not self.settings.state_cache.enabled or info.sha256 is None:
+            return False  # a remote model keeps its cache on the server
         key = self.record.uuid if self.record is not None else None
         if key is None and self.store is not None:
             key = self.store.get(self.recorder.conversation_id).uuid

@@ -16,12 +16,14 @@ from pydantic import ValidationError
 
 from gemma_chat.config import describe_validation_error, load_config
 from gemma_chat.errors import UsageError
+from gemma_chat.remote_config import apply_remote, choose_backend
 from gemma_chat.settings import Settings
 
 MODEL = "Model"
 SAMPLING = "Sampling"
 OUTPUT = "Output"
 HISTORY = "History"
+REMOTE = "Remote server"
 
 ModelOpt = Annotated[
     str | None,
@@ -78,6 +80,34 @@ FlashAttnOpt = Annotated[
         help="Flash attention (default: on).",
         rich_help_panel=MODEL,
         show_default=False,
+    ),
+]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        metavar="local|openai",
+        help="Run the model here (local) or on an OpenAI-compatible server (openai).",
+        rich_help_panel=REMOTE,
+    ),
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        metavar="URL",
+        help="The server's API root, e.g. http://host:8080/v1 (implies --backend openai).",
+        rich_help_panel=REMOTE,
+    ),
+]
+RemoteOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--remote",
+        metavar="NAME",
+        help="Use the [remote.NAME] server from the config (the API key comes from the "
+        "environment variable its api_key_env names).",
+        rich_help_panel=REMOTE,
     ),
 ]
 MaxTokensOpt = Annotated[
@@ -179,6 +209,9 @@ SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("gpu_layers", GpuLayersOpt, None),
     ("threads", ThreadsOpt, None),
     ("flash_attn", FlashAttnOpt, None),
+    ("backend", BackendOpt, None),
+    ("base_url", BaseUrlOpt, None),
+    ("remote", RemoteOpt, None),
     ("max_tokens", MaxTokensOpt, None),
     ("temperature", TemperatureOpt, None),
     ("top_p", TopPOpt, None),
@@ -301,12 +334,19 @@ def build_settings(**cli: Any) -> Settings:
     data = load_config()
     sampling = dict(data.get("sampling", {}))
     guard = dict(data.get("repeat_guard", {}))
+    config_backend = data.get("backend")
+    backend = choose_backend(data, cli)
     for key in ("system", "ctx", "gpu", "threads", "flash_attn", "debug"):
         if cli.get(key) is not None:
             data[key] = cli[key]
-    # Model order: --model, then $GEMMA_CHAT_MODEL, then the config file, then the demo.
-    model = cli.get("model") or os.environ.get("GEMMA_CHAT_MODEL") or data.get("model")
-    data["model"] = model or None
+    if backend == "openai":
+        server_model = data.get("model") if config_backend == "openai" else None
+        apply_remote(data, cli, server_model)  # after the loop: the profile's ctx, then --ctx
+    else:
+        data["backend"] = "local"
+        # Model order: --model, then $GEMMA_CHAT_MODEL, then the config file, then the demo.
+        model = cli.get("model") or os.environ.get("GEMMA_CHAT_MODEL") or data.get("model")
+        data["model"] = model or None
     layers = parse_gpu_layers(cli.get("gpu_layers"))
     if layers is not None:
         data["gpu_layers"] = layers
@@ -319,4 +359,5 @@ def build_settings(**cli: Any) -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise UsageError(describe_validation_error(exc)) from exc
+        # `from None`: pydantic's own text repeats the input, which may be a secret.
+        raise UsageError(describe_validation_error(exc)) from None

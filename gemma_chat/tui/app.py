@@ -7,9 +7,7 @@ and the handlers here change state and update the screen.
 
 from __future__ import annotations
 
-import gc
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +19,7 @@ from textual.widgets import Footer, Static
 
 from gemma_chat import commands as slash
 from gemma_chat.conversation import Conversation, Role
-from gemma_chat.engine import Engine, ReplyDone, TextDelta
+from gemma_chat.engine import Engine, ReplyDone
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.history.store import HistoryStore
 from gemma_chat.settings import Settings
@@ -32,24 +30,15 @@ from gemma_chat.tui.kv_resume import KVStateSupport
 from gemma_chat.tui.messages import (
     ModelLoaded,
     ModelLoadFailed,
-    ReplyDelta,
-    ReplyFailed,
-    ReplyFinished,
     TokensCounted,
 )
+from gemma_chat.tui.replies import ReplyStreaming
 from gemma_chat.tui.slash import BUSY_HINT, SlashCommands
 from gemma_chat.tui.theming import ThemeSupport
 from gemma_chat.tui.widgets.chat_log import ChatLog, ModelReply, UserMessage
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
 from gemma_chat.tui.widgets.status_bar import StatusBar
-
-GC_FREEZE_S = 0.25
-"""How often new objects are frozen while a reply streams (see ``_hold_gc``)."""
-GC_RELEASE_S = 2.0
-"""How long after a reply the frozen objects are handed back to the collector."""
-FRAME_S = 1 / 60
-"""The worker posts reply text at most once per frame."""
 
 LOADING_PLACEHOLDER = "Loading the model… you can type already"
 """The input's hint until a model is loaded."""
@@ -80,6 +69,7 @@ class GemmaChatApp(
     HistorySupport,
     ConversationSwitching,
     KVStateSupport,
+    ReplyStreaming,
     App[None],
 ):
     """Chat with a Gemma model."""
@@ -192,6 +182,12 @@ class GemmaChatApp(
         return not self.is_running or not self.query(StatusBar)
 
     @property
+    def remote(self) -> bool:
+        """Whether the loaded model runs on a server (it has no tokenizer here, so token
+        counts are estimates)."""
+        return self.backend is not None and getattr(self.backend, "tokenizer", True) is None
+
+    @property
     def generating(self) -> bool:
         """Whether a reply is being generated."""
         return self._cancel is not None
@@ -200,7 +196,10 @@ class GemmaChatApp(
 
     def _start_load(self, settings: Settings) -> None:
         self.settings = settings
-        self.status.set_model(f"loading {settings.model or 'the demo model'}…")
+        if settings.backend == "openai":
+            self.status.set_model(f"connecting to {settings.base_url}…")
+        else:
+            self.status.set_model(f"loading {settings.model or 'the demo model'}…")
         self.load_model(settings)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="model")
@@ -232,13 +231,25 @@ class GemmaChatApp(
         self._history_model_loaded()
         self.restore_conversation_state()
         info = message.backend.info
-        self.status.set_model(info.model, getattr(message.info, "quantization", None))
+        if self.remote:
+            self.status.set_remote(getattr(message.info, "host", info.path), info.model)
+        else:
+            self.status.set_model(info.model, getattr(message.info, "quantization", None))
         self.status.set_device(info.device, info.gpu_layers, info.threads)
         self.prompt.placeholder = "Message Gemma · Enter sends · Ctrl+J new line · F1 help"
         self.schedule_count()
 
     async def on_model_load_failed(self, message: ModelLoadFailed) -> None:
         if self._gone():
+            return
+        if self.settings.backend == "openai":
+            self.status.set_model("not connected")
+            self.prompt.placeholder = "Not connected: /model NAME tries the server again"
+            await self.chat.add_notice(
+                f"Could not use the server: {message.reason}\n"
+                "Try again with /model NAME (a model id on the server), or quit with Ctrl+Q.",
+                error=True,
+            )
             return
         self.status.set_model("no model loaded")
         self.prompt.placeholder = "No model loaded: /model PATH loads one"
@@ -277,125 +288,6 @@ class GemmaChatApp(
         await self.chat.add_user(text)
         await self._start_reply()
 
-    async def _start_reply(self) -> None:
-        assert self.engine is not None
-        self._reply = await self.chat.add_reply()
-        self._cancel = threading.Event()
-        self._streamed = 0
-        self._stream_started = time.perf_counter()
-        self.status.set_speed("…")
-        self._hold_gc(True)
-        self.generation_started()
-        self.generate(self.engine, self.conversation, self._cancel)
-
-    def _hold_gc(self, streaming: bool) -> None:
-        """Keep Python's full garbage collections off the settled widget tree while a
-        reply streams: each one walks every widget, and a growing reply triggers them
-        again and again (a quarter of the frame time in the TUI benchmark). Objects are
-        frozen while streaming and unfrozen a moment after the reply ends, when the
-        one full collection that follows costs nothing visible; so nothing leaks."""
-        if self._gc_timer is not None:
-            self._gc_timer.stop()
-            self._gc_timer = None
-        if streaming:
-            gc.freeze()
-            self._gc_timer = self.set_interval(GC_FREEZE_S, lambda: gc.freeze())
-        else:
-            self._gc_timer = self.set_timer(GC_RELEASE_S, self._release_gc)
-
-    def _release_gc(self) -> None:
-        self._gc_timer = None
-        gc.unfreeze()
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="generate")
-    def generate(self, engine: Engine, conversation: Conversation, cancel: threading.Event) -> None:
-        """Worker: stream one reply, posting the text and then the result.
-
-        Deltas are coalesced: text is posted once the UI has taken the previous delta
-        and a frame (1/60 s) has passed, and always before the result. A model at human
-        speed gets every token posted at once; a fast one gets fewer, bigger deltas
-        instead of a queue of thousands of messages that key presses would wait behind.
-        """
-        pending: list[str] = []
-        last_post = 0.0
-        taken = self._delta_taken
-        taken.set()
-
-        def post() -> None:
-            nonlocal last_post
-            if pending:
-                taken.clear()
-                self.post_message(ReplyDelta("".join(pending), tokens=len(pending)))
-                pending.clear()
-            last_post = time.perf_counter()
-
-        try:
-            self.wait_for_state()  # a saved KV state being written or restored
-            for event in engine.stream(conversation, cancel):
-                if isinstance(event, TextDelta):
-                    pending.append(event.text)
-                    if taken.is_set() and time.perf_counter() - last_post >= FRAME_S:
-                        post()
-                else:
-                    post()
-                    self.post_message(ReplyFinished(event))
-        except GemmaChatError as exc:
-            post()
-            self.post_message(ReplyFailed(str(exc)))
-        except Exception as exc:
-            post()
-            self.post_message(ReplyFailed(f"{type(exc).__name__}: {exc}"))
-        finally:
-            self.generation_ended()
-
-    async def on_reply_delta(self, message: ReplyDelta) -> None:
-        self._delta_taken.set()
-        if self._reply is None:
-            return
-        self._reply.feed(message.text)
-        self._streamed += message.tokens
-        now = time.perf_counter()
-        if now - self._speed_shown > 0.25 and now > self._stream_started:
-            self._speed_shown = now
-            rate = self._streamed / (now - self._stream_started)
-            self.status.set_speed(f"{rate:.1f} tok/s…")
-
-    async def on_reply_finished(self, message: ReplyFinished) -> None:
-        done = message.done
-        self._hold_gc(False)
-        if self._gone():  # quit mid-reply: history_at_exit kept what was shown
-            return
-        if self._reply is not None:
-            self._reply.finish(done.stop_reason)  # it rendered exactly done.text as it streamed
-        self.conversation.add_model(done.text, done.stop_reason, done.token_ids)
-        self._record_reply(done)
-        self.last_done = done
-        self._reply, self._cancel = None, None
-        stats = done.stats
-        ttft = f"TTFT {stats.ttft_s:.2f}s" if stats.ttft_s is not None else "TTFT –"
-        speed = f"{stats.tokens_per_s:.1f} tok/s" if stats.tokens_per_s else "– tok/s"
-        self.status.set_speed(f"{ttft} · {speed}")
-        if stats.dropped_turns:
-            self.notify(f"{stats.dropped_turns} old turns were left out to fit the context.")
-        self.schedule_count()
-
-    async def on_reply_failed(self, message: ReplyFailed) -> None:
-        self._hold_gc(False)
-        if self._reply is not None:
-            await self._reply.remove()
-        self._reply, self._cancel = None, None
-        pending = self.conversation.pending_user
-        if pending is not None:  # nothing typed is lost: it goes back into the input
-            self.conversation.turns.pop()
-            self._record_failed()
-            user = self.chat.last(UserMessage)
-            if user is not None:
-                await user.remove()
-            if not self.prompt.text.strip():
-                self.prompt.set_text(pending.text)
-        self.status.set_speed("")
-        await self.chat.add_notice(f"The reply failed: {message.reason}", error=True)
-
     # ------------------------------------------------------------ the context meter
 
     def on_text_area_changed(self) -> None:
@@ -423,7 +315,7 @@ class GemmaChatApp(
 
     def on_tokens_counted(self, message: TokensCounted) -> None:
         if self.engine is not None and not self._gone():
-            self.status.set_meter(message.used, self.engine.n_ctx)
+            self.status.set_meter(message.used, self.engine.n_ctx, estimated=self.remote)
 
     # ------------------------------------------------------------------ actions
 
@@ -484,6 +376,13 @@ class GemmaChatApp(
 
     def switch_gpu(self, value: bool | int) -> None:
         """Reload with the GPU on (True), off (False), or with a number of layers."""
+        if self.settings.backend == "openai":
+            self.notify(
+                "The model runs on the server: the GPU setting does not apply to a remote "
+                "backend (the server decides where it runs).",
+                severity="warning",
+            )
+            return
         if value is not False and value != 0 and not self._gpu_supported():
             from gemma_chat.backend.offload import CUDA_HINT
 

@@ -94,6 +94,14 @@ class SlashCommands:
         from gemma_chat.tui.screens.models import ModelPicker
 
         settings = self.settings  # type: ignore[attr-defined]
+        if settings.backend == "openai":
+            self.notify(  # type: ignore[attr-defined]
+                "Models are chosen on the server: /model NAME switches to another model "
+                "it serves (its id, see the server's /v1/models).",
+                severity="warning",
+                timeout=10,
+            )
+            return
         backend = self.backend  # type: ignore[attr-defined]
         current = backend.info.path if backend is not None else None
         supported = self._gpu_supported  # type: ignore[attr-defined]  # called in the worker

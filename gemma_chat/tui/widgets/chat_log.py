@@ -23,6 +23,7 @@ STOP_MARKERS = {
     StopReason.REPETITION: "stopped by the repetition guard",
     StopReason.CONTEXT_FULL: "context full",
     StopReason.NEW_TURN: "stopped: the model tried to start a new turn",
+    StopReason.FAILED: "cut off: the connection to the server failed",
 }
 """The quiet marker under a reply that did not end at the end of its turn."""
 

@@ -20,15 +20,25 @@ class StatusBar(Horizontal):
         suffix = f" · {quantization}" if quantization else ""
         self.query_one("#status-model", Static).update(f"{name}{suffix}")
 
+    def set_remote(self, host: str, model: str) -> None:
+        """Show the server a remote model runs on, and its id there."""
+        self.query_one("#status-model", Static).update(f"remote: {host} · {model}")
+
     def set_device(self, device: str, gpu_layers: int, threads: int) -> None:
         """Show where the model runs."""
-        text = f"GPU {gpu_layers} layers" if device == "gpu" else f"CPU {threads} threads"
+        if device == "remote":
+            text = "server"
+        elif device == "gpu":
+            text = f"GPU {gpu_layers} layers"
+        else:
+            text = f"CPU {threads} threads"
         self.query_one("#status-device", Static).update(text)
 
-    def set_meter(self, used: int, n_ctx: int) -> None:
-        """Show the context meter: tokens used out of n_ctx."""
+    def set_meter(self, used: int, n_ctx: int, *, estimated: bool = False) -> None:
+        """Show the context meter: tokens used out of n_ctx (``~`` marks an estimate,
+        made without the server's tokenizer)."""
         meter = self.query_one("#status-meter", Static)
-        meter.update(f"ctx {used:,}/{n_ctx:,}")
+        meter.update(f"ctx {'~' if estimated else ''}{used:,}/{n_ctx:,}")
         meter.set_class(used > n_ctx, "-over")
         meter.set_class(n_ctx * 0.8 < used <= n_ctx, "-high")
 

@@ -1,0 +1,409 @@
+"""A remote backend: an OpenAI-compatible server (llama-server, vLLM, Ollama) over HTTP.
+
+The engine renders the Gemma prompt as text itself (``gemma_chat.template_text``) and
+this backend sends it to ``POST {base}/completions`` with explicit stop strings, so the
+template and its injection safety stay gemma-chat's own. A server that refuses raw
+completions (404/405/501, or a 400 saying completions or prompts are unsupported) gets
+``POST {base}/chat/completions`` instead, once; :attr:`OpenAIBackend.api_path` remembers it.
+
+Replies stream as server-sent events, parsed here by hand: ``data:`` lines (several make
+one event), comments, ``[DONE]``. Every failure is a one-line :class:`RemoteError` naming
+the base URL. Only connection errors are retried (exponential backoff from 0.2 s, at
+most ``connect_retries`` times); HTTP errors, timeouts and failures mid-stream are not,
+since the server has seen the request.
+
+No request leaves for any other host: environment proxies are ignored (``trust_env``
+off), redirects are not followed (one is an error), and every request URL is checked
+against the base URL's scheme, host and port before it is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2 as httpx
+
+from gemma_chat.backend.base import BackendInfo
+from gemma_chat.backend.sse import (
+    CancelWatcher,
+    RemoteError,
+    TextChunk,
+    one_line,
+    parse_chunk,
+    payload_message,
+    sse_data,
+)
+from gemma_chat.context import DEFAULT_MAX_CTX
+from gemma_chat.settings import Sampling
+
+BACKOFF_S = 0.2
+"""The first retry delay; each further retry waits twice as long."""
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class _Unsupported(Exception):
+    """The server has no raw completions endpoint."""
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+class OpenAIBackend:
+    """A model served by an OpenAI-compatible server.
+
+    Attributes:
+        info: What the user is told (model = the server's model id, path = base URL).
+        api_path: ``"completions"`` until the server refuses it, then ``"chat"``.
+        tokenizer: None: the server tokenizes.
+        last_attempts: Connection attempts the last request needed.
+    """
+
+    tokenizer = None
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        model: str | None = None,
+        n_ctx: int | None = None,
+        timeout_s: float = 60.0,
+        connect_retries: int = 3,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        try:
+            self._base = httpx.URL(self.base_url)
+        except Exception as error:
+            raise RemoteError(f"not a valid base URL: {base_url!r} ({error})") from None
+        if self._base.scheme not in _DEFAULT_PORTS or not self._base.host:
+            raise RemoteError(f"the base URL must be http:// or https://: {base_url!r}")
+        self.model = model
+        self.timeout_s = timeout_s
+        self.connect_retries = connect_retries
+        self.api_path = "completions"
+        self.last_attempts = 0
+        self.turn_bias: dict[str, int] = {}
+        """``logit_bias`` forbidding ``<start_of_turn>``, once its id is known."""
+        headers = {"Accept": "text/event-stream, application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._client = httpx.Client(
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+            trust_env=False,
+            follow_redirects=False,
+            event_hooks={"request": [self._check_origin]},
+        )
+        self.info = self._make_info(n_ctx)
+
+    @classmethod
+    def connect(cls, base_url: str, **kwargs: Any) -> OpenAIBackend:
+        """Create a backend and check the server: ``GET {base}/models``.
+
+        The model defaults to the first id the server lists; the context to
+        ``n_ctx``, else the server's ``max_model_len`` (vLLM) or trained context
+        (llama-server's ``meta.n_ctx_train``, capped at 8192), else 8192.
+
+        Raises:
+            RemoteError: Unreachable, or the server lists no models.
+        """
+        backend = cls(base_url, **kwargs)
+        try:
+            models = backend.models()
+            ids = [str(m.get("id")) for m in models if m.get("id") is not None]
+            if backend.model is None:
+                if not ids:
+                    raise RemoteError(f"{backend.base_url} serves no models")
+                backend.model = ids[0]
+            elif ids and backend.model not in ids:
+                # Servers such as llama-cpp-python's answer an unknown name with whatever
+                # model they have loaded: a typo would silently talk to another model.
+                raise RemoteError(
+                    f"{backend.base_url} has no model {backend.model!r} "
+                    f"(it serves: {', '.join(ids)})"
+                )
+            backend.turn_bias = backend._start_of_turn_bias()
+            if kwargs.get("n_ctx") is None:
+                card = next((m for m in models if m.get("id") == backend.model), {})
+                backend.info = backend._make_info(_card_ctx(card))
+            else:
+                backend.info = backend._make_info(kwargs["n_ctx"])
+        except BaseException:
+            backend.close()
+            raise
+        return backend
+
+    def _start_of_turn_bias(self) -> dict[str, int]:
+        """Forbid the ``<start_of_turn>`` token, when the server can say its id.
+
+        A server renders a control token the model generates as empty text, so a model
+        that opens a new turn (``<start_of_turn>user ...``) without ending its own would
+        show the invented turn as plain text, past every stop string. Biasing the token
+        away (``logit_bias``, which llama.cpp's servers and vLLM accept) stops that at the
+        source. The id comes from the server's tokenizer: llama-cpp-python's
+        ``/extras/tokenize``, or ``/tokenize`` (llama-server, vLLM). Without one, the
+        stop strings and the marker filter are the guard.
+        """
+        root = f"{self._base.scheme}://{self._base.netloc.decode()}"
+        attempts = (
+            ("extras/tokenize", {"input": "<start_of_turn>", "model": self.model}, "tokens"),
+            ("tokenize", {"content": "<start_of_turn>", "parse_special": True}, "tokens"),
+        )
+        for path, body, key in attempts:
+            try:
+                response = self._client.post(f"{root}/{path}", json=body, timeout=5.0)
+                tokens = response.json().get(key) if response.status_code == 200 else None
+            except (httpx.HTTPError, ValueError, AttributeError):
+                continue
+            # [<bos>,] <start_of_turn>: exactly one token besides a BOS.
+            if isinstance(tokens, list) and 0 < len(tokens) <= 2 and isinstance(tokens[-1], int):
+                return {str(tokens[-1]): -100}
+        return {}
+
+    def models(self) -> list[dict[str, Any]]:
+        """The server's model list (``GET {base}/models``)."""
+        response = self._request("GET", "models")
+        try:
+            payload = json.loads(response.read())
+            data = payload.get("data", []) if isinstance(payload, dict) else []
+        except (ValueError, httpx.HTTPError) as error:
+            raise RemoteError(f"{self.base_url}/models is not a model list: {error}") from None
+        finally:
+            response.close()
+        return [m for m in data if isinstance(m, dict)]
+
+    @property
+    def last_prompt_evaluated(self) -> int:
+        """Unknown for a server; 0."""
+        return 0
+
+    def stream_text(
+        self,
+        prompt: str,
+        *,
+        messages: list[dict[str, str]],
+        sampling: Sampling,
+        seed: int,
+        stop: list[str],
+        cancel: threading.Event | None = None,
+    ) -> Iterator[TextChunk]:
+        """Stream a reply: the text prompt on ``/completions``, else ``messages`` on chat.
+
+        Stops at once, without an error, when ``cancel`` is set.
+
+        Raises:
+            RemoteError: Any failure, before or during the stream.
+        """
+        body: dict[str, Any] = {
+            "max_tokens": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "top_k": sampling.top_k,
+            "min_p": sampling.min_p,
+            "repeat_penalty": sampling.repeat_penalty,
+            "seed": seed,
+            "stop": stop,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if sampling.repeat_penalty != 1.0:
+            body["repetition_penalty"] = sampling.repeat_penalty  # vLLM's name
+        if self.model:
+            body["model"] = self.model
+        if self.turn_bias:
+            body["logit_bias"] = self.turn_bias
+        response = None
+        if self.api_path == "completions":
+            try:
+                response = self._request("POST", "completions", {**body, "prompt": prompt}, cancel)
+            except _Unsupported:
+                self.api_path = "chat"
+        if response is None:
+            response = self._request(
+                "POST", "chat/completions", {**body, "messages": messages}, cancel
+            )
+        if response is None:  # cancelled while retrying
+            return
+        yield from self._events(response, cancel)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _make_info(self, n_ctx: int | None) -> BackendInfo:
+        return BackendInfo(
+            model=self.model or "(server default)",
+            path=self.base_url,
+            architecture="remote",
+            context_length=n_ctx,
+            n_ctx=n_ctx or DEFAULT_MAX_CTX,
+            device="remote",
+            gpu_layers=0,
+            threads=0,
+        )
+
+    def _check_origin(self, request: httpx.Request) -> None:
+        if _origin(request.url) != _origin(self._base):
+            raise RemoteError(
+                f"refusing a request to {request.url.scheme}://{request.url.host}: "
+                f"gemma-chat only talks to {self.base_url}"
+            )
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Any:
+        """Send one request, retrying connection errors; return the open response."""
+        base = self.base_url
+        attempts = self.connect_retries + 1
+        for attempt in range(attempts):
+            self.last_attempts = attempt + 1
+            try:
+                request = self._client.build_request(method, f"{base}/{path}", json=body)
+                response = self._client.send(request, stream=True)
+                break
+            except httpx.ConnectTimeout:
+                raise RemoteError(f"cannot reach {base}: connection timed out") from None
+            except httpx.ConnectError as error:
+                if _is_dns_failure(error):
+                    host = self._base.host
+                    raise RemoteError(f"cannot reach {base}: unknown host {host!r}") from None
+                if attempt + 1 == attempts:
+                    reason = "connection refused" if _is_refused(error) else one_line(str(error))
+                    raise RemoteError(
+                        f"cannot reach {base}: {reason} ({attempts} attempts)"
+                    ) from None
+                delay = BACKOFF_S * 2**attempt
+                if cancel is not None:
+                    if cancel.wait(delay):
+                        return None
+                else:
+                    threading.Event().wait(delay)
+            except httpx.TimeoutException:
+                raise RemoteError(f"{base} did not answer within {self.timeout_s:g} s") from None
+            except httpx.HTTPError as error:
+                raise RemoteError(f"request to {base} failed: {one_line(str(error))}") from None
+        if 300 <= response.status_code < 400:
+            location = response.headers.get("location", "?")
+            response.close()
+            raise RemoteError(
+                f"{base} redirected to {location}; gemma-chat does not follow redirects "
+                "(set the base URL to the final address)"
+            )
+        if response.status_code >= 400:
+            message = self._error_text(response)
+            if path == "completions" and _refuses_completions(response.status_code, message):
+                raise _Unsupported
+            raise RemoteError(f"{base} answered HTTP {response.status_code}: {message}")
+        return response
+
+    def _error_text(self, response: Any) -> str:
+        try:
+            raw = response.read()[:4096]
+        except httpx.HTTPError:
+            raw = b""
+        finally:
+            response.close()
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            return one_line(text) or response.reason_phrase
+        return one_line(payload_message(payload) or text)
+
+    def _events(self, response: Any, cancel: threading.Event | None) -> Iterator[TextChunk]:
+        base = self.base_url
+        watcher = CancelWatcher(response, cancel) if cancel is not None else None
+        finished = False
+        try:
+            content_type = response.headers.get("content-type", "")
+            if "application/json" in content_type:  # a server that does not stream
+                yield parse_chunk(self._json_body(response), base)
+                return
+            if "text/event-stream" not in content_type:
+                raise RemoteError(f"{base} did not answer with SSE (content-type {content_type!r})")
+            for data in sse_data(response.iter_lines()):
+                if cancel is not None and cancel.is_set():
+                    return
+                if data == "[DONE]":
+                    return
+                try:
+                    payload = json.loads(data)
+                except ValueError:
+                    raise RemoteError(
+                        f"malformed SSE from {base}: {one_line(data, 80)!r}"
+                    ) from None
+                chunk = parse_chunk(payload, base)
+                finished = finished or chunk.finish_reason is not None
+                yield chunk
+            if not (cancel is not None and cancel.is_set()) and not finished:
+                raise RemoteError(f"the reply from {base} was cut off mid-stream")
+        except httpx.TimeoutException:
+            if not (cancel is not None and cancel.is_set()):
+                raise RemoteError(
+                    f"{base} stopped sending for {self.timeout_s:g} s (read timeout)"
+                ) from None
+        except httpx.HTTPError as error:
+            if not (cancel is not None and cancel.is_set()) and not finished:
+                raise RemoteError(
+                    f"the reply from {base} was cut off mid-stream ({one_line(str(error), 80)})"
+                ) from None
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            response.close()
+
+    def _json_body(self, response: Any) -> Any:
+        try:
+            return json.loads(response.read())
+        except ValueError:
+            raise RemoteError(f"{self.base_url} sent a malformed JSON answer") from None
+
+
+def _refuses_completions(status: int, message: str) -> bool:
+    if status in (404, 405, 501):
+        return True
+    lowered = message.lower()
+    refused = any(w in lowered for w in ("not supported", "unsupported", "does not support"))
+    return status == 400 and refused and ("completion" in lowered or "prompt" in lowered)
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _is_dns_failure(error: BaseException) -> bool:
+    return any(isinstance(e, socket.gaierror) for e in _chain(error)) or (
+        "name or service not known" in str(error).lower()
+    )
+
+
+def _is_refused(error: BaseException) -> bool:
+    return any(isinstance(e, ConnectionRefusedError) for e in _chain(error)) or (
+        "refused" in str(error).lower()
+    )
+
+
+def _card_ctx(card: dict[str, Any]) -> int | None:
+    """The context a server's model card reports, if any."""
+    if isinstance(card.get("max_model_len"), int):  # vLLM: the serving context
+        return card["max_model_len"]
+    meta = card.get("meta")
+    if isinstance(meta, dict) and isinstance(meta.get("n_ctx_train"), int):
+        return min(meta["n_ctx_train"], DEFAULT_MAX_CTX)  # llama-server: trained context
+    return None
