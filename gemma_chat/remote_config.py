@@ -111,9 +111,17 @@ def api_key(api_key_env: str | None, profile: str | None = None) -> str | None:
     if api_key_env is None:
         return None
     value = os.environ.get(api_key_env, "")
-    if value.strip():
-        return value.strip()
     where = f"api_key_env (in [remote.{profile}])" if profile else "api_key_env"
+    key = value.strip()
+    if key and not all("!" <= ch <= "~" for ch in key):
+        # An HTTP library rejects such a header and quotes it in its error: refuse it
+        # here, in words that never repeat the key.
+        raise UsageError(
+            f"the API key in the variable {where} names contains spaces, line breaks or "
+            "non-ASCII characters; an HTTP header cannot carry it"
+        )
+    if key:
+        return key
     # Variable names are conventionally upper case; anything else might be a key pasted
     # into the wrong setting, and is not repeated.
     shown = f"${api_key_env}" if api_key_env.isupper() and len(api_key_env) <= 64 else "a variable"

@@ -324,3 +324,26 @@ def test_real_server_runaway_model_stops_at_the_turn_end(openai_server: str) -> 
     assert done.stop_reason is StopReason.END_OF_TURN
     assert done.text.strip() == "Once upon a time."
     assert done.stats.api_path == "completions"  # this server streams no usage: estimated
+
+
+def test_cancel_works_before_the_server_answers(server: SSEServer) -> None:
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    assert collect(backend(server, "slowhead", timeout_s=30), cancel) == []
+    assert time.monotonic() - started < 1.0  # not the 30 s read timeout
+
+
+def test_generated_markers_are_asked_for_as_text(server: SSEServer) -> None:
+    collect(backend(server, "normal"))
+    # vLLM drops special tokens from the text unless told not to; then a generated
+    # <start_of_turn> would slip past the stop strings and the marker filter.
+    assert requests_to(server, "normal")[-1]["body"]["skip_special_tokens"] is False
+
+
+def test_no_probe_leaves_a_gateway_path(server: SSEServer) -> None:
+    before = len(server.requests)
+    b = OpenAIBackend.connect(server.url("normal"))  # /normal/v1: a path behind a "gateway"
+    b.close()
+    paths = [r["path"] for r in server.requests[before:]]
+    assert paths and all(p.startswith("/normal/") for p in paths), paths

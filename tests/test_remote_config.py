@@ -355,11 +355,14 @@ def test_loader_builds_the_remote_backend_without_llama_cpp(
         "device": "remote",
     }
     # One request, to the configured server only, with the key as a bearer token.
-    # The model list, then the tokenizer probes for <start_of_turn> (this server has none).
+    # The model list, the tokenizer probes for <start_of_turn>, then llama-server's props
+    # (this server has none of those): all on the base URL's server.
     assert fake_server.requests == [
         ("GET", "/v1/models", f"Bearer {MARKER}"),
         ("POST", "/extras/tokenize", f"Bearer {MARKER}"),
         ("POST", "/tokenize", f"Bearer {MARKER}"),
+        ("POST", "/tokenize", f"Bearer {MARKER}"),
+        ("GET", "/props", f"Bearer {MARKER}"),
     ]
 
 
@@ -461,3 +464,48 @@ async def test_tui_says_when_the_server_cannot_be_reached() -> None:
         assert str(status.render()) == "not connected"
         text = str(app.query_one(Notice).render())
         assert "Could not use the server: cannot reach" in text and "connection refused" in text
+
+
+@pytest.mark.parametrize("key", ["sk-SECRET123\nsecond-line", "sk-SECRET123-é", "sk SECRET123"])
+def test_a_key_no_header_can_carry_is_refused_without_showing_it(fake_server, key) -> None:
+    config = Path(os.environ["GEMMA_CHAT_CONFIG"])
+    config.write_text(f'[remote.box]\nbase_url = "{fake_server.url}"\napi_key_env = "MYKEY"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "gemma_chat", "ask", "--remote", "box", "hi"],
+        input=b"",
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "MYKEY": key},
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and err.count("\n") == 1, err
+    assert "SECRET123" not in err and "SECRET123" not in proc.stdout.decode()
+    assert fake_server.requests == []  # refused before any request
+
+
+def test_a_failed_ask_leaves_no_lone_question(tmp_path) -> None:
+    refused = f"http://127.0.0.1:{free_port()}/v1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gemma_chat", "ask", "--base-url", refused, "first"],
+        input=b"",
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    from gemma_chat.history.store import HistoryStore
+
+    with HistoryStore() as store:
+        assert all(store.messages(r.id) == [] for r in store.conversations())
+
+
+async def test_a_server_model_id_is_never_markup() -> None:
+    from gemma_chat.tui.app import GemmaChatApp
+
+    server = FakeServer(model="gemma[/]odd[bold]")
+    try:
+        app = GemmaChatApp(Settings(backend="openai", base_url=server.url))
+        async with app.run_test() as pilot:
+            await wait_until(pilot, lambda: app.engine is not None)
+            assert "gemma[/]odd[bold]" in str(app.query_one("#status-model").render())
+    finally:
+        server.close()

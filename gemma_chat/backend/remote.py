@@ -29,6 +29,7 @@ import httpx2 as httpx
 
 from gemma_chat.backend.base import BackendInfo
 from gemma_chat.backend.sse import (
+    CANCEL_POLL_S,
     CancelWatcher,
     RemoteError,
     TextChunk,
@@ -130,7 +131,7 @@ class OpenAIBackend:
             backend.turn_bias = backend._start_of_turn_bias()
             if kwargs.get("n_ctx") is None:
                 card = next((m for m in models if m.get("id") == backend.model), {})
-                backend.info = backend._make_info(_card_ctx(card))
+                backend.info = backend._make_info(backend._props_ctx() or _card_ctx(card))
             else:
                 backend.info = backend._make_info(kwargs["n_ctx"])
         except BaseException:
@@ -149,10 +150,17 @@ class OpenAIBackend:
         ``/extras/tokenize``, or ``/tokenize`` (llama-server, vLLM). Without one, the
         stop strings and the marker filter are the guard.
         """
-        root = f"{self._base.scheme}://{self._base.netloc.decode()}"
+        root = self._server_root()
+        if root is None:
+            return {}
         attempts = (
             ("extras/tokenize", {"input": "<start_of_turn>", "model": self.model}, "tokens"),
             ("tokenize", {"content": "<start_of_turn>", "parse_special": True}, "tokens"),
+            (  # vLLM
+                "tokenize",
+                {"model": self.model, "prompt": "<start_of_turn>", "add_special_tokens": False},
+                "tokens",
+            ),
         )
         for path, body, key in attempts:
             try:
@@ -164,6 +172,28 @@ class OpenAIBackend:
             if isinstance(tokens, list) and 0 < len(tokens) <= 2 and isinstance(tokens[-1], int):
                 return {str(tokens[-1]): -100}
         return {}
+
+    def _server_root(self) -> str | None:
+        """The server's root URL, for its tokenizer and props endpoints, when the base URL
+        is the plain ``/v1`` of a server (not a path behind a gateway, where the root may
+        be another service: the key is never sent there)."""
+        path = self._base.path.rstrip("/")
+        if path not in ("", "/v1"):
+            return None
+        return f"{self._base.scheme}://{self._base.netloc.decode()}"
+
+    def _props_ctx(self) -> int | None:
+        """llama-server's serving context per slot (``GET /props``), if it has one."""
+        root = self._server_root()
+        if root is None:
+            return None
+        try:
+            response = self._client.get(f"{root}/props", timeout=5.0)
+            settings = response.json().get("default_generation_settings", {})
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
+        return n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
 
     def models(self) -> list[dict[str, Any]]:
         """The server's model list (``GET {base}/models``)."""
@@ -217,17 +247,20 @@ class OpenAIBackend:
             body["model"] = self.model
         if self.turn_bias:
             body["logit_bias"] = self.turn_bias
+        # vLLM drops special tokens from the text by default, which would hide a
+        # generated <start_of_turn> from the stop strings and the marker filter.
+        body["skip_special_tokens"] = False
         response = None
         if self.api_path == "completions":
             try:
                 response = self._request("POST", "completions", {**body, "prompt": prompt}, cancel)
             except _Unsupported:
                 self.api_path = "chat"
-        if response is None:
+        if response is None and self.api_path == "chat":
             response = self._request(
                 "POST", "chat/completions", {**body, "messages": messages}, cancel
             )
-        if response is None:  # cancelled while retrying
+        if response is None:  # cancelled before the server answered
             return
         yield from self._events(response, cancel)
 
@@ -270,7 +303,9 @@ class OpenAIBackend:
             self.last_attempts = attempt + 1
             try:
                 request = self._client.build_request(method, f"{base}/{path}", json=body)
-                response = self._client.send(request, stream=True)
+                response = self._send(request, cancel)
+                if response is None:  # cancelled before the server answered
+                    return None
                 break
             except httpx.ConnectTimeout:
                 raise RemoteError(f"cannot reach {base}: connection timed out") from None
@@ -291,8 +326,10 @@ class OpenAIBackend:
                     threading.Event().wait(delay)
             except httpx.TimeoutException:
                 raise RemoteError(f"{base} did not answer within {self.timeout_s:g} s") from None
-            except httpx.HTTPError as error:
-                raise RemoteError(f"request to {base} failed: {one_line(str(error))}") from None
+            except (httpx.HTTPError, ValueError, UnicodeError) as error:
+                # The library's text can quote request headers, which carry the API key.
+                kind = type(error).__name__
+                raise RemoteError(f"request to {base} failed ({kind})") from None
         if 300 <= response.status_code < 400:
             location = response.headers.get("location", "?")
             response.close()
@@ -306,6 +343,46 @@ class OpenAIBackend:
                 raise _Unsupported
             raise RemoteError(f"{base} answered HTTP {response.status_code}: {message}")
         return response
+
+    def _send(self, request: Any, cancel: threading.Event | None) -> Any:
+        """Send a request; with ``cancel``, return None as soon as it is set, even while
+        the server has not answered yet (prompt processing, a queue, a stalled server).
+
+        The request runs in a helper thread that the caller stops waiting for; a
+        response that arrives after a cancel is closed there.
+        """
+        if cancel is None:
+            return self._client.send(request, stream=True)
+        box: dict[str, Any] = {}
+        done = threading.Event()
+        lock = threading.Lock()
+
+        def run() -> None:
+            try:
+                result = self._client.send(request, stream=True)
+            except BaseException as error:  # handed to the caller
+                with lock:
+                    box["error"] = error
+            else:
+                with lock:
+                    if box.get("abandoned"):
+                        result.close()
+                    else:
+                        box["response"] = result
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="remote-send", daemon=True).start()
+        while not done.wait(CANCEL_POLL_S):
+            if cancel.is_set():
+                with lock:
+                    if "response" not in box and "error" not in box:
+                        box["abandoned"] = True
+                        return None
+                break
+        if "error" in box:
+            raise box["error"]
+        return box["response"]
 
     def _error_text(self, response: Any) -> str:
         try:
@@ -324,7 +401,7 @@ class OpenAIBackend:
     def _events(self, response: Any, cancel: threading.Event | None) -> Iterator[TextChunk]:
         base = self.base_url
         watcher = CancelWatcher(response, cancel) if cancel is not None else None
-        finished = False
+        finished = received = False
         try:
             content_type = response.headers.get("content-type", "")
             if "application/json" in content_type:  # a server that does not stream
@@ -344,9 +421,15 @@ class OpenAIBackend:
                         f"malformed SSE from {base}: {one_line(data, 80)!r}"
                     ) from None
                 chunk = parse_chunk(payload, base)
+                received = True
                 finished = finished or chunk.finish_reason is not None
                 yield chunk
             if not (cancel is not None and cancel.is_set()) and not finished:
+                if not received:
+                    raise RemoteError(
+                        f"{base} closed the stream without sending anything; the prompt may "
+                        "exceed the server's context (set ctx to the server's context size)"
+                    )
                 raise RemoteError(f"the reply from {base} was cut off mid-stream")
         except httpx.TimeoutException:
             if not (cancel is not None and cancel.is_set()):

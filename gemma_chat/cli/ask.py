@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from gemma_chat.backend.sse import RemoteError
 from gemma_chat.cli.exchange import Exchange, open_exchange
 from gemma_chat.cli.inputs import combine, read_piped
 from gemma_chat.cli.options import HistoryOptions, RunOptions
@@ -86,8 +87,8 @@ def _answer(
                         cancel.set()
             else:
                 done = event
-    except ContextError:
-        exchange.unsend()
+    except (ContextError, RemoteError):
+        exchange.unsend()  # nothing was answered: the question is not left alone in the history
         raise
     finally:
         if writer is not None:

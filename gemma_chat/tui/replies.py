@@ -138,7 +138,9 @@ class ReplyStreaming:
         if stats.dropped_turns:
             self.notify(f"{stats.dropped_turns} old turns were left out to fit the context.")
         if done.error:  # the server failed mid-reply: the partial reply stays
-            self.notify(f"The reply was cut off: {done.error}", severity="error", timeout=15)
+            self.notify(  # type: ignore[attr-defined]
+                f"The reply was cut off: {done.error}", severity="error", timeout=15, markup=False
+            )
         self.schedule_count()
 
     async def on_reply_failed(self, message: ReplyFailed) -> None:

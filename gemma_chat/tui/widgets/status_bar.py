@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.containers import Horizontal
 from textual.widgets import Static
 
@@ -22,7 +23,8 @@ class StatusBar(Horizontal):
 
     def set_remote(self, host: str, model: str) -> None:
         """Show the server a remote model runs on, and its id there."""
-        self.query_one("#status-model", Static).update(f"remote: {host} · {model}")
+        # The id comes from the server: shown as plain text, never parsed as markup.
+        self.query_one("#status-model", Static).update(Text(f"remote: {host} · {model}"))
 
     def set_device(self, device: str, gpu_layers: int, threads: int) -> None:
         """Show where the model runs."""
