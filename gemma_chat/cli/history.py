@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from gemma_chat.cli import options as o
 from gemma_chat.errors import GemmaChatError, UsageError
 
 if TYPE_CHECKING:
@@ -41,7 +42,9 @@ def _group(ctx: typer.Context) -> None:
 
 IdArg = Annotated[
     int,
-    typer.Argument(metavar="ID", min=1, max=2**63 - 1, help="The conversation id (history list)."),
+    typer.Argument(
+        metavar="ID", callback=o.conversation_id, help="The conversation id (history list)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Show at most N.")]

@@ -171,13 +171,22 @@ ContinueOpt = Annotated[
         "--continue", "-c", help="Continue the most recent conversation.", rich_help_panel=HISTORY
     ),
 ]
+
+
+def conversation_id(value: int | None) -> int | None:
+    """Check a conversation id (SQLite ids are 1 to 2**63 - 1), without the range
+    cluttering the help."""
+    if value is not None and not 1 <= value < 2**63:
+        raise typer.BadParameter(f"{value} is not a conversation id (see: gemma-chat history list)")
+    return value
+
+
 ConversationOpt = Annotated[
     int | None,
     typer.Option(
         "--conversation",
         metavar="ID",
-        min=1,
-        max=2**63 - 1,
+        callback=conversation_id,
         help="Continue the conversation with this id (see: gemma-chat history list).",
         rich_help_panel=HISTORY,
     ),
@@ -187,8 +196,7 @@ ResumeOpt = Annotated[
     typer.Option(
         "--resume",
         metavar="ID",
-        min=1,
-        max=2**63 - 1,
+        callback=conversation_id,
         help="Open the conversation with this id (see: gemma-chat history list).",
         rich_help_panel=HISTORY,
     ),
