@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gemma_chat import paths
+from gemma_chat.child import run_child
 from gemma_chat.errors import ModelError
 
 FORMAT_VERSION = 1  # bump when the child's output changes, to invalidate cached results
@@ -230,19 +231,8 @@ def _read_raw(files: list[Path], use_cache: bool) -> dict[Path, dict[str, Any] |
 def _run_child(todo: list[Path], found: dict[Path, dict[str, Any] | ModelError]) -> int:
     """Read ``todo`` in one child; returns how many files it dealt with (at least one)."""
     args = [*CHILD_COMMAND, *(os.path.abspath(path) for path in todo)]
-    env = {**os.environ, "GGML_NO_BACKTRACE": "1"}  # no gdb backtrace on an abort
     try:
-        proc = subprocess.run(
-            args,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=READ_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=paths.package_root(),  # `python -m` imports from the cwd first
-            start_new_session=True,  # Ctrl+C is the parent's to handle
-        )
+        proc = run_child(args, READ_TIMEOUT_S)
         stdout, stderr, returncode = proc.stdout, proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as exc:
         stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""

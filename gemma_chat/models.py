@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gemma_chat import paths
+from gemma_chat.child import run_child
 from gemma_chat.errors import ModelError
 
 if TYPE_CHECKING:
@@ -312,20 +313,7 @@ def _run_probe(path: Path, flash_attn: bool) -> dict[str, object]:
     if not flash_attn:
         args.append("--no-flash-attn")
     try:
-        proc = subprocess.run(
-            args,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=PROBE_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-            # `python -m` imports from the working directory first: a stray json.py or an
-            # old gemma_chat/ folder there must not replace the installed code.
-            cwd=paths.package_root(),
-            # Its own session: Ctrl+C on the terminal goes to gemma-chat, which decides
-            # what stopping means, instead of killing the probe mid-way.
-            start_new_session=True,
-        )
+        proc = run_child(args, PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise ModelError(f"reading {path} took longer than {PROBE_TIMEOUT_S} s") from None
     lines = proc.stdout.strip().splitlines()

@@ -38,13 +38,6 @@ def data_dir() -> Path:
     return Path(override).expanduser() if override else Path(_DIRS.user_data_dir)
 
 
-def package_root() -> Path:
-    """The folder that holds the ``gemma_chat`` package: child processes run there, so
-    ``python -m gemma_chat...`` imports this installation and nothing from the user's
-    working directory."""
-    return Path(__file__).resolve().parent.parent
-
-
 def models_dir(configured: str | None = None) -> Path:
     """Where ``pull`` puts models and discovery looks first.
 
