@@ -87,7 +87,6 @@ class KVStateSupport:
         if (
             not self.settings.state_cache.enabled
             or engine is None
-            or getattr(engine, "text_mode", False)  # a remote model: no local KV state
             or self.store is None
             or cid is None
             or sha256 is None
