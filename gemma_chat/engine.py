@@ -173,7 +173,9 @@ class Engine:
                 if text:
                     shown.append(text)
                     yield TextDelta(text)
-                stop = self._limit_reached(markers, guard, token, generated, fitted.ids, n_ctx)
+                stop = self._limit_reached(
+                    markers, guard, token, generated, sampling.max_tokens, len(fitted.ids), n_ctx
+                )
                 if stop is not None:
                     break
         except Cancelled:
@@ -254,16 +256,19 @@ class Engine:
         guard: RepetitionDetector,
         token: int,
         generated: list[int],
-        prompt: list[int],
+        max_tokens: int,
+        prompt_tokens: int,
         n_ctx: int,
     ) -> StopReason | None:
+        # max_tokens is the reply's own: a /set while it streams applies to the next one,
+        # as the recorded sampling says.
         if markers.found is not None:
             return StopReason.END_OF_TURN
         if guard.add(token):
             return StopReason.REPETITION
-        if len(generated) >= self.sampling.max_tokens:
+        if len(generated) >= max_tokens:
             return StopReason.MAX_TOKENS
-        if len(prompt) + len(generated) >= n_ctx:
+        if prompt_tokens + len(generated) >= n_ctx:
             return StopReason.CONTEXT_FULL
         return None
 
