@@ -209,6 +209,19 @@ def message_from_row(row: sqlite3.Row) -> MessageRecord:
     )
 
 
+def hit_from_row(row: sqlite3.Row) -> SearchHit:
+    """A search hit from the search query's row (a message, its title and snippet)."""
+    return SearchHit(
+        conversation_id=row["conversation_id"],
+        title=row["title"],
+        message_id=row["id"],
+        seq=row["seq"],
+        role=row["role"],
+        snippet=row["snippet"],
+        created_at=row["created_at"],
+    )
+
+
 def dumps(value: Any) -> str:
     """JSON as stored (key order fixed, so equal values are equal text)."""
     return json.dumps(value, ensure_ascii=False, sort_keys=True)

@@ -47,6 +47,7 @@ from gemma_chat.history.records import (
     SearchHit,
     conversation_from_row,
     dumps,
+    hit_from_row,
     message_from_row,
     message_values,
     now,
@@ -377,18 +378,7 @@ class HistoryStore:
                 "WHERE messages_fts MATCH ? ORDER BY bm25(messages_fts), m.id DESC LIMIT ?",
                 (query, limit),
             ).fetchall()
-        return [
-            SearchHit(
-                conversation_id=row["conversation_id"],
-                title=row["title"],
-                message_id=row["id"],
-                seq=row["seq"],
-                role=row["role"],
-                snippet=row["snippet"],
-                created_at=row["created_at"],
-            )
-            for row in rows
-        ]
+        return [hit_from_row(row) for row in rows]
 
     # -------------------------------------------------------- whole conversations
 
