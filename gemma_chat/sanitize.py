@@ -1,0 +1,85 @@
+"""The one sanitizer for untrusted text on its way to a terminal.
+
+Model output, server responses, imported conversations, history text and GGUF metadata
+are data. A terminal treats some characters as commands: ESC starts sequences that set
+the window title (OSC 0), write the clipboard (OSC 52), make links (OSC 8) or clear the
+screen (CSI 2J); BEL, backspace and carriage return move or ring; and UTF-8 terminals
+may honour the 8-bit C1 forms (U+009B is CSI, U+009D is OSC). Every output boundary
+(rich, plain stdout, the TUI's widgets, notifications and tables) passes such text
+through :func:`visible` or :func:`one_line` first.
+
+The characters are *shown*, never dropped silently, so a reader can see that the text
+carried them:
+
+* C0 controls other than newline and tab, and DEL, become their Unicode control
+  pictures: ESC is ``␛``, BEL is ``␇``, a lone CR is ``␍``.
+* A C1 control becomes ``␛`` plus its 7-bit form: U+009B (CSI) is ``␛[``, U+009D (OSC)
+  is ``␛]``, exactly the sequence it stands for.
+* CRLF is a line ending and becomes ``\\n``.
+
+JSON output needs none of this: JSON escapes every control character, so it stays
+lossless and is never passed through here.
+"""
+
+from __future__ import annotations
+
+import re
+
+_C0_KEPT = {"\n", "\t"}
+
+# str.translate with a dict runs in C: one pass, and text without controls is cheap.
+_TABLE: dict[int, str] = {}
+for _code in range(0x20):
+    if chr(_code) not in _C0_KEPT:
+        _TABLE[_code] = chr(0x2400 + _code)
+_TABLE[0x7F] = "\u2421"  # ␡
+for _code in range(0x80, 0xA0):
+    _TABLE[_code] = "\u241b" + chr(_code - 0x40)
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_WHITESPACE_RUN = re.compile(r"[ \t\n\r\f\v\u2028\u2029\x85]+")
+
+
+def has_controls(text: str) -> bool:
+    """Whether the text holds a character a terminal would act on (see module doc)."""
+    return _CONTROL.search(text) is not None
+
+
+def visible(text: str) -> str:
+    """Text safe for a terminal, keeping its lines: newline and tab stay, every other
+    control character is shown as a visible stand-in."""
+    if _CONTROL.search(text) is None:
+        return text
+    return text.replace("\r\n", "\n").translate(_TABLE)
+
+
+def one_line(text: str) -> str:
+    """Text safe for one terminal line (a title, a table cell, a model name): runs of
+    whitespace, newlines included, become one space, and controls are shown."""
+    return visible(_WHITESPACE_RUN.sub(" ", text))
+
+
+class StreamSanitizer:
+    """:func:`visible` for text that arrives in pieces (a streamed reply).
+
+    Each piece is made safe on its own; only a CR at the end of a piece is held back,
+    so a CRLF split across two pieces still reads as one line ending.
+    """
+
+    def __init__(self) -> None:
+        self._held_cr = False
+
+    def feed(self, piece: str) -> str:
+        """Return the safe form of everything up to the end of ``piece``."""
+        if self._held_cr:
+            piece = "\r" + piece
+            self._held_cr = False
+        if piece.endswith("\r"):
+            self._held_cr = True
+            piece = piece[:-1]
+        return visible(piece)
+
+    def finish(self) -> str:
+        """Release a CR held at the very end."""
+        held, self._held_cr = self._held_cr, False
+        return visible("\r") if held else ""
