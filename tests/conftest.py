@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import stories
+from hypothesis import HealthCheck, settings
 from openai_server import start_server, stop_server
 from tinygemma import TinyModel, build_tiny_gemma2
 
@@ -28,6 +29,14 @@ from gemma_chat.engine import Engine
 from gemma_chat.settings import Sampling
 
 GREEDY = Sampling(temperature=0.0, seed=1, max_tokens=64)
+
+# Fuzz tests run with a bounded number of examples and no deadline (2 shared cores make
+# per-example timing noisy); HYPOTHESIS_PROFILE=deep runs many more by hand.
+settings.register_profile(
+    "bounded", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("deep", max_examples=5000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "bounded"))
 
 
 @pytest.fixture(scope="session")
