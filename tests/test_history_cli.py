@@ -620,3 +620,222 @@ def test_ctrl_c_saves_the_partial_reply(demo_path: Path) -> None:
     assert reply.partial and reply.stop_reason == "cancelled" and reply.text.strip()
     # No --seed: the seed actually drawn is recorded, so the reply can be reproduced.
     assert isinstance(reply.sampling["seed"], int) and record.params["sampling"]["seed"] is None
+
+
+# ------------------------------------------------------------ export targets (#10.2)
+
+
+def _refused(result: tuple[int, str, str]) -> None:
+    assert_one_line_error(result, 2, "not writing an export to")
+
+
+def test_export_never_overwrites_the_database(filled, capsys, tmp_path, monkeypatch) -> None:
+    db = store_file()
+    before = db.read_bytes()
+    sky = str(filled["sky"])
+    (tmp_path / "link.db").symlink_to(db)
+    os.link(db, tmp_path / "hard.db")
+    monkeypatch.chdir(tmp_path)
+    targets = [
+        str(db),
+        "./data/../data/history.db",
+        "link.db",
+        "hard.db",
+        str(db) + "-wal",  # not there now (the store is closed): refused by path
+        "data/history.db-shm",
+        os.environ["GEMMA_CHAT_CONFIG"],  # the config file, also when it does not exist
+    ]
+    for target in targets:
+        for form in ("md", "json"):
+            for force in ((), ("--force",)):
+                _refused(run(capsys, "history", "export", sky, "-f", form, "-o", target, *force))
+    assert db.read_bytes() == before
+    assert not Path(str(db) + "-wal").exists() or Path(str(db) + "-wal").stat().st_size == 0
+    assert json.loads(run(capsys, "history", "list", "--json")[1])[0]["message_count"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
+
+
+def test_export_never_overwrites_the_kv_cache(filled, capsys, tmp_path, monkeypatch) -> None:
+    from gemma_chat.state_cache import cache_dir
+
+    monkeypatch.setenv("GEMMA_CHAT_CACHE_DIR", str(tmp_path / "cache"))
+    kv = cache_dir()
+    kv.mkdir(parents=True)
+    state = kv / "0123.kv"
+    state.write_bytes(b"KV state")
+    os.link(state, tmp_path / "elsewhere.kv")
+    sky = str(filled["sky"])
+    for target in (state, kv / "new.md", tmp_path / "elsewhere.kv", tmp_path / "cache" / "x"):
+        _refused(run(capsys, "history", "export", sky, "-o", str(target), "--force"))
+    assert state.read_bytes() == b"KV state"
+
+
+def test_export_replaces_a_file_only_with_force_and_atomically(filled, capsys, tmp_path) -> None:
+    sky = str(filled["sky"])
+    target = tmp_path / "sky.md"
+    target.write_text("my notes")
+    assert_one_line_error(
+        run(capsys, "history", "export", sky, "-o", str(target)), 2, "pass --force"
+    )
+    assert target.read_text() == "my notes"
+    target.chmod(0o640)
+    inode = target.stat().st_ino
+    link = tmp_path / "link.md"
+    link.symlink_to(target)
+    assert run(capsys, "history", "export", sky, "-o", str(link), "--force") == (0, "", "")
+    assert link.is_symlink()  # the file it points to was replaced, not the link
+    assert target.read_text().startswith("# Why is the sky blue?")
+    assert target.stat().st_ino != inode  # renamed over, not rewritten in place
+    assert oct(target.stat().st_mode & 0o777) == oct(0o640)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert_one_line_error(
+        run(capsys, "history", "export", sky, "-o", str(tmp_path)), 2, "it is a folder"
+    )
+
+
+# ------------------------------------------------------------ ids and numbers (#10.3)
+
+
+def _export_with(tmp_path: Path, name: str, **conversation: object) -> Path:
+    document = {
+        "format": "gemma-chat-conversation",
+        "version": 1,
+        "conversation": {
+            "title": name,
+            "created_at": "2026-01-01T00:00:00+00:00",
+            "updated_at": "2026-01-01T00:00:00+00:00",
+            **conversation,
+        },
+        "messages": [{"role": "user", "text": name, "created_at": "2026-01-01T00:00:00+00:00"}],
+    }
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_importing_the_largest_id_then_deleting_it_keeps_saving(tmp_path: Path) -> None:
+    absurd = _export_with(tmp_path, "edge", id=2**63 - 1, uuid="edge")
+    imported = run_cli("history", "import", str(absurd))
+    assert imported.returncode == 0, imported.stderr
+    new_id = int(imported.stdout)
+    assert new_id < 2**31
+    deleted = run_cli("history", "delete", "--yes", str(new_id))
+    assert deleted.returncode == 0, deleted.stderr
+    # Every later save works: another import and a conversation started in the store.
+    later = run_cli("history", "import", str(_export_with(tmp_path, "later", uuid="later")))
+    assert later.returncode == 0 and int(later.stdout) == new_id + 1, later.stderr
+    with HistoryStore() as store:
+        assert store.create() == new_id + 2
+
+
+@pytest.mark.slow
+def test_ask_saves_after_an_absurd_import_was_deleted(demo_path: Path, tmp_path: Path) -> None:
+    absurd = _export_with(tmp_path, "edge", id=2**63 - 1, uuid="edge")
+    new_id = int(run_cli("history", "import", str(absurd)).stdout)
+    assert run_cli("history", "delete", "--yes", str(new_id)).returncode == 0
+    result = ask_json("ask", "Hello", "-n", "2", *GREEDY)
+    assert result["conversation_id"] == new_id + 1
+
+
+@pytest.mark.parametrize("command", [("list",), ("search", "sky")])
+def test_a_huge_limit_is_no_limit(filled, capsys, command) -> None:
+    code, out, err = run(capsys, "history", *command, "--limit", "99999999999999999999")
+    assert code == 0 and err == "" and out
+
+
+# ------------------------------------------------------------ bounded search (#10.13)
+
+
+def test_search_output_is_bounded_for_a_huge_word(capsys) -> None:
+    with HistoryStore() as store:
+        cid = store.create()
+        store.add(cid, MessageRecord(role="user", text="huge " + "w" * 3_000_000))
+    code, out, _ = run(capsys, "history", "search", "huge")
+    assert code == 0 and 0 < len(out) < 1000 and "huge" in out
+    code, out, _ = run(capsys, "history", "search", "wwww", "--json")
+    assert code == 0 and len(out) < 2000
+    assert json.loads(out)[0]["snippet"].startswith("huge www")
+
+
+# ------------------------------------------------------------- bounded import (#10.5, #10.8)
+
+
+def _limited_memory() -> None:
+    """Cap the child's address space, so a read that is not bounded fails fast instead
+    of eating the machine."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (1536 * 2**20, 1536 * 2**20))
+
+
+def _import_cli(*args: str, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "gemma_chat", "history", "import", *args],
+        stdin=stdin,
+        capture_output=True,
+        timeout=120,
+        preexec_fn=_limited_memory,
+    )
+
+
+def _assert_usage_line(proc: subprocess.CompletedProcess[bytes], text: str) -> None:
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert err.count("\n") == 1 and text in err and "internal error" not in err, err
+
+
+def test_import_reads_only_regular_files(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    _assert_usage_line(_import_cli(str(fifo)), "is not a regular file")
+    _assert_usage_line(_import_cli("/dev/zero"), "is not a regular file")
+    _assert_usage_line(_import_cli(str(tmp_path)), "is not a regular file")
+
+
+def test_import_from_an_endless_stdin_is_capped() -> None:
+    endless = subprocess.Popen(["yes"], stdout=subprocess.PIPE)
+    try:
+        _assert_usage_line(_import_cli("-", stdin=endless.stdout), "more than 64 MiB")
+    finally:
+        endless.kill()
+        endless.wait()
+
+
+def test_an_import_file_over_the_cap_is_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big.json"
+    with big.open("wb") as out:
+        out.truncate(64 * 2**20 + 1)  # sparse: no disk used
+    _assert_usage_line(_import_cli(str(big)), "larger than 64 MiB")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"format": "gemma-chat-conversation", "x\\udfff": 1}', "not valid Unicode"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"params": ' * 5_000 + "1" + "}" * 5_000, "nested too deeply"),
+    ],
+    ids=["surrogate", "deep-array", "deep-object"],
+)
+def test_hostile_imports_are_usage_errors(capsys, tmp_path, content, message) -> None:
+    path = tmp_path / "in.json"
+    path.write_text(content)
+    assert_one_line_error(run(capsys, "history", "import", str(path)), 2, message)
+
+
+def test_import_lists_every_problem_on_one_line(capsys, tmp_path) -> None:
+    messages = [{"role": "system", "text": 1, "created_at": "x"} for _ in range(12)]
+    document = {
+        "format": "gemma-chat-conversation",
+        "version": 1,
+        "conversation": {"uuid": "", "title": "t", "created_at": "x", "\x1b]0;" + "k" * 99: 1},
+        "messages": messages,
+    }
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps(document))
+    code, out, err = run(capsys, "history", "import", str(path))
+    assert_one_line_error((code, out, err), 2, "messages.0.role: Input should be")
+    assert "messages.0.text: Input should be a valid string" in err
+    assert "conversation.uuid: String should have at least 1 character" in err
+    assert "; and 7 more" in err  # 27 problems (3 in conversation, 2 per message): 20 shown
+    assert "\x1b" not in err and "k" * 50 not in err

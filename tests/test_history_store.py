@@ -18,12 +18,15 @@ from gemma_chat.conversation import Conversation, StopReason
 from gemma_chat.errors import UsageError
 from gemma_chat.history import schema, transfer
 from gemma_chat.history.recording import Recorder, params_of, restore_params
+from gemma_chat.history.records import SNIPPET_CLOSE, SNIPPET_LENGTH, SNIPPET_OPEN
 from gemma_chat.history.store import (
+    KEEP_ID_LIMIT,
     CorruptStore,
     HistoryStore,
     MessageRecord,
     NotFound,
     StoreError,
+    Unstorable,
     fts_query,
     move_aside,
     store_file,
@@ -589,3 +592,136 @@ def test_import_rejects_out_of_range_values(store: HistoryStore, change, where: 
     change(data)
     with pytest.raises(UsageError, match=where.replace(".", r"\.")):
         transfer.import_json(store, json.dumps(data), "x.json")
+
+
+# ------------------------------------------------------- durability and positions
+
+
+def test_every_connection_runs_with_wal_and_synchronous_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old, isolation_level=None)
+    schema.migrate(conn, target=1)  # a first-version file: opening it migrates
+    conn.close()
+    opened: list[sqlite3.Connection] = []
+    real_connect = sqlite3.connect
+
+    def spy(*args, **kwargs):
+        connection = real_connect(*args, **kwargs)
+        opened.append(connection)
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", spy)
+    new = tmp_path / "new.db"
+    stores = [HistoryStore(new), HistoryStore(new), HistoryStore(old), HistoryStore()]
+    try:
+        first, second = stores[0], stores[1]
+        cid = first.create()
+        second.add(cid, MessageRecord("user", "durable words"))
+        assert first.search("durable")
+        transfer.import_json(stores[2], transfer.export_json(first, cid))
+        second.delete(cid)
+        assert len(opened) >= len(stores)
+        for connection in opened:
+            assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+            assert connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    finally:
+        for opened_store in stores:
+            opened_store.close()
+
+
+def test_next_position_is_after_the_last_one_with_another_writer_deleting(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "history.db"
+    with HistoryStore(db) as one, HistoryStore(db) as other:
+        cid = one.create()
+        first = [one.add(cid, MessageRecord("user", f"one {n}")) for n in range(3)]
+        assert [m.seq for m in first] == [0, 1, 2]
+        # The other writer deletes the first message: 2 are left, but position 2 is
+        # taken, so the next one is max + 1, never the count.
+        other.delete_messages(cid, [first[0].id])
+        assert other.add(cid, MessageRecord("user", "other 0")).seq == 3
+        assert one.add(cid, MessageRecord("user", "one 3")).seq == 4
+        # Deleting from the middle too, then both write again.
+        one.delete_messages(cid, [first[1].id])
+        assert other.add(cid, MessageRecord("user", "other 1")).seq == 5
+        newest = one.add(cid, MessageRecord("user", "one 4"))
+        assert newest.seq == 6
+        # The newest is deleted: its position is free again, nothing after it.
+        other.delete_messages(cid, [newest.id])
+        assert one.add(cid, MessageRecord("user", "one 5")).seq == 6
+        texts = [m.text for m in other.messages(cid)]
+        assert texts == ["one 2", "other 0", "one 3", "other 1", "one 5"]
+
+
+# ------------------------------------------------------------- ids and contract
+
+
+def test_an_absurd_imported_id_gets_a_new_one_and_saving_keeps_working(
+    store: HistoryStore,
+) -> None:
+    cid = store.create()
+    store.add(cid, MessageRecord("user", "hi"))
+    data = json.loads(transfer.export_json(store, cid))
+    for n, absurd in enumerate([2**63 - 1, 2**53, KEEP_ID_LIMIT + 1]):
+        data["conversation"].update(id=absurd, uuid=f"absurd-{n}")
+        new_id = transfer.import_json(store, json.dumps(data))
+        assert new_id == cid + 1 + 2 * n  # from the counter, not the file
+        store.delete(new_id)
+        saved = store.create()  # the next save still works
+        assert saved == new_id + 1
+        store.delete(saved)
+    # An id that is free and in range is kept; the counter continues after it.
+    data["conversation"].update(id=KEEP_ID_LIMIT, uuid="kept")
+    assert transfer.import_json(store, json.dumps(data)) == KEEP_ID_LIMIT
+    assert store.create() == KEEP_ID_LIMIT + 1
+
+
+def test_a_counter_pushed_to_the_edge_by_an_older_version_is_repaired(
+    store: HistoryStore,
+) -> None:
+    kept = store.create()
+    # What importing id 2**63 - 1 and deleting it did before ids were bounded.
+    conn = sqlite3.connect(store.path, isolation_level=None)
+    conn.execute("UPDATE counters SET value = ? WHERE name = 'conversation'", (2**63 - 1,))
+    conn.close()
+    assert store.create() == kept + 1
+    assert store.create() == kept + 2
+
+
+def test_store_operations_raise_only_the_stores_own_errors(store: HistoryStore) -> None:
+    cid = store.create()
+    with pytest.raises(Unstorable, match="not valid Unicode") as caught:
+        store.add(cid, MessageRecord("user", "bad \ud800 text"))
+    assert caught.value.exit_code == 2 and isinstance(caught.value, StoreError)
+    with pytest.raises(Unstorable, match="out of the history database's range"):
+        store.get(2**64)
+    with pytest.raises(Unstorable):
+        store.add(cid, MessageRecord("model", "x", prompt_tokens=2**70))
+    with pytest.raises(Unstorable):
+        store.rename(2**63, "far")
+    # Nothing was half-written, and the store goes on working.
+    assert store.messages(cid) == []
+    assert store.add(cid, MessageRecord("user", "fine")).seq == 0
+    # A limit past SQLite's range means no limit, not an error.
+    assert [r.id for r in store.conversations(limit=10**20)] == [cid]
+    assert len(store.search("fine", limit=10**20)) == 1
+
+
+def test_search_snippets_are_bounded(store: HistoryStore) -> None:
+    cid = store.create()
+    word = "x" * 2_000_000
+    store.add(cid, MessageRecord("user", f"needle {word} " + "padding " * 10_000))
+    store.add(cid, MessageRecord("user", word))
+    hits = store.search("needle")
+    assert len(hits) == 1
+    assert len(hits[0].snippet) <= SNIPPET_LENGTH + 2
+    assert hits[0].highlighted("[", "]").startswith("[needle] xxx")
+    hits = store.search("xxxx")
+    assert len(hits) == 2
+    for hit in hits:
+        assert len(hit.snippet) <= SNIPPET_LENGTH + 2
+        assert hit.snippet.count(SNIPPET_OPEN) == hit.snippet.count(SNIPPET_CLOSE) >= 1

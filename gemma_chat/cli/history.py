@@ -178,8 +178,14 @@ def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE.")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace FILE if it exists.")] = False,
 ) -> None:
-    """Write a conversation as Markdown or lossless JSON (stdout by default)."""
+    """Write a conversation as Markdown or lossless JSON (stdout by default).
+
+    FILE is written atomically, and is never one of gemma-chat's own files (the
+    history database, the config, the cache).
+    """
+    from gemma_chat.history.files import write_export
     from gemma_chat.history.transfer import export_json, export_markdown
 
     with _store() as store:
@@ -188,10 +194,7 @@ def export(
     if output is None or str(output) == "-":
         sys.stdout.write(text)
         return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise GemmaChatError(f"cannot write {output}: {exc.strerror or exc}") from None
+    write_export(output, text, store.path, force=force)
 
 
 @history_app.command("import")
@@ -200,13 +203,11 @@ def import_(
         str, typer.Argument(metavar="FILE.json", help="A JSON export ('-' reads stdin).")
     ],
 ) -> None:
-    """Add a conversation from a JSON export; print its id."""
-    from gemma_chat.history.transfer import import_json, read_import_file
+    """Add a conversation from a JSON export (at most 64 MiB); print its id."""
+    from gemma_chat.history.files import read_import
+    from gemma_chat.history.transfer import import_json
 
-    if file == "-":
-        text, source = sys.stdin.read(), "stdin"
-    else:
-        text, source = read_import_file(Path(file)), file
+    text, source = read_import(file)
     with _store() as store:
         new_id = import_json(store, text, source)
     print(new_id)

@@ -41,6 +41,11 @@ class NotFound(UsageError):
     """No conversation has the given id."""
 
 
+class Unstorable(StoreError, UsageError):
+    """A value SQLite cannot hold: a number outside its 64-bit range, or text that is
+    not valid Unicode (a lone surrogate). Bad input, so a usage error (exit 2)."""
+
+
 def move_aside(path: Path | None = None) -> Path:
     """Rename a damaged history file (and its WAL and shared-memory files) out of the
     way, so the next start creates a new store. Nothing is deleted.

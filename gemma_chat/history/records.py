@@ -4,6 +4,7 @@ and from SQLite rows. Plain data; no connection here."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import sys
 from array import array
@@ -13,6 +14,12 @@ from typing import Any
 
 TITLE_LENGTH = 60
 SNIPPET_OPEN, SNIPPET_CLOSE = "\x02", "\x03"
+SNIPPET_LENGTH = 300
+"""The most characters of message text a search hit carries (markers not counted)."""
+SNIPPET_WORD = 60
+"""A longer word in a snippet is cut (FTS5 bounds a snippet in words, and one word can be
+megabytes)."""
+ELLIPSIS = "…"
 
 
 def now() -> str:
@@ -217,8 +224,39 @@ def hit_from_row(row: sqlite3.Row) -> SearchHit:
         message_id=row["id"],
         seq=row["seq"],
         role=row["role"],
-        snippet=row["snippet"],
+        snippet=bound_snippet(row["snippet"]),
         created_at=row["created_at"],
+    )
+
+
+def bound_snippet(snippet: str) -> str:
+    """A snippet of at most :data:`SNIPPET_LENGTH` characters of text, each word at most
+    :data:`SNIPPET_WORD`, with every match marker still paired."""
+    parts = snippet.split(SNIPPET_OPEN)
+    # parts[0] is before the first match; each later part is "match CLOSE after".
+    pieces = [(parts[0], False)]
+    for part in parts[1:]:
+        inside, _, after = part.partition(SNIPPET_CLOSE)
+        pieces += [(inside, True), (after, False)]
+    out: list[str] = []
+    left = SNIPPET_LENGTH
+    for text, matched in pieces:
+        text = _short_words(text)
+        if len(text) > left:
+            text = text[: max(left - 1, 0)] + ELLIPSIS
+        if text:
+            out.append(f"{SNIPPET_OPEN}{text}{SNIPPET_CLOSE}" if matched else text)
+        left -= len(text)
+        if left <= 0:
+            break
+    return "".join(out)
+
+
+def _short_words(text: str) -> str:
+    if len(text) <= SNIPPET_WORD:
+        return text
+    return re.sub(
+        rf"\S{{{SNIPPET_WORD + 1},}}", lambda m: m.group()[: SNIPPET_WORD - 1] + ELLIPSIS, text
     )
 
 

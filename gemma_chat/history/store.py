@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from gemma_chat.errors import UsageError
-from gemma_chat.history import schema
+from gemma_chat.history import connection, schema
 from gemma_chat.history.problems import (
     CorruptStore,
     NotFound,
     StoreError,
+    Unstorable,
     move_aside,
     store_file,
 )
@@ -54,6 +55,7 @@ from gemma_chat.history.records import (
     title_from,
 )
 from gemma_chat.history.turns import to_conversation
+from gemma_chat.sanitize import one_line
 
 __all__ = [
     "ConversationRecord",
@@ -63,6 +65,7 @@ __all__ = [
     "NotFound",
     "SearchHit",
     "StoreError",
+    "Unstorable",
     "fts_query",
     "move_aside",
     "store_file",
@@ -70,11 +73,20 @@ __all__ = [
     "to_conversation",
 ]
 
-BUSY_TIMEOUT_MS = 10_000
+ID_LIMIT = 2**53 - 1
+"""The highest conversation id ever handed out: far from SQLite's 2**63 - 1, so adding
+one never overflows, and exact in every JSON reader (a double holds it)."""
+KEEP_ID_LIMIT = 2**31 - 1
+"""An import keeps its id only up to here; a larger one gets the next id, so no file can
+push the counter anywhere near :data:`ID_LIMIT`."""
+_INT64_MAX = 2**63 - 1
+# What the sqlite3 module raises besides sqlite3.Error: a Python int SQLite cannot hold,
+# and a str that is not valid Unicode. The store turns all three into its own errors.
+_DRIVER_ERRORS = (sqlite3.Error, OverflowError, UnicodeEncodeError)
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 
-def _is_corrupt(exc: sqlite3.Error) -> bool:
+def _is_corrupt(exc: Exception) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
     if code is not None:
         return code & 0xFF in _CORRUPT_CODES
@@ -83,7 +95,15 @@ def _is_corrupt(exc: sqlite3.Error) -> bool:
 
 
 class HistoryStore:
-    """An open history database. Safe to share between threads (one lock)."""
+    """An open history database. Safe to share between threads (one lock).
+
+    Its contract with callers: every method raises only gemma-chat's own errors, all
+    :class:`~gemma_chat.errors.GemmaChatError` subclasses with a one-line message:
+    :class:`StoreError` (the file cannot be used; :class:`CorruptStore` when it is
+    damaged), :class:`NotFound`, :class:`Unstorable` (a value SQLite cannot hold) and
+    :class:`~gemma_chat.errors.UsageError` for bad arguments. No ``sqlite3``,
+    ``OverflowError`` or ``UnicodeEncodeError`` gets out.
+    """
 
     def __init__(self, path: Path | None = None) -> None:
         """Open (creating if needed) and migrate the store.
@@ -101,13 +121,10 @@ class HistoryStore:
                 f"cannot create the history folder {self.path.parent}: {exc}"
             ) from None
         try:
-            self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
-            )
+            self._conn = connection.connect(self.path)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the history database {self.path}: {exc}") from None
+            raise self._translate(exc) from None
         try:
-            self._configure()
             schema.migrate(self._conn)
         except schema.NewerSchema as exc:
             self._conn.close()
@@ -122,20 +139,13 @@ class HistoryStore:
             self._conn.close()
             raise
 
-    def _configure(self) -> None:
-        conn = self._conn
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StoreError(f"the history database {self.path} cannot use WAL mode ({mode})")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        # Reading the schema makes SQLite parse the header: a file that is not a
-        # database fails here, not at the first user action.
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-
-    def _translate(self, exc: sqlite3.Error) -> StoreError:
+    def _translate(self, exc: Exception) -> StoreError:
+        if isinstance(exc, OverflowError):
+            return Unstorable(f"a number is out of the history database's range: {exc}")
+        if isinstance(exc, UnicodeEncodeError):
+            return Unstorable(
+                "text that is not valid Unicode (a lone surrogate) cannot go into the history"
+            )
         if _is_corrupt(exc):
             return CorruptStore(self.path, str(exc))
         return StoreError(f"history database {self.path}: {exc}")
@@ -158,7 +168,7 @@ class HistoryStore:
         with self._lock:
             try:
                 yield self._conn
-            except sqlite3.Error as exc:
+            except _DRIVER_ERRORS as exc:
                 raise self._translate(exc) from None
 
     @contextmanager
@@ -177,7 +187,7 @@ class HistoryStore:
                 with suppress(sqlite3.Error):  # a failed rollback must not hide the cause
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
+                if isinstance(exc, _DRIVER_ERRORS):
                     raise self._translate(exc) from None
                 raise
 
@@ -220,9 +230,7 @@ class HistoryStore:
         """Conversations, the one with the latest message first."""
         query = _CONVERSATION_SELECT + " ORDER BY c.updated_at DESC, c.id DESC"
         with self._read() as conn:
-            rows = conn.execute(
-                query + " LIMIT ?", (limit if limit is not None else -1,)
-            ).fetchall()
+            rows = conn.execute(query + " LIMIT ?", (_sql_limit(limit),)).fetchall()
         return [conversation_from_row(row) for row in rows]
 
     def latest(self) -> ConversationRecord | None:
@@ -376,7 +384,7 @@ class HistoryStore:
                 "AS snippet FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
                 "JOIN conversations c ON c.id = m.conversation_id "
                 "WHERE messages_fts MATCH ? ORDER BY bm25(messages_fts), m.id DESC LIMIT ?",
-                (query, limit),
+                (query, _sql_limit(limit)),
             ).fetchall()
         return [hit_from_row(row) for row in rows]
 
@@ -401,10 +409,9 @@ class HistoryStore:
             ).fetchone()
             if clash is not None:
                 raise UsageError(
-                    f"conversation {record.uuid} is already in the history as {clash['id']}"
+                    f"conversation {_shown(record.uuid)} is already in the history as {clash['id']}"
                 )
-            used = conn.execute("SELECT value FROM counters WHERE name = 'conversation'")
-            if record.id > used.fetchone()[0]:
+            if _counter(conn) < record.id <= KEEP_ID_LIMIT:
                 new_id = record.id
                 conn.execute("UPDATE counters SET value = ? WHERE name = 'conversation'", (new_id,))
             else:
@@ -433,9 +440,41 @@ class HistoryStore:
             return new_id
 
 
-def _next_id(conn: sqlite3.Connection) -> int:
-    conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'conversation'")
+def _counter(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT value FROM counters WHERE name = 'conversation'").fetchone()[0])
+
+
+def _next_id(conn: sqlite3.Connection) -> int:
+    """The next conversation id, counted up inside the caller's transaction.
+
+    Raises:
+        StoreError: Every id up to :data:`ID_LIMIT` is used (only a hand-edited file
+            gets here).
+    """
+    counter = _counter(conn)
+    if counter >= ID_LIMIT:
+        # Only an import by an older gemma-chat (which kept any id) could push the
+        # counter this far: carry on from the highest id in range instead of failing
+        # every save from now on.
+        counter = conn.execute(
+            "SELECT coalesce(max(id), 0) FROM conversations WHERE id <= ?", (ID_LIMIT,)
+        ).fetchone()[0]
+    new_id = counter + 1
+    if new_id > ID_LIMIT:
+        raise StoreError(f"no conversation ids are left (the highest is {ID_LIMIT})")
+    conn.execute("UPDATE counters SET value = ? WHERE name = 'conversation'", (new_id,))
+    return new_id
+
+
+def _shown(text: str, length: int = 60) -> str:
+    """Text from a file, safe and short enough for a one-line error."""
+    text = one_line(text)
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def _sql_limit(limit: int | None) -> int:
+    """A LIMIT SQLite can take: none (-1) for None or a number past its range."""
+    return -1 if limit is None or limit > _INT64_MAX else limit
 
 
 def fts_query(text: str) -> str:

@@ -8,7 +8,6 @@ the same document.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gemma_chat.conversation import StopReason
 from gemma_chat.errors import UsageError
 from gemma_chat.history.store import ConversationRecord, HistoryStore, MessageRecord
+from gemma_chat.sanitize import one_line
 
 FORMAT_NAME = "gemma-chat-conversation"
 FORMAT_VERSION = 1
@@ -114,24 +114,15 @@ def import_json(store: HistoryStore, text: str, source: str = "the file") -> int
     """Store a conversation exported by :func:`export_json`.
 
     Returns:
-        The id it was stored under (its old id when that is free).
+        The id it was stored under: its old id when that is free and in range
+        (see :data:`~gemma_chat.history.store.KEEP_ID_LIMIT`), else the next one.
 
     Raises:
-        UsageError: The text is not such a document (the message names the first
-            problem), or the conversation is already stored.
+        UsageError: The text is not such a document (the message names up to
+            :data:`MAX_PROBLEMS` problems, each with its field path), or the
+            conversation is already stored.
     """
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"{source} is not valid JSON: {exc}") from None
-    try:
-        document = _Document.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "the document"
-        raise UsageError(
-            f"{source} is not a gemma-chat conversation export: {where}: {error['msg']}"
-        ) from None
+    document = parse_document(text, source)
     conv = document.conversation
     record = ConversationRecord(
         id=conv.id,
@@ -155,16 +146,54 @@ def import_json(store: HistoryStore, text: str, source: str = "the file") -> int
     return store.insert(record, messages)
 
 
-def read_import_file(path: Path) -> str:
-    """The text of a file to import, with a one-line error when it cannot be read."""
+MAX_PROBLEMS = 20
+"""The most validation problems one import error lists."""
+_PART_LENGTH = 40  # a field name in an error comes from the file: keep it short
+
+
+def parse_document(text: str, source: str = "the file") -> _Document:
+    """Parse and validate an export; any problem is one :class:`UsageError` line.
+
+    Raises:
+        UsageError: Not JSON, not valid Unicode, nested too deeply, or not an export.
+    """
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"no such file: {path}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        data = json.loads(text)
+        # A "\ud800" escape decodes to a lone surrogate, which no file, terminal or
+        # SQLite text can hold: find it now, wherever it is (keys included).
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise UsageError(f"{source} is nested too deeply to be an export") from None
+    except UnicodeEncodeError:
+        raise UsageError(
+            f"{source} holds text that is not valid Unicode (an unpaired \\uD800-\\uDFFF escape)"
+        ) from None
+    except ValueError as exc:
+        raise UsageError(f"{source} is not valid JSON: {one_line(str(exc))[:200]}") from None
+    try:
+        return _Document.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(
+            f"{source} is not a gemma-chat conversation export: {_problems(exc)}"
+        ) from None
+    except RecursionError:
+        raise UsageError(f"{source} is nested too deeply to be an export") from None
+
+
+def _problems(exc: ValidationError) -> str:
+    """Every problem (up to :data:`MAX_PROBLEMS`) as ``field.path: message``, one line."""
+    errors = exc.errors(include_url=False, include_input=False)
+    shown = []
+    for error in errors[:MAX_PROBLEMS]:
+        where = ".".join(_short(str(part)) for part in error["loc"]) or "the document"
+        shown.append(f"{where}: {one_line(error['msg'])}")
+    more = len(errors) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+
+def _short(part: str) -> str:
+    part = one_line(part)
+    return part if len(part) <= _PART_LENGTH else part[: _PART_LENGTH - 1] + "…"
 
 
 def export_markdown(store: HistoryStore, conversation_id: int) -> str:
