@@ -3,13 +3,14 @@ any text (bounded example count; see the profile in conftest.py)."""
 
 from __future__ import annotations
 
+import json
 import unicodedata
 
 from escapes import CORPUS, PAYLOADS, SHOWN
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gemma_chat.sanitize import StreamSanitizer, has_controls, one_line, visible
+from gemma_chat.sanitize import StreamSanitizer, has_controls, json_safe, one_line, visible
 
 # Text biased towards what matters: controls, CR/LF, C1, pictures, and ordinary text.
 _SPECIAL = st.sampled_from(
@@ -74,6 +75,13 @@ def test_stream_sanitizer_over_any_split_equals_visible_of_the_whole(
     sanitizer = StreamSanitizer()
     streamed = "".join(sanitizer.feed(piece) for piece in pieces) + sanitizer.finish()
     assert streamed == visible(text)
+
+
+@given(st.recursive(st.none() | TEXT, lambda inner: st.lists(inner) | st.dictionaries(TEXT, inner)))
+def test_json_safe_is_lossless_and_leaves_no_control(value: object) -> None:
+    text = json_safe(json.dumps(value, ensure_ascii=False))
+    assert json.loads(text) == value
+    assert not has_controls(text.replace("\n", ""))
 
 
 def test_examples() -> None:
