@@ -140,7 +140,20 @@ def test_history_export_files(hostile_history: int, tmp_path: Path) -> None:
 
 
 class HostileServer(SSEServer):
-    """The test SSE server, plus modes that stream the corpus or fail with it."""
+    """The test SSE server, plus modes that stream the corpus or fail with it; the model
+    it serves has a hostile id."""
+
+    MODEL = "evil-model" + FILE_SAFE
+
+    def __init__(self) -> None:
+        super().__init__()
+        server = self
+
+        def do_get(handler: Any) -> None:
+            server._record(handler, None)
+            handler._json(200, {"data": [{"id": server.MODEL, "max_model_len": 4096}]})
+
+        self.handler.do_GET = do_get  # type: ignore[method-assign]
 
     def _answer(self, h: Any, mode: str, body: dict[str, Any]) -> None:
         if mode == "hostile_error":
@@ -179,6 +192,8 @@ def test_ask_on_a_terminal(hostile_server: HostileServer, extra: list[str]) -> N
     code, seen = run_in_pty(*ask_args(hostile_server, "hostile", *extra))
     assert code == 0, seen
     assert_safe(seen)
+    if extra == ["--stats"]:  # the stats line names the server's model
+        assert b"evil-model" in seen
     if extra == ["--plain"]:  # a CRLF split across chunks is one line end (rich wraps)
         assert b"line one\r\nline two" in seen
 
@@ -213,12 +228,20 @@ def test_raw_on_a_terminal_is_a_usage_error(hostile_server: HostileServer) -> No
     assert len(hostile_server.requests) == before  # refused before anything was asked
 
 
-def test_a_server_error_quoting_escapes_is_one_safe_line(hostile_server: HostileServer) -> None:
-    code, seen = run_in_pty(*ask_args(hostile_server, "hostile_error"))
+@pytest.mark.parametrize(
+    ("mode", "extra", "quoted"),
+    [("hostile_error", [], "boom"), ("hostile", ["--model", "nosuch"], "evil-model")],
+    ids=["error-text", "model-ids"],
+)
+def test_a_server_error_quoting_escapes_is_one_safe_line(
+    hostile_server: HostileServer, mode: str, extra: list[str], quoted: str
+) -> None:
+    """The server's error text, or its model ids in gemma-chat's own error."""
+    code, seen = run_in_pty(*ask_args(hostile_server, mode, *extra))
     assert code == 1, seen
     assert_safe(seen)
     text = strip_legit(seen).decode()
-    assert text.count("\n") == 1 and "boom" in text, text
+    assert text.count("\n") == 1 and quoted in text, text
 
 
 # -------------------------------------------------------------------------- models
@@ -264,3 +287,18 @@ def test_prompt_inspector(demo_path: Path) -> None:
     assert_safe(proc.stdout)
     proc = run_cli("prompt", CORPUS, "--model", str(demo_path), "--json")
     assert CORPUS in json.loads(proc.stdout)["text"]
+
+
+def test_remote_errors_quote_the_server_safely(hostile_server: HostileServer) -> None:
+    """The backend's own error already shows the server's text safely, for every place
+    that shows it (the app's notices, ``--debug``), not only the CLI's error line."""
+    from gemma_chat.backend.remote import OpenAIBackend
+    from gemma_chat.backend.sse import RemoteError
+    from gemma_chat.sanitize import has_controls
+    from gemma_chat.settings import Sampling
+
+    remote = OpenAIBackend(hostile_server.url("hostile_error"), model="m", n_ctx=2048)
+    with pytest.raises(RemoteError) as info:
+        list(remote.stream_text("p", messages=[], sampling=Sampling(), seed=1, stop=[]))
+    text = str(info.value)
+    assert "boom" in text and SHOWN in text and not has_controls(text)

@@ -14,7 +14,7 @@ from typing import Any
 from gemma_chat.backend.sse import RemoteError
 from gemma_chat.cli.exchange import Exchange, open_exchange
 from gemma_chat.cli.inputs import combine, read_piped
-from gemma_chat.cli.options import HistoryOptions, RunOptions, check_raw
+from gemma_chat.cli.options import HistoryOptions, RunOptions
 from gemma_chat.cli.render import MarkdownWriter, PlainWriter
 from gemma_chat.conversation import StopReason
 from gemma_chat.engine import Engine, ReplyDone, TextDelta
@@ -45,7 +45,6 @@ def run_ask(
         GemmaChatError: Bad input, a bad model or history, or a message too long for
             the context.
     """
-    check_raw(options.raw)  # before reading stdin or loading anything
     message = combine(question, read_piped())
     cancel = threading.Event()
     with _sigint_sets(cancel):
