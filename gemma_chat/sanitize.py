@@ -17,8 +17,10 @@ carried them:
   is ``␛]``, exactly the sequence it stands for.
 * CRLF is a line ending and becomes ``\\n``.
 
-JSON output needs none of this: JSON escapes every control character, so it stays
-lossless and is never passed through here.
+JSON output is never passed through :func:`visible`: it must stay lossless. JSON escapes
+C0 controls itself, but ``json.dumps(..., ensure_ascii=False)`` leaves DEL and the C1
+range as raw characters, so JSON bound for a terminal goes through :func:`json_safe`,
+which writes those as ``\\u`` escapes: the same JSON value, nothing a terminal acts on.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ for _code in range(0x80, 0xA0):
     _TABLE[_code] = "\u241b" + chr(_code - 0x40)
 
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_JSON_RAW = re.compile("[\x7f-\x9f]")
 _WHITESPACE_RUN = re.compile(r"[ \t\n\r\f\v\u2028\u2029\x85]+")
 
 
@@ -83,3 +86,10 @@ class StreamSanitizer:
         """Release a CR held at the very end."""
         held, self._held_cr = self._held_cr, False
         return visible("\r") if held else ""
+
+
+def json_safe(text: str) -> str:
+    """JSON text (``json.dumps`` output) with DEL and C1 characters written as ``\\u``
+    escapes. They can only occur inside JSON strings, where the escape means the same
+    character, so the document is unchanged as JSON (lossless) and safe on a terminal."""
+    return _JSON_RAW.sub(lambda match: f"\\u{ord(match.group()):04x}", text)

@@ -283,6 +283,7 @@ def _add_hparams(
     n_ff: int,
     context_length: int,
     heads: tuple[int, int, int] = (_N_HEAD, _N_HEAD_KV, _HEAD_DIM),
+    name: str = "tinygemma2",
 ) -> None:
     """Writes the ``gemma2`` hyperparameters other than soft-capping.
 
@@ -291,8 +292,9 @@ def _add_hparams(
         d_model: Embedding width.
         n_ff: FFN hidden width.
         context_length: Value of ``gemma2.context_length``.
+        name: Value of ``general.name``.
     """
-    writer.add_name("tinygemma2")
+    writer.add_name(name)
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     writer.add_context_length(context_length)
     writer.add_embedding_length(d_model)
@@ -391,6 +393,7 @@ def build_tiny_gemma2(
     extra_pieces: Sequence[str] = (),
     turn_tokens: bool = True,
     heads: tuple[int, int, int] = (_N_HEAD, _N_HEAD_KV, _HEAD_DIM),
+    name: str = "tinygemma2",
 ) -> TinyModel:
     r"""Writes a tiny deterministic ``gemma2`` GGUF whose greedy output is a script.
 
@@ -430,6 +433,8 @@ def build_tiny_gemma2(
         heads: ``(n_head, n_head_kv, head_dim)``. Impossible shapes (an odd head_dim,
             n_head not a multiple of n_head_kv) load, then make llama.cpp abort the
             process when it builds or runs the graph.
+        name: Value of ``general.name`` (any text: the escape tests put hostile
+            sequences there).
 
     Returns:
         The written model's path and vocabulary.
@@ -458,7 +463,14 @@ def build_tiny_gemma2(
     ffn = _ffn_weights(successor_ids, n_vocab, d_model)
 
     writer = gguf.GGUFWriter(model.path, "gemma2")
-    _add_hparams(writer, d_model, n_ff=ffn[0].shape[0], context_length=context_length, heads=heads)
+    _add_hparams(
+        writer,
+        d_model,
+        n_ff=ffn[0].shape[0],
+        context_length=context_length,
+        heads=heads,
+        name=name,
+    )
     if softcap:
         writer.add_attn_logit_softcapping(_ATTN_SOFTCAP)
         writer.add_final_logit_softcapping(_FINAL_SOFTCAP)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from gemma_chat import sanitize
 from gemma_chat.errors import GemmaChatError
 
 CANCEL_POLL_S = 0.05
@@ -37,7 +38,9 @@ class TextChunk:
 
 
 def one_line(text: str, limit: int = 200) -> str:
-    line = " ".join(text.split())
+    """A server's text for an error message: one line, controls shown (the sanitizer's
+    :func:`~gemma_chat.sanitize.one_line`), at most ``limit`` characters."""
+    line = sanitize.one_line(text).strip()
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 

@@ -2,7 +2,9 @@
 
 ``main`` runs Typer in non-standalone mode so that every error, usage errors included,
 is one line on stderr with a documented exit code: 1 for runtime errors, 2 for usage
-errors, 130 after Ctrl+C. Tracebacks only appear with ``--debug``.
+errors, 130 after Ctrl+C. Tracebacks only appear with ``--debug``. An error may quote
+untrusted text (a server's message, a model's metadata, a file name), so it is printed
+through :func:`~gemma_chat.sanitize.one_line`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from gemma_chat.cli.history import history_app
 from gemma_chat.cli.models import models_app
 from gemma_chat.cli.pull import pull as pull_command
 from gemma_chat.errors import GemmaChatError, UsageError
+from gemma_chat.sanitize import one_line
 
 app = typer.Typer(
     name="gemma-chat",
@@ -68,7 +71,7 @@ def root(
         run = run_options(values)
         history = history_options(values, option="--resume")
         raise typer.Exit(run_ask(o.build_settings(**values), None, run, history))
-    run_options(values)  # --stats/--json/--plain only concern answers on stdout
+    run_options(values)  # --stats/--json/--plain/--raw only concern answers on stdout
     from gemma_chat.cli.exchange import resume_id
 
     explicit = frozenset(key for key in o.CONVERSATION_SETTINGS if _given(values.get(key)))
@@ -133,7 +136,7 @@ def prompt(
 
 def settings_values(options: dict[str, Any]) -> dict[str, Any]:
     """Map the shared options onto :func:`options.build_settings` keywords (plus the run
-    options ``stats``, ``json_out`` and ``plain``)."""
+    options ``stats``, ``json_out``, ``plain`` and ``raw``)."""
     mapped = dict(options)
     mapped["ctx"] = mapped.pop("ctx_size", None)
     mapped["debug"] = mapped.get("debug") or None
@@ -143,8 +146,15 @@ def settings_values(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_options(values: dict[str, Any]) -> o.RunOptions:
-    """Take the run options out of ``values``."""
-    return o.RunOptions(*(bool(values.pop(key, False)) for key in ("stats", "json_out", "plain")))
+    """Take the run options out of ``values``.
+
+    Raises:
+        UsageError: ``--raw`` with stdout on a terminal.
+    """
+    keys = ("stats", "json_out", "plain", "raw")
+    run = o.RunOptions(*(bool(values.pop(key, False)) for key in keys))
+    o.check_raw(run.raw)
+    return run
 
 
 def history_options(values: dict[str, Any], option: str = "--conversation") -> o.HistoryOptions:
@@ -188,12 +198,12 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         code = 130
     except typer.TyperException as exc:  # Typer's usage errors (exit 2) and the like
-        print(f"gemma-chat: {exc.format_message()}", file=sys.stderr)
+        print(f"gemma-chat: {one_line(exc.format_message())}", file=sys.stderr)
         code = getattr(exc, "exit_code", 2)
     except GemmaChatError as exc:
         if debug:
             raise
-        print(f"gemma-chat: error: {exc}", file=sys.stderr)
+        print(f"gemma-chat: error: {one_line(str(exc))}", file=sys.stderr)
         code = exc.exit_code
     except KeyboardInterrupt:
         print(file=sys.stderr)
@@ -205,13 +215,13 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         if debug:
             raise
-        print(f"gemma-chat: error: {exc}", file=sys.stderr)
+        print(f"gemma-chat: error: {one_line(str(exc))}", file=sys.stderr)
         code = 1
     except Exception as exc:
         if debug:
             raise
         print(
-            f"gemma-chat: internal error: {type(exc).__name__}: {exc} "
+            f"gemma-chat: internal error: {type(exc).__name__}: {one_line(str(exc))} "
             "(run with --debug for details)",
             file=sys.stderr,
         )

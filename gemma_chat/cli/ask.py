@@ -21,14 +21,16 @@ from gemma_chat.engine import Engine, ReplyDone, TextDelta
 from gemma_chat.errors import ContextError, GemmaChatError
 from gemma_chat.loader import RemoteModelInfo, load_backend
 from gemma_chat.models import ModelInfo
+from gemma_chat.sanitize import json_safe, one_line
 from gemma_chat.settings import Settings
 
 EXIT_INTERRUPTED = 130
 
 
 def notify(message: str) -> None:
-    """Diagnostics go to stderr, one line each."""
-    print(f"gemma-chat: {message}", file=sys.stderr, flush=True)
+    """Diagnostics go to stderr, one line each (they may quote a model's metadata or a
+    server's text: controls are shown, never obeyed)."""
+    print(f"gemma-chat: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 def run_ask(
@@ -72,7 +74,7 @@ def _answer(
     writer = None
     if not options.json:
         use_markdown = sys.stdout.isatty() and not options.plain
-        writer = MarkdownWriter() if use_markdown else PlainWriter()
+        writer = MarkdownWriter() if use_markdown else PlainWriter(raw=options.raw)
     done: ReplyDone | None = None
     reader_gone = False
     try:
@@ -105,9 +107,9 @@ def _answer(
     result = result_dict(done, info, backend.info)
     result["conversation_id"] = exchange.conversation_id
     if options.json:
-        print(json.dumps(result, ensure_ascii=False))
+        print(json_safe(json.dumps(result, ensure_ascii=False)))
     if options.stats:
-        print(stats_line(result), file=sys.stderr)
+        print(one_line(stats_line(result)), file=sys.stderr)  # names the model
     if done.stats.dropped_turns:
         notify(f"{done.stats.dropped_turns} old turns were left out to fit the context")
     if done.stop_reason is StopReason.FAILED:

@@ -16,6 +16,7 @@ import typer
 
 from gemma_chat.cli import options as o
 from gemma_chat.errors import UsageError
+from gemma_chat.sanitize import one_line
 
 
 def doctor(
@@ -64,7 +65,8 @@ def _settings(cli: dict[str, Any]) -> tuple[Any, str | None]:
 
 
 def render(report: dict[str, Any]) -> str:
-    """The report as aligned text sections."""
+    """The report as aligned text sections. Every value is one safe line: model paths,
+    GGUF metadata and error messages are untrusted text."""
     from gemma_chat.planner import gib
 
     build, threads, memory = report["llama_cpp"], report["threads"], report["memory"]
@@ -110,9 +112,9 @@ def render(report: dict[str, Any]) -> str:
     lines = []
     for title, rows in sections:
         lines.append(title)
-        lines.extend(f"  {key:<17} {value}" for key, value in rows)
+        lines.extend(f"  {key:<17} {one_line(str(value))}" for key, value in rows)
     lines.append("next steps")
-    lines.extend(f"  - {step}" for step in report["next_steps"] or ["none: all set"])
+    lines.extend(f"  - {one_line(step)}" for step in report["next_steps"] or ["none: all set"])
     return "\n".join(lines)
 
 

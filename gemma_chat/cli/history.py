@@ -10,7 +10,6 @@ imported inside the commands, so registering this sub-app costs ``ask`` nothing.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from dataclasses import asdict
 from datetime import datetime
@@ -22,6 +21,7 @@ import typer
 
 from gemma_chat.cli import options as o
 from gemma_chat.errors import GemmaChatError, UsageError
+from gemma_chat.sanitize import json_safe, one_line
 
 if TYPE_CHECKING:
     from gemma_chat.history.store import HistoryStore, SearchHit
@@ -64,16 +64,11 @@ def _store() -> HistoryStore:
 
 
 def _note(message: str) -> None:
-    print(f"gemma-chat: {message}", file=sys.stderr)
+    print(f"gemma-chat: {one_line(message)}", file=sys.stderr)
 
 
 def _on_terminal() -> bool:
     return sys.stdout.isatty()
-
-
-def _one_line(text: str) -> str:
-    """Text safe to print on one terminal line: no newlines, no escape sequences."""
-    return "".join(ch if ch.isprintable() else " " for ch in re.sub(r"\s+", " ", text))
 
 
 def local_time(stamp: str) -> str:
@@ -81,7 +76,7 @@ def local_time(stamp: str) -> str:
     try:
         return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M")
     except ValueError:  # an imported file may carry any text here
-        return _one_line(stamp)[:16]
+        return one_line(stamp)[:16]
 
 
 @history_app.command("list")
@@ -90,7 +85,7 @@ def list_(json_out: JsonOpt = False, limit: LimitOpt = None) -> None:
     with _store() as store:
         records = store.conversations(limit)
     if json_out:
-        print(json.dumps([asdict(record) for record in records], ensure_ascii=False, indent=2))
+        print(json_safe(json.dumps([asdict(r) for r in records], ensure_ascii=False, indent=2)))
         return
     if not records:
         _note("no saved conversations yet")
@@ -100,7 +95,7 @@ def list_(json_out: JsonOpt = False, limit: LimitOpt = None) -> None:
     for record in records:
         print(
             f"{record.id:>{width}}  {local_time(record.updated_at):<16}  "
-            f"{record.message_count:>4}  {_one_line(record.title)}"
+            f"{record.message_count:>4}  {one_line(record.title)}"
         )
 
 
@@ -132,7 +127,7 @@ def search(
         hits = store.search(query, limit=limit or 50)
     if json_out:
         found = [{**asdict(hit), "snippet": hit.highlighted()} for hit in hits]
-        print(json.dumps(found, ensure_ascii=False, indent=2))
+        print(json_safe(json.dumps(found, ensure_ascii=False, indent=2)))
         return
     if not hits:
         _note(f"no message matches {query!r}")
@@ -142,7 +137,7 @@ def search(
         return
     for hit in hits:
         print(_hit_heading(hit))
-        print(f"    {_who(hit.role)}: {_one_line(hit.highlighted())}")
+        print(f"    {_who(hit.role)}: {one_line(hit.highlighted())}")
 
 
 def _who(role: str) -> str:
@@ -150,7 +145,7 @@ def _who(role: str) -> str:
 
 
 def _hit_heading(hit: SearchHit) -> str:
-    return f"{hit.conversation_id}  {_one_line(hit.title)}  (message {hit.seq + 1})"
+    return f"{hit.conversation_id}  {one_line(hit.title)}  (message {hit.seq + 1})"
 
 
 def _print_hits_styled(hits: list[SearchHit]) -> None:
@@ -161,9 +156,9 @@ def _print_hits_styled(hits: list[SearchHit]) -> None:
     console = Console(highlight=False, soft_wrap=True)
     for hit in hits:
         line = Text("    ").append(f"{_who(hit.role)}: ", style="dim")
-        # Split on the markers before cleaning, so the markers survive _one_line.
+        # Split on the markers before cleaning, so the markers survive one_line.
         for index, part in enumerate(hit.highlighted("\x00", "\x00").split("\x00")):
-            line.append(_one_line(part), style="bold" if index % 2 else None)
+            line.append(one_line(part), style="bold" if index % 2 else None)
         console.print(Text(_hit_heading(hit), style="bold cyan"))
         console.print(line)
 
@@ -227,7 +222,7 @@ def delete(
                     f"not deleting conversation {conversation_id} without confirmation: pass --yes"
                 )
             question = (
-                f"Delete conversation {record.id}, {_one_line(record.title)!r} "
+                f"Delete conversation {record.id}, {one_line(record.title)!r} "
                 f"({record.message_count} messages)?"
             )
             if not typer.confirm(question, default=False, err=True):

@@ -11,12 +11,13 @@ sub-app costs ``ask`` nothing.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from gemma_chat.sanitize import json_safe, one_line
 
 if TYPE_CHECKING:
     from gemma_chat.discovery import ModelEntry
@@ -55,7 +56,7 @@ def list_models(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     entries = discovery.list_models(settings)
     if json_out:
         records = [discovery.record(entry) for entry in entries]
-        print(json.dumps({"models": records}, ensure_ascii=False, indent=2))
+        print(json_safe(json.dumps({"models": records}, ensure_ascii=False, indent=2)))
         return
     if not entries:
         _note(_nothing_found(settings))
@@ -90,7 +91,7 @@ def info(
             "n_ctx": n_ctx,
             "plan": plan,
         }
-        print(json.dumps(data, ensure_ascii=False, indent=2))
+        print(json_safe(json.dumps(data, ensure_ascii=False, indent=2)))
         return
     _print_info(entry, meta, n_ctx, plan)
 
@@ -151,7 +152,7 @@ def _print_table(entries: list[ModelEntry]) -> None:
     for index, row in enumerate(rows):
         print(_line(row, widths))
         if index in notes:
-            print(f"  {_one_line(notes[index])}")
+            print(f"  {one_line(notes[index])}")
 
 
 def _row(data: dict[str, Any]) -> tuple[str, ...]:
@@ -165,7 +166,7 @@ def _row(data: dict[str, Any]) -> tuple[str, ...]:
     softcap = {True: yes, False: no, None: "n.a."}[data["softcapping"]]
     source = f"hf:{data['repo']}" if data["repo"] else data["source"]
     return tuple(
-        _one_line(str(cell))
+        one_line(str(cell))
         for cell in (
             data["name"],
             data["architecture"] or "-",
@@ -189,7 +190,7 @@ def _print_info(entry: ModelEntry, meta: GGUFMeta, n_ctx: int, plan: dict[str, A
     from gemma_chat.discovery import record
 
     data = record(entry)
-    print(f"{_one_line(entry.name)}  {_one_line(str(entry.path))}")
+    print(f"{one_line(entry.name)}  {one_line(str(entry.path))}")
     summary = {
         "source": f"hf:{entry.repo}" if entry.repo else entry.source,
         "aliases": ", ".join(entry.aliases) or None,
@@ -207,10 +208,10 @@ def _print_info(entry: ModelEntry, meta: GGUFMeta, n_ctx: int, plan: dict[str, A
     }
     for key, value in summary.items():
         if value is not None:
-            print(f"  {key + ':':<16}{_one_line(str(value))}")
+            print(f"  {key + ':':<16}{one_line(str(value))}")
     print(f"metadata ({len(meta.kv)} keys):")
     for key, value in meta.kv.items():
-        print(f"  {_one_line(key)} = {_shown(value)}")
+        print(f"  {one_line(key)} = {_shown(value)}")
     _print_plan(plan, n_ctx)
 
 
@@ -219,9 +220,9 @@ def _print_plan(plan: dict[str, Any], n_ctx: int) -> None:
 
     print(f"memory plan (n_ctx {n_ctx}):")
     if "error" in plan:
-        print(f"  not available: {_one_line(str(plan['error']))}")
+        print(f"  not available: {one_line(str(plan['error']))}")
         return
-    print(f"  {_one_line(str(plan['verdict']))}")
+    print(f"  {one_line(str(plan['verdict']))}")
     rows = {
         "weights": gib(plan["weights"]),
         "KV cache": gib(plan["kv_cache"]),
@@ -245,7 +246,7 @@ def _shown(value: Any) -> str:
     if len(text) > 100:
         size = f"{len(value)} chars" if isinstance(value, str) else f"{len(value)} items"
         text = f"{text[:90]}... ({size})"
-    return _one_line(text)
+    return one_line(text)
 
 
 def _json_value(value: Any) -> Any:
@@ -297,10 +298,5 @@ def _marks() -> tuple[str, str]:
     return "✓", "✗"
 
 
-def _one_line(text: str) -> str:
-    """Text safe to print on one terminal line: no newlines, no escape sequences."""
-    return "".join(ch if ch.isprintable() else " " for ch in re.sub(r"\s+", " ", text))
-
-
 def _note(message: str) -> None:
-    print(f"gemma-chat: {message}", file=sys.stderr)
+    print(f"gemma-chat: {one_line(message)}", file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -160,6 +161,15 @@ JsonOpt = Annotated[
 PlainOpt = Annotated[
     bool, typer.Option("--plain", help="Plain text even on a terminal.", rich_help_panel=OUTPUT)
 ]
+RawOpt = Annotated[
+    bool,
+    typer.Option(
+        "--raw",
+        help="Write the model's text unchanged, escape sequences included (only when "
+        "stdout is not a terminal; by default they are shown, never obeyed).",
+        rich_help_panel=OUTPUT,
+    ),
+]
 DebugOpt = Annotated[
     bool,
     typer.Option("--debug", help="Show llama.cpp's log and tracebacks.", rich_help_panel=OUTPUT),
@@ -231,6 +241,7 @@ SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("stats", StatsOpt, False),
     ("json_out", JsonOpt, False),
     ("plain", PlainOpt, False),
+    ("raw", RawOpt, False),
     ("debug", DebugOpt, False),
 )
 
@@ -274,6 +285,26 @@ class RunOptions:
     stats: bool = False
     json: bool = False
     plain: bool = False
+    raw: bool = False
+    """Write the model's text unsanitized (see :func:`check_raw`)."""
+
+
+def check_raw(raw: bool) -> None:
+    """Refuse ``--raw`` on a terminal.
+
+    Model text is untrusted: unsanitized, its escape sequences would set the window
+    title, write the clipboard or clear the screen. ``--raw`` is for a pipe or a file
+    whose reader wants the exact bytes; a pipe that ends on a terminal (``| cat``,
+    ``| less -R``) is the reader's choice to make.
+
+    Raises:
+        UsageError: ``raw`` is set and stdout is a terminal.
+    """
+    if raw and sys.stdout is not None and sys.stdout.isatty():
+        raise UsageError(
+            "--raw writes escape sequences unchanged, so it only works when stdout is not "
+            "a terminal (a pipe or a file)"
+        )
 
 
 # Command-line options that, given explicitly, win over a continued conversation's

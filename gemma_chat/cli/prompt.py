@@ -1,4 +1,9 @@
-"""``gemma-chat prompt``: show the exact prompt gemma-chat would send."""
+"""``gemma-chat prompt``: show the exact prompt gemma-chat would send.
+
+Control tokens are spelled out as text on purpose (``<start_of_turn>``); the text around
+them (piped files, the GGUF's token texts) is sanitized like any other untrusted text,
+so an escape sequence in it is shown, never obeyed. ``--json`` keeps it exactly.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from gemma_chat.cli.ask import notify
 from gemma_chat.cli.inputs import combine, read_piped
 from gemma_chat.conversation import Conversation
 from gemma_chat.loader import inspect_for
+from gemma_chat.sanitize import json_safe, visible
 from gemma_chat.settings import Settings
 from gemma_chat.template import GemmaTemplate, RenderedToken
 
@@ -29,12 +35,12 @@ def run_prompt(settings: Settings, question: str | None, as_json: bool) -> int:
             "text": text,
             "tokens": [{"id": t.id, "piece": t.piece, "control": t.control} for t in tokens],
         }
-        print(json.dumps(payload, ensure_ascii=False))
+        print(json_safe(json.dumps(payload, ensure_ascii=False)))
     elif sys.stdout.isatty():
         _print_marked(tokens)
         notify(f"{len(tokens)} tokens ({info.display_name}); control tokens in bold magenta")
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(visible(text))
         sys.stdout.flush()
         notify(f"{len(tokens)} tokens ({info.display_name})")
     return 0
@@ -48,5 +54,5 @@ def _print_marked(tokens: list[RenderedToken]) -> None:
 
     out = Text()
     for token in tokens:
-        out.append(token.piece, style="bold magenta" if token.control else None)
+        out.append(visible(token.piece), style="bold magenta" if token.control else None)
     Console(highlight=False).print(out, end="", soft_wrap=True)

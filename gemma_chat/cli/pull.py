@@ -98,7 +98,9 @@ def list_aliases(json_out: bool) -> None:
 
 
 def _note(message: str) -> None:
-    print(f"gemma-chat: {message}", file=sys.stderr)
+    from gemma_chat.sanitize import one_line  # notes name the Hub's files: its text
+
+    print(f"gemma-chat: {one_line(message)}", file=sys.stderr)
 
 
 def _size(size: int) -> str:

@@ -4,6 +4,10 @@ Markdown mode prints each finished block (text up to a blank line outside a code
 once, rendered by rich, and keeps only the block still being written in a ``Live``
 region. Re-rendering the whole reply on every token would cost time quadratic in its
 length; this costs one render per block plus a throttled render of the open block.
+
+Model text is untrusted: both writers pass it through a
+:class:`~gemma_chat.sanitize.StreamSanitizer`, so an escape sequence in a reply is shown
+(``␛]52;…``) and never obeyed. Only ``ask --raw`` into a pipe or file writes it unchanged.
 """
 
 from __future__ import annotations
@@ -12,26 +16,40 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from gemma_chat.markdown_blocks import split_finished
+from gemma_chat.sanitize import StreamSanitizer
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
 
 
 class PlainWriter:
-    """Writes deltas as they come. Used when stdout is not a terminal, or ``--plain``."""
+    """Writes deltas as they come. Used when stdout is not a terminal, or ``--plain``.
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    Args:
+        stream: Where to write (default stdout).
+        raw: Write the model's text unchanged (``ask --raw``, never on a terminal).
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, raw: bool = False) -> None:
         self._stream = stream or sys.stdout
         self._last = ""
+        self._sanitizer = None if raw else StreamSanitizer()
 
     def write(self, text: str) -> None:
         """Write a delta and flush, so pipes see the reply as it streams."""
+        if self._sanitizer is not None:
+            text = self._sanitizer.feed(text)
         self._stream.write(text)
         self._stream.flush()
         self._last = text[-1:] or self._last
 
     def close(self) -> None:
         """End the reply with exactly one newline."""
+        if self._sanitizer is not None:
+            held = self._sanitizer.finish()
+            if held:
+                self._stream.write(held)
+                self._last = held[-1]
         if self._last and self._last != "\n":
             self._stream.write("\n")
         self._stream.flush()
@@ -68,6 +86,7 @@ class MarkdownWriter:
         from rich.live import Live
 
         self._console = Console()
+        self._sanitizer = StreamSanitizer()
         self._tail = _Tail()
         self._printed = False
         # get_renderable: the open block is parsed only when Live refreshes (12 times a
@@ -85,6 +104,7 @@ class MarkdownWriter:
         """Add a delta; print the blocks it finished."""
         from rich.markdown import Markdown
 
+        text = self._sanitizer.feed(text)
         self._tail.text += text
         if "\n" not in text:  # a block can only finish when a line ends
             return
@@ -97,7 +117,7 @@ class MarkdownWriter:
         """Print the last block and stop the live region."""
         from rich.markdown import Markdown
 
-        pending, self._tail.text = self._tail.text, ""
+        pending, self._tail.text = self._tail.text + self._sanitizer.finish(), ""
         self._live.stop()
         if pending.strip():
             self._print(Markdown(pending.strip("\n")))

@@ -2,7 +2,9 @@
 
 The JSON form holds every stored field (uuid, times, token ids, sampling, stats), is
 validated with pydantic on import, and round-trips: exporting an imported export gives
-the same document.
+the same document. JSON escapes control characters, so it stays lossless. The Markdown
+transcript is for reading, in a terminal or a viewer, so its text is sanitized
+(:mod:`gemma_chat.sanitize`): an escape sequence in a message is shown, never obeyed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gemma_chat.conversation import StopReason
 from gemma_chat.errors import UsageError
 from gemma_chat.history.store import ConversationRecord, HistoryStore, MessageRecord
-from gemma_chat.sanitize import one_line
+from gemma_chat.sanitize import json_safe, one_line, visible
 
 FORMAT_NAME = "gemma-chat-conversation"
 FORMAT_VERSION = 1
@@ -87,7 +89,7 @@ def export_json(store: HistoryStore, conversation_id: int) -> str:
         },
         "messages": [_message_dict(message, positions) for message in messages],
     }
-    return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    return json_safe(json.dumps(document, ensure_ascii=False, indent=2)) + "\n"
 
 
 def _message_dict(message: MessageRecord, positions: dict[int, int]) -> dict[str, Any]:
@@ -197,9 +199,10 @@ def _short(part: str) -> str:
 
 
 def export_markdown(store: HistoryStore, conversation_id: int) -> str:
-    """A conversation as a readable Markdown transcript."""
+    """A conversation as a readable Markdown transcript, safe for a terminal (control
+    characters shown as visible stand-ins; the JSON export keeps them)."""
     record = store.get(conversation_id)
-    lines = [f"# {record.title}", ""]
+    lines = [f"# {one_line(record.title)}", ""]
     lines.append(f"*Conversation {record.id} · started {_when(record.created_at)}*")
     lines.append("")
     if record.system:
@@ -208,11 +211,11 @@ def export_markdown(store: HistoryStore, conversation_id: int) -> str:
         if message.role == "user":
             lines += ["## You", "", message.text.rstrip(), ""]
             continue
-        heading = f"## Gemma ({message.model})" if message.model else "## Gemma"
+        heading = f"## Gemma ({one_line(message.model)})" if message.model else "## Gemma"
         lines += [heading, "", message.text.rstrip(), ""]
         if message.partial:
             lines += [f"*(reply stopped: {message.stop_reason})*", ""]
-    return "\n".join(lines).rstrip() + "\n"
+    return visible("\n".join(lines).rstrip() + "\n")
 
 
 def _quoted(text: str) -> list[str]:

@@ -22,6 +22,7 @@ from gemma_chat.conversation import Conversation, Role
 from gemma_chat.engine import Engine, ReplyDone
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.history.store import HistoryStore
+from gemma_chat.sanitize import one_line, visible
 from gemma_chat.settings import Settings
 from gemma_chat.tui.conversations import ConversationSwitching
 from gemma_chat.tui.history import HistorySupport
@@ -316,6 +317,11 @@ class GemmaChatApp(
     def on_tokens_counted(self, message: TokensCounted) -> None:
         if self.engine is not None and not self._gone():
             self.status.set_meter(message.used, self.engine.n_ctx, estimated=self.remote)
+
+    def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:
+        """Show a notification. Many quote untrusted text (a server's error, a title, a
+        model's name), so every one passes through the sanitizer here, in one place."""
+        super().notify(visible(message), title=one_line(title), **kwargs)
 
     # ------------------------------------------------------------------ actions
 

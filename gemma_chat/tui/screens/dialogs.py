@@ -1,5 +1,8 @@
 """Small modals for the history: rename a conversation, confirm a deletion, and decide
-what to do about an unreadable history file."""
+what to do about an unreadable history file.
+
+Titles and file names are untrusted text: every dialog shows them through
+:mod:`gemma_chat.sanitize`, so escape sequences are shown, never obeyed."""
 
 from __future__ import annotations
 
@@ -11,20 +14,27 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
+from gemma_chat.sanitize import one_line, visible
+
 
 class RenameScreen(ModalScreen[str | None]):
-    """Asks for a new title; returns it, or None when cancelled."""
+    """Asks for a new title; returns it, or None when cancelled or left unchanged.
+
+    The input starts with the title made safe to show (:func:`one_line`); saving that
+    unchanged returns None, so a title is never rewritten by merely opening the dialog.
+    """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="gemma.rename_cancel")]
 
     def __init__(self, title: str) -> None:
         super().__init__()
         self._title = title
+        self._shown = one_line(title)
 
     def compose(self):
         with Vertical(classes="dialog"):
             yield Static("Rename the conversation", classes="dialog-title")
-            yield Input(self._title, id="rename-input", select_on_focus=True)
+            yield Input(self._shown, id="rename-input", select_on_focus=True)
             yield Static("", id="rename-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Rename", variant="primary", id="rename-save")
@@ -48,7 +58,7 @@ class RenameScreen(ModalScreen[str | None]):
         if not title:
             self.query_one("#rename-error", Static).update("A title cannot be blank.")
             return
-        self.dismiss(title)
+        self.dismiss(None if title == " ".join(self._shown.split()) else title)
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -66,8 +76,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self):
         with Vertical(classes="dialog"):
-            yield Static(Text(self._question), classes="dialog-title")
-            yield Static(Text(self._detail), classes="dialog-detail")
+            yield Static(Text(one_line(self._question)), classes="dialog-title")
+            yield Static(Text(visible(self._detail)), classes="dialog-detail")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self._yes} (y)", variant="error", id="confirm-yes")
                 yield Button("Cancel (n)", id="confirm-no")
@@ -106,8 +116,8 @@ class CorruptStoreScreen(ModalScreen[str]):
     def compose(self):
         with Vertical(classes="dialog"):
             yield Static("The conversation history cannot be read", classes="dialog-title")
-            yield Static(Text(self._path, style="bold"), id="corrupt-path")
-            yield Static(Text(f"SQLite says: {self._reason}."), classes="dialog-detail")
+            yield Static(Text(one_line(self._path), style="bold"), id="corrupt-path")
+            yield Static(Text(one_line(f"SQLite says: {self._reason}.")), classes="dialog-detail")
             yield Static(
                 "Moving it aside renames the file (it is kept, never deleted) and starts "
                 "a new, empty history. Continuing leaves the file as it is and saves "

@@ -1,5 +1,8 @@
 """The model picker (``/model`` with no path): every model gemma-chat finds, with its
-memory plan; the chosen one loads in the background and the conversation stays."""
+memory plan; the chosen one loads in the background and the conversation stays.
+
+Names, summaries and problems come from file names and GGUF metadata: shown through
+:func:`gemma_chat.sanitize.one_line`."""
 
 from __future__ import annotations
 
@@ -16,18 +19,19 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from gemma_chat.errors import GemmaChatError
+from gemma_chat.sanitize import one_line
 
 
 def choice_prompt(choice: Any) -> Text:
     """One model: its name (marked when loaded), a summary, and its plan or problem."""
     line = Text()
-    line.append(("● " if choice.current else "  ") + choice.name, style="bold")
+    line.append(("● " if choice.current else "  ") + one_line(choice.name), style="bold")
     if choice.summary:
-        line.append(f"\n  {choice.summary}", style="dim")
+        line.append(f"\n  {one_line(choice.summary)}", style="dim")
     if choice.error:
-        line.append(f"\n  cannot be loaded: {choice.error}", style="bold red")
+        line.append(f"\n  cannot be loaded: {one_line(choice.error)}", style="bold red")
     elif choice.plan:
-        line.append(f"\n  {choice.plan}")
+        line.append(f"\n  {one_line(choice.plan)}")
     return line
 
 
@@ -77,7 +81,7 @@ class ModelPicker(ModalScreen[str | None]):
         status = self.query_one("#models-status", Static)
         self.choices = message.choices
         if message.error:
-            status.update(Text(f"Could not list the models: {message.error}"))
+            status.update(Text(one_line(f"Could not list the models: {message.error}")))
             return
         if not self.choices:
             status.update(

@@ -1,4 +1,7 @@
-"""Full-text search through every stored message, as you type (Ctrl+F)."""
+"""Full-text search through every stored message, as you type (Ctrl+F).
+
+Titles and snippets are stored text, so untrusted: shown through
+:mod:`gemma_chat.sanitize`."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from gemma_chat.errors import GemmaChatError
+from gemma_chat.sanitize import one_line, visible
 
 MATCH_STYLE = "bold reverse"
 """How a matched word stands out in a snippet (readable in every theme)."""
@@ -27,9 +31,9 @@ def snippet_text(snippet: str) -> Text:
     while _OPEN in rest:
         before, _, after = rest.partition(_OPEN)
         match, _, rest = after.partition(_CLOSE)
-        text.append(before)
-        text.append(match, style=MATCH_STYLE)
-    text.append(rest)
+        text.append(visible(before))
+        text.append(visible(match), style=MATCH_STYLE)
+    text.append(visible(rest))
     return text
 
 
@@ -37,8 +41,8 @@ def hit_prompt(hit: Any) -> Text:
     """One result: the conversation's title and who wrote the message, then the
     snippet with its matches highlighted."""
     line = Text()
-    line.append(hit.title, style="bold")
-    line.append(f" · {ROLE_NAMES.get(hit.role, hit.role)}", style="dim")
+    line.append(one_line(hit.title), style="bold")
+    line.append(f" · {one_line(ROLE_NAMES.get(hit.role, hit.role))}", style="dim")
     line.append("\n")
     line.append_text(snippet_text(hit.highlighted(_OPEN, _CLOSE)))
     return line
@@ -82,7 +86,7 @@ class SearchScreen(ModalScreen[Any]):
             try:
                 self._hits = self._search(query)
             except GemmaChatError as exc:
-                status.update(Text(str(exc)))
+                status.update(Text(one_line(str(exc))))
             else:
                 count = len(self._hits)
                 status.update(

@@ -11,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, Switch, TextArea
 
 from gemma_chat.config import describe_validation_error
+from gemma_chat.sanitize import visible
 from gemma_chat.settings import RepeatGuard, Sampling
 
 FIELDS = (
@@ -47,7 +48,8 @@ class SettingsScreen(ModalScreen[EditedSettings | None]):
     def compose(self):
         with VerticalScroll(id="settings-body"):
             yield Label("System prompt")
-            yield TextArea(self._system, id="settings-system", soft_wrap=True)
+            # A resumed conversation's system prompt is stored text: shown safely.
+            yield TextArea(visible(self._system), id="settings-system", soft_wrap=True)
             with Grid(id="settings-grid"):
                 for key, label in FIELDS:
                     value = getattr(self._sampling, key)
@@ -87,4 +89,6 @@ class SettingsScreen(ModalScreen[EditedSettings | None]):
             update={"enabled": self.query_one("#settings-guard", Switch).value}
         )
         system = self.query_one("#settings-system", TextArea).text.strip() or None
+        if system == visible(self._system).strip():
+            system = self._system.strip() or None  # unchanged: keep it exactly as stored
         self.dismiss(EditedSettings(system, sampling, guard))

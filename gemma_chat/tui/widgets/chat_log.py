@@ -1,4 +1,10 @@
-"""The conversation view: user messages, streamed model replies, notices."""
+"""The conversation view: user messages, streamed model replies, notices.
+
+Every text shown here may be untrusted (a model's reply, a resumed or imported message,
+a server's error): each widget passes it through :mod:`gemma_chat.sanitize` as it comes
+in, so escape sequences are shown (``␛``), never sent to the terminal. The widgets'
+``text`` attributes keep the text exactly as it is (for /copy, retry and the history).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from textual.widgets.markdown import MarkdownStream
 
 from gemma_chat.conversation import StopReason
 from gemma_chat.markdown_blocks import split_finished
+from gemma_chat.sanitize import StreamSanitizer, visible
 
 RENDER_SLICE = 1024
 """Characters of queued reply text rendered before the screen gets to paint."""
@@ -32,7 +39,7 @@ class UserMessage(Static):
     """A message the user sent, shown as typed (no Markdown, no markup)."""
 
     def __init__(self, text: str) -> None:
-        super().__init__(Text(text), classes="user-message")
+        super().__init__(Text(visible(text)), classes="user-message")
         self.text = text
 
 
@@ -62,7 +69,8 @@ class ModelReply(Vertical):
         self.stop_reason: StopReason | None = stop_reason
         if stop_reason in STOP_MARKERS:
             self.add_class("-stopped")
-        self._live_text = text
+        self._safe = StreamSanitizer()  # what is rendered; self.text keeps the reply as is
+        self._live_text = visible(text)
         self._stream: MarkdownStream | None = None
         self._inbox: list[str] = []
         self._wake = asyncio.Event()
@@ -72,7 +80,7 @@ class ModelReply(Vertical):
     def feed(self, delta: str) -> None:
         """Queue streamed text for rendering (returns at once)."""
         self.text += delta
-        self._inbox.append(delta)
+        self._inbox.append(self._safe.feed(delta))
         self._wake_renderer()
 
     def _wake_renderer(self) -> None:
@@ -102,7 +110,7 @@ class ModelReply(Vertical):
                 return
 
     def compose(self):
-        yield Markdown(self.text or None, classes="reply-body")
+        yield Markdown(self._live_text or None, classes="reply-body")
         marker = STOP_MARKERS.get(self.stop_reason, "") if self.stop_reason else ""
         yield Static(f"■ {marker}" if marker else "", classes="stop-marker")
 
@@ -151,6 +159,7 @@ class ModelReply(Vertical):
         if marker:
             self.query_one(".stop-marker", Static).update(f"■ {marker}")
             self.add_class("-stopped")
+        self._inbox.append(self._safe.finish())
         self._draining = True
         self._wake_renderer()
 
@@ -168,7 +177,7 @@ class Notice(Static):
     """A line from gemma-chat itself (a load failure, a hint)."""
 
     def __init__(self, text: str, *, error: bool = False) -> None:
-        super().__init__(Text(text), classes="notice -error" if error else "notice")
+        super().__init__(Text(visible(text)), classes="notice -error" if error else "notice")
 
 
 class ChatLog(VerticalScroll):

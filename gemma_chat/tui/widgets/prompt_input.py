@@ -9,6 +9,7 @@ from textual.message import Message
 from textual.widgets import TextArea
 
 from gemma_chat.commands import complete
+from gemma_chat.sanitize import visible
 
 
 class PromptInput(TextArea):
@@ -73,8 +74,12 @@ class PromptInput(TextArea):
         self._browse = None
 
     def set_text(self, text: str) -> None:
-        """Replace the text and put the cursor at its end."""
-        self.load_text(text)
+        """Replace the text and put the cursor at its end.
+
+        The text may come from the history (Ctrl+O on a resumed message, a failed
+        reply's question): a TextArea would send its escape sequences to the terminal
+        as they are, so they are shown as visible stand-ins, and sent as such."""
+        self.load_text(visible(text))
         self.move_cursor(self.document.end)
 
     def _recall(self, step: int) -> bool:
@@ -105,6 +110,12 @@ class PromptInput(TextArea):
             following = self._matches[0]
         self.set_text(following + " ")
         self._matches = complete(following)
+
+    async def _on_paste(self, event: events.Paste) -> None:
+        # Pasted text may carry escape sequences (copied from a hostile page): shown in
+        # the input, never passed to the terminal. Terminals paste line ends as CR.
+        event.text = visible(event.text.replace("\r\n", "\n").replace("\r", "\n"))
+        await super()._on_paste(event)
 
     def _on_text_area_changed(self, event: TextArea.Changed) -> None:
         matches = complete(self.text) if "\n" not in self.text else []

@@ -1,4 +1,7 @@
-"""The history sidebar: stored conversations, newest first, to open, rename or delete."""
+"""The history sidebar: stored conversations, newest first, to open, rename or delete.
+
+Titles are untrusted (an imported conversation's, or a model's words): they are shown
+through :func:`gemma_chat.sanitize.one_line`."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
+
+from gemma_chat.sanitize import one_line
 
 NEW_ID = "new"
 """The option id of the "+ New conversation" item."""
@@ -123,7 +128,7 @@ class HistorySidebar(Vertical):
         now = datetime.now(timezone.utc)
         for record in records:
             mark = "● " if record.id == current else "  "
-            line = Text(mark + shorten(record.title, TITLE_WIDTH))
+            line = Text(mark + shorten(one_line(record.title), TITLE_WIDTH))
             count = record.message_count
             when = relative_time(record.updated_at, now)
             detail = f"{when} · {count} message{'s' if count != 1 else ''}"

@@ -1,10 +1,15 @@
-"""The status bar: model, device, context meter, speed."""
+"""The status bar: model, device, context meter, speed.
+
+The model's name comes from its file or GGUF metadata, or from a server: it is shown as
+plain text (never markup) through :func:`gemma_chat.sanitize.one_line`."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.containers import Horizontal
 from textual.widgets import Static
+
+from gemma_chat.sanitize import one_line
 
 
 class StatusBar(Horizontal):
@@ -19,12 +24,12 @@ class StatusBar(Horizontal):
     def set_model(self, name: str, quantization: str | None = None) -> None:
         """Show the model name and its quantization."""
         suffix = f" · {quantization}" if quantization else ""
-        self.query_one("#status-model", Static).update(f"{name}{suffix}")
+        self.query_one("#status-model", Static).update(Text(one_line(f"{name}{suffix}")))
 
     def set_remote(self, host: str, model: str) -> None:
         """Show the server a remote model runs on, and its id there."""
         # The id comes from the server: shown as plain text, never parsed as markup.
-        self.query_one("#status-model", Static).update(Text(f"remote: {host} · {model}"))
+        self.query_one("#status-model", Static).update(Text(one_line(f"remote: {host} · {model}")))
 
     def set_device(self, device: str, gpu_layers: int, threads: int) -> None:
         """Show where the model runs."""
