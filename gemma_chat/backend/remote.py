@@ -39,6 +39,7 @@ from typing import Any
 import httpx2 as httpx
 
 from gemma_chat.backend import bounded
+from gemma_chat.backend.answers import AnswerReader
 from gemma_chat.backend.base import BackendInfo
 from gemma_chat.backend.redact import Redactor
 from gemma_chat.backend.sse import (
@@ -46,10 +47,6 @@ from gemma_chat.backend.sse import (
     RemoteError,
     TextChunk,
     one_line,
-    parse_chunk,
-    payload_message,
-    sse_data,
-    sse_lines,
 )
 from gemma_chat.context import DEFAULT_MAX_CTX
 from gemma_chat.errors import GemmaChatError
@@ -236,7 +233,7 @@ class OpenAIBackend:
             if response.status_code != 200:
                 response.close()
                 return None
-            raw = self._read(response, bounded.MAX_PROBE_BYTES, url, cancel, deadline)
+            raw = self._answers.body(response, bounded.MAX_PROBE_BYTES, url, cancel, deadline)
             return json.loads(raw)
         except RemoteCancelled:
             raise
@@ -256,7 +253,7 @@ class OpenAIBackend:
             response = self._request("GET", "models", None, cancel, deadline)
             if response is None:
                 raise RemoteCancelled(f"cancelled while waiting for {where}")
-            raw = self._read(response, bounded.MAX_BODY_BYTES, where, cancel, deadline)
+            raw = self._answers.body(response, bounded.MAX_BODY_BYTES, where, cancel, deadline)
             try:
                 payload = json.loads(raw)
             except (ValueError, UnicodeError) as error:
@@ -338,7 +335,7 @@ class OpenAIBackend:
             )
         if response is None:  # cancelled before the server answered
             return
-        yield from self._events(response, cancel, deadline)
+        yield from self._answers.events(response, cancel, deadline)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -392,6 +389,10 @@ class OpenAIBackend:
         finally:
             chunks.close()  # type: ignore[attr-defined]
 
+    @property
+    def _answers(self) -> AnswerReader:
+        return AnswerReader(self.base_url, self.timeout_s, self.reply_timeout_s)
+
     def _check_origin(self, request: httpx.Request) -> None:
         if _origin(request.url) != _origin(self._base):
             raise RemoteError(
@@ -419,7 +420,7 @@ class OpenAIBackend:
                 if stopped == "cancel":
                     return None
                 if stopped == "deadline":
-                    raise RemoteError(self._too_slow(path))
+                    raise RemoteError(self._answers.too_slow(path))
                 break
             except httpx.ConnectTimeout:
                 raise RemoteError(f"cannot reach {base}: connection timed out") from None
@@ -452,149 +453,11 @@ class OpenAIBackend:
                 "redirects (set the base URL to the final address)"
             )
         if response.status_code >= 400:
-            message = self._error_text(response, cancel, deadline)
+            message = self._answers.error_text(response, cancel, deadline)
             if path == "completions" and _refuses_completions(response.status_code, message):
                 raise _Unsupported
             raise RemoteError(f"{base} answered HTTP {response.status_code}: {message}")
         return response
-
-    def _too_slow(self, path: str) -> str:
-        """The error for a request that outlived its deadline."""
-        if path in ("completions", "chat/completions"):
-            return (
-                f"the reply from {self.base_url} took longer than {self.reply_timeout_s:g} s "
-                "(reply_timeout)"
-            )
-        return f"{self.base_url}/{path} did not finish answering within {self.timeout_s:g} s"
-
-    def _read(
-        self,
-        response: Any,
-        limit: int,
-        where: str,
-        cancel: threading.Event | None,
-        deadline: float,
-    ) -> bytes:
-        """A whole (non-streamed) body, at most ``limit`` bytes, by ``deadline``.
-
-        Raises:
-            RemoteError: Too large, too slow, or the connection broke.
-            RemoteCancelled: ``cancel`` was set.
-        """
-        watcher = bounded.Watcher(response, cancel, deadline)
-        parts: list[bytes] = []
-        try:
-            parts.extend(bounded.capped(response.iter_bytes(), limit, where))
-        except httpx.HTTPError:
-            if watcher.check() is None:
-                raise RemoteError(f"{where}: the answer was cut off") from None
-        finally:
-            watcher.stop()
-            response.close()
-        if watcher.fired == "cancel" or (cancel is not None and cancel.is_set()):
-            raise RemoteCancelled(f"cancelled while waiting for {where}")
-        if watcher.fired == "deadline":
-            raise RemoteError(f"{where} did not finish answering within {self.timeout_s:g} s")
-        return b"".join(parts)
-
-    def _error_text(self, response: Any, cancel: threading.Event | None, deadline: float) -> str:
-        """The first line of an error answer (only its first 64 KiB are read)."""
-        watcher = bounded.Watcher(response, cancel, deadline)
-        raw = b""
-        try:
-            for chunk in response.iter_bytes():
-                raw += chunk
-                if len(raw) >= bounded.MAX_ERROR_BYTES:
-                    break
-        except httpx.HTTPError:
-            pass
-        finally:
-            watcher.stop()
-            response.close()
-        text = raw[: bounded.MAX_ERROR_BYTES].decode("utf-8", errors="replace")
-        try:
-            payload = json.loads(text)
-        except ValueError:
-            return one_line(text) or response.reason_phrase
-        return one_line(payload_message(payload) or text)
-
-    def _events(
-        self, response: Any, cancel: threading.Event | None, deadline: float
-    ) -> Iterator[TextChunk]:
-        base = self.base_url
-        watcher = bounded.Watcher(response, cancel, deadline)
-        finished = received = False
-        try:
-            content_type = response.headers.get("content-type", "")
-            if "application/json" in content_type:  # a server that does not stream
-                yield parse_chunk(self._json_body(response, watcher), base)
-                return
-            if "text/event-stream" not in content_type:
-                raise RemoteError(f"{base} did not answer with SSE (content-type {content_type!r})")
-            raw = bounded.capped(
-                response.iter_bytes(), bounded.MAX_STREAM_BYTES, f"the reply from {base}"
-            )
-            for data in sse_data(sse_lines(raw, base), base):
-                if watcher.check() is not None:
-                    break
-                if data == "[DONE]":
-                    return
-                try:
-                    payload = json.loads(data)
-                except ValueError:
-                    raise RemoteError(
-                        f"malformed SSE from {base}: {one_line(data, 80)!r}"
-                    ) from None
-                chunk = parse_chunk(payload, base)
-                received = True
-                finished = finished or chunk.finish_reason is not None
-                yield chunk
-            self._stream_end(watcher, finished, received)
-        except httpx.TimeoutException:
-            if watcher.check() is None:
-                raise RemoteError(
-                    f"{base} stopped sending for {self.timeout_s:g} s (read timeout)"
-                ) from None
-            self._stream_end(watcher, finished, received)
-        except httpx.HTTPError as error:
-            if watcher.check() is None and not finished:
-                raise RemoteError(
-                    f"the reply from {base} was cut off mid-stream ({one_line(str(error), 80)})"
-                ) from None
-            self._stream_end(watcher, finished, received)
-        finally:
-            watcher.stop()
-            response.close()
-
-    def _stream_end(self, watcher: bounded.Watcher, finished: bool, received: bool) -> None:
-        """Raise for a stream that ended before the reply did (a cancel is not an error)."""
-        base = self.base_url
-        reason = watcher.check()
-        if reason == "cancel":
-            return
-        if reason == "deadline":
-            raise RemoteError(self._too_slow("completions"))
-        if finished:
-            return
-        if not received:
-            raise RemoteError(
-                f"{base} closed the stream without sending anything; the prompt may "
-                "exceed the server's context (set ctx to the server's context size)"
-            )
-        raise RemoteError(f"the reply from {base} was cut off mid-stream")
-
-    def _json_body(self, response: Any, watcher: bounded.Watcher) -> Any:
-        where = f"{self.base_url}"
-        try:
-            raw = b"".join(bounded.capped(response.iter_bytes(), bounded.MAX_BODY_BYTES, where))
-        except httpx.HTTPError:
-            if watcher.check() == "deadline":
-                raise RemoteError(self._too_slow("completions")) from None
-            raise RemoteError(f"the reply from {where} was cut off") from None
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeError):
-            raise RemoteError(f"{self.base_url} sent a malformed JSON answer") from None
 
 
 def _refuses_completions(status: int, message: str) -> bool:
