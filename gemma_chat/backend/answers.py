@@ -172,7 +172,7 @@ class AnswerReader:
         raise RemoteError(f"the reply from {base} was cut off mid-stream")
 
     def _json_body(self, response: Any, watcher: bounded.Watcher) -> Any:
-        where = f"{self.base_url}"
+        where = self.base_url
         try:
             raw = b"".join(bounded.capped(response.iter_bytes(), bounded.MAX_BODY_BYTES, where))
         except httpx.HTTPError:
