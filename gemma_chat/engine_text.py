@@ -15,7 +15,8 @@ markers. The streamed text goes through the same rules as the local path:
 Without a tokenizer, token counts are estimates: UTF-8 bytes / 3, rounded up, which
 slightly over-counts English for Gemma's tokenizer (about 4 bytes a token) so that the
 context fit errs on the safe side. The server's ``usage`` replaces the estimate in the
-stats when it is sent.
+stats when it is sent and plausible (whole numbers from 0 to 2**31 - 1; anything else is
+ignored).
 """
 
 from __future__ import annotations
@@ -189,13 +190,31 @@ def stream_text(
     yield ReplyDone(text, stop, None, stats, sampling, repeat_guard, error)
 
 
+MAX_USAGE = 2**31 - 1
+"""The largest token count believed from a server: no context comes near it, and every
+count stays far inside what SQLite, JSON and the stats can hold."""
+
+
+def _count(value: object) -> int | None:
+    """A token count from a server: a non-negative int no larger than :data:`MAX_USAGE`
+    (a bool, float, string or absurd number is no count)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value <= MAX_USAGE else None
+
+
 def _usage_counts(usage: dict | None) -> tuple[int, int, int] | None:
-    """(prompt, completion, cached prompt) tokens from a server's ``usage``, if complete."""
+    """(prompt, completion, cached prompt) tokens from a server's ``usage``, if complete
+    and plausible; None makes the stats fall back to gemma-chat's own estimates.
+
+    A server's numbers are untrusted: a count of 2**70 once overflowed the history
+    store's INTEGER column and failed the reply after it had been shown.
+    """
     if not usage:
         return None
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    if not isinstance(prompt, int) or not isinstance(completion, int):
+    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    if prompt is None or completion is None:
         return None
     details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return prompt, completion, cached if isinstance(cached, int) else 0
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    return prompt, completion, min(cached or 0, prompt)

@@ -20,6 +20,8 @@ from gemma_chat.remote_config import api_key
 from gemma_chat.settings import Settings
 
 if TYPE_CHECKING:
+    import threading
+
     from gemma_chat.backend.local import LlamaBackend
     from gemma_chat.backend.offload import OffloadPlan
     from gemma_chat.hardware import Gpu
@@ -110,6 +112,7 @@ def load_backend(
     message: str | None = None,
     *,
     keep_stderr: bool = False,
+    cancel: threading.Event | None = None,
 ) -> tuple[ModelInfo, LlamaBackend] | tuple[RemoteModelInfo, Any]:
     """Inspect the model, then load it with the settings' context size and GPU plan; with
     ``backend = "openai"``, connect to the server instead (see :func:`connect_remote`).
@@ -120,9 +123,10 @@ def load_backend(
         message: The user's message, checked against the context size before loading.
         keep_stderr: Do not point stdout/stderr at /dev/null while llama.cpp loads (a TUI
             drawing on the terminal from another thread must keep them).
+        cancel: Set (Ctrl+C) to stop waiting for a remote server at once.
     """
     if settings.backend == "openai":
-        return connect_remote(settings, message)
+        return connect_remote(settings, message, cancel)
     info = inspect_for(settings, notify)
     n_ctx = context_size(settings, info, notify)
     if message is not None:
@@ -147,7 +151,9 @@ def load_backend(
     return info, backend
 
 
-def connect_remote(settings: Settings, message: str | None = None) -> tuple[RemoteModelInfo, Any]:
+def connect_remote(
+    settings: Settings, message: str | None = None, cancel: threading.Event | None = None
+) -> tuple[RemoteModelInfo, Any]:
     """Build the OpenAI-compatible backend the settings name. Nothing local is touched:
     no model file is resolved or probed and llama.cpp is never imported.
 
@@ -155,6 +161,7 @@ def connect_remote(settings: Settings, message: str | None = None) -> tuple[Remo
         UsageError: No base URL, or ``api_key_env`` names an unset variable (checked
             before any request).
         RemoteError: The server cannot be reached or lists no model.
+        RemoteCancelled: ``cancel`` was set before the server answered (exit 130).
     """
     from gemma_chat.errors import UsageError
 
@@ -169,7 +176,13 @@ def connect_remote(settings: Settings, message: str | None = None) -> tuple[Remo
     # Asks the server for its models: unreachable fails here, in one line, and an unset
     # model becomes the first one the server lists.
     backend = OpenAIBackend.connect(
-        settings.base_url, api_key=key, model=settings.model, n_ctx=settings.ctx
+        settings.base_url,
+        api_key=key,
+        model=settings.model,
+        n_ctx=settings.ctx,
+        timeout_s=settings.timeout,
+        reply_timeout_s=settings.reply_timeout,
+        cancel=cancel,
     )
     try:
         n_ctx = backend.info.n_ctx

@@ -82,7 +82,7 @@ def apply_remote(data: dict[str, Any], cli: dict[str, Any], config_model: Any) -
             known = ", ".join(sorted(profiles)) or "none (add a [remote.NAME] table)"
             raise UsageError(f"no remote profile {name!r} in the config; profiles: {known}")
         profile = profiles[name]
-        for key in ("base_url", "api_key_env", "ctx"):
+        for key in ("base_url", "api_key_env", "ctx", "timeout", "reply_timeout"):
             if profile.get(key) is not None:
                 data[key] = profile[key]
         if profile.get("model"):

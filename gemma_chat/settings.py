@@ -53,6 +53,8 @@ def check_env_name(value: str) -> str:
 
 
 BaseUrl = Annotated[str, AfterValidator(check_base_url)]
+Seconds = Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)]
+"""A remote timeout: more than 0, at most a day."""
 EnvName = Annotated[str, AfterValidator(check_env_name)]
 
 
@@ -125,6 +127,12 @@ class RemoteProfile(BaseModel):
     """The model id on the server. Unset: the first one ``GET /v1/models`` lists."""
     ctx: int | None = Field(None, ge=1)
     """The server's context size in tokens. Unset: asked from the server, else 8192."""
+    timeout: Seconds | None = None
+    """Seconds this server may stay silent (see ``Settings.timeout``). Unset: the
+    top-level value."""
+    reply_timeout: Seconds | None = None
+    """The most seconds one reply from this server may take in all (see
+    ``Settings.reply_timeout``). Unset: the top-level value."""
 
 
 class Settings(BaseModel):
@@ -141,12 +149,18 @@ class Settings(BaseModel):
     api_key_env: EnvName | None = None
     """The NAME of the environment variable holding the server's API key (the key itself
     never goes in the config or on the command line). Unset: no key is sent."""
+    timeout: Seconds = 60.0
+    """Seconds an OpenAI-compatible server may stay silent before the request fails; the
+    model check (``GET /models``) must also be complete within it."""
+    reply_timeout: Seconds = 600.0
+    """The most seconds one streamed reply from a server may take in all, however steadily
+    it trickles; past it the reply stops, kept and marked partial."""
     remote: dict[str, RemoteProfile] = Field(default_factory=dict)
     """Named servers, ``[remote.NAME]`` tables; ``--remote NAME`` picks one."""
     profile: str | None = None
     """The ``[remote.NAME]`` profile to use (``--remote NAME``); it implies the openai
-    backend and fills base_url, api_key_env, model and ctx unless the command line sets
-    them."""
+    backend and fills base_url, api_key_env, model, ctx, timeout and reply_timeout unless
+    the command line sets them."""
     model: str | None = None
     """The GGUF model: a path, a short name (file stem or alias, see ``gemma-chat models``)
     or ``demo``. Unset: ``$GEMMA_CHAT_MODEL``, then the demo model. With the openai

@@ -9,10 +9,27 @@ WORD JOINER is put right after its opening ``<`` (or ``[`` for ``[@BOS@]``). The
 joiner is invisible and has no meaning of its own, the text still reads the same to the
 model, and no tokenizer can match the control token across it.
 
-The names neutralised are the Gemma 2/3 control tokens: ``<start_of_turn>``,
-``<end_of_turn>``, ``<bos>``, ``<eos>``, ``<pad>``, ``<unk>``, ``<mask>``, ``[@BOS@]``,
-``<unused0>`` ... ``<unusedN>``, and Gemma 3's image markers ``<start_of_image>``,
-``<end_of_image>``, ``<image_soft_token>``. Other text (``<div>``) is sent unchanged.
+Which names: the server's vocabulary is not known here, so the rule is the set of names
+Gemma vocabularies give their special tokens, by name and by shape:
+
+* every CONTROL and UNKNOWN token of the Gemma 2 and Gemma 3 vocabularies as llama.cpp
+  reports them: ``<pad>``, ``<eos>``, ``<bos>``, ``<unk>``, ``<mask>``, ``[@BOS@]``,
+  ``</s>``, ``<start_of_turn>``, ``<end_of_turn>`` and ``<unused0>`` ... ``<unusedN>``
+  (tests derive this list from the real vocabularies and check each one);
+* the shapes newer Gemma models name their markers with: ``<start_...>`` and
+  ``<end_...>`` (``<start_of_image>``, ``<end_of_audio>``, FunctionGemma's
+  ``<start_function_call>``), ``<..._token>`` (``<image_soft_token>``), and
+  ``<escape>``; plus ``<__media__>``, where llama-server's multimodal path splits a
+  prompt for images.
+
+Why this is safe, and not every ``<word>``: a tokenizer turns text into a special token
+only on an exact match of its name, and the word joiner breaks every name above. The
+other ``<...>`` names in Gemma vocabularies (``<div>``, ``<table>``, ``<h1>``...) are
+USER_DEFINED tokens, which llama.cpp and Hugging Face tokenizers match with special
+parsing on *or off*: the server gives them the ids the local path gives them, so they
+carry no injection and are sent unchanged. Neutralising every ``<word>`` would instead
+put invisible characters into code (``vector<int>``, ``<size_t>``) that a model may copy
+into its answer.
 
 The layout is :class:`gemma_chat.template.GemmaTemplate`'s, character for character::
 
@@ -48,11 +65,12 @@ EOS_TEXT = "<eos>"
 STOP_STRINGS = (END_TEXT, START_TEXT, EOS_TEXT)
 """Stop strings sent with every remote request: a reply ends at any turn marker."""
 
-_CONTROL = re.compile(
-    r"(<)(?=(?:start_of_turn|end_of_turn|bos|eos|pad|unk|mask|unused\d+"
-    r"|start_of_image|end_of_image|image_soft_token)>)"
-    r"|(\[)(?=@BOS@\])"
+_NAMES = (
+    r"bos|eos|pad|unk|mask|escape|__media__|unused\d+"
+    r"|(?:start|end)_[a-z0-9_]+"  # <start_of_turn>, <end_of_image>, <start_function_call>
+    r"|[a-z0-9_]+_token"  # <image_soft_token>, <audio_soft_token>
 )
+_CONTROL = re.compile(rf"(<)(?=(?:{_NAMES})>|/s>)|(\[)(?=@BOS@\])")
 
 
 def neutralise(text: str) -> str:

@@ -15,6 +15,14 @@ since the server has seen the request.
 No request leaves for any other host: environment proxies are ignored (``trust_env``
 off), redirects are not followed (one is an error), and every request URL is checked
 against the base URL's scheme, host and port before it is sent.
+
+Every request ends (:mod:`gemma_chat.backend.bounded`): the server may stay silent for
+``timeout_s`` at most; a non-streamed answer must be complete within ``timeout_s`` and a
+streamed reply within ``reply_timeout_s``, however steadily bytes trickle in; bodies,
+SSE lines and whole streams have size caps; and the cancel event (Ctrl+C) ends any wait
+at once, the model check and the probes included. Everything the server sends that is
+shown (errors, model ids, the reply) has the API key redacted
+(:mod:`gemma_chat.backend.redact`).
 """
 
 from __future__ import annotations
@@ -22,27 +30,32 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import httpx2 as httpx
 
+from gemma_chat.backend import bounded
+from gemma_chat.backend.answers import AnswerReader
 from gemma_chat.backend.base import BackendInfo
+from gemma_chat.backend.redact import Redactor
 from gemma_chat.backend.sse import (
-    CANCEL_POLL_S,
-    CancelWatcher,
+    RemoteCancelled,
     RemoteError,
     TextChunk,
     one_line,
-    parse_chunk,
-    payload_message,
-    sse_data,
 )
 from gemma_chat.context import DEFAULT_MAX_CTX
+from gemma_chat.errors import GemmaChatError
 from gemma_chat.settings import Sampling
 
 BACKOFF_S = 0.2
 """The first retry delay; each further retry waits twice as long."""
+PROBE_TIMEOUT_S = 5.0
+"""The most a tokenizer or props probe may take (they are optional)."""
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -74,6 +87,7 @@ class OpenAIBackend:
         model: str | None = None,
         n_ctx: int | None = None,
         timeout_s: float = 60.0,
+        reply_timeout_s: float = 600.0,
         connect_retries: int = 3,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -85,7 +99,9 @@ class OpenAIBackend:
             raise RemoteError(f"the base URL must be http:// or https://: {base_url!r}")
         self.model = model
         self.timeout_s = timeout_s
+        self.reply_timeout_s = reply_timeout_s
         self.connect_retries = connect_retries
+        self.redactor = Redactor(api_key)
         self.api_path = "completions"
         self.last_attempts = 0
         self.turn_bias: dict[str, int] = {}
@@ -103,43 +119,54 @@ class OpenAIBackend:
         self.info = self._make_info(n_ctx)
 
     @classmethod
-    def connect(cls, base_url: str, **kwargs: Any) -> OpenAIBackend:
+    def connect(
+        cls, base_url: str, *, cancel: threading.Event | None = None, **kwargs: Any
+    ) -> OpenAIBackend:
         """Create a backend and check the server: ``GET {base}/models``.
 
         The model defaults to the first id the server lists; the context to
         ``n_ctx``, else the server's ``max_model_len`` (vLLM) or trained context
         (llama-server's ``meta.n_ctx_train``, capped at 8192), else 8192.
 
+        Args:
+            base_url: The server's OpenAI API root.
+            cancel: Set (Ctrl+C) to stop waiting for the server at once.
+            **kwargs: As for the constructor.
+
         Raises:
             RemoteError: Unreachable, or the server lists no models.
+            RemoteCancelled: ``cancel`` was set before the server had answered.
         """
         backend = cls(base_url, **kwargs)
         try:
-            models = backend.models()
-            ids = [str(m.get("id")) for m in models if m.get("id") is not None]
-            if backend.model is None:
-                if not ids:
-                    raise RemoteError(f"{backend.base_url} serves no models")
-                backend.model = ids[0]
-            elif ids and backend.model not in ids:
-                # Servers such as llama-cpp-python's answer an unknown name with whatever
-                # model they have loaded: a typo would silently talk to another model.
-                raise RemoteError(
-                    f"{backend.base_url} has no model {backend.model!r} "
-                    f"(it serves: {', '.join(ids)})"
-                )
-            backend.turn_bias = backend._start_of_turn_bias()
-            if kwargs.get("n_ctx") is None:
-                card = next((m for m in models if m.get("id") == backend.model), {})
-                backend.info = backend._make_info(backend._props_ctx() or _card_ctx(card))
-            else:
-                backend.info = backend._make_info(kwargs["n_ctx"])
+            with backend._redacting():
+                backend._check_server(kwargs.get("n_ctx"), cancel)
         except BaseException:
             backend.close()
             raise
         return backend
 
-    def _start_of_turn_bias(self) -> dict[str, int]:
+    def _check_server(self, n_ctx: int | None, cancel: threading.Event | None) -> None:
+        """:meth:`connect`'s checks: the model, the ``<start_of_turn>`` bias, the context."""
+        models = self.models(cancel)
+        ids = [str(m.get("id")) for m in models if m.get("id") is not None]
+        if self.model is None:
+            if not ids:
+                raise RemoteError(f"{self.base_url} serves no models")
+            self.model = ids[0]
+        elif ids and self.model not in ids:
+            # Servers such as llama-cpp-python's answer an unknown name with whatever
+            # model they have loaded: a typo would silently talk to another model.
+            raise RemoteError(
+                f"{self.base_url} has no model {self.model!r} (it serves: {', '.join(ids)})"
+            )
+        self.turn_bias = self._start_of_turn_bias(cancel)
+        if n_ctx is None:
+            card = next((m for m in models if m.get("id") == self.model), {})
+            n_ctx = self._props_ctx(cancel) or _card_ctx(card)
+        self.info = self._make_info(n_ctx)
+
+    def _start_of_turn_bias(self, cancel: threading.Event | None = None) -> dict[str, int]:
         """Forbid the ``<start_of_turn>`` token, when the server can say its id.
 
         A server renders a control token the model generates as empty text, so a model
@@ -163,11 +190,8 @@ class OpenAIBackend:
             ),
         )
         for path, body, key in attempts:
-            try:
-                response = self._client.post(f"{root}/{path}", json=body, timeout=5.0)
-                tokens = response.json().get(key) if response.status_code == 200 else None
-            except (httpx.HTTPError, ValueError, AttributeError):
-                continue
+            payload = self._probe("POST", f"{root}/{path}", body, cancel)
+            tokens = payload.get(key) if isinstance(payload, dict) else None
             # [<bos>,] <start_of_turn>: exactly one token besides a BOS.
             if isinstance(tokens, list) and 0 < len(tokens) <= 2 and isinstance(tokens[-1], int):
                 return {str(tokens[-1]): -100}
@@ -182,30 +206,61 @@ class OpenAIBackend:
             return None
         return f"{self._base.scheme}://{self._base.netloc.decode()}"
 
-    def _props_ctx(self) -> int | None:
+    def _props_ctx(self, cancel: threading.Event | None = None) -> int | None:
         """llama-server's serving context per slot (``GET /props``), if it has one."""
         root = self._server_root()
         if root is None:
             return None
-        try:
-            response = self._client.get(f"{root}/props", timeout=5.0)
-            settings = response.json().get("default_generation_settings", {})
-        except (httpx.HTTPError, ValueError, AttributeError):
-            return None
+        payload = self._probe("GET", f"{root}/props", None, cancel)
+        settings = payload.get("default_generation_settings") if isinstance(payload, dict) else None
         n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
-        return n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
+        return n_ctx if isinstance(n_ctx, int) and 0 < n_ctx < 2**31 else None
 
-    def models(self) -> list[dict[str, Any]]:
-        """The server's model list (``GET {base}/models``)."""
-        response = self._request("GET", "models")
+    def _probe(self, method: str, url: str, body: Any, cancel: threading.Event | None) -> Any:
+        """An optional request (tokenizer, props): its JSON, or None on any failure.
+
+        Raises:
+            RemoteCancelled: ``cancel`` was set.
+        """
+        deadline = time.monotonic() + min(PROBE_TIMEOUT_S, self.timeout_s)
         try:
-            payload = json.loads(response.read())
+            request = self._client.build_request(method, url, json=body)
+            response, stopped = bounded.send(self._client, request, cancel, deadline)
+            if stopped == "cancel":
+                raise RemoteCancelled(f"cancelled while waiting for {url}")
+            if response is None:  # past the deadline: the probe is optional
+                return None
+            if response.status_code != 200:
+                response.close()
+                return None
+            raw = self._answers.body(response, bounded.MAX_PROBE_BYTES, url, cancel, deadline)
+            return json.loads(raw)
+        except RemoteCancelled:
+            raise
+        except (RemoteError, httpx.HTTPError, ValueError, UnicodeError):
+            return None
+
+    def models(self, cancel: threading.Event | None = None) -> list[dict[str, Any]]:
+        """The server's model list (``GET {base}/models``), complete within ``timeout_s``.
+
+        Raises:
+            RemoteError: No answer, an error, or not a model list.
+            RemoteCancelled: ``cancel`` was set.
+        """
+        with self._redacting():
+            where = f"{self.base_url}/models"
+            deadline = time.monotonic() + self.timeout_s
+            response = self._request("GET", "models", None, cancel, deadline)
+            if response is None:
+                raise RemoteCancelled(f"cancelled while waiting for {where}")
+            raw = self._answers.body(response, bounded.MAX_BODY_BYTES, where, cancel, deadline)
+            try:
+                payload = json.loads(raw)
+            except (ValueError, UnicodeError) as error:
+                reason = one_line(str(error), 80)
+                raise RemoteError(f"{where} is not a model list: {reason}") from None
             data = payload.get("data", []) if isinstance(payload, dict) else []
-        except (ValueError, httpx.HTTPError) as error:
-            raise RemoteError(f"{self.base_url}/models is not a model list: {error}") from None
-        finally:
-            response.close()
-        return [m for m in data if isinstance(m, dict)]
+            return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
 
     @property
     def last_prompt_evaluated(self) -> int:
@@ -224,11 +279,26 @@ class OpenAIBackend:
     ) -> Iterator[TextChunk]:
         """Stream a reply: the text prompt on ``/completions``, else ``messages`` on chat.
 
-        Stops at once, without an error, when ``cancel`` is set.
+        Stops at once, without an error, when ``cancel`` is set. The whole reply must
+        arrive within ``reply_timeout_s`` and :data:`bounded.MAX_STREAM_BYTES`.
 
         Raises:
             RemoteError: Any failure, before or during the stream.
         """
+        with self._redacting():
+            yield from self._redact_stream(
+                self._stream(prompt, messages, sampling, seed, stop, cancel)
+            )
+
+    def _stream(
+        self,
+        prompt: str,
+        messages: list[dict[str, str]],
+        sampling: Sampling,
+        seed: int,
+        stop: list[str],
+        cancel: threading.Event | None,
+    ) -> Iterator[TextChunk]:
         body: dict[str, Any] = {
             "max_tokens": sampling.max_tokens,
             "temperature": sampling.temperature,
@@ -250,19 +320,22 @@ class OpenAIBackend:
         # vLLM drops special tokens from the text by default, which would hide a
         # generated <start_of_turn> from the stop strings and the marker filter.
         body["skip_special_tokens"] = False
+        deadline = time.monotonic() + self.reply_timeout_s
         response = None
         if self.api_path == "completions":
             try:
-                response = self._request("POST", "completions", {**body, "prompt": prompt}, cancel)
+                response = self._request(
+                    "POST", "completions", {**body, "prompt": prompt}, cancel, deadline
+                )
             except _Unsupported:
                 self.api_path = "chat"
         if response is None and self.api_path == "chat":
             response = self._request(
-                "POST", "chat/completions", {**body, "messages": messages}, cancel
+                "POST", "chat/completions", {**body, "messages": messages}, cancel, deadline
             )
         if response is None:  # cancelled before the server answered
             return
-        yield from self._events(response, cancel)
+        yield from self._answers.events(response, cancel, deadline)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -272,7 +345,8 @@ class OpenAIBackend:
 
     def _make_info(self, n_ctx: int | None) -> BackendInfo:
         return BackendInfo(
-            model=self.model or "(server default)",
+            # The server's model id is shown: a server could have put the key in it.
+            model=self.redactor.text(self.model) if self.model else "(server default)",
             path=self.base_url,
             architecture="remote",
             context_length=n_ctx,
@@ -281,6 +355,43 @@ class OpenAIBackend:
             gpu_layers=0,
             threads=0,
         )
+
+    @contextmanager
+    def _redacting(self) -> Iterator[None]:
+        """Redact the API key from any error raised inside: the one place where server
+        text in errors (bodies, redirect targets, model ids, SSE excerpts) is made safe."""
+        try:
+            yield
+        except GemmaChatError as error:
+            error.args = tuple(
+                self.redactor.text(a) if isinstance(a, str) else a for a in error.args
+            )
+            raise
+
+    def _redact_stream(self, chunks: Iterator[TextChunk]) -> Iterator[TextChunk]:
+        """The reply with the API key redacted, also when a chunk boundary splits it."""
+        redactor = self.redactor.stream()
+        try:
+            for chunk in chunks:
+                text = redactor.feed(chunk.text)
+                if chunk.finish_reason is not None:
+                    text += redactor.flush()
+                yield replace(chunk, text=text) if text != chunk.text else chunk
+        except RemoteError:
+            tail = redactor.flush()  # what arrived is kept, also when the stream fails
+            if tail:
+                yield TextChunk(tail)
+            raise
+        else:
+            tail = redactor.flush()
+            if tail:
+                yield TextChunk(tail)
+        finally:
+            chunks.close()  # type: ignore[attr-defined]
+
+    @property
+    def _answers(self) -> AnswerReader:
+        return AnswerReader(self.base_url, self.timeout_s, self.reply_timeout_s)
 
     def _check_origin(self, request: httpx.Request) -> None:
         if _origin(request.url) != _origin(self._base):
@@ -293,19 +404,23 @@ class OpenAIBackend:
         self,
         method: str,
         path: str,
-        body: dict[str, Any] | None = None,
-        cancel: threading.Event | None = None,
+        body: dict[str, Any] | None,
+        cancel: threading.Event | None,
+        deadline: float,
     ) -> Any:
-        """Send one request, retrying connection errors; return the open response."""
+        """Send one request, retrying connection errors; return the open response, or
+        None when ``cancel`` was set before the server answered."""
         base = self.base_url
         attempts = self.connect_retries + 1
         for attempt in range(attempts):
             self.last_attempts = attempt + 1
             try:
                 request = self._client.build_request(method, f"{base}/{path}", json=body)
-                response = self._send(request, cancel)
-                if response is None:  # cancelled before the server answered
+                response, stopped = bounded.send(self._client, request, cancel, deadline)
+                if stopped == "cancel":
                     return None
+                if stopped == "deadline":
+                    raise RemoteError(self._answers.too_slow(path))
                 break
             except httpx.ConnectTimeout:
                 raise RemoteError(f"cannot reach {base}: connection timed out") from None
@@ -334,123 +449,15 @@ class OpenAIBackend:
             location = response.headers.get("location", "?")
             response.close()
             raise RemoteError(
-                f"{base} redirected to {location}; gemma-chat does not follow redirects "
-                "(set the base URL to the final address)"
+                f"{base} redirected to {one_line(location, 200)}; gemma-chat does not follow "
+                "redirects (set the base URL to the final address)"
             )
         if response.status_code >= 400:
-            message = self._error_text(response)
+            message = self._answers.error_text(response, cancel, deadline)
             if path == "completions" and _refuses_completions(response.status_code, message):
                 raise _Unsupported
             raise RemoteError(f"{base} answered HTTP {response.status_code}: {message}")
         return response
-
-    def _send(self, request: Any, cancel: threading.Event | None) -> Any:
-        """Send a request; with ``cancel``, return None as soon as it is set, even while
-        the server has not answered yet (prompt processing, a queue, a stalled server).
-
-        The request runs in a helper thread that the caller stops waiting for; a
-        response that arrives after a cancel is closed there.
-        """
-        if cancel is None:
-            return self._client.send(request, stream=True)
-        box: dict[str, Any] = {}
-        done = threading.Event()
-        lock = threading.Lock()
-
-        def run() -> None:
-            try:
-                result = self._client.send(request, stream=True)
-            except BaseException as error:  # handed to the caller
-                with lock:
-                    box["error"] = error
-            else:
-                with lock:
-                    if box.get("abandoned"):
-                        result.close()
-                    else:
-                        box["response"] = result
-            finally:
-                done.set()
-
-        threading.Thread(target=run, name="remote-send", daemon=True).start()
-        while not done.wait(CANCEL_POLL_S):
-            if cancel.is_set():
-                with lock:
-                    if "response" not in box and "error" not in box:
-                        box["abandoned"] = True
-                        return None
-                break
-        if "error" in box:
-            raise box["error"]
-        return box["response"]
-
-    def _error_text(self, response: Any) -> str:
-        try:
-            raw = response.read()[:4096]
-        except httpx.HTTPError:
-            raw = b""
-        finally:
-            response.close()
-        text = raw.decode("utf-8", errors="replace")
-        try:
-            payload = json.loads(text)
-        except ValueError:
-            return one_line(text) or response.reason_phrase
-        return one_line(payload_message(payload) or text)
-
-    def _events(self, response: Any, cancel: threading.Event | None) -> Iterator[TextChunk]:
-        base = self.base_url
-        watcher = CancelWatcher(response, cancel) if cancel is not None else None
-        finished = received = False
-        try:
-            content_type = response.headers.get("content-type", "")
-            if "application/json" in content_type:  # a server that does not stream
-                yield parse_chunk(self._json_body(response), base)
-                return
-            if "text/event-stream" not in content_type:
-                raise RemoteError(f"{base} did not answer with SSE (content-type {content_type!r})")
-            for data in sse_data(response.iter_lines()):
-                if cancel is not None and cancel.is_set():
-                    return
-                if data == "[DONE]":
-                    return
-                try:
-                    payload = json.loads(data)
-                except ValueError:
-                    raise RemoteError(
-                        f"malformed SSE from {base}: {one_line(data, 80)!r}"
-                    ) from None
-                chunk = parse_chunk(payload, base)
-                received = True
-                finished = finished or chunk.finish_reason is not None
-                yield chunk
-            if not (cancel is not None and cancel.is_set()) and not finished:
-                if not received:
-                    raise RemoteError(
-                        f"{base} closed the stream without sending anything; the prompt may "
-                        "exceed the server's context (set ctx to the server's context size)"
-                    )
-                raise RemoteError(f"the reply from {base} was cut off mid-stream")
-        except httpx.TimeoutException:
-            if not (cancel is not None and cancel.is_set()):
-                raise RemoteError(
-                    f"{base} stopped sending for {self.timeout_s:g} s (read timeout)"
-                ) from None
-        except httpx.HTTPError as error:
-            if not (cancel is not None and cancel.is_set()) and not finished:
-                raise RemoteError(
-                    f"the reply from {base} was cut off mid-stream ({one_line(str(error), 80)})"
-                ) from None
-        finally:
-            if watcher is not None:
-                watcher.stop()
-            response.close()
-
-    def _json_body(self, response: Any) -> Any:
-        try:
-            return json.loads(response.read())
-        except ValueError:
-            raise RemoteError(f"{self.base_url} sent a malformed JSON answer") from None
 
 
 def _refuses_completions(status: int, message: str) -> bool:

@@ -1,25 +1,42 @@
-"""The wire format of a streamed reply: server-sent events, the chunks in them, the
-errors servers report, and closing a stream the moment the user cancels."""
+"""The wire format of a streamed reply: server-sent events, the chunks in them, and the
+errors servers report.
+
+Every read is bounded: a line longer than :data:`MAX_LINE_BYTES` (an endless ``data:``
+or comment line) and an event longer than :data:`MAX_EVENT_BYTES` (endless ``data:``
+lines with no blank line) end the stream with a one-line :class:`RemoteError`, before
+they can grow memory. (The whole stream's size and duration are capped by
+:mod:`gemma_chat.backend.bounded`.)
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import threading
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from gemma_chat import sanitize
 from gemma_chat.errors import GemmaChatError
 
-CANCEL_POLL_S = 0.05
-"""How often a streaming reply checks the cancel event while the server is silent."""
+MAX_LINE_BYTES = 2**20
+"""The longest SSE line read (1 MiB). One token's event is about 200 bytes; even a server
+that sends a whole 8192-token reply as one event stays far below."""
+MAX_EVENT_BYTES = 2**20
+"""The most data one event may gather over its ``data:`` lines (1 MiB)."""
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 class RemoteError(GemmaChatError):
     """The server could not be reached or did not answer properly (one line)."""
+
+
+class RemoteCancelled(GemmaChatError):
+    """The user stopped a request (Ctrl+C) before the server answered (exit 130)."""
+
+    exit_code = 130
 
 
 @dataclass(frozen=True)
@@ -44,48 +61,63 @@ def one_line(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-class CancelWatcher:
-    """Shuts the response's socket down when the cancel event is set.
+def sse_lines(chunks: Iterable[bytes], source: str, limit: int = MAX_LINE_BYTES) -> Iterator[str]:
+    """Split a byte stream into SSE lines (ended by CRLF, LF or CR), each decoded as UTF-8.
 
-    A blocking read then returns at once, however long the server stays silent.
+    Lines are split on bytes, so a multi-byte character is never cut in two.
+
+    Raises:
+        RemoteError: A line is longer than ``limit`` bytes (named after ``source``).
     """
+    pending = bytearray()  # the unfinished line; only each new chunk is scanned
+    held_cr = False  # the last chunk ended in CR: an LF opening the next one belongs to it
+    for chunk in chunks:
+        if not chunk:
+            continue
+        if held_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        held_cr = chunk.endswith(b"\r")
+        start = 0
+        for match in _LINE_END.finditer(chunk):
+            pending += chunk[start : match.start()]
+            yield pending.decode("utf-8", errors="replace")
+            pending.clear()
+            start = match.end()
+        pending += chunk[start:]
+        if len(pending) > limit:
+            raise RemoteError(
+                f"{source} sent an SSE line longer than {limit // 1024} KiB; stopped reading"
+            )
+    if pending:
+        yield pending.decode("utf-8", errors="replace")
 
-    def __init__(self, response: Any, cancel: threading.Event) -> None:
-        self._response, self._cancel = response, cancel
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="remote-cancel", daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        while not self._done.is_set():
-            if self._cancel.wait(CANCEL_POLL_S):
-                stream = self._response.extensions.get("network_stream")
-                sock = stream.get_extra_info("socket") if stream is not None else None
-                if sock is not None:
-                    with contextlib.suppress(OSError):  # already closed
-                        sock.shutdown(socket.SHUT_RDWR)
-                return
+def sse_data(lines: Iterable[str], source: str, limit: int = MAX_EVENT_BYTES) -> Iterator[str]:
+    """The data of each server-sent event (multi-line data joined by newlines).
 
-    def stop(self) -> None:
-        self._done.set()
-
-
-def sse_data(lines: Iterator[str]) -> Iterator[str]:
-    """The data of each server-sent event (multi-line data joined by newlines)."""
+    Raises:
+        RemoteError: One event's data grows past ``limit`` bytes.
+    """
     data: list[str] = []
+    size = 0
     event = ""
     for line in lines:
         if not line:
             if data:
                 joined = "\n".join(data)
                 yield json.dumps({"error": joined}) if event == "error" else joined
-            data, event = [], ""
+            data, event, size = [], "", 0
             continue
         if line.startswith(":"):
             continue  # a comment (keep-alive)
         field, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value
         if field == "data":
+            size += len(value) + 1
+            if size > limit:
+                raise RemoteError(
+                    f"{source} sent an SSE event larger than {limit // 1024} KiB; stopped reading"
+                )
             data.append(value)
         elif field == "event":
             event = value

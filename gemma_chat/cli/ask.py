@@ -51,7 +51,7 @@ def run_ask(
         # Before the model load: a corrupt history or an unknown id fails at once.
         exchange = open_exchange(settings, history or HistoryOptions())
         try:
-            info, backend = load_backend(exchange.settings, notify, message)
+            info, backend = load_backend(exchange.settings, notify, message, cancel=cancel)
             if cancel.is_set():  # Ctrl+C while the model was loading
                 return EXIT_INTERRUPTED
             return _answer(exchange, options, message, info, backend, cancel)
