@@ -10,12 +10,16 @@ from pydantic import ValidationError
 
 from gemma_chat import paths
 from gemma_chat.errors import UsageError
+from gemma_chat.files import MIB, read_regular_file
 from gemma_chat.settings import Settings
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
+
+CONFIG_LIMIT = MIB
+"""The largest config file read: a real one is a few KiB."""
 
 
 def load_config(path: Path | None = None) -> dict[str, Any]:
@@ -28,19 +32,23 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
         The settings the file sets (empty when the file does not exist).
 
     Raises:
-        UsageError: The file is not valid TOML or sets an unknown or invalid value.
+        UsageError: The file is not a regular file of at most :data:`CONFIG_LIMIT`
+            bytes, is not valid TOML, or sets an unknown or invalid value.
     """
     path = path or paths.config_file()
     try:
-        raw = path.read_bytes()
+        # Only a regular file, and a bounded read: /dev/zero or a FIFO would never end.
+        raw = read_regular_file(path, CONFIG_LIMIT)
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise UsageError(f"cannot read config file {path}: {exc.strerror}") from exc
+        raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from exc
+    except RecursionError:  # `a = [[[[...]]]]` thousands deep: tomllib recurses per level
+        raise UsageError(f"config file {path} is nested too deeply") from None
     try:
         Settings.model_validate(data)
     except ValidationError as exc:
