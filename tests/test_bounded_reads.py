@@ -22,6 +22,15 @@ KEY = "0b7c1f9e-5d1a-4a57-9a8e-3f2d2c1b0a99"
 SHA = "a" * 64
 
 
+def raises(kind: type[BaseException], call: Callable[..., object], *args: object) -> bool:
+    """Whether ``call(*args)`` raises ``kind``."""
+    try:
+        call(*args)
+    except kind:
+        return True
+    return False
+
+
 def finishes(call: Callable[[], object], fifo: Path, wait_s: float = 30.0) -> tuple[bool, object]:
     """Run ``call`` in a thread; if it is still blocked on ``fifo`` after ``wait_s``,
     unblock it by opening the FIFO's other end (so a failing test does not hang)."""
@@ -49,8 +58,10 @@ def test_read_regular_file_refuses_fifos_devices_and_large_files(tmp_path: Path)
         read_regular_file(tmp_path, 100)
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    done, _ = finishes(lambda: pytest.raises(NotRegularFile, read_regular_file, fifo, 10), fifo)
-    assert done
+    assert finishes(lambda: raises(NotRegularFile, read_regular_file, fifo, 10), fifo) == (
+        True,
+        True,
+    )
     with pytest.raises(FileNotFoundError):
         read_regular_file(tmp_path / "missing", 10)
 
@@ -114,5 +125,4 @@ def test_a_fifo_in_the_kv_cache_falls_back_to_re_evaluation(saved, suffix: str) 
 def test_state_files_that_are_fifos_are_refused_at_once(tmp_path: Path) -> None:
     fifo = tmp_path / "state.kv"
     os.mkfifo(fifo)
-    done, _ = finishes(lambda: pytest.raises(OSError, kv_state.read_tokens, fifo), fifo)
-    assert done
+    assert finishes(lambda: raises(OSError, kv_state.read_tokens, fifo), fifo) == (True, True)

@@ -40,7 +40,9 @@ def _rewrite_in_place(target: Path, bad: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("replace", [_replace_by_rename, _rewrite_in_place], ids=["rename", "rewrite"])
+@pytest.mark.parametrize(
+    "replace", [_replace_by_rename, _rewrite_in_place], ids=["rename", "rewrite"]
+)
 def test_a_replaced_model_with_the_same_size_and_mtime_is_probed_again(
     tmp_path: Path, replace
 ) -> None:
