@@ -126,3 +126,28 @@ def test_state_files_that_are_fifos_are_refused_at_once(tmp_path: Path) -> None:
     fifo = tmp_path / "state.kv"
     os.mkfifo(fifo)
     assert finishes(lambda: raises(OSError, kv_state.read_tokens, fifo), fifo) == (True, True)
+
+
+def test_theme_files_are_bounded_and_never_raise(tmp_path: Path) -> None:
+    from gemma_chat.tui.themes import load_themes
+
+    good = 'name = "fine"\nprimary = "#336699"\n'
+    (tmp_path / "a-big.toml").write_text(good + "# padding\n" * 30_000)
+    (tmp_path / "b-deep.toml").write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    (tmp_path / "c-fine.toml").write_text(good)
+    loaded, failed = load_themes(tmp_path)
+    assert "fine" in {theme.name for theme in loaded}
+    reasons = {failure.path.name: failure.reason for failure in failed}
+    assert reasons == {
+        "a-big.toml": "cannot read the file: larger than 256 KiB",
+        "b-deep.toml": "invalid TOML: nested too deeply",
+    }
+
+
+def test_a_fifo_as_the_state_file_reads_as_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gemma_chat import state
+
+    path = state.state_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    assert finishes(state.load_state, path) == (True, {})
