@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from gemma_chat import paths
 from gemma_chat.errors import UsageError
 from gemma_chat.files import MIB, read_regular_file
+from gemma_chat.sanitize import one_line
 from gemma_chat.settings import Settings
 
 if sys.version_info >= (3, 11):
@@ -79,6 +80,8 @@ def _looks_like_path(value: str) -> bool:
     )
 
 
+_MAX_KEY_SHOWN = 80
+
 # Settings keys and the command-line options that set them, for error messages.
 OPTION_NAMES = {
     "backend": "--backend",
@@ -103,7 +106,10 @@ def describe_validation_error(exc: ValidationError) -> str:
     # A union (gpu_layers: int | "all" | "auto") reports the branch in the location; drop it.
     branches = ("int", "constrained-int", "literal[")
     loc = [str(part) for part in first["loc"] if not str(part).startswith(branches)]
-    where = ".".join(loc) or "value"
+    # A key is the user's text: one line, shown visibly, and not too long to read.
+    where = one_line(".".join(loc)) or "value"
+    if len(where) > _MAX_KEY_SHOWN:
+        where = where[: _MAX_KEY_SHOWN - 1] + "…"
     if where in OPTION_NAMES:
         where = f"{where} ({OPTION_NAMES[where]})"
     if where.startswith("gpu_layers"):
