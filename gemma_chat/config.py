@@ -10,12 +10,17 @@ from pydantic import ValidationError
 
 from gemma_chat import paths
 from gemma_chat.errors import UsageError
+from gemma_chat.files import MIB, read_regular_file
+from gemma_chat.sanitize import one_line
 from gemma_chat.settings import Settings
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
+
+CONFIG_LIMIT = MIB
+"""The largest config file read: a real one is a few KiB."""
 
 
 def load_config(path: Path | None = None) -> dict[str, Any]:
@@ -28,19 +33,23 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
         The settings the file sets (empty when the file does not exist).
 
     Raises:
-        UsageError: The file is not valid TOML or sets an unknown or invalid value.
+        UsageError: The file is not a regular file of at most :data:`CONFIG_LIMIT`
+            bytes, is not valid TOML, or sets an unknown or invalid value.
     """
     path = path or paths.config_file()
     try:
-        raw = path.read_bytes()
+        # Only a regular file, and a bounded read: /dev/zero or a FIFO would never end.
+        raw = read_regular_file(path, CONFIG_LIMIT)
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise UsageError(f"cannot read config file {path}: {exc.strerror}") from exc
+        raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from exc
+    except RecursionError:  # `a = [[[[...]]]]` thousands deep: tomllib recurses per level
+        raise UsageError(f"config file {path} is nested too deeply") from None
     try:
         Settings.model_validate(data)
     except ValidationError as exc:
@@ -71,6 +80,8 @@ def _looks_like_path(value: str) -> bool:
     )
 
 
+_MAX_KEY_SHOWN = 80
+
 # Settings keys and the command-line options that set them, for error messages.
 OPTION_NAMES = {
     "backend": "--backend",
@@ -95,7 +106,10 @@ def describe_validation_error(exc: ValidationError) -> str:
     # A union (gpu_layers: int | "all" | "auto") reports the branch in the location; drop it.
     branches = ("int", "constrained-int", "literal[")
     loc = [str(part) for part in first["loc"] if not str(part).startswith(branches)]
-    where = ".".join(loc) or "value"
+    # A key is the user's text: one line, shown visibly, and not too long to read.
+    where = one_line(".".join(loc)) or "value"
+    if len(where) > _MAX_KEY_SHOWN:
+        where = where[: _MAX_KEY_SHOWN - 1] + "…"
     if where in OPTION_NAMES:
         where = f"{where} ({OPTION_NAMES[where]})"
     if where.startswith("gpu_layers"):

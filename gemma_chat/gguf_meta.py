@@ -28,6 +28,7 @@ from typing import Any
 from gemma_chat import paths
 from gemma_chat.child import run_child
 from gemma_chat.errors import ModelError
+from gemma_chat.files import file_version
 
 FORMAT_VERSION = 1  # bump when the child's output changes, to invalidate cached results
 READ_TIMEOUT_S = 120
@@ -288,8 +289,9 @@ def _crash_line(stderr: str, returncode: int) -> str:
 
 def _cache_file(path: Path) -> Path | None:
     try:
-        stat = path.stat()
-        key = f"{FORMAT_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        # The file's identity (inode and ctime too), not only size and mtime, which a
+        # replacement can copy: see files.file_version.
+        key = f"{FORMAT_VERSION}|{path.resolve()}|{file_version(path)}"
     except OSError:
         return None
     digest = hashlib.sha256(os.fsencode(key)).hexdigest()[:32]  # any file name

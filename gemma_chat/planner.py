@@ -333,7 +333,9 @@ def _with_verdict(plan: MemoryPlan, gpu_name: str | None) -> MemoryPlan:
 
 
 def gib(n_bytes: int) -> str:
-    """A size for people: ``16.9 GiB``, ``2.88 GiB``, ``514 MiB``."""
+    """A size for people: ``16.9 GiB``, ``2.88 GiB``, ``514 MiB``, ``81.5 TiB``."""
+    if n_bytes >= 1024 * GIB:
+        return f"{n_bytes / (1024 * GIB):,.1f} TiB"
     if n_bytes >= 10 * GIB:
         return f"{n_bytes / GIB:.1f} GiB"
     if n_bytes >= GIB:

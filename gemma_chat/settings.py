@@ -13,6 +13,10 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+INT32_MAX = 2**31 - 1
+"""llama.cpp takes counts as C ints: a larger value would wrap, so it is refused."""
+MAX_THREADS = 512
+"""ggml's GGML_MAX_N_THREADS; llama.cpp aborts the process on more."""
 
 
 def check_base_url(value: str) -> str:
@@ -52,9 +56,21 @@ def check_env_name(value: str) -> str:
     return value
 
 
+def check_path_text(value: str) -> str:
+    """A file name or path: any text but NUL, which no operating system takes in a path.
+
+    Raises:
+        ValueError: The value holds a NUL character.
+    """
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
 BaseUrl = Annotated[str, AfterValidator(check_base_url)]
 Seconds = Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)]
 """A remote timeout: more than 0, at most a day."""
+PathText = Annotated[str, AfterValidator(check_path_text)]
 EnvName = Annotated[str, AfterValidator(check_env_name)]
 
 
@@ -71,7 +87,7 @@ class Sampling(BaseModel):
     """Softmax temperature; 0 means greedy decoding."""
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."""
-    top_k: int = Field(64, ge=0)
+    top_k: int = Field(64, ge=0, le=INT32_MAX)
     """Keep only the k most likely tokens (0 disables the filter)."""
     min_p: float = Field(0.0, ge=0.0, le=1.0)
     """Drop tokens less likely than min_p times the most likely token."""
@@ -161,7 +177,7 @@ class Settings(BaseModel):
     """The ``[remote.NAME]`` profile to use (``--remote NAME``); it implies the openai
     backend and fills base_url, api_key_env, model, ctx, timeout and reply_timeout unless
     the command line sets them."""
-    model: str | None = None
+    model: PathText | None = None
     """The GGUF model: a path, a short name (file stem or alias, see ``gemma-chat models``)
     or ``demo``. Unset: ``$GEMMA_CHAT_MODEL``, then the demo model. With the openai
     backend: the model id on the server (unset: the first one it lists)."""
@@ -172,18 +188,21 @@ class Settings(BaseModel):
     With the openai backend: the server's context size (unset: asked from the server)."""
     gpu: bool | None = None
     """Offload layers to the GPU. Unset: use the GPU when the llama.cpp build supports it."""
-    gpu_layers: Annotated[int, Field(ge=0, strict=True)] | Literal["all", "auto"] = "auto"
+    gpu_layers: Annotated[int, Field(ge=0, le=INT32_MAX, strict=True)] | Literal["all", "auto"] = (
+        "auto"
+    )
     """How many layers to offload when the GPU is used: a number, "all", or "auto" (the
     most that fit in free VRAM with a safety margin; none on a build without GPU support)."""
-    models_dir: str | None = None
+    models_dir: PathText | None = None
     """Where ``pull`` puts models and discovery looks first. Unset:
     ``$GEMMA_CHAT_MODELS_DIR``, then ``<data dir>/models``."""
-    model_paths: list[str] = Field(default_factory=list)
+    model_paths: list[PathText] = Field(default_factory=list)
     """More GGUF files or folders for ``gemma-chat models`` to list."""
-    aliases: dict[str, str] = Field(default_factory=dict)
+    aliases: dict[str, PathText] = Field(default_factory=dict)
     """Short model names: ``name = "path/to/file.gguf"`` (``--model name`` then works)."""
-    threads: int | None = Field(None, ge=1)
-    """CPU threads for llama.cpp; unset means every core this process may use."""
+    threads: int | None = Field(None, ge=1, le=MAX_THREADS)
+    """CPU threads for llama.cpp (at most 512, ggml's limit); unset means every core this
+    process may use."""
     flash_attn: bool = True
     """Use flash attention. llama.cpp's own default ("auto") turns it on for CPU and CUDA;
     llama-cpp-python turns it off, which costs about 4% of decode speed here."""

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from gemma_chat import paths
+from gemma_chat.files import MIB, read_regular_file
 
 STATE_FILE_NAME = "state.json"
+STATE_LIMIT = MIB  # the state is a few remembered choices
 
 
 def state_file() -> Path:
@@ -36,8 +38,9 @@ def load_state() -> dict[str, Any]:
         valid JSON or not a JSON object. Never raises.
     """
     try:
-        data = json.loads(state_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        # Bounded, and never a FIFO or a device: the data directory is the user's choice.
+        data = json.loads(read_regular_file(state_file(), STATE_LIMIT).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
         # ValueError covers both malformed JSON and bytes that are not UTF-8.
         return {}
     return data if isinstance(data, dict) else {}

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from gemma_chat import paths
 from gemma_chat.backend.base import StateError, StatefulBackend, common_prefix
+from gemma_chat.files import read_regular_file
 from gemma_chat.settings import StateCache
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 SIDECAR_FORMAT = 1
 MB = 1024 * 1024
 STALE_TEMP_S = 3600.0  # a temporary file this old belongs to a save that died
+SIDECAR_LIMIT = 64 * 1024  # a sidecar is a few hundred bytes
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -346,13 +348,15 @@ class KVStateCache:
         return [path for path in self._files() if path.suffix == ".json"]
 
     def _read_sidecar_file(self, path: Path) -> dict[str, Any] | None:
+        """The sidecar's record, or None for anything unusable: missing, damaged, too
+        large, nested too deeply, or not a regular file (a FIFO would block forever)."""
         try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
+            meta = json.loads(read_regular_file(path, SIDECAR_LIMIT).decode("utf-8"))
             _entry(meta)  # every field there, with the right types
             if meta.get("format") != SIDECAR_FORMAT or not isinstance(meta.get("backend"), dict):
                 return None
             return meta
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
 
     def _write_sidecar(self, path: Path, meta: dict[str, Any]) -> None:

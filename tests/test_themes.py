@@ -218,15 +218,17 @@ def test_undecodable_and_unreadable_files_fail_without_raising(
 ) -> None:
     _write(tmp_path, "latin1.toml", 'name = "caf\xe9"\n'.encode("latin-1"))
     locked = _write(tmp_path, "locked.toml", GOOD)
-    real_read_bytes = Path.read_bytes
+    from gemma_chat.tui import themes
 
-    def read_bytes(self: Path) -> bytes:
+    real_read = themes.read_regular_file
+
+    def read(path: Path, limit: int) -> bytes:
         # Tests run as root, where file permissions do not stop reads.
-        if self == locked:
+        if path == locked:
             raise PermissionError(13, "Permission denied")
-        return real_read_bytes(self)
+        return real_read(path, limit)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(themes, "read_regular_file", read)
     _, failed = load_themes(tmp_path)
     reasons = {failure.path.name: failure.reason for failure in failed}
     assert reasons == {

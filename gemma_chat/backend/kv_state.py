@@ -38,6 +38,7 @@ from typing import BinaryIO
 import llama_cpp
 
 from gemma_chat.backend.base import StateError
+from gemma_chat.files import open_regular
 
 MAGIC = b"GCKVSTAT"
 VERSION = 1
@@ -88,9 +89,9 @@ def read_tokens(path: Path) -> list[int]:
 
     Raises:
         StateError: Not a state file of this version, or truncated.
-        OSError: The file cannot be read.
+        OSError: The file cannot be read, or is not a regular file (a FIFO would block).
     """
-    with open(path, "rb") as file:
+    with open_regular(path) as file:
         n_tokens, _, _ = _check_header(file.read(_HEADER.size), os.fstat(file.fileno()).st_size)
         return _unpack(file.read(4 * n_tokens))
 
@@ -104,9 +105,9 @@ def load_state(ctx: llama_cpp.llama_context_p, path: Path) -> list[int]:
     Raises:
         StateError: The file is damaged, or llama.cpp refused the state (another model,
             another cache layout, too small a context).
-        OSError: The file cannot be read.
+        OSError: The file cannot be read, or is not a regular file (a FIFO would block).
     """
-    with open(path, "rb") as file:
+    with open_regular(path) as file:
         file_size = os.fstat(file.fileno()).st_size
         n_tokens, size, crc = _check_header(file.read(_HEADER.size), file_size)
         # ACCESS_COPY gives the writable buffer ctypes needs without touching the file.

@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         print("gemma-chat: error: stdout is closed; nowhere to write the answer", file=sys.stderr)
         sys.exit(1)
     try:
+        check_arguments(args)
         code = app(args=args, prog_name="gemma-chat", standalone_mode=False)
     except typer.Exit as exc:
         code = exc.exit_code
@@ -232,6 +233,30 @@ def main(argv: list[str] | None = None) -> None:
     except OSError:
         _silence_stdout()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def check_arguments(args: list[str]) -> None:
+    """Refuse an argument that is not UTF-8 text, before anything uses it.
+
+    Python hands undecodable bytes in ``argv`` over as lone surrogates
+    (``surrogateescape``), which every later encode (the tokenizer, SQLite, a terminal)
+    would fail on. Questions, prompts and names are text, so such an argument is a usage
+    error; a file name that is not UTF-8 is refused the same way.
+
+    Raises:
+        UsageError: An argument holds bytes that are not UTF-8.
+    """
+    for number, arg in enumerate(args, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            try:  # show the bytes the user typed, e.g. \xff
+                shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            except UnicodeEncodeError:  # a surrogate that did not come from bytes
+                shown = arg.encode("utf-8", "backslashreplace").decode("utf-8")
+            raise UsageError(
+                f"argument {number} is not valid UTF-8 text: {one_line(shown)}"
+            ) from None
 
 
 def _silence_stdout() -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from textual.binding import Binding
 
+from gemma_chat.tui.keyspec import check_keymap, keymap_message
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 
 
@@ -16,18 +17,15 @@ class KeysSupport:
     _keymap: dict[str, str]
 
     def apply_keymap(self) -> None:
-        """Apply ``[keys]`` from the config; unknown binding ids are reported once."""
+        """Apply ``[keys]`` from the config. Entries with an unknown binding id or a key
+        that is not a key are skipped and reported once, in one notification."""
         known = {binding.id for binding in self._all_bindings() if binding.id}
-        unknown = sorted(set(self.settings.keys) - known)
-        if unknown:
+        keymap, problems = check_keymap(self.settings.keys, known)
+        if problems:
             self.notify(  # type: ignore[attr-defined]
-                f"[keys] in the config names unknown bindings: {', '.join(unknown)}",
-                severity="warning",
-                markup=False,
+                keymap_message(problems), severity="warning", timeout=15, markup=False
             )
-        self.set_keymap(  # type: ignore[attr-defined]
-            {k: v for k, v in self.settings.keys.items() if k in known}
-        )
+        self.set_keymap(keymap)  # type: ignore[attr-defined]
 
     def _all_bindings(self) -> list[Binding]:
         from gemma_chat.tui.screens.dialogs import ConfirmScreen, CorruptStoreScreen, RenameScreen

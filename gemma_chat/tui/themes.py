@@ -30,6 +30,8 @@ from pydantic_core import PydanticCustomError
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
+from gemma_chat.files import read_regular_file
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -70,6 +72,8 @@ _COLOR_KEYWORDS = frozenset({"auto", "initial"})
 _COLOR_VALUE = re.compile(r"(?P<color>.+?)(?:\s+(?P<opacity>\d+(?:\.\d+)?)%)?")
 _COLOR_HINT = "use #rrggbb, rgb(...), hsl(...) or a colour name"
 _MAX_ERRORS_SHOWN = 3
+THEME_LIMIT = 256 * 1024
+"""The largest theme file read: a real one is about 1 KiB."""
 
 
 def _color_error(key: str, value: str) -> PydanticCustomError:
@@ -220,13 +224,17 @@ def _describe(error: ValidationError) -> str:
 def _load_one(source: Traversable, label: Path) -> Theme | ThemeFailure:
     """Read, parse and validate one theme file, never raising for a bad one."""
     try:
-        data = tomllib.loads(source.read_bytes().decode("utf-8"))
+        # A user's file is read only if regular and small (never a FIFO or a 5 GB file).
+        raw = read_regular_file(source, THEME_LIMIT) if isinstance(source, Path) else None
+        data = tomllib.loads((raw or source.read_bytes()).decode("utf-8"))
     except OSError as exc:
         return ThemeFailure(label, f"cannot read the file: {exc.strerror or exc}")
     except UnicodeDecodeError:
         return ThemeFailure(label, "not a UTF-8 text file")
     except tomllib.TOMLDecodeError as exc:
         return ThemeFailure(label, f"invalid TOML: {exc}")
+    except RecursionError:
+        return ThemeFailure(label, "invalid TOML: nested too deeply")
     try:
         return ThemeFile.model_validate(data).to_theme()
     except ValidationError as exc:
