@@ -56,6 +56,42 @@ def test_drops_oldest_pairs_keeps_system_and_newest(template) -> None:
     assert bigger.dropped_turns < fitted.dropped_turns
 
 
+@pytest.mark.parametrize("system", ["Be kind.", None])
+def test_fitting_at_the_exact_boundary(template, system: str | None) -> None:
+    """At every drop point: a budget of exactly the rendered length keeps those turns,
+    one token less drops exactly one more pair. The expected lengths come from
+    ``render`` (which writes BOS and the generation prompt), not from fit_prompt's own
+    arithmetic, so leaving BOS or the model header out of the count shows up here."""
+    conv = long_conversation(7, 4, system=system)
+    reserve = 100
+    pairs = len(conv.turns) // 2  # 4 answered pairs, then the newest question
+    for dropped in range(0, 2 * pairs + 1, 2):
+        ids = template.render(conv.turns[dropped:], conv.system)
+        exact = fit_prompt(template, conv, len(ids) + reserve, reserve)
+        assert (exact.dropped_turns, exact.ids) == (dropped, ids)
+        assert len(exact.ids) == len(ids)  # it fits exactly: nothing more is dropped
+        if dropped == 2 * pairs:  # only the newest question is left
+            with pytest.raises(ContextError, match="too long"):
+                fit_prompt(template, conv, len(ids) - 1 + reserve, reserve)
+            continue
+        over = fit_prompt(template, conv, len(ids) - 1 + reserve, reserve)
+        assert over.dropped_turns == dropped + 2  # exactly one more pair
+        assert over.ids == template.render(conv.turns[dropped + 2 :], conv.system)
+        assert len(over.ids) <= len(ids) - 1
+
+
+def test_bos_and_the_generation_prompt_are_counted(template) -> None:
+    conv = long_conversation(7, 1)
+    ids = template.render_conversation(conv)
+    assert ids[0] == template.ids.bos and ids.count(template.ids.bos) == 1
+    assert ids[-len(template.generation_prompt()) :] == template.generation_prompt()
+    body = len(ids) - 1 - len(template.generation_prompt())  # the turns alone
+    # A budget that holds the turns but not BOS and the model header drops a pair.
+    for budget in (body, body + 1, body + len(template.generation_prompt())):
+        assert fit_prompt(template, conv, budget + 10, 10).dropped_turns == 2
+    assert fit_prompt(template, conv, len(ids) + 10, 10).dropped_turns == 0
+
+
 def test_newest_message_alone_too_long(template) -> None:
     conv = Conversation()
     conv.add_user("word " * 2000)

@@ -1,6 +1,9 @@
-"""``gemma-chat doctor``, run for real in a subprocess on this machine (a CPU-only build,
-the demo model), and with no model, a broken model, an old Gemma 2 conversion, a bad
-config file and a fake ``nvidia-smi``: it reports each and still exits 0."""
+"""``gemma-chat doctor``, run for real in a subprocess on this machine (whatever llama.cpp
+build is installed, the demo model), and with no model, a broken model, an old Gemma 2
+conversion, a bad config file and a fake ``nvidia-smi``: it reports each and still exits 0.
+
+The expected build facts come from llama-cpp-python itself, in the test process, so the
+tests pass on a CPU-only or a GPU build and on any llama-cpp-python 0.3.x."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+import llama_cpp
 import pytest
 from conftest import run_cli
 
@@ -18,6 +22,16 @@ from gemma_chat.models import NO_MODEL_HINT
 pytestmark = pytest.mark.slow
 
 MIB = 1024**2
+
+
+def gpu_build() -> bool:
+    """Whether the installed llama.cpp build can offload to a GPU."""
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def usable_gpus() -> list[hardware.Gpu]:
+    """The GPUs this build would plan for (none on a machine without one)."""
+    return hardware.gpus(gpu_build=gpu_build())
 
 
 def doctor_json(*args: str, env: dict | None = None) -> dict:
@@ -33,25 +47,38 @@ def test_doctor_reports_this_machine(demo_path: Path) -> None:
     text = proc.stdout.decode()
     for section in ("llama.cpp", "threads", "memory", "model", "paths", "next steps"):
         assert f"\n{section}\n" in f"\n{text}"
-    assert "  GPU offload       no (CPU-only build)\n" in text
-    assert "  llama-cpp-python  0.3.36\n" in text
+    offload = "yes" if gpu_build() else "no (CPU-only build)"
+    assert f"  GPU offload       {offload}\n" in text
+    assert f"  llama-cpp-python  {llama_cpp.__version__}\n" in text
     assert f"  file              {demo_path}\n" in text
-    assert "  plan              270M Q4_K_M at 8192 ctx fits in RAM: 235 MiB weights" in text
-    assert CUDA_HINT not in text  # no GPU here: the CPU build is right
+    gpus = usable_gpus()
+    if gpu_build() and gpus:
+        assert "  plan              270M Q4_K_M at 8192 ctx fits on the GPU" in text
+    else:
+        assert "  plan              270M Q4_K_M at 8192 ctx fits in RAM: 235 MiB weights" in text
+    # The hint to install a GPU build shows only when a GPU is there and the build
+    # cannot use it.
+    assert (CUDA_HINT in text) == (not gpu_build() and bool(gpus))
     assert f"  gemma-chat uses   {len(os.sched_getaffinity(0))} threads" in text
 
 
 def test_doctor_json_holds_true_facts(demo_path: Path) -> None:
     report = doctor_json()
     build = report["llama_cpp"]
-    assert build["version"] == "0.3.36" and build["gpu_offload"] is False
-    assert build["backends"] == ["CPU"] and build["blas"] is False
-    assert [d["type"] for d in build["devices"]] == ["cpu"]
+    info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip()
+    assert build["version"] == llama_cpp.__version__ and build["gpu_offload"] is gpu_build()
+    assert build["system_info"] == info
+    assert build["backends"] == hardware.llama_backends() and "CPU" in build["backends"]
+    assert build["blas"] is ("BLAS" in build["backends"] or "BLAS = 1" in info)
+    devices = [(d["name"], d["type"], d["backend"]) for d in build["devices"]]
+    assert devices == [(d.name, d.type, d.backend) for d in hardware.llama_devices()]
+    assert ("CPU", "cpu", "CPU") in devices
     assert build["features"]["CPU"]
     assert all(f"{name} = 1" in build["system_info"] for name in build["features"]["CPU"])
     assert report["threads"]["used"] == len(os.sched_getaffinity(0))
     assert report["memory"]["ram_total"] == hardware.system_memory().total  # cgroup-capped
-    assert report["memory"]["gpus"] == []
+    gpus = usable_gpus()  # free VRAM moves between readings: compare the GPUs by name
+    assert [g["name"] for g in report["memory"]["gpus"]] == [g.name for g in gpus]
     model = report["model"]
     assert model["path"] == str(demo_path) and model["error"] is None
     assert (model["architecture"], model["quantization"], model["n_ctx"]) == (
@@ -60,16 +87,21 @@ def test_doctor_json_holds_true_facts(demo_path: Path) -> None:
         8192,
     )
     plan = model["plan"]
-    assert plan["gpu_layers"] == 0 and plan["max_layers"] == 19 and plan["fits_ram"]
+    assert plan["max_layers"] == 19 and plan["fits_ram"]
+    assert plan["gpu_layers"] == (19 if gpu_build() and gpus else 0)  # 270M fits any GPU
     assert plan["kv_cache"] == 18 * 2 * 256 * 2 * 8192  # every layer keeps every cell
     assert plan["total"] == plan["weights"] + plan["kv_cache"] + plan["compute"]
-    assert plan["verdict"].startswith("270M Q4_K_M at 8192 ctx fits in RAM")
+    where = "on the GPU" if gpu_build() and gpus else "in RAM"
+    assert plan["verdict"].startswith(f"270M Q4_K_M at 8192 ctx fits {where}")
     assert report["paths"]["config_file"]["path"] == os.environ["GEMMA_CHAT_CONFIG"]
     assert report["paths"]["config_file"]["exists"] is False
     data = Path(os.environ["GEMMA_CHAT_DATA_DIR"])
     assert report["paths"]["history_db"]["path"] == str(data / "history.db")
     assert report["paths"]["models_dir"]["path"] == str(data / "models")
-    assert report["next_steps"] == []  # all set: no GPU to use, the model fits in RAM
+    if gpus and not gpu_build():  # a GPU this build cannot use: the one thing to do
+        assert len(report["next_steps"]) == 1 and CUDA_HINT in report["next_steps"][0]
+    else:
+        assert report["next_steps"] == []  # all set: the model fits where it can go
     assert report["config_error"] is None
 
 
@@ -144,6 +176,11 @@ def test_doctor_sees_a_gpu_through_nvidia_smi(tmp_path: Path) -> None:
     script.chmod(0o755)
     env = {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
     report = doctor_json(env=env)
+    if gpu_build():
+        # A GPU build plans for the GPU it finds (its own device list first): no hint.
+        assert not any("no GPU support" in step for step in report["next_steps"])
+        assert report["model"]["gpu_build_plan"] is None
+        return
     assert report["memory"]["gpus"] == [
         {
             "name": "NVIDIA H100 80GB HBM3",

@@ -79,20 +79,46 @@ def test_a_hanging_nvidia_smi_is_given_up_on(
     assert time.monotonic() - start < 5
 
 
-def test_system_memory_matches_the_kernel() -> None:
-    memory = hardware.system_memory()
-    meminfo = dict(
-        (line.split(":")[0], int(line.split()[1]) * 1024)
-        for line in Path("/proc/meminfo").read_text().splitlines()
-    )
-    assert meminfo["MemTotal"] == psutil.virtual_memory().total
+def test_system_memory_matches_the_kernel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Available memory moves between any two readings (other processes, the page cache),
+    # so psutil reads a frozen copy of the kernel's /proc/meminfo and the cgroup is read
+    # once: the answer must then be exact, on any host.
+    (tmp_path / "meminfo").write_bytes(Path("/proc/meminfo").read_bytes())
+    meminfo = {
+        line.split(":")[0]: int(line.split()[1]) * 1024
+        for line in (tmp_path / "meminfo").read_text().splitlines()
+    }
+    monkeypatch.setattr(psutil, "PROCFS_PATH", str(tmp_path))
     limit = hardware.cgroup_limit()
+    monkeypatch.setattr(hardware, "cgroup_limit", lambda: limit)
+    memory = hardware.system_memory()
     if limit is None or limit[0] >= meminfo["MemTotal"]:
-        assert memory.total == meminfo["MemTotal"]
-        assert abs(memory.available - meminfo["MemAvailable"]) < 0.1 * memory.total
+        assert memory == hardware.Memory(meminfo["MemTotal"], meminfo["MemAvailable"])
     else:  # in a container with a memory limit (common on CI machines)
-        assert memory.total == limit[0]
+        headroom = max(0, limit[0] - limit[1])
+        assert memory == hardware.Memory(limit[0], min(meminfo["MemAvailable"], headroom))
     assert 0 < memory.available <= memory.total
+    # The total does not move: the live reading agrees with the kernel's.
+    assert psutil.virtual_memory().total == meminfo["MemTotal"]
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected"),
+    [
+        (None, (16 << 30, 10 << 30)),  # no cgroup limit: the machine's RAM
+        ((32 << 30, 1 << 30), (16 << 30, 10 << 30)),  # a limit above the RAM changes nothing
+        ((4 << 30, 1 << 30), (4 << 30, 3 << 30)),  # the limit, less what the cgroup uses
+        ((4 << 30, 5 << 30), (4 << 30, 0)),  # over its limit: nothing is available
+        ((12 << 30, 1 << 30), (12 << 30, 10 << 30)),  # room in the cgroup, not in the RAM
+    ],
+)
+def test_system_memory_under_a_cgroup_limit(
+    monkeypatch: pytest.MonkeyPatch, limit: tuple[int, int] | None, expected: tuple[int, int]
+) -> None:
+    reading = psutil.virtual_memory()._replace(total=16 << 30, available=10 << 30)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: reading)
+    monkeypatch.setattr(hardware, "cgroup_limit", lambda: limit)
+    assert hardware.system_memory() == hardware.Memory(*expected)
 
 
 def test_cgroup_limits(tmp_path: Path) -> None:
@@ -117,11 +143,29 @@ def test_cgroup_limits(tmp_path: Path) -> None:
     assert hardware.cgroup_limit(v1) == (2 << 30, 2000000000)
 
 
-def test_llama_cpp_lists_this_cpu_build() -> None:
+def test_llama_cpp_lists_what_this_build_has() -> None:
+    """Whatever the build (CPU-only, CUDA, Metal, Vulkan; any llama-cpp-python 0.3.x):
+    one CPU device, every device from a listed backend, and no GPU on a build that says
+    it cannot offload."""
+    import llama_cpp
+
+    from gemma_chat.diagnostics import system_features
+
     devices = hardware.llama_devices()
-    assert [(d.name, d.type, d.backend) for d in devices] == [("CPU", "cpu", "CPU")]
-    assert devices[0].total > 0
-    assert hardware.llama_backends() == ["CPU"]
+    backends = hardware.llama_backends()
+    assert "CPU" in backends and len(backends) == len(set(backends))
+    cpu = [d for d in devices if d.type == "cpu"]
+    assert [(d.name, d.backend) for d in cpu] == [("CPU", "CPU")]
+    assert cpu[0].total > 0
+    assert all(d.backend in backends for d in devices)
+    assert all(d.type in hardware.DEVICE_TYPES for d in devices)
+    gpu_devices = [d for d in devices if d.type in hardware.GPU_TYPES]
+    if not llama_cpp.llama_supports_gpu_offload():
+        assert gpu_devices == []
+    assert all(0 <= d.free <= d.total and d.total > 0 for d in gpu_devices)
+    # llama.cpp's own summary names only backends that the device API lists too.
+    info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+    assert set(system_features(info)) <= set(backends)
     counts = hardware.cpu_counts()
     assert counts["logical"] == os.cpu_count()
     assert counts["affinity"] == len(os.sched_getaffinity(0))

@@ -154,23 +154,43 @@ def test_per_layer_head_counts_and_windowed_cache() -> None:
 
 
 @pytest.mark.parametrize(
-    "kv",
+    ("kv", "problem"),
     [
-        {},
-        {"general.architecture": "gemma2"},
-        {"general.architecture": "gemma2", "gemma2.block_count": 0, "gemma2.embedding_length": 8},
-        {"general.architecture": "gemma2", "gemma2.block_count": 2**32 - 1},
-        {"general.architecture": "gemma2", "gemma2.block_count": 2, "gemma2.embedding_length": -1},
-        {
-            "general.architecture": "gemma2",
-            "gemma2.block_count": 2,
-            "gemma2.embedding_length": 8,
-            "gemma2.attention.head_count": [1, 2, 3],
-        },
+        ({}, "the metadata has no general.architecture"),
+        ({"general.architecture": "gemma2"}, "the metadata has no gemma2.block_count"),
+        (
+            {
+                "general.architecture": "gemma2",
+                "gemma2.block_count": 0,
+                "gemma2.embedding_length": 8,
+            },
+            r"gemma2.block_count is 0; llama.cpp allows 1 to \d+",
+        ),
+        (
+            {"general.architecture": "gemma2", "gemma2.block_count": 2**32 - 1},
+            rf"gemma2.block_count is {2**32 - 1}; llama.cpp allows 1 to \d+",
+        ),
+        (
+            {
+                "general.architecture": "gemma2",
+                "gemma2.block_count": 2,
+                "gemma2.embedding_length": -1,
+            },
+            "gemma2.embedding_length is not a non-negative integer: -1",
+        ),
+        (
+            {
+                "general.architecture": "gemma2",
+                "gemma2.block_count": 2,
+                "gemma2.embedding_length": 8,
+                "gemma2.attention.head_count": [1, 2, 3],
+            },
+            "gemma2.attention.head_count is neither a number nor one number per layer",
+        ),
     ],
 )
-def test_metadata_without_what_the_planner_needs_is_refused(kv: dict) -> None:
-    with pytest.raises(ShapeError):
+def test_metadata_without_what_the_planner_needs_is_refused(kv: dict, problem: str) -> None:
+    with pytest.raises(ShapeError, match=f"^{problem}$"):
         ModelShape.from_kv(kv, [])
 
 

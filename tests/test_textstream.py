@@ -3,11 +3,15 @@ test_engine_stops.py)."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
+from gemma_chat.backend.local import load_vocab
 from gemma_chat.repetition import RepetitionDetector
 from gemma_chat.settings import RepeatGuard
-from gemma_chat.textstream import MarkerFilter, Utf8Stream
+from gemma_chat.textstream import TEXT_MARKERS, MarkerFilter, Utf8Stream
+from gemma_chat.tokenizer import END_OF_TURN, START_OF_TURN
 
 
 def test_utf8_holds_split_characters_until_complete() -> None:
@@ -73,10 +77,91 @@ def test_repetition_detector_disabled() -> None:
     assert not any(guard.add(1) for _ in range(500))
 
 
-def test_varied_text_never_fires() -> None:
+@pytest.fixture(scope="module")
+def demo_vocab(demo_path):
+    """The demo model's real tokenizer (Gemma 3): digits are single tokens, so counted
+    text repeats the same tokens the way a model's output does."""
+    return load_vocab(demo_path)
+
+
+# Ordinary replies that repeat words, phrases and whole line shapes, but never one span
+# with nothing new: each line or cell brings a new number or word.
+VARIED_TEXTS = {
+    "counted words": " ".join(f"word{i}" for i in range(150)),
+    "numbered list": "\n".join(f"{i}. Add item number {i} to the list." for i in range(1, 90)),
+    "bullet list": "\n".join(
+        f"- [ ] Review `{name}.py` (part {part}) and merge it."
+        for part in range(1, 4)
+        for name in ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")
+    ),
+    "table": "| n | square | cube |\n|---|---|---|\n"
+    + "\n".join(f"| {n} | {n * n} | {n**3} |" for n in range(1, 70)),
+    "code": "def fill(values):\n"
+    + "\n".join(f"    values[{i}] = values[{i - 1}] + {i}" for i in range(1, 70))
+    + "\n    return values\n",
+    "prose": " ".join(
+        f"On day {day} we walked to the {place} and the weather was {weather} again."
+        for day, (place, weather) in enumerate(
+            itertools.product(("river", "market", "hill", "old mill"), ("fine", "wet", "cold")),
+            start=1,
+        )
+    ),
+}
+
+
+@pytest.mark.parametrize("name", VARIED_TEXTS)
+def test_varied_text_never_fires(demo_vocab, name: str) -> None:
+    tokens = demo_vocab.tokenize(VARIED_TEXTS[name])
+    assert len(tokens) > 2 * RepeatGuard().min_tokens  # long enough to matter
     guard = RepetitionDetector(RepeatGuard())
-    tokens = [(i * 7919) % 1000 for i in range(2000)]
-    assert not any(guard.add(token) for token in tokens)
+    fired = [guard.add(token) for token in tokens]
+    assert True not in fired, f"fired at token {fired.index(True)} of {len(tokens)}"
+
+
+def test_the_same_text_looping_does_fire(demo_vocab) -> None:
+    # The other side of the texts above: a line that comes back with nothing new.
+    tokens = demo_vocab.tokenize("1. Add item number 1 to the list.\n" * 20)
+    guard = RepetitionDetector(RepeatGuard())
+    assert any(guard.add(token) for token in tokens)
+
+
+def chunked(data: bytes, cuts: tuple[int, ...]) -> list[bytes]:
+    edges = [0, *cuts, len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(edges)]
+
+
+def shown_through_the_stream(
+    chunks: list[bytes], markers: tuple[str, ...]
+) -> tuple[str, str | None]:
+    """Feed byte chunks through both decoders, as the engine does; return what was shown."""
+    utf8, filt = Utf8Stream(), MarkerFilter(markers)
+    shown = "".join(filt.feed(utf8.feed(chunk)) for chunk in chunks)
+    shown += filt.feed(utf8.finish()) + filt.flush()
+    return shown, filt.found
+
+
+# Every sequence of two or three markers, with text before, between and after them.
+SEVERAL_MARKERS = [
+    seq for count in (2, 3) for seq in itertools.product((END_OF_TURN, START_OF_TURN), repeat=count)
+]
+
+
+@pytest.mark.parametrize(
+    "markers", [TEXT_MARKERS, TEXT_MARKERS[::-1]], ids=["end-first", "start-first"]
+)
+@pytest.mark.parametrize("seq", SEVERAL_MARKERS, ids="+".join)
+def test_several_markers_in_one_chunk_stop_at_the_earliest(
+    seq: tuple[str, ...], markers: tuple[str, ...]
+) -> None:
+    before = "Fin, 中文 <b> <end_of"  # multi-byte text and a near-marker that is not one
+    between = ("user\nTell more", "model\nSure", "x")
+    text = before + "".join(m + between[i] for i, m in enumerate(seq))
+    data = text.encode()
+    # Whole, split in two at every byte, and one byte at a time.
+    splits = [(), *((cut,) for cut in range(1, len(data))), tuple(range(1, len(data)))]
+    for cuts in splits:
+        shown, found = shown_through_the_stream(chunked(data, cuts), markers)
+        assert (shown, found) == (before, seq[0]), cuts
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ from tui_support import notifications, scripted_loader, send, settle, wait_until
 
 from gemma_chat.backend.local import load_vocab
 from gemma_chat.conversation import Role, StopReason
-from gemma_chat.errors import ModelError
 from gemma_chat.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.screens.help import HelpScreen
@@ -350,8 +349,31 @@ async def test_gemma2_runaway_shows_exactly_the_reply(tiny_models) -> None:
             assert leaked not in screen
 
 
-def test_model_errors_are_one_line() -> None:
-    assert "\n" not in str(ModelError("x"))
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["text", "truncated", "malformed"])
+async def test_model_errors_are_one_line(tmp_path, tiny_models, kind: str) -> None:
+    """Real broken files through the app's real loader: the notice is the reason on one
+    line (no traceback, no llama.cpp log), then the one line saying what to do."""
+    from tinygemma import build_tiny_gemma2
+
+    path = tmp_path / f"{kind}.gguf"
+    if kind == "text":
+        path.write_text("hello, not a model\n")
+        problem = "not a GGUF model file"
+    elif kind == "truncated":
+        path.write_bytes(tiny_models["runaway"].path.read_bytes()[:5000])
+        problem = "truncated or corrupt"
+    else:  # duplicate vocabulary entries: llama.cpp itself aborts on them
+        build_tiny_gemma2(path, ("▁Hi",), duplicate_token=True)
+        problem = "malformed"
+    app = GemmaChatApp(Settings(model=str(path)))
+    async with app.run_test() as pilot:
+        await wait_until(pilot, lambda: bool(app.query(Notice)), timeout=60)
+        reason, advice = str(app.query_one(Notice).render()).split("\n")
+        assert reason.startswith("Could not load the model: ") and problem in reason
+        assert str(path) in reason and "Traceback" not in reason
+        assert advice == "Load another with /model PATH, or quit with Ctrl+Q."
+        assert app.is_running and app.engine is None
 
 
 async def test_theme_switch_is_remembered(vocab) -> None:
