@@ -138,6 +138,7 @@ class GemmaChatApp(
         self._meter_timer: Any = None
         self._delta_taken = threading.Event()
         self._gc_timer: Any = None
+        self._loading: Settings | None = None  # the settings of the load in progress
         self.setup_history(store, resume)
         self.setup_state_cache()
 
@@ -195,7 +196,9 @@ class GemmaChatApp(
     # ------------------------------------------------------------------- model loading
 
     def _start_load(self, settings: Settings) -> None:
-        self.settings = settings
+        # self.settings changes only once the load succeeds: a model that fails to load
+        # must not replace the working one (nor its settings, which Ctrl+G reloads).
+        self._loading = settings
         if settings.backend == "openai":
             self.status.set_model(f"connecting to {settings.base_url}…")
         else:
@@ -212,16 +215,18 @@ class GemmaChatApp(
         try:
             info, backend = self._loader(settings, warn)
         except GemmaChatError as exc:
-            self.post_message(ModelLoadFailed(str(exc)))
+            self.post_message(ModelLoadFailed(str(exc), settings))
         except Exception as exc:
-            self.post_message(ModelLoadFailed(f"{type(exc).__name__}: {exc}"))
+            self.post_message(ModelLoadFailed(f"{type(exc).__name__}: {exc}", settings))
         else:
-            self.post_message(ModelLoaded(info, backend))
+            self.post_message(ModelLoaded(info, backend, settings))
 
     async def on_model_loaded(self, message: ModelLoaded) -> None:
-        if self._gone():
-            message.backend.close()
+        if self._gone() or message.settings is not self._loading:
+            message.backend.close()  # quitting, or a load that a newer one overtook
             return
+        self._loading = None
+        self.settings = message.settings
         if self.backend is not None and self.backend is not message.backend:
             self.backend.close()
         self.backend, self.model_info = message.backend, message.info
@@ -230,19 +235,36 @@ class GemmaChatApp(
             turn.token_ids = None  # ids of another load's vocabulary or KV cache
         self._history_model_loaded()
         self.restore_conversation_state()
-        info = message.backend.info
-        if self.remote:
-            self.status.set_remote(getattr(message.info, "host", info.path), info.model)
-        else:
-            self.status.set_model(info.model, getattr(message.info, "quantization", None))
-        self.status.set_device(info.device, info.gpu_layers, info.threads)
+        self._show_model()
         self.prompt.placeholder = "Message Gemma · Enter sends · Ctrl+J new line · F1 help"
         self.schedule_count()
 
+    def _show_model(self) -> None:
+        """Show the loaded model and its device in the status bar."""
+        info = self.backend.info
+        if self.remote:
+            self.status.set_remote(getattr(self.model_info, "host", info.path), info.model)
+        else:
+            self.status.set_model(info.model, getattr(self.model_info, "quantization", None))
+        self.status.set_device(info.device, info.gpu_layers, info.threads)
+
     async def on_model_load_failed(self, message: ModelLoadFailed) -> None:
-        if self._gone():
+        if self._gone() or message.settings is not self._loading:
             return
-        if self.settings.backend == "openai":
+        self._loading = None
+        if self.backend is not None:
+            # The model that was working stays loaded, with its settings: only a
+            # successful load replaces it.
+            self._show_model()
+            what = "connect to" if message.settings.backend == "openai" else "load"
+            await self.chat.add_notice(
+                f"Could not {what} the new model: {message.reason}\n"
+                f"Still using {self.backend.info.model}.",
+                error=True,
+            )
+            return
+        self.settings = message.settings  # nothing was working: nothing to keep
+        if message.settings.backend == "openai":
             self.status.set_model("not connected")
             self.prompt.placeholder = "Not connected: /model NAME tries the server again"
             await self.chat.add_notice(
@@ -276,9 +298,14 @@ class GemmaChatApp(
             return
         if self._reply_missing():
             return
-        if self.engine is None:
+        if self.engine is None or self._loading is not None:
+            # While another model loads, the working one is replaced (and closed) as
+            # soon as the load ends: no reply may be generating on it then.
             self.notify(
-                "No model is loaded yet; your message stays in the input.", severity="warning"
+                "A model is loading; your message stays in the input."
+                if self.engine is not None
+                else "No model is loaded yet; your message stays in the input.",
+                severity="warning",
             )
             return
         self.prompt.remember(text)
@@ -338,6 +365,9 @@ class GemmaChatApp(
             return
         if self.engine is None or not self.conversation.turns:
             self.notify("Nothing to retry.")
+            return
+        if self._loading is not None:
+            self.notify("A model is loading: retry once it is loaded.", severity="warning")
             return
         if self.conversation.turns[-1].role is Role.MODEL:
             self.conversation.turns.pop()
