@@ -7,6 +7,8 @@ and the handlers here change state and update the screen.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +41,9 @@ from gemma_chat.tui.widgets.chat_log import ChatLog, ModelReply, UserMessage
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
 from gemma_chat.tui.widgets.status_bar import StatusBar
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that end the app like Ctrl+Q (the exit code is 128 + the signal's number)."""
 
 LOADING_PLACEHOLDER = "Loading the model… you can type already"
 """The input's hint until a model is loaded."""
@@ -107,6 +112,7 @@ class GemmaChatApp(
         gpu_supported: Callable[[], bool] | None = None,
         store: HistoryStore | None = None,
         resume: int | None = None,
+        handle_signals: bool = False,
     ) -> None:
         """Set up the app; the model loads once the UI is up.
 
@@ -117,6 +123,8 @@ class GemmaChatApp(
             gpu_supported: Whether the llama.cpp build can use a GPU.
             store: The history store (default: the data directory's, opened on mount).
             resume: A stored conversation to open at the start.
+            handle_signals: End on SIGTERM and SIGHUP as on Ctrl+Q, with exit code 128 +
+                the signal's number (for a real run; tests leave the signals alone).
         """
         super().__init__()
         self.settings = settings
@@ -139,6 +147,7 @@ class GemmaChatApp(
         self._delta_taken = threading.Event()
         self._gc_timer: Any = None
         self._loading: Settings | None = None  # the settings of the load in progress
+        self._handle_signals = handle_signals
         self.setup_history(store, resume)
         self.setup_state_cache()
 
@@ -155,6 +164,10 @@ class GemmaChatApp(
         yield Footer()
 
     async def on_mount(self) -> None:
+        if self._handle_signals:
+            loop = asyncio.get_running_loop()
+            for signum in STOP_SIGNALS:
+                loop.add_signal_handler(signum, self._stop_signalled, signum)
         self.setup_themes(self._cli_theme)
         self.apply_keymap()
         self.prompt.focus()
@@ -353,6 +366,12 @@ class GemmaChatApp(
         self.history_at_exit()
         super().exit(*args, **kwargs)
 
+    def _stop_signalled(self, signum: int) -> None:
+        # Run by the event loop, not inside the signal handler: quitting as with Ctrl+Q
+        # keeps the partial reply (saved, marked partial) and gives the terminal back
+        # (alternate screen left, mouse tracking off).
+        self.exit(return_code=128 + signum)
+
     def action_stop(self) -> None:
         """Stop the reply being generated (the partial reply is kept)."""
         if self._cancel is not None:
@@ -452,10 +471,16 @@ class GemmaChatApp(
             self.engine.sampling, self.engine.repeat_guard = sampling, guard
 
 
-def run_tui(settings: Settings, theme: str | None = None, resume: int | None = None) -> None:
-    """Run the TUI until the user quits (``resume``: open that stored conversation)."""
-    app = GemmaChatApp(settings, theme=theme, resume=resume)
+def run_tui(settings: Settings, theme: str | None = None, resume: int | None = None) -> int:
+    """Run the TUI until the user quits (``resume``: open that stored conversation).
+
+    Returns:
+        The exit code: 0 when the user quit, 128 + N after signal N (SIGTERM, SIGHUP),
+        and 1 when the app crashed (Textual has printed why), never 0 then.
+    """
+    app = GemmaChatApp(settings, theme=theme, resume=resume, handle_signals=True)
     try:
         app.run()
     finally:
         app.close_state_cache()  # the KV state of the conversation left at quit
+    return app.return_code or 0
