@@ -8,12 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+import stories
 from tui_support import send, settle, wait_until
 
 from gemma_chat.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.screens.models import ModelPicker
-from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
+from gemma_chat.tui.widgets.chat_log import ModelReply, Notice, UserMessage
 
 pytestmark = pytest.mark.slow
 
@@ -82,3 +83,28 @@ async def test_escape_closes_the_picker_without_loading(models_dir: Path) -> Non
         await pilot.press("escape")
         await settle(pilot)
         assert not isinstance(app.screen, ModelPicker) and app.backend is backend
+
+
+@pytest.mark.parametrize("bad", ["broken.gguf", "missing.gguf"])
+async def test_a_failed_model_switch_keeps_the_working_model(models_dir: Path, bad: str) -> None:
+    """/model with a broken or missing file: the model that works stays loaded, with its
+    settings and the conversation, and the next message is answered by it."""
+    good = str(models_dir / "story-teller.gguf")
+    app = GemmaChatApp(Settings(model=good))
+    app.sampling = app.sampling.model_copy(update={"temperature": 0.0})
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None, timeout=60)
+        await send(pilot, "Tell me a story")
+        await wait_until(pilot, lambda: not app.generating and len(app.conversation.turns) == 2)
+        backend, engine = app.backend, app.engine
+        await send(pilot, f"/model {models_dir / bad}")
+        await wait_until(pilot, lambda: bool(app.query(Notice)), timeout=60)
+        notice = str(app.query_one(Notice).render())
+        assert bad in notice and "Still using story-teller.gguf" in notice
+        assert app.backend is backend and app.engine is engine
+        assert app.settings.model == good  # Ctrl+G would reload the working model
+        assert "story-teller.gguf" in str(app.query_one("#status-model").render())
+        await send(pilot, "Another one")
+        await wait_until(pilot, lambda: not app.generating and len(app.conversation.turns) == 4)
+        assert app.conversation.turns[-1].text == stories.RUNAWAY_REPLY
+        assert [w.text for w in app.chat.query(UserMessage)] == ["Tell me a story", "Another one"]

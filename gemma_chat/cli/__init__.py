@@ -86,7 +86,7 @@ def root(
         api_key(settings.api_key_env, settings.profile)  # an unset key: one line, no app
     from gemma_chat.tui.app import run_tui
 
-    run_tui(settings, theme=theme, resume=conversation_id)
+    raise typer.Exit(run_tui(settings, theme=theme, resume=conversation_id))
 
 
 @app.command()

@@ -8,7 +8,8 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
 from gemma_chat.backend.sse import RemoteError
@@ -47,16 +48,22 @@ def run_ask(
     """
     message = combine(question, read_piped())
     cancel = threading.Event()
-    with _sigint_sets(cancel):
+    with _stop_signals(cancel) as stop:
         # Before the model load: a corrupt history or an unknown id fails at once.
         exchange = open_exchange(settings, history or HistoryOptions())
         try:
             info, backend = load_backend(exchange.settings, notify, message, cancel=cancel)
-            if cancel.is_set():  # Ctrl+C while the model was loading
-                return EXIT_INTERRUPTED
-            return _answer(exchange, options, message, info, backend, cancel)
+            if cancel.is_set():  # Ctrl+C (or SIGTERM/SIGHUP) while the model was loading
+                return stop.exit_code
+            code = _answer(exchange, options, message, info, backend, cancel)
+        except OSError:
+            if not stop.terminated:
+                raise
+            code = 0  # stdout went with the terminal that hung up; the reply is saved
         finally:
             exchange.close()
+    # SIGTERM and SIGHUP end like Ctrl+C (the partial reply was saved), with their code.
+    return stop.exit_code if stop.terminated else code
 
 
 def _answer(
@@ -76,16 +83,17 @@ def _answer(
         use_markdown = sys.stdout.isatty() and not options.plain
         writer = MarkdownWriter() if use_markdown else PlainWriter(raw=options.raw)
     done: ReplyDone | None = None
-    reader_gone = False
+    lost: OSError | None = None  # why stdout stopped taking the reply
     try:
         for event in engine.stream(conversation, cancel):
             if isinstance(event, TextDelta):
                 if writer is not None:
                     try:
                         writer.write(event.text)
-                    except BrokenPipeError:
-                        # The reader went away (`| head`): stop, but keep the reply.
-                        writer, reader_gone = None, True
+                    except OSError as exc:
+                        # The reader went away (`| head`, or a terminal that hung up):
+                        # stop, but keep the reply.
+                        writer, lost = None, exc
                         cancel.set()
             else:
                 done = event
@@ -96,14 +104,14 @@ def _answer(
         if writer is not None:
             try:
                 writer.close()
-            except BrokenPipeError:
-                reader_gone = True
+            except OSError as exc:
+                lost = exc
     assert done is not None
     exchange.reply(done, info)  # a reply stopped by Ctrl+C is saved too, marked partial
     conversation.add_model(done.text, done.stop_reason, done.token_ids)
     exchange.save_state(engine, conversation, info)
-    if reader_gone:
-        raise BrokenPipeError  # main() exits quietly, as for any closed pipe
+    if lost is not None:
+        raise lost  # main() exits quietly for a closed pipe, in one line for the rest
     result = result_dict(done, info, backend.info)
     result["conversation_id"] = exchange.conversation_id
     if options.json:
@@ -119,29 +127,55 @@ def _answer(
     return EXIT_INTERRUPTED if done.stop_reason is StopReason.CANCELLED else 0
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop a reply the way Ctrl+C does: what arrived is kept and saved."""
+
+
+@dataclass
+class _Stop:
+    """The first stop signal received, if any."""
+
+    signum: int | None = None
+
+    @property
+    def terminated(self) -> bool:
+        """Whether SIGTERM or SIGHUP (not Ctrl+C) stopped the run."""
+        return self.signum in (signal.SIGTERM, signal.SIGHUP)
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number (130 for Ctrl+C, 143 for SIGTERM, 129 for SIGHUP)."""
+        return 128 + (self.signum or signal.SIGINT)
+
+
 @contextmanager
-def _sigint_sets(cancel: threading.Event) -> Iterator[None]:
-    """First Ctrl+C stops the reply cleanly (keeping what was printed), or skips it when
-    the model is still loading; a second one exits at once.
+def _stop_signals(cancel: threading.Event) -> Iterator[_Stop]:
+    """The first Ctrl+C, SIGTERM or SIGHUP stops the reply cleanly (keeping and saving
+    what was printed), or skips it when the model is still loading; a second one exits
+    at once with 128 + its number.
 
     The handler never raises: during the model load Python only runs inside llama.cpp's
     log callbacks, where ctypes would swallow an exception.
     """
+    stop = _Stop()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
 
     def handler(signum: int, frame: Any) -> None:
         if cancel.is_set():
-            sys.stdout.flush()
-            os._exit(EXIT_INTERRUPTED)
+            with suppress(OSError):  # a hung-up terminal cannot take the rest
+                sys.stdout.flush()
+            os._exit(128 + signum)
+        stop.signum = signum
         cancel.set()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
-        yield
+        yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def result_dict(

@@ -7,6 +7,8 @@ and the handlers here change state and update the screen.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +42,9 @@ from gemma_chat.tui.widgets.chat_log import ChatLog, ModelReply, UserMessage
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
 from gemma_chat.tui.widgets.status_bar import StatusBar
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that end the app like Ctrl+Q (the exit code is 128 + the signal's number)."""
 
 LOADING_PLACEHOLDER = "Loading the model… you can type already"
 """The input's hint until a model is loaded."""
@@ -108,6 +113,7 @@ class GemmaChatApp(
         gpu_supported: Callable[[], bool] | None = None,
         store: HistoryStore | None = None,
         resume: int | None = None,
+        handle_signals: bool = False,
     ) -> None:
         """Set up the app; the model loads once the UI is up.
 
@@ -118,6 +124,8 @@ class GemmaChatApp(
             gpu_supported: Whether the llama.cpp build can use a GPU.
             store: The history store (default: the data directory's, opened on mount).
             resume: A stored conversation to open at the start.
+            handle_signals: End on SIGTERM and SIGHUP as on Ctrl+Q, with exit code 128 +
+                the signal's number (for a real run; tests leave the signals alone).
         """
         super().__init__()
         self.settings = settings
@@ -139,6 +147,8 @@ class GemmaChatApp(
         self._meter_timer: Any = None
         self._delta_taken = threading.Event()
         self._gc_timer: Any = None
+        self._loading: Settings | None = None  # the settings of the load in progress
+        self._handle_signals = handle_signals
         self.setup_history(store, resume)
         self.setup_state_cache()
 
@@ -155,6 +165,10 @@ class GemmaChatApp(
         yield Footer()
 
     async def on_mount(self) -> None:
+        if self._handle_signals:
+            loop = asyncio.get_running_loop()
+            for signum in STOP_SIGNALS:
+                loop.add_signal_handler(signum, self._stop_signalled, signum)
         self.setup_themes(self._cli_theme)
         self.apply_keymap()
         self.prompt.focus()
@@ -196,7 +210,9 @@ class GemmaChatApp(
     # ------------------------------------------------------------------- model loading
 
     def _start_load(self, settings: Settings) -> None:
-        self.settings = settings
+        # self.settings changes only once the load succeeds: a model that fails to load
+        # must not replace the working one (nor its settings, which Ctrl+G reloads).
+        self._loading = settings
         if settings.backend == "openai":
             self.status.set_model(f"connecting to {settings.base_url}…")
         else:
@@ -213,16 +229,18 @@ class GemmaChatApp(
         try:
             info, backend = self._loader(settings, warn)
         except GemmaChatError as exc:
-            self.post_message(ModelLoadFailed(str(exc)))
+            self.post_message(ModelLoadFailed(str(exc), settings))
         except Exception as exc:
-            self.post_message(ModelLoadFailed(f"{type(exc).__name__}: {exc}"))
+            self.post_message(ModelLoadFailed(f"{type(exc).__name__}: {exc}", settings))
         else:
-            self.post_message(ModelLoaded(info, backend))
+            self.post_message(ModelLoaded(info, backend, settings))
 
     async def on_model_loaded(self, message: ModelLoaded) -> None:
-        if self._gone():
-            message.backend.close()
+        if self._gone() or message.settings is not self._loading:
+            message.backend.close()  # quitting, or a load that a newer one overtook
             return
+        self._loading = None
+        self.settings = message.settings
         if self.backend is not None and self.backend is not message.backend:
             self.backend.close()
         self.backend, self.model_info = message.backend, message.info
@@ -231,19 +249,36 @@ class GemmaChatApp(
             turn.token_ids = None  # ids of another load's vocabulary or KV cache
         self._history_model_loaded()
         self.restore_conversation_state()
-        info = message.backend.info
-        if self.remote:
-            self.status.set_remote(getattr(message.info, "host", info.path), info.model)
-        else:
-            self.status.set_model(info.model, getattr(message.info, "quantization", None))
-        self.status.set_device(info.device, info.gpu_layers, info.threads)
+        self._show_model()
         self.prompt.placeholder = "Message Gemma · Enter sends · Ctrl+J new line · F1 help"
         self.schedule_count()
 
+    def _show_model(self) -> None:
+        """Show the loaded model and its device in the status bar."""
+        info = self.backend.info
+        if self.remote:
+            self.status.set_remote(getattr(self.model_info, "host", info.path), info.model)
+        else:
+            self.status.set_model(info.model, getattr(self.model_info, "quantization", None))
+        self.status.set_device(info.device, info.gpu_layers, info.threads)
+
     async def on_model_load_failed(self, message: ModelLoadFailed) -> None:
-        if self._gone():
+        if self._gone() or message.settings is not self._loading:
             return
-        if self.settings.backend == "openai":
+        self._loading = None
+        if self.backend is not None:
+            # The model that was working stays loaded, with its settings: only a
+            # successful load replaces it.
+            self._show_model()
+            what = "connect to" if message.settings.backend == "openai" else "load"
+            await self.chat.add_notice(
+                f"Could not {what} the new model: {message.reason}\n"
+                f"Still using {self.backend.info.model}.",
+                error=True,
+            )
+            return
+        self.settings = message.settings  # nothing was working: nothing to keep
+        if message.settings.backend == "openai":
             self.status.set_model("not connected")
             self.prompt.placeholder = "Not connected: /model NAME tries the server again"
             await self.chat.add_notice(
@@ -277,9 +312,14 @@ class GemmaChatApp(
             return
         if self._reply_missing():
             return
-        if self.engine is None:
+        if self.engine is None or self._loading is not None:
+            # While another model loads, the working one is replaced (and closed) as
+            # soon as the load ends: no reply may be generating on it then.
             self.notify(
-                "No model is loaded yet; your message stays in the input.", severity="warning"
+                "A model is loading; your message stays in the input."
+                if self.engine is not None
+                else "No model is loaded yet; your message stays in the input.",
+                severity="warning",
             )
             return
         self.prompt.remember(text)
@@ -332,6 +372,12 @@ class GemmaChatApp(
         self.history_at_exit()
         super().exit(*args, **kwargs)
 
+    def _stop_signalled(self, signum: int) -> None:
+        # Run by the event loop, not inside the signal handler: quitting as with Ctrl+Q
+        # keeps the partial reply (saved, marked partial) and gives the terminal back
+        # (alternate screen left, mouse tracking off).
+        self.exit(return_code=128 + signum)
+
     def action_stop(self) -> None:
         """Stop the reply being generated (the partial reply is kept)."""
         if self._cancel is not None:
@@ -344,6 +390,9 @@ class GemmaChatApp(
             return
         if self.engine is None or not self.conversation.turns:
             self.notify("Nothing to retry.")
+            return
+        if self._loading is not None:
+            self.notify("A model is loading: retry once it is loaded.", severity="warning")
             return
         if self.conversation.turns[-1].role is Role.MODEL:
             self.conversation.turns.pop()
@@ -428,10 +477,16 @@ class GemmaChatApp(
             self.engine.sampling, self.engine.repeat_guard = sampling, guard
 
 
-def run_tui(settings: Settings, theme: str | None = None, resume: int | None = None) -> None:
-    """Run the TUI until the user quits (``resume``: open that stored conversation)."""
-    app = GemmaChatApp(settings, theme=theme, resume=resume)
+def run_tui(settings: Settings, theme: str | None = None, resume: int | None = None) -> int:
+    """Run the TUI until the user quits (``resume``: open that stored conversation).
+
+    Returns:
+        The exit code: 0 when the user quit, 128 + N after signal N (SIGTERM, SIGHUP),
+        and 1 when the app crashed (Textual has printed why), never 0 then.
+    """
+    app = GemmaChatApp(settings, theme=theme, resume=resume, handle_signals=True)
     try:
         app.run()
     finally:
         app.close_state_cache()  # the KV state of the conversation left at quit
+    return app.return_code or 0

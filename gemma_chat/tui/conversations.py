@@ -11,6 +11,7 @@ from gemma_chat.conversation import Conversation, Role
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.history.recording import restore_params
 from gemma_chat.history.store import to_conversation
+from gemma_chat.tui.history import failure_text
 from gemma_chat.tui.screens.dialogs import ConfirmScreen
 from gemma_chat.tui.slash import BUSY_HINT
 from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
@@ -80,20 +81,24 @@ class ConversationSwitching:
             if self.generating:
                 self.notify(BUSY_HINT, severity="warning")  # type: ignore[attr-defined]
                 return False
-            try:
-                record = self.store.get(conversation_id)
-                messages = self.store.messages(conversation_id)
-            except GemmaChatError as exc:
-                self.notify(str(exc), severity="error", markup=False)  # type: ignore[attr-defined]
-                return False
-            self._leaving_conversation()
             # Token ids only for the model file that generated them; before a model is
             # loaded there is none, and the load gives them back (_history_model_loaded).
             sha256 = getattr(self.model_info, "sha256", None) if self.engine else None
-            self.conversation = to_conversation(record, messages, sha256)
-            self._set_params(  # type: ignore[attr-defined]
-                *restore_params(record, self.settings.sampling, self.settings.repeat_guard)
-            )
+            try:
+                record = self.store.get(conversation_id)
+                messages = self.store.messages(conversation_id)
+                conversation = to_conversation(record, messages, sha256)
+                params = restore_params(record, self.settings.sampling, self.settings.repeat_guard)
+            except Exception as exc:  # a store error or a damaged conversation
+                self.notify(  # type: ignore[attr-defined]
+                    f"Could not open conversation {conversation_id}: {failure_text(exc)}",
+                    severity="error",
+                    markup=False,
+                )
+                return False
+            self._leaving_conversation()
+            self.conversation = conversation
+            self._set_params(*params)  # type: ignore[attr-defined]
             self._begin(conversation_id, messages)
             await self._show_conversation()
             self.restore_conversation_state()  # its saved KV state, in the background

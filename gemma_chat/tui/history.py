@@ -10,6 +10,7 @@ renamed, never deleted or overwritten.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,52 @@ from gemma_chat.history.store import (
     CorruptStore,
     HistoryStore,
     MessageRecord,
+    StoreError,
     move_aside,
     store_file,
     to_conversation,
 )
 from gemma_chat.history.turns import stored_turns
+from gemma_chat.sanitize import one_line
 from gemma_chat.tui.screens.dialogs import MOVE_ASIDE, CorruptStoreScreen
+
+
+class GuardedStore:
+    """The app's handle on the history store: whatever goes wrong inside a store call
+    (a damaged row, a bug, an error SQLite or Python raises that the store does not
+    translate) reaches the app as a :class:`StoreError`, which every caller handles with
+    one notification. Nothing from the store can crash the app, so no chat is lost to a
+    traceback.
+
+    Attributes are the store's; its methods are wrapped.
+    """
+
+    def __init__(self, store: HistoryStore) -> None:
+        self.wrapped = store
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self.wrapped, name)
+        if not callable(value):
+            return value
+
+        @functools.wraps(value)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return value(*args, **kwargs)
+            except GemmaChatError:
+                raise
+            except Exception as exc:
+                raise StoreError(
+                    f"the history store failed: {type(exc).__name__}: {one_line(str(exc))}"
+                ) from exc
+
+        return call
+
+
+def _guarded(store: HistoryStore | GuardedStore | None) -> GuardedStore | None:
+    if store is None or isinstance(store, GuardedStore):
+        return store
+    return GuardedStore(store)
 
 
 class HistorySupport:
@@ -52,7 +93,7 @@ class HistorySupport:
 
     def setup_history(self, store: HistoryStore | None, resume: int | None) -> None:
         """Remember the store (None: open the default one on mount) and what to resume."""
-        self.store = store
+        self.store = _guarded(store)
         self.recorder: Recorder | None = None
         self._resume_at_start = resume
         self._saving = True
@@ -86,7 +127,7 @@ class HistorySupport:
                     )
                 return
             try:
-                self.store = HistoryStore(path)
+                self.store = GuardedStore(HistoryStore(path))
             except CorruptStore as exc:
                 bad = exc.path
 
@@ -97,8 +138,8 @@ class HistorySupport:
                     CorruptStoreScreen(str(bad), str(exc)), answered
                 )
                 return
-            except GemmaChatError as exc:
-                self._history_unavailable(str(exc))
+            except Exception as exc:  # whatever it is, the chat goes on without saving
+                self._history_unavailable(failure_text(exc))
                 return
         await self._store_ready()
 
@@ -115,9 +156,9 @@ class HistorySupport:
             return
         try:
             moved = move_aside(path)
-            self.store = HistoryStore(path)
-        except GemmaChatError as exc:
-            self._history_unavailable(str(exc))
+            self.store = GuardedStore(HistoryStore(path))
+        except Exception as exc:
+            self._history_unavailable(failure_text(exc))
             return
         self.notify(  # type: ignore[attr-defined]
             f"The unreadable history was moved to {moved}; a new history has started.",
@@ -143,11 +184,11 @@ class HistorySupport:
             return False
         try:
             write(self.recorder)
-        except GemmaChatError as exc:
+        except Exception as exc:  # never into Textual: the chat goes on, unsaved
             self._saving = False
             self.notify(  # type: ignore[attr-defined]
-                f"Could not save to the history ({exc}); this conversation is no longer "
-                "being saved, but stays on screen.",
+                f"Could not save to the history ({failure_text(exc)}); this conversation "
+                "is no longer being saved, but stays on screen.",
                 severity="error",
                 markup=False,
                 timeout=15,
@@ -300,9 +341,17 @@ class HistorySupport:
             return
         try:
             stored = to_conversation(self.store.get(cid), self.store.messages(cid), sha256)
-        except GemmaChatError:
+        except Exception:  # a damaged row: the ids are an optimisation, never needed
             return
         for turn, saved in zip(self.conversation.turns, stored.turns, strict=False):
             if turn.role is not saved.role or turn.text != saved.text:
                 break
             turn.token_ids = saved.token_ids
+
+
+def failure_text(exc: Exception) -> str:
+    """One line about a failure: the store's own message, or the exception's type and
+    text for anything else."""
+    if isinstance(exc, GemmaChatError):
+        return str(exc)
+    return f"{type(exc).__name__}: {one_line(str(exc))}"

@@ -10,19 +10,22 @@ from gemma_chat.engine import ReplyDone
 
 
 class ModelLoaded(Message):
-    """A model finished loading."""
+    """A model finished loading (with ``settings``, the load's own)."""
 
-    def __init__(self, info: Any, backend: Any) -> None:
+    def __init__(self, info: Any, backend: Any, settings: Any = None) -> None:
         self.info = info
         self.backend = backend
+        self.settings = settings
         super().__init__()
 
 
 class ModelLoadFailed(Message):
-    """Loading a model failed; ``reason`` is one line for the user."""
+    """Loading a model failed; ``reason`` is one line for the user (``settings``: the
+    load's own)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, settings: Any = None) -> None:
         self.reason = reason
+        self.settings = settings
         super().__init__()
 
 
