@@ -38,7 +38,12 @@ from gemma_chat.tui.messages import (
 from gemma_chat.tui.replies import ReplyStreaming
 from gemma_chat.tui.slash import BUSY_HINT, SlashCommands
 from gemma_chat.tui.theming import ThemeSupport
-from gemma_chat.tui.widgets.chat_log import ChatLog, ModelReply, UserMessage
+from gemma_chat.tui.widgets.chat_log import (
+    ChatLog,
+    ModelReply,
+    UserMessage,
+    WholeTextRequested,
+)
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
 from gemma_chat.tui.widgets.status_bar import StatusBar
@@ -329,6 +334,11 @@ class GemmaChatApp(
         await self.chat.add_user(text)
         await self._start_reply()
 
+    def on_whole_text_requested(self, message: WholeTextRequested) -> None:
+        from gemma_chat.tui.screens.whole_text import WholeTextScreen
+
+        self.push_screen(WholeTextScreen(message.text, message.what))
+
     # ------------------------------------------------------------ the context meter
 
     def on_text_area_changed(self) -> None:
@@ -346,8 +356,18 @@ class GemmaChatApp(
         self._meter_timer = self.set_timer(0.15, self._count_now)
 
     def _count_now(self) -> None:
-        if self.engine is not None and not self._gone():
-            self.count_tokens(self.engine, self.conversation, self.prompt.text)
+        if self.engine is None or self._gone():
+            return
+        from gemma_chat.loader import MAX_BYTES_PER_TOKEN
+
+        draft = self.prompt.text
+        size = len(draft) + sum(len(turn.text) for turn in self.conversation.turns)
+        if size > self.engine.n_ctx * MAX_BYTES_PER_TOKEN:
+            # It cannot fit, whatever the tokenizer says; tokenizing megabytes would hold
+            # a worker (and quitting, which waits for it) for minutes. A lower bound.
+            self.status.set_meter(size // MAX_BYTES_PER_TOKEN, self.engine.n_ctx, estimated=True)
+            return
+        self.count_tokens(self.engine, self.conversation, draft)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="meter")
     def count_tokens(self, engine: Engine, conversation: Conversation, draft: str) -> None:
