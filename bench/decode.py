@@ -101,9 +101,9 @@ def decode_ratio(model: str, tokens: int, rounds: int, threads: int, n_ctx: int)
 def ttft_turns(model: str, threads: int, n_ctx: int, max_tokens: int) -> dict:
     from gemma_chat.backend.local import LlamaBackend
     from gemma_chat.backend.offload import OffloadPlan
-    from gemma_chat.conversation import Conversation
-    from gemma_chat.engine import Engine
-    from gemma_chat.settings import Sampling
+    from gemma_chat.chat.conversation import Conversation
+    from gemma_chat.config.settings import Sampling
+    from gemma_chat.generation.engine import Engine
 
     backend = LlamaBackend(Path(model), n_ctx=n_ctx, offload=OffloadPlan(0, "cpu"), threads=threads)
     engine = Engine(backend, Sampling(temperature=0.0, seed=1, max_tokens=max_tokens))
@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--turn-tokens", type=int, default=64, help="max tokens per turn")
     args = parser.parse_args()
     if args.model is None:
-        from gemma_chat.models import demo_model
+        from gemma_chat.models.demo import demo_model
 
         demo = demo_model()
         if demo is None:

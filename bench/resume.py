@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gemma_chat.conversation import Conversation
-    from gemma_chat.engine import Engine
+    from gemma_chat.chat.conversation import Conversation
+    from gemma_chat.generation.engine import Engine
 
 HERE = Path(__file__).resolve().parent
 NEXT_QUESTION = "Thank you. Which of these places should we visit first, and why?"
@@ -63,7 +63,7 @@ def model_text(index: int) -> str:
 
 
 def build_conversation(engine: Engine, target: int) -> Conversation:
-    from gemma_chat.conversation import Conversation, StopReason
+    from gemma_chat.chat.conversation import Conversation, StopReason
 
     conversation = Conversation(system="You are a friendly and practical travel guide.")
     index = 0
@@ -92,18 +92,18 @@ def main() -> None:
     parser.add_argument("--ctx", type=int, default=4096)
     args = parser.parse_args()
     if args.model is None:
-        from gemma_chat.models import demo_model
+        from gemma_chat.models.demo import demo_model
 
         demo = demo_model()
         if demo is None:
             raise SystemExit("no --model and the demo extra is not installed")
         args.model = str(demo)
 
+    from gemma_chat.backend.kv_cache import MB, KVStateCache, resume_ids
     from gemma_chat.backend.local import LlamaBackend
     from gemma_chat.backend.offload import OffloadPlan
-    from gemma_chat.engine import Engine
-    from gemma_chat.settings import Sampling, StateCache
-    from gemma_chat.state_cache import MB, KVStateCache, resume_ids
+    from gemma_chat.config.settings import Sampling, StateCache
+    from gemma_chat.generation.engine import Engine
 
     backend = LlamaBackend(
         Path(args.model), n_ctx=args.ctx, offload=OffloadPlan(0, "cpu"), threads=args.threads

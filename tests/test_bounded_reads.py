@@ -12,11 +12,11 @@ import pytest
 from conftest import GREEDY, run_cli
 
 from gemma_chat.backend import kv_state
-from gemma_chat.conversation import Conversation
-from gemma_chat.engine import Engine
+from gemma_chat.backend.kv_cache import KVStateCache, resume_ids
+from gemma_chat.chat.conversation import Conversation
+from gemma_chat.config.settings import StateCache
 from gemma_chat.files import FileTooLarge, NotRegularFile, read_regular_file
-from gemma_chat.settings import StateCache
-from gemma_chat.state_cache import KVStateCache, resume_ids
+from gemma_chat.generation.engine import Engine
 
 KEY = "0b7c1f9e-5d1a-4a57-9a8e-3f2d2c1b0a99"
 SHA = "a" * 64
@@ -145,7 +145,7 @@ def test_theme_files_are_bounded_and_never_raise(tmp_path: Path) -> None:
 
 
 def test_a_fifo_as_the_state_file_reads_as_empty(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gemma_chat import state
+    from gemma_chat.config import ui_prefs as state
 
     path = state.state_file()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gemma_chat.config import load_config
+from gemma_chat.config.config_file import load_config
+from gemma_chat.config.settings import Settings
 from gemma_chat.errors import UsageError
-from gemma_chat.settings import Settings
 
 SETTING_NAMES = [*Settings.model_fields, "sampling", "repeat_guard", "state_cache", "remote"]
 NESTED_NAMES = ["temperature", "top_k", "seed", "max_tokens", "enabled", "base_url", "x"]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from gemma_chat.backend.local import load_vocab
-from gemma_chat.context import default_ctx, fit_prompt, reply_reserve, round_ctx
-from gemma_chat.conversation import Conversation, StopReason
+from gemma_chat.chat.context import default_ctx, fit_prompt, reply_reserve, round_ctx
+from gemma_chat.chat.conversation import Conversation, StopReason
+from gemma_chat.chat.template import GemmaTemplate
 from gemma_chat.errors import ContextError
-from gemma_chat.template import GemmaTemplate
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +119,8 @@ def test_follow_up_turns_evaluate_only_new_tokens(tiny_engine) -> None:
 
 
 def test_kv_reuse_on_the_demo_model(demo_backend) -> None:
-    from gemma_chat.engine import Engine
-    from gemma_chat.settings import Sampling
+    from gemma_chat.config.settings import Sampling
+    from gemma_chat.generation.engine import Engine
 
     demo_backend.clear_state()  # the shared backend may hold another test's prompt
     engine = Engine(demo_backend, Sampling(temperature=0.0, seed=1, max_tokens=24))

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from gemma_chat import hardware, loader
+from gemma_chat.config.settings import Settings
 from gemma_chat.errors import ModelError, UsageError
-from gemma_chat.models import inspect_model
-from gemma_chat.settings import Settings
+from gemma_chat.models import loader
+from gemma_chat.models.resolve import inspect_model
+from gemma_chat.planning import hardware
 
 GIB = 1024**3
 

@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from gemma_chat.conversation import Conversation, StopReason
-from gemma_chat.engine import Engine, TextDelta
-from gemma_chat.settings import RepeatGuard, Sampling
+from gemma_chat.chat.conversation import Conversation, StopReason
+from gemma_chat.config.settings import RepeatGuard, Sampling
+from gemma_chat.generation.engine import Engine
+from gemma_chat.generation.events import TextDelta
 
 
 def test_repetition_guard_stops_the_demo_models_loop(demo_backend) -> None:
@@ -66,8 +67,10 @@ def test_long_pieces_decode_in_the_real_vocabulary(demo_backend) -> None:
 
 def test_core_never_imports_textual_or_llama_at_import_time() -> None:
     code = (
-        "import sys, gemma_chat, gemma_chat.engine, gemma_chat.template, gemma_chat.context, "
-        "gemma_chat.models, gemma_chat.settings, gemma_chat.config, gemma_chat.cli; "
+        "import sys, gemma_chat, gemma_chat.generation.engine, gemma_chat.chat.template, "
+        "gemma_chat.chat.context, "
+        "gemma_chat.models.resolve, gemma_chat.config.settings, gemma_chat.config.config_file, "
+        "gemma_chat.cli; "
         "bad = [m for m in ('textual', 'llama_cpp') if m in sys.modules]; "
         "assert not bad, bad"
     )

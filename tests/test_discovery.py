@@ -20,10 +20,10 @@ import pytest
 import stories
 from conftest import run_cli
 
-from gemma_chat.discovery import find_models, hf_hub_cache, list_models, record
+from gemma_chat.config.settings import Settings
 from gemma_chat.errors import ModelError, UsageError
-from gemma_chat.models import resolve_model
-from gemma_chat.settings import Settings
+from gemma_chat.models.discovery import find_models, hf_hub_cache, list_models, record
+from gemma_chat.models.resolve import resolve_model
 
 RECORD_KEYS = {
     "name", "path", "source", "aliases", "repo", "assembled", "error", "architecture",
@@ -383,6 +383,6 @@ def test_a_relative_models_dir_is_relative_to_the_config(
     config.write_text('models_dir = "mine"\n')
     monkeypatch.setenv("GEMMA_CHAT_CONFIG", str(config))
     monkeypatch.chdir(tmp_path)
-    from gemma_chat.config import load_config
+    from gemma_chat.config.config_file import load_config
 
     assert load_config()["models_dir"] == str(config.parent / "mine")

@@ -15,9 +15,9 @@ import llama_cpp
 import pytest
 from conftest import run_cli
 
-from gemma_chat import hardware
 from gemma_chat.backend.offload import CUDA_HINT
-from gemma_chat.models import NO_MODEL_HINT
+from gemma_chat.models.resolve import NO_MODEL_HINT
+from gemma_chat.planning import hardware
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import threading
 import pytest
 import stories
 
-from gemma_chat.conversation import Conversation, StopReason
-from gemma_chat.engine import ReplyDone, TextDelta
+from gemma_chat.chat.conversation import Conversation, StopReason
+from gemma_chat.generation.events import ReplyDone, TextDelta
 
 
 def ask(engine, text: str = "Tell me a story", cancel=None):
@@ -128,8 +128,8 @@ def test_same_seed_same_reply(demo_backend) -> None:
     # The demo model sampling at temperature 1 on an open question: different seeds give
     # different replies (the tiny models give the same reply for every seed), so both
     # halves of the promise are tested.
-    from gemma_chat.engine import Engine
-    from gemma_chat.settings import Sampling
+    from gemma_chat.config.settings import Sampling
+    from gemma_chat.generation.engine import Engine
 
     def reply(seed: int):
         # Each reply evaluates the whole prompt: llama.cpp's logits for a prompt

@@ -22,9 +22,9 @@ import pytest
 import stories
 from tinygemma import build_tiny_gemma2
 
-from gemma_chat import gguf_meta
 from gemma_chat.errors import ModelError
-from gemma_chat.gguf_meta import ArraySummary, read_gguf_meta, read_many
+from gemma_chat.models import gguf_meta
+from gemma_chat.models.gguf_meta import ArraySummary, read_gguf_meta, read_many
 
 
 @pytest.fixture(autouse=True)
@@ -188,7 +188,7 @@ def test_child_prints_one_json_line_per_file(tmp_path: Path, tiny_models) -> Non
     garbage.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 64)
     good = tiny_models["runaway"].path
     proc = subprocess.run(
-        [sys.executable, "-m", "gemma_chat.gguf_meta", str(good), str(garbage)],
+        [sys.executable, "-m", "gemma_chat.models.gguf_meta", str(good), str(garbage)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -201,7 +201,7 @@ def test_child_prints_one_json_line_per_file(tmp_path: Path, tiny_models) -> Non
 
 CRASHING_CHILD = """
 import os, sys, pathlib
-from gemma_chat.gguf_meta import _child
+from gemma_chat.models.gguf_meta import _child
 for name in sys.argv[1:]:
     if pathlib.Path(name).name == "crash.gguf":
         os.abort()  # a real SIGABRT, as a GGML_ASSERT would give
@@ -264,7 +264,7 @@ def test_results_are_cached_per_file_version(
 
 NO_LIBRARY_CHILD = """
 import sys, pathlib
-from gemma_chat import gguf_meta, gguf_native
+from gemma_chat.models import gguf_meta, gguf_native
 gguf_native.library_path = lambda: pathlib.Path("/nonexistent/libggml-base.so")
 sys.exit(gguf_meta._child(sys.argv[1:]))
 """
@@ -286,5 +286,7 @@ def test_a_broken_reader_fails_every_file_at_once(
     for path in files:
         assert isinstance(results[path], ModelError) and words in str(results[path])
     # Not the files' fault, so nothing was cached against them.
-    monkeypatch.setattr(gguf_meta, "CHILD_COMMAND", (sys.executable, "-m", "gemma_chat.gguf_meta"))
+    monkeypatch.setattr(
+        gguf_meta, "CHILD_COMMAND", (sys.executable, "-m", "gemma_chat.models.gguf_meta")
+    )
     assert read_gguf_meta(files[0]).architecture == "gemma2"

@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gemma_chat import hardware
-from gemma_chat.hardware import MIB, Gpu, parse_nvidia_smi
+from gemma_chat.planning import hardware
+from gemma_chat.planning.hardware import MIB, Gpu, parse_nvidia_smi
 
 H100 = "81037, 81559, NVIDIA H100 80GB HBM3\n"
 TWO_GPUS = "23010, 24564, NVIDIA GeForce RTX 4090\n 7953, 8192, NVIDIA GeForce RTX 3070\n"
@@ -149,7 +149,7 @@ def test_llama_cpp_lists_what_this_build_has() -> None:
     it cannot offload."""
     import llama_cpp
 
-    from gemma_chat.diagnostics import system_features
+    from gemma_chat.cli.diagnostics import system_features
 
     devices = hardware.llama_devices()
     backends = hardware.llama_backends()

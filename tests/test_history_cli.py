@@ -27,10 +27,10 @@ from conftest import run_cli
 from gemma_chat import cli
 from gemma_chat.cli.exchange import continued_settings, open_exchange
 from gemma_chat.cli.options import HistoryOptions, build_settings
+from gemma_chat.config.settings import RepeatGuard, Sampling
 from gemma_chat.history.recording import params_of
 from gemma_chat.history.store import HistoryStore, MessageRecord, store_file
 from gemma_chat.history.transfer import export_json, export_markdown
-from gemma_chat.settings import RepeatGuard, Sampling
 
 GARBAGE = b"this is not a database, but it is somebody's file\x00\xff" * 200
 DEMO_FILE = "gemma-3-270m-q4_k_m.gguf"
@@ -656,7 +656,7 @@ def test_export_never_overwrites_the_database(filled, capsys, tmp_path, monkeypa
 
 
 def test_export_never_overwrites_the_kv_cache(filled, capsys, tmp_path, monkeypatch) -> None:
-    from gemma_chat.state_cache import cache_dir
+    from gemma_chat.backend.kv_cache import cache_dir
 
     monkeypatch.setenv("GEMMA_CHAT_CACHE_DIR", str(tmp_path / "cache"))
     kv = cache_dir()

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gemma_chat.conversation import StopReason
+from gemma_chat.chat.conversation import StopReason
 from gemma_chat.errors import UsageError
 from gemma_chat.history import transfer
 from gemma_chat.history.store import HistoryStore

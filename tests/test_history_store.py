@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gemma_chat.conversation import Conversation, StopReason
+from gemma_chat.chat.conversation import Conversation, StopReason
+from gemma_chat.config.settings import RepeatGuard, Sampling
 from gemma_chat.errors import UsageError
 from gemma_chat.history import schema, transfer
 from gemma_chat.history.recording import Recorder, params_of, restore_params
@@ -34,7 +35,6 @@ from gemma_chat.history.store import (
     to_conversation,
 )
 from gemma_chat.history.turns import stored_turns
-from gemma_chat.settings import RepeatGuard, Sampling
 
 WRITER = Path(__file__).with_name("history_writer.py")
 

@@ -14,8 +14,8 @@ from conftest import run_cli
 from tinygemma import build_tiny_gemma2
 
 from gemma_chat.files import file_version
-from gemma_chat.gguf_meta import _cache_file
-from gemma_chat.models import inspect_model
+from gemma_chat.models.gguf_meta import _cache_file
+from gemma_chat.models.resolve import inspect_model
 
 
 def _same_size_pair(tmp_path: Path) -> tuple[Path, Path]:

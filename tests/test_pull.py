@@ -24,7 +24,7 @@ from conftest import run_cli
 from fakehub import COMMIT, FakeHub, Repo
 
 from gemma_chat.errors import GemmaChatError, UsageError
-from gemma_chat.pull_catalog import ALIASES, pick_file, quant_of, resolve_spec
+from gemma_chat.pull.catalog import ALIASES, pick_file, quant_of, resolve_spec
 
 REPO_9B = "bartowski/gemma-2-9b-it-GGUF"
 FILE_9B = "gemma-2-9b-it-Q4_K_M.gguf"
@@ -420,8 +420,8 @@ def test_ctrl_c_keeps_the_partial_download_for_the_next_run(hub, tmp_path) -> No
 
 def test_importing_pull_costs_other_commands_nothing() -> None:
     code = (
-        "import sys, gemma_chat.cli, gemma_chat.pull, gemma_chat.pull_files, "
-        "gemma_chat.pull_catalog; "
+        "import sys, gemma_chat.cli, gemma_chat.pull.download, gemma_chat.pull.transfer, "
+        "gemma_chat.pull.catalog; "
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('huggingface_hub', 'httpx2', 'textual', 'llama_cpp')]; "
         "assert not bad, bad"

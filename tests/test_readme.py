@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gemma_chat.config import tomllib  # tomli on Python 3.10
-from gemma_chat.settings import Settings
+from gemma_chat.config.config_file import tomllib  # tomli on Python 3.10
+from gemma_chat.config.settings import Settings
 
 README = Path(__file__).parents[1] / "README.md"
 BLOCKS = re.findall(r"```toml\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
@@ -24,7 +24,7 @@ def test_every_config_example_validates(block: str) -> None:
 
 
 def test_the_readme_documents_every_pull_alias() -> None:
-    from gemma_chat.pull_catalog import ALIASES, DEFAULT_QUANT
+    from gemma_chat.pull.catalog import ALIASES, DEFAULT_QUANT
 
     text = README.read_text(encoding="utf-8")
     for name, alias in ALIASES.items():

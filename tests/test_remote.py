@@ -11,17 +11,18 @@ import pytest
 from sse_server import HELLO, USAGE, SSEServer
 
 from gemma_chat.backend.remote import OpenAIBackend, RemoteError
-from gemma_chat.conversation import Conversation, Role, StopReason, Turn
-from gemma_chat.engine import Engine, ReplyDone, TextDelta
-from gemma_chat.settings import Sampling
-from gemma_chat.template import GemmaTemplate
-from gemma_chat.template_text import (
+from gemma_chat.chat.conversation import Conversation, Role, StopReason, Turn
+from gemma_chat.chat.template import GemmaTemplate
+from gemma_chat.chat.template_text import (
     STOP_STRINGS,
     WORD_JOINER,
     chat_messages,
     neutralise,
     render_text,
 )
+from gemma_chat.config.settings import Sampling
+from gemma_chat.generation.engine import Engine
+from gemma_chat.generation.events import ReplyDone, TextDelta
 
 SAMPLING = Sampling(temperature=0.0, seed=7, max_tokens=32)
 

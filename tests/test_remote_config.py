@@ -25,14 +25,14 @@ import pytest
 from conftest import run_cli
 from tui_support import notifications, send, wait_until
 
+from gemma_chat.chat.conversation import StopReason
 from gemma_chat.cli.ask import result_dict, stats_line
 from gemma_chat.cli.exchange import Exchange
 from gemma_chat.cli.options import build_settings
-from gemma_chat.conversation import StopReason
+from gemma_chat.config.remote import api_key
+from gemma_chat.config.settings import RemoteProfile, Settings
 from gemma_chat.errors import UsageError
-from gemma_chat.loader import RemoteModelInfo
-from gemma_chat.remote_config import api_key
-from gemma_chat.settings import RemoteProfile, Settings
+from gemma_chat.models.loader import RemoteModelInfo
 
 MARKER = "sk-MARKER-7f3a9c-never-print-me"
 """The API key in every test: it must not appear in any output or file."""
@@ -318,7 +318,7 @@ def fake_server() -> Iterator[FakeServer]:
 LOAD_SCRIPT = """
 import json, sys
 from gemma_chat.cli.options import build_settings
-from gemma_chat.loader import load_backend
+from gemma_chat.models.loader import load_backend
 
 settings = build_settings(base_url=sys.argv[1])
 info, backend = load_backend(settings, print, "hello")

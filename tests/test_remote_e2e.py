@@ -24,9 +24,9 @@ from conftest import run_cli
 from openai_server import free_port, start_server, stop_server
 from tui_support import send, settle, wait_until
 
-from gemma_chat.conversation import Role, StopReason
+from gemma_chat.chat.conversation import Role, StopReason
+from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore
-from gemma_chat.settings import Settings
 
 pytestmark = pytest.mark.slow
 

@@ -20,10 +20,11 @@ import llama_cpp
 import pytest
 
 from gemma_chat.backend.remote import OpenAIBackend
-from gemma_chat.conversation import Conversation, Role, Turn
-from gemma_chat.engine import Engine, ReplyDone
-from gemma_chat.settings import Sampling
-from gemma_chat.template_text import WORD_JOINER, chat_messages, neutralise, render_text
+from gemma_chat.chat.conversation import Conversation, Role, Turn
+from gemma_chat.chat.template_text import WORD_JOINER, chat_messages, neutralise, render_text
+from gemma_chat.config.settings import Sampling
+from gemma_chat.generation.engine import Engine
+from gemma_chat.generation.events import ReplyDone
 
 _PARSED = (
     llama_cpp.LLAMA_TOKEN_ATTR_CONTROL

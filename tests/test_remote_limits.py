@@ -28,13 +28,14 @@ from gemma_chat.backend import bounded
 from gemma_chat.backend.redact import REDACTED, Redactor
 from gemma_chat.backend.remote import OpenAIBackend, RemoteError
 from gemma_chat.backend.sse import MAX_LINE_BYTES, RemoteCancelled, sse_data, sse_lines
+from gemma_chat.chat.conversation import Conversation, StopReason
+from gemma_chat.chat.template_text import STOP_STRINGS
 from gemma_chat.cli.options import build_settings
-from gemma_chat.conversation import Conversation, StopReason
-from gemma_chat.engine import Engine, ReplyDone, TextDelta
+from gemma_chat.config.settings import Sampling, Settings
 from gemma_chat.errors import UsageError
+from gemma_chat.generation.engine import Engine
+from gemma_chat.generation.events import ReplyDone, TextDelta
 from gemma_chat.history.store import HistoryStore
-from gemma_chat.settings import Sampling, Settings
-from gemma_chat.template_text import STOP_STRINGS
 
 SAMPLING = Sampling(temperature=0.0, seed=7, max_tokens=32)
 KEY = "sk-LIMITS-5e1d0c-never-show-me"

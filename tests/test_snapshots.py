@@ -8,8 +8,8 @@ import pytest
 from tui_support import scripted_loader, send, wait_until
 
 from gemma_chat.backend.local import load_vocab
-from gemma_chat.conversation import Role
-from gemma_chat.settings import Settings
+from gemma_chat.chat.conversation import Role
+from gemma_chat.config.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
 
 REPLY = """Here is a short example:

@@ -21,13 +21,14 @@ import pytest
 
 from gemma_chat.backend import kv_state
 from gemma_chat.backend.base import StateError, StatefulBackend
+from gemma_chat.backend.kv_cache import MB, KVStateCache, resume_ids
 from gemma_chat.backend.local import LlamaBackend, load_vocab
 from gemma_chat.backend.offload import OffloadPlan
 from gemma_chat.backend.scripted import ScriptedBackend
-from gemma_chat.conversation import Conversation, StopReason
-from gemma_chat.engine import Engine, ReplyDone
-from gemma_chat.settings import Sampling, StateCache
-from gemma_chat.state_cache import MB, KVStateCache, resume_ids
+from gemma_chat.chat.conversation import Conversation, StopReason
+from gemma_chat.config.settings import Sampling, StateCache
+from gemma_chat.generation.engine import Engine
+from gemma_chat.generation.events import ReplyDone
 
 GREEDY = Sampling(temperature=0.0, seed=1, max_tokens=16)
 SHA = "a" * 64
@@ -486,7 +487,7 @@ def test_gemma2_state_round_trip(tiny_models, tiny_backends, tmp_path):
 
 def test_cache_module_imports_neither_llama_nor_textual():
     code = (
-        "import sys, gemma_chat.state_cache; "
+        "import sys, gemma_chat.backend.kv_cache; "
         "bad = [m for m in ('textual', 'llama_cpp') if m in sys.modules]; "
         "assert not bad, bad"
     )

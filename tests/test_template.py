@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gemma_chat.backend.local import load_vocab
-from gemma_chat.conversation import Conversation, Role, StopReason, Turn
-from gemma_chat.template import GemmaTemplate
+from gemma_chat.chat.conversation import Conversation, Role, StopReason, Turn
+from gemma_chat.chat.template import GemmaTemplate
 
 
 @pytest.fixture(scope="module")

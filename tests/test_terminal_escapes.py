@@ -294,8 +294,8 @@ def test_remote_errors_quote_the_server_safely(hostile_server: HostileServer) ->
     that shows it (the app's notices, ``--debug``), not only the CLI's error line."""
     from gemma_chat.backend.remote import OpenAIBackend
     from gemma_chat.backend.sse import RemoteError
+    from gemma_chat.config.settings import Sampling
     from gemma_chat.sanitize import has_controls
-    from gemma_chat.settings import Sampling
 
     remote = OpenAIBackend(hostile_server.url("hostile_error"), model="m", n_ctx=2048)
     with pytest.raises(RemoteError) as info:

@@ -8,10 +8,10 @@ import itertools
 import pytest
 
 from gemma_chat.backend.local import load_vocab
-from gemma_chat.repetition import RepetitionDetector
-from gemma_chat.settings import RepeatGuard
-from gemma_chat.textstream import TEXT_MARKERS, MarkerFilter, Utf8Stream
-from gemma_chat.tokenizer import END_OF_TURN, START_OF_TURN
+from gemma_chat.chat.tokenizer import END_OF_TURN, START_OF_TURN
+from gemma_chat.config.settings import RepeatGuard
+from gemma_chat.generation.repetition import RepetitionDetector
+from gemma_chat.generation.textstream import TEXT_MARKERS, MarkerFilter, Utf8Stream
 
 
 def test_utf8_holds_split_characters_until_complete() -> None:
@@ -177,7 +177,7 @@ def test_several_markers_in_one_chunk_stop_at_the_earliest(
     ],
 )
 def test_markdown_blocks_split_only_where_safe(text: str, finished: str) -> None:
-    from gemma_chat.markdown_blocks import split_finished
+    from gemma_chat.chat.markdown_blocks import split_finished
 
     done, rest = split_finished(text)
     assert done == finished and done + rest == text

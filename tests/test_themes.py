@@ -17,7 +17,7 @@ import pytest
 from textual.css.stylesheet import Stylesheet
 from textual.theme import Theme
 
-from gemma_chat import state
+from gemma_chat.config import ui_prefs as state
 from gemma_chat.tui.themes import (
     BUILTIN_THEME_PACKAGE,
     DEFAULT_THEME,
@@ -310,7 +310,7 @@ def test_failed_replace_keeps_old_state_and_no_temp_file(
 
 def test_state_module_does_not_import_textual() -> None:
     code = (
-        "import sys, gemma_chat.state; "
+        "import sys, gemma_chat.config.ui_prefs; "
         "sys.exit(any(name.split('.')[0] == 'textual' for name in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

@@ -11,8 +11,8 @@ import stories
 from tui_support import notifications, scripted_loader, send, settle, wait_until
 
 from gemma_chat.backend.local import load_vocab
-from gemma_chat.conversation import Role, StopReason
-from gemma_chat.settings import Settings
+from gemma_chat.chat.conversation import Role, StopReason
+from gemma_chat.config.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.screens.help import HelpScreen
 from gemma_chat.tui.widgets.chat_log import ModelReply, Notice, UserMessage
@@ -191,7 +191,7 @@ async def test_slash_completion_with_tab(vocab) -> None:
 
 
 async def test_every_command_is_in_the_palette(vocab) -> None:
-    from gemma_chat.commands import COMMANDS
+    from gemma_chat.chat.commands import COMMANDS
 
     app, _ = make_app(vocab)
     async with app.run_test() as pilot:
@@ -377,7 +377,7 @@ async def test_model_errors_are_one_line(tmp_path, tiny_models, kind: str) -> No
 
 
 async def test_theme_switch_is_remembered(vocab) -> None:
-    from gemma_chat import state
+    from gemma_chat.config import ui_prefs as state
 
     app, _ = make_app(vocab)
     async with app.run_test() as pilot:

@@ -26,9 +26,9 @@ from tui_support import notifications, send, settle, wait_until
 
 from gemma_chat.backend.local import load_vocab
 from gemma_chat.backend.scripted import ScriptedBackend
+from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore, MessageRecord
 from gemma_chat.sanitize import has_controls
-from gemma_chat.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.screens.dialogs import ConfirmScreen, RenameScreen
 from gemma_chat.tui.screens.models import ModelPicker

@@ -14,10 +14,10 @@ from tui_support import notifications, scripted_loader, send, settle, wait_until
 
 from gemma_chat.backend.local import load_vocab
 from gemma_chat.backend.scripted import ScriptedBackend
-from gemma_chat.conversation import Role, StopReason
+from gemma_chat.chat.conversation import Role, StopReason
+from gemma_chat.config.settings import RepeatGuard, Sampling, Settings
 from gemma_chat.history.recording import params_of
 from gemma_chat.history.store import HistoryStore, MessageRecord, store_file
-from gemma_chat.settings import RepeatGuard, Sampling, Settings
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.kv_resume import StateEvent
 from gemma_chat.tui.screens.dialogs import ConfirmScreen, CorruptStoreScreen, RenameScreen
@@ -699,7 +699,7 @@ def test_sidebar_snapshot(snap_compare, vocab, tmp_path) -> None:
 
 @pytest.mark.slow
 async def test_real_kv_state_is_saved_at_quit_and_restored_on_resume(demo_path) -> None:
-    from gemma_chat.settings import StateCache
+    from gemma_chat.config.settings import StateCache
 
     settings = Settings(model="demo", ctx=1024, state_cache=StateCache(min_tokens=8))
     app = GemmaChatApp(settings)

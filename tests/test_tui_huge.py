@@ -10,8 +10,8 @@ import pytest
 from tui_support import scripted_loader, settle, wait_until
 
 from gemma_chat.backend.local import load_vocab
+from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore, MessageRecord
-from gemma_chat.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.screens.whole_text import PART_CHARS, PART_LINES, WholeTextScreen, part_end
 from gemma_chat.tui.widgets.chat_log import (

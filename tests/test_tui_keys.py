@@ -7,8 +7,8 @@ import pytest
 from tui_support import notifications, scripted_loader, send, wait_until
 
 from gemma_chat.backend.local import load_vocab
-from gemma_chat.conversation import Role
-from gemma_chat.settings import Settings
+from gemma_chat.chat.conversation import Role
+from gemma_chat.config.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.keyspec import check_keymap, key_problem
 

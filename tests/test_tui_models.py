@@ -11,7 +11,7 @@ import pytest
 import stories
 from tui_support import send, settle, wait_until
 
-from gemma_chat.settings import Settings
+from gemma_chat.config.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.screens.models import ModelPicker
 from gemma_chat.tui.widgets.chat_log import ModelReply, Notice, UserMessage

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from tui_support import send, wait_until
 
-from gemma_chat.conversation import Role, StopReason
+from gemma_chat.chat.conversation import Role, StopReason
+from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore
-from gemma_chat.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.widgets.chat_log import ModelReply
 

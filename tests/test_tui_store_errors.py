@@ -11,9 +11,9 @@ import pytest
 from tui_support import notifications, scripted_loader, send, settle, wait_until
 
 from gemma_chat.backend.local import load_vocab
-from gemma_chat.conversation import Role
+from gemma_chat.chat.conversation import Role
+from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore, MessageRecord
-from gemma_chat.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
 from gemma_chat.tui.widgets.sidebar import HistorySidebar

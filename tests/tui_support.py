@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gemma_chat.backend.scripted import ScriptedBackend
+from gemma_chat.config.settings import Settings
 from gemma_chat.errors import ModelError
-from gemma_chat.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from gemma_chat.settings import Sampling
-from gemma_chat.tokenizer import Tokenizer
+from gemma_chat.chat.tokenizer import Tokenizer
+from gemma_chat.config.settings import Sampling
 
 
 class Cancelled(Exception):
@@ -86,7 +86,7 @@ class StatefulBackend(Protocol):
     """Optional capability: save the KV cache to a file and restore it later.
 
     :class:`gemma_chat.backend.local.LlamaBackend` has it; the scripted backend does not.
-    ``gemma_chat.state_cache`` uses it to make resuming a long conversation fast. None of
+    ``gemma_chat.backend.kv_cache`` uses it to make resuming a long conversation fast. None of
     these may run during a generation: they raise ``RuntimeError`` then, like a second
     ``generate`` does.
     """

@@ -18,8 +18,8 @@ from gemma_chat.backend import kv_state, llama_log
 from gemma_chat.backend.base import BackendInfo, Cancelled, StateError, common_prefix
 from gemma_chat.backend.offload import OffloadPlan
 from gemma_chat.backend.vocab import LlamaVocab
+from gemma_chat.config.settings import Sampling
 from gemma_chat.errors import ModelError
-from gemma_chat.settings import Sampling
 
 N_BATCH = 512
 
@@ -95,7 +95,7 @@ class LlamaBackend:
         debug: bool = False,
         keep_stderr: bool = False,
     ) -> None:
-        """Load the model. Validate and probe the file first (see ``gemma_chat.models``).
+        """Load the model. Validate and probe the file first (see ``gemma_chat.models.resolve``).
 
         ``keep_stderr`` leaves stderr open during the load (see :func:`load_vocab`).
 

@@ -39,7 +39,7 @@ def plan_offload(
         gpu_layers: Layers to offload when on the GPU, "all", or "auto".
         supported: ``llama_supports_gpu_offload()`` of the installed build.
         auto_layers: For "auto", the ``n_gpu_layers`` the memory planner fits in the
-            free VRAM (see :func:`gemma_chat.planner.plan_memory`); None when it could
+            free VRAM (see :func:`gemma_chat.planning.planner.plan_memory`); None when it could
             not tell, which offloads every layer, as llama.cpp itself would.
     """
     if gpu_layers == "auto":

@@ -37,7 +37,7 @@ def probe(path: str, flash_attn: bool = True) -> dict[str, object]:
     from gemma_chat.backend import llama_log
     from gemma_chat.backend.local import LlamaBackend
     from gemma_chat.backend.offload import OffloadPlan
-    from gemma_chat.tokenizer import END_OF_TURN, START_OF_TURN
+    from gemma_chat.chat.tokenizer import END_OF_TURN, START_OF_TURN
 
     llama_log.install(debug=False)
     # One load does it all: llama.cpp reads the vocabulary and every header first, then

@@ -1,6 +1,6 @@
 """A remote backend: an OpenAI-compatible server (llama-server, vLLM, Ollama) over HTTP.
 
-The engine renders the Gemma prompt as text itself (``gemma_chat.template_text``) and
+The engine renders the Gemma prompt as text itself (``gemma_chat.chat.template_text``) and
 this backend sends it to ``POST {base}/completions`` with explicit stop strings, so the
 template and its injection safety stay gemma-chat's own. A server that refuses raw
 completions (404/405/501, or a 400 saying completions or prompts are unsupported) gets
@@ -48,9 +48,9 @@ from gemma_chat.backend.sse import (
     TextChunk,
     one_line,
 )
-from gemma_chat.context import DEFAULT_MAX_CTX
+from gemma_chat.chat.context import DEFAULT_MAX_CTX
+from gemma_chat.config.settings import Sampling
 from gemma_chat.errors import GemmaChatError
-from gemma_chat.settings import Sampling
 
 BACKOFF_S = 0.2
 """The first retry delay; each further retry waits twice as long."""

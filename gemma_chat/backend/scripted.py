@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from gemma_chat.backend.base import BackendInfo
-from gemma_chat.settings import Sampling
-from gemma_chat.tokenizer import GemmaIds, Tokenizer
+from gemma_chat.chat.tokenizer import GemmaIds, Tokenizer
+from gemma_chat.config.settings import Sampling
 
 Script = Callable[[int], str]
 """Returns the text of reply number ``n`` (0-based)."""

@@ -1,4 +1,4 @@
-"""The :class:`~gemma_chat.tokenizer.Tokenizer` of a llama.cpp model.
+"""The :class:`~gemma_chat.chat.tokenizer.Tokenizer` of a llama.cpp model.
 
 Pieces are decoded through the low-level ``llama_token_to_piece`` with a buffer that
 grows to fit: ``Llama.detokenize`` uses a fixed 32-byte buffer and silently returns

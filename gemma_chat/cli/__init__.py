@@ -18,6 +18,7 @@ from gemma_chat.cli import options as o
 from gemma_chat.cli.doctor import doctor as doctor_command
 from gemma_chat.cli.history import history_app
 from gemma_chat.cli.models import models_app
+from gemma_chat.cli.options import option_given, with_root_options
 from gemma_chat.cli.pull import pull as pull_command
 from gemma_chat.errors import GemmaChatError, UsageError
 from gemma_chat.sanitize import one_line
@@ -74,14 +75,14 @@ def root(
     run_options(values)  # --stats/--json/--plain/--raw only concern answers on stdout
     from gemma_chat.cli.exchange import resume_id
 
-    explicit = frozenset(key for key in o.CONVERSATION_SETTINGS if _given(values.get(key)))
+    explicit = frozenset(key for key in o.CONVERSATION_SETTINGS if option_given(values.get(key)))
     settings = o.build_settings(**values)
     if no_save:
         settings = settings.model_copy(update={"save_history": False})
     # Resolved here, so a bad id or a corrupt history is a one-line error, not an app.
     conversation_id = resume_id(continue_latest, resume, settings, explicit)
     if settings.backend == "openai":
-        from gemma_chat.remote_config import api_key
+        from gemma_chat.config.remote import api_key
 
         api_key(settings.api_key_env, settings.profile)  # an unset key: one line, no app
     from gemma_chat.tui.app import run_tui
@@ -159,7 +160,7 @@ def run_options(values: dict[str, Any]) -> o.RunOptions:
 
 def history_options(values: dict[str, Any], option: str = "--conversation") -> o.HistoryOptions:
     """Take the history options out of ``values`` (which still holds the settings)."""
-    explicit = frozenset(key for key in o.CONVERSATION_SETTINGS if _given(values.get(key)))
+    explicit = frozenset(key for key in o.CONVERSATION_SETTINGS if option_given(values.get(key)))
     return o.HistoryOptions(
         save=not values.pop("no_save", False),
         continue_latest=bool(values.pop("continue_latest", False)),
@@ -167,21 +168,6 @@ def history_options(values: dict[str, Any], option: str = "--conversation") -> o
         explicit=explicit,
         option=option,
     )
-
-
-def with_root_options(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
-    """Fill options not given after the command from those given before it."""
-    root = ctx.obj or {}
-    merged = dict(values)
-    for key, value in root.items():
-        if not _given(merged.get(key)):
-            merged[key] = value
-    return merged
-
-
-def _given(value: Any) -> bool:
-    # Identity, not equality: `--temperature 0` and `--seed 0` are given (0 == False).
-    return value is not None and value is not False
 
 
 def main(argv: list[str] | None = None) -> None:

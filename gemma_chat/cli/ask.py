@@ -13,17 +13,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from gemma_chat.backend.sse import RemoteError
+from gemma_chat.chat.conversation import StopReason
 from gemma_chat.cli.exchange import Exchange, open_exchange
 from gemma_chat.cli.inputs import combine, read_piped
 from gemma_chat.cli.options import HistoryOptions, RunOptions
 from gemma_chat.cli.render import MarkdownWriter, PlainWriter
-from gemma_chat.conversation import StopReason
-from gemma_chat.engine import Engine, ReplyDone, TextDelta
+from gemma_chat.config.settings import Settings
 from gemma_chat.errors import ContextError, GemmaChatError
-from gemma_chat.loader import RemoteModelInfo, load_backend
-from gemma_chat.models import ModelInfo
+from gemma_chat.generation.engine import Engine
+from gemma_chat.generation.events import ReplyDone, TextDelta
+from gemma_chat.models.loader import RemoteModelInfo, load_backend
+from gemma_chat.models.resolve import ModelInfo
 from gemma_chat.sanitize import json_safe, one_line
-from gemma_chat.settings import Settings
 
 EXIT_INTERRUPTED = 130
 

@@ -2,7 +2,7 @@
 
 It exits 0 whenever it could write its report, even when no model is found, the model
 is broken or the config file is invalid: those are findings, reported as such. The
-report is gathered by :mod:`gemma_chat.diagnostics`, imported inside the command so that
+report is gathered by :mod:`gemma_chat.cli.diagnostics`, imported inside the command so that
 registering it costs the other commands nothing.
 """
 
@@ -27,8 +27,8 @@ def doctor(
 ) -> None:
     """Check the llama.cpp build, threads, RAM and VRAM, the model and its memory plan,
     and where files live; then say what to do next."""
-    from gemma_chat.cli import with_root_options
-    from gemma_chat.diagnostics import gather
+    from gemma_chat.cli.diagnostics import gather
+    from gemma_chat.cli.options import with_root_options
 
     values = with_root_options(ctx, {"model": model, "ctx": ctx_size})
     cli = {key: values.get(key) for key in ("model", "ctx", "gpu", "gpu_layers", "threads")}
@@ -46,8 +46,8 @@ def _settings(cli: dict[str, Any]) -> tuple[Any, str | None]:
     that refused to run on a bad config could not say what else is wrong."""
     from pydantic import ValidationError
 
-    from gemma_chat.config import describe_validation_error
-    from gemma_chat.settings import Settings
+    from gemma_chat.config.config_file import describe_validation_error
+    from gemma_chat.config.settings import Settings
 
     try:
         return o.build_settings(**cli), None
@@ -67,7 +67,7 @@ def _settings(cli: dict[str, Any]) -> tuple[Any, str | None]:
 def render(report: dict[str, Any]) -> str:
     """The report as aligned text sections. Every value is one safe line: model paths,
     GGUF metadata and error messages are untrusted text."""
-    from gemma_chat.planner import gib
+    from gemma_chat.planning.planner import gib
 
     build, threads, memory = report["llama_cpp"], report["threads"], report["memory"]
     devices = ", ".join(f"{d['name']} ({d['description']})" for d in build["devices"])
@@ -128,7 +128,7 @@ def _cores(threads: dict[str, Any]) -> str:
 
 
 def _model_rows(model: dict[str, Any]) -> list[tuple[str, str]]:
-    from gemma_chat.planner import gib
+    from gemma_chat.planning.planner import gib
 
     rows = [("file", model["path"] or "none")]
     if model["error"]:

@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from gemma_chat.backend.kv_cache import KVStateCache, resume_ids
+from gemma_chat.chat.conversation import Conversation
 from gemma_chat.cli.options import HistoryOptions
-from gemma_chat.conversation import Conversation
-from gemma_chat.engine import Engine, ReplyDone
+from gemma_chat.config.settings import Settings
 from gemma_chat.errors import UsageError
+from gemma_chat.generation.engine import Engine
+from gemma_chat.generation.events import ReplyDone
 from gemma_chat.history.recording import Recorder, params_of, restore_params
 from gemma_chat.history.store import (
     ConversationRecord,
@@ -21,12 +24,10 @@ from gemma_chat.history.store import (
     MessageRecord,
     to_conversation,
 )
-from gemma_chat.models import ModelInfo
-from gemma_chat.settings import Settings
-from gemma_chat.state_cache import KVStateCache, resume_ids
+from gemma_chat.models.resolve import ModelInfo
 
 if TYPE_CHECKING:
-    from gemma_chat.loader import RemoteModelInfo
+    from gemma_chat.models.loader import RemoteModelInfo
 
 _SAMPLING_KEYS = ("max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed")
 
@@ -184,7 +185,7 @@ class Exchange:
         self, engine: Engine, conversation: Conversation, info: ModelInfo | RemoteModelInfo
     ) -> int:
         """Load a continued conversation's saved KV state, so that only the new message
-        is evaluated (see :mod:`gemma_chat.state_cache`).
+        is evaluated (see :mod:`gemma_chat.backend.kv_cache`).
 
         Returns:
             The prompt tokens the state covers (0: the prompt is evaluated as usual).

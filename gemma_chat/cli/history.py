@@ -230,7 +230,7 @@ def delete(
                 raise typer.Exit(1)
         store.delete(conversation_id)
     # Its saved KV state holds the whole conversation too: it goes with it.
-    from gemma_chat.state_cache import KVStateCache
+    from gemma_chat.backend.kv_cache import KVStateCache
 
     KVStateCache().forget(record.uuid)
     _note(f"deleted conversation {conversation_id}")

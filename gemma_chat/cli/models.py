@@ -1,9 +1,9 @@
 """``gemma-chat models``: list the GGUF models on this machine, and inspect one.
 
-``models`` lists what :mod:`gemma_chat.discovery` finds, one line per file; a file that
+``models`` lists what :mod:`gemma_chat.models.discovery` finds, one line per file; a file that
 cannot be read is listed with its one-line reason instead of stopping the listing.
 ``models info MODEL`` prints one model's metadata and its memory plan. Both take
-``--json``; the record schema is :func:`gemma_chat.discovery.record`. Discovery, the
+``--json``; the record schema is :func:`gemma_chat.models.discovery.record`. Discovery, the
 GGUF reader and the planner are imported inside the commands, so registering this
 sub-app costs ``ask`` nothing.
 """
@@ -20,9 +20,9 @@ import typer
 from gemma_chat.sanitize import json_safe, one_line
 
 if TYPE_CHECKING:
-    from gemma_chat.discovery import ModelEntry
-    from gemma_chat.gguf_meta import GGUFMeta
-    from gemma_chat.settings import Settings
+    from gemma_chat.config.settings import Settings
+    from gemma_chat.models.discovery import ModelEntry
+    from gemma_chat.models.gguf_meta import GGUFMeta
 
 models_app = typer.Typer(
     name="models",
@@ -50,7 +50,7 @@ def list_models(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """List the GGUF models found (models dir, config, aliases, Hugging Face cache, demo)."""
     if ctx.invoked_subcommand is not None:
         return
-    from gemma_chat import discovery
+    from gemma_chat.models import discovery
 
     settings = _settings(ctx)
     entries = discovery.list_models(settings)
@@ -73,9 +73,9 @@ def info(
 ) -> None:
     """One model's metadata (every key but the vocabulary-sized arrays) and its memory
     plan at the context size it would run with (--ctx to choose)."""
-    from gemma_chat import discovery
-    from gemma_chat.gguf_meta import read_gguf_meta
-    from gemma_chat.models import resolve_model
+    from gemma_chat.models import discovery
+    from gemma_chat.models.gguf_meta import read_gguf_meta
+    from gemma_chat.models.resolve import resolve_model
 
     settings = _settings(ctx, model, n_ctx_option)
     path = resolve_model(settings.model, _note, settings=settings)
@@ -110,7 +110,7 @@ def _settings(ctx: typer.Context, model: str | None = None, n_ctx: int | None = 
 
 
 def _n_ctx(settings: Settings, meta: GGUFMeta) -> int:
-    from gemma_chat.context import default_ctx, round_ctx
+    from gemma_chat.chat.context import default_ctx, round_ctx
 
     trained = meta.arch_value("context_length")
     if settings.ctx is not None:
@@ -119,12 +119,12 @@ def _n_ctx(settings: Settings, meta: GGUFMeta) -> int:
 
 
 def _memory_plan(path: Path, n_ctx: int, settings: Settings) -> dict[str, Any]:
-    """The memory plan (see :mod:`gemma_chat.planner`) at ``n_ctx`` on this machine, as
+    """The memory plan (see :mod:`gemma_chat.planning.planner`) at ``n_ctx`` on this machine, as
     JSON-ready values, or ``{"error": reason}`` when the metadata does not allow one."""
-    from gemma_chat import hardware
     from gemma_chat.backend.local import gpu_offload_supported  # imports llama.cpp
     from gemma_chat.errors import ModelError
-    from gemma_chat.loader import memory_plan
+    from gemma_chat.models.loader import memory_plan
+    from gemma_chat.planning import hardware
 
     supported = gpu_offload_supported()
     try:
@@ -137,7 +137,7 @@ def _memory_plan(path: Path, n_ctx: int, settings: Settings) -> dict[str, Any]:
 
 
 def _print_table(entries: list[ModelEntry]) -> None:
-    from gemma_chat.discovery import record
+    from gemma_chat.models.discovery import record
 
     rows, notes = [], {}
     for index, entry in enumerate(entries):
@@ -187,7 +187,7 @@ def _line(cells: tuple[str, ...], widths: list[int]) -> str:
 
 
 def _print_info(entry: ModelEntry, meta: GGUFMeta, n_ctx: int, plan: dict[str, Any]) -> None:
-    from gemma_chat.discovery import record
+    from gemma_chat.models.discovery import record
 
     data = record(entry)
     print(f"{one_line(entry.name)}  {one_line(str(entry.path))}")
@@ -216,7 +216,7 @@ def _print_info(entry: ModelEntry, meta: GGUFMeta, n_ctx: int, plan: dict[str, A
 
 
 def _print_plan(plan: dict[str, Any], n_ctx: int) -> None:
-    from gemma_chat.planner import gib
+    from gemma_chat.planning.planner import gib
 
     print(f"memory plan (n_ctx {n_ctx}):")
     if "error" in plan:
@@ -238,7 +238,7 @@ def _print_plan(plan: dict[str, Any], n_ctx: int) -> None:
 
 def _shown(value: Any) -> str:
     """A metadata value on one line: long strings (the chat template) cut short."""
-    from gemma_chat.gguf_meta import ArraySummary
+    from gemma_chat.models.gguf_meta import ArraySummary
 
     if isinstance(value, ArraySummary):
         return f"[{value.type} x {value.n}]"
@@ -250,7 +250,7 @@ def _shown(value: Any) -> str:
 
 
 def _json_value(value: Any) -> Any:
-    from gemma_chat.gguf_meta import ArraySummary
+    from gemma_chat.models.gguf_meta import ArraySummary
 
     if isinstance(value, ArraySummary):
         return {"array": value.type, "n": value.n}
@@ -259,7 +259,7 @@ def _json_value(value: Any) -> Any:
 
 def _nothing_found(settings: Settings) -> str:
     from gemma_chat import paths
-    from gemma_chat.discovery import hf_hub_cache
+    from gemma_chat.models.discovery import hf_hub_cache
 
     return (
         f"no GGUF models found in {paths.models_dir(settings.models_dir)}, the config's "

@@ -1,5 +1,5 @@
 """Command-line options shared by ``ask``, ``prompt`` and the bare command, and how they
-become :class:`~gemma_chat.settings.Settings`."""
+become :class:`~gemma_chat.config.settings.Settings`."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from gemma_chat.config import describe_validation_error, load_config
+from gemma_chat.config.config_file import describe_validation_error, load_config
+from gemma_chat.config.remote import apply_remote, choose_backend
+from gemma_chat.config.settings import Settings
 from gemma_chat.errors import UsageError
-from gemma_chat.remote_config import apply_remote, choose_backend
-from gemma_chat.settings import Settings
 
 MODEL = "Model"
 SAMPLING = "Sampling"
@@ -400,3 +400,18 @@ def build_settings(**cli: Any) -> Settings:
     except ValidationError as exc:
         # `from None`: pydantic's own text repeats the input, which may be a secret.
         raise UsageError(describe_validation_error(exc)) from None
+
+
+def with_root_options(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """Fill options not given after the command from those given before it."""
+    root = ctx.obj or {}
+    merged = dict(values)
+    for key, value in root.items():
+        if not option_given(merged.get(key)):
+            merged[key] = value
+    return merged
+
+
+def option_given(value: Any) -> bool:
+    # Identity, not equality: `--temperature 0` and `--seed 0` are given (0 == False).
+    return value is not None and value is not False

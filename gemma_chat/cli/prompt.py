@@ -11,13 +11,13 @@ import json
 import sys
 from pathlib import Path
 
+from gemma_chat.chat.conversation import Conversation
+from gemma_chat.chat.template import GemmaTemplate, RenderedToken
 from gemma_chat.cli.ask import notify
 from gemma_chat.cli.inputs import combine, read_piped
-from gemma_chat.conversation import Conversation
-from gemma_chat.loader import inspect_for
+from gemma_chat.config.settings import Settings
+from gemma_chat.models.loader import inspect_for
 from gemma_chat.sanitize import json_safe, visible
-from gemma_chat.settings import Settings
-from gemma_chat.template import GemmaTemplate, RenderedToken
 
 
 def run_prompt(settings: Settings, question: str | None, as_json: bool) -> int:

@@ -1,7 +1,7 @@
 """``gemma-chat pull``: download a Gemma GGUF from the Hugging Face Hub into the models
 folder.
 
-The work is in :mod:`gemma_chat.pull` (imported inside the command, so registering it
+The work is in :mod:`gemma_chat.pull.download` (imported inside the command, so registering it
 costs other commands nothing). Notes and progress bars go to stderr; stdout gets the
 result (``--json``: one JSON object).
 """
@@ -54,8 +54,8 @@ def pull(
     from gemma_chat import paths
     from gemma_chat.cli import options
     from gemma_chat.errors import UsageError
-    from gemma_chat.pull import pull as run_pull
-    from gemma_chat.pull_catalog import resolve_spec
+    from gemma_chat.pull.catalog import resolve_spec
+    from gemma_chat.pull.download import pull as run_pull
 
     if list_:
         list_aliases(json_out)
@@ -86,7 +86,7 @@ def pull(
 
 def list_aliases(json_out: bool) -> None:
     """Print the built-in aliases."""
-    from gemma_chat.pull_catalog import ALIASES, DEFAULT_QUANT
+    from gemma_chat.pull.catalog import ALIASES, DEFAULT_QUANT
 
     if json_out:
         data = {name: {"repo": a.repo, "file": a.pattern} for name, a in ALIASES.items()}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from gemma_chat.markdown_blocks import split_finished
+from gemma_chat.chat.markdown_blocks import split_finished
 from gemma_chat.sanitize import StreamSanitizer
 
 if TYPE_CHECKING:

@@ -22,7 +22,8 @@ from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
-from gemma_chat import paths, state_cache
+from gemma_chat import paths
+from gemma_chat.backend import kv_cache as state_cache
 from gemma_chat.errors import GemmaChatError, UsageError
 
 MAX_IMPORT_BYTES = 64 * 1024 * 1024

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gemma_chat.conversation import Conversation, Role
-from gemma_chat.engine import ReplyDone
+from gemma_chat.chat.conversation import Conversation, Role
+from gemma_chat.config.settings import RepeatGuard, Sampling
+from gemma_chat.generation.events import ReplyDone
 from gemma_chat.history.store import ConversationRecord, HistoryStore, MessageRecord
-from gemma_chat.settings import RepeatGuard, Sampling
 
 
 def params_of(sampling: Sampling, repeat_guard: RepeatGuard) -> dict[str, Any]:

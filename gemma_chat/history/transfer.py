@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gemma_chat.conversation import StopReason
+from gemma_chat.chat.conversation import StopReason
 from gemma_chat.errors import UsageError
 from gemma_chat.history.store import ConversationRecord, HistoryStore, MessageRecord
 from gemma_chat.sanitize import json_safe, one_line, visible

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gemma_chat.conversation import Conversation, Role, StopReason
+from gemma_chat.chat.conversation import Conversation, Role, StopReason
 from gemma_chat.history.records import ConversationRecord, MessageRecord
 
 

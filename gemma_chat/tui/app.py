@@ -19,13 +19,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Static
 
-from gemma_chat import commands as slash
-from gemma_chat.conversation import Conversation, Role
-from gemma_chat.engine import Engine, ReplyDone
+from gemma_chat.chat import commands as slash
+from gemma_chat.chat.conversation import Conversation, Role
+from gemma_chat.config.settings import Settings
 from gemma_chat.errors import GemmaChatError
+from gemma_chat.generation.engine import Engine
+from gemma_chat.generation.events import ReplyDone
 from gemma_chat.history.store import HistoryStore
 from gemma_chat.sanitize import one_line, visible
-from gemma_chat.settings import Settings
 from gemma_chat.tui.conversations import ConversationSwitching
 from gemma_chat.tui.history import HistorySupport
 from gemma_chat.tui.keys import KeysSupport
@@ -61,7 +62,7 @@ Loader = Callable[[Settings, Callable[[str], None]], tuple[Any, Any]]
 def default_loader(settings: Settings, notify: Callable[[str], None]) -> tuple[Any, Any]:
     """Probe and load the model the settings name (stdout/stderr stay open: the UI owns
     the terminal while llama.cpp loads)."""
-    from gemma_chat.loader import load_backend
+    from gemma_chat.models.loader import load_backend
 
     return load_backend(settings, notify, keep_stderr=True)
 
@@ -358,7 +359,7 @@ class GemmaChatApp(
     def _count_now(self) -> None:
         if self.engine is None or self._gone():
             return
-        from gemma_chat.loader import MAX_BYTES_PER_TOKEN
+        from gemma_chat.models.loader import MAX_BYTES_PER_TOKEN
 
         draft = self.prompt.text
         size = len(draft) + sum(len(turn.text) for turn in self.conversation.turns)

@@ -7,7 +7,7 @@ from typing import Any
 
 from textual.widgets import Button
 
-from gemma_chat.conversation import Conversation, Role
+from gemma_chat.chat.conversation import Conversation, Role
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.history.recording import restore_params
 from gemma_chat.history.store import to_conversation

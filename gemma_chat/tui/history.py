@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gemma_chat.conversation import Conversation, Role, StopReason
+from gemma_chat.chat.conversation import Conversation, Role, StopReason
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.history.recording import Recorder, params_of
 from gemma_chat.history.store import (

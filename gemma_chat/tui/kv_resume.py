@@ -1,6 +1,6 @@
 """Resuming fast in the app (an App mixin): the KV state of the conversation being left
 is saved, and the saved state of the one opened is restored, so that reopening a long
-conversation does not evaluate its whole history again (see :mod:`gemma_chat.state_cache`).
+conversation does not evaluate its whole history again (see :mod:`gemma_chat.backend.kv_cache`).
 
 Saving and restoring block for as long as the state takes to write or read (a gigabyte
 for a long Gemma 2 9B conversation), so they run in one background thread, strictly in
@@ -18,9 +18,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from gemma_chat.conversation import Conversation
+from gemma_chat.backend.kv_cache import KVStateCache, resume_ids
+from gemma_chat.chat.conversation import Conversation
 from gemma_chat.errors import GemmaChatError
-from gemma_chat.state_cache import KVStateCache, resume_ids
 
 QUIT_WAIT_S = 10.0
 """How long a save at quit waits for a stopped reply's worker to let go of the model."""

@@ -6,7 +6,7 @@ from typing import Any
 
 from textual.message import Message
 
-from gemma_chat.engine import ReplyDone
+from gemma_chat.generation.events import ReplyDone
 
 
 class ModelLoaded(Message):

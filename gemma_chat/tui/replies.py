@@ -14,9 +14,10 @@ from typing import Any
 
 from textual import work
 
-from gemma_chat.conversation import Conversation
-from gemma_chat.engine import Engine, TextDelta
+from gemma_chat.chat.conversation import Conversation
 from gemma_chat.errors import GemmaChatError
+from gemma_chat.generation.engine import Engine
+from gemma_chat.generation.events import TextDelta
 from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
 from gemma_chat.tui.widgets.chat_log import UserMessage
 

@@ -1,6 +1,6 @@
 """Slash commands and the command palette (an App mixin).
 
-Parsing lives in the core (:mod:`gemma_chat.commands`); this maps each command onto the
+Parsing lives in the core (:mod:`gemma_chat.chat.commands`); this maps each command onto the
 app's actions.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 from textual.app import SystemCommand
 from textual.screen import Screen
 
-from gemma_chat import commands as slash
-from gemma_chat.conversation import Role
+from gemma_chat.chat import commands as slash
+from gemma_chat.chat.conversation import Role
 from gemma_chat.errors import UsageError
 
 BUSY_HINT = "A reply is being generated: wait for it, or press Esc to stop it."
@@ -90,7 +90,7 @@ class SlashCommands:
     def action_models(self) -> None:
         """Pick a model from those gemma-chat finds, with their memory plans; the chosen
         one loads in the background and the conversation stays."""
-        from gemma_chat.model_menu import model_choices
+        from gemma_chat.models.menu import model_choices
         from gemma_chat.tui.screens.models import ModelPicker
 
         settings = self.settings  # type: ignore[attr-defined]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gemma_chat import paths, state
+from gemma_chat import paths
+from gemma_chat.config import ui_prefs as state
 from gemma_chat.tui.themes import DEFAULT_THEME, failure_message, load_themes
 
 

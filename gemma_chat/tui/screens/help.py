@@ -9,7 +9,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from gemma_chat.commands import COMMANDS
+from gemma_chat.chat.commands import COMMANDS
 
 
 class HelpScreen(ModalScreen[None]):

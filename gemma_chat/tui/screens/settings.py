@@ -10,9 +10,9 @@ from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, Switch, TextArea
 
-from gemma_chat.config import describe_validation_error
+from gemma_chat.config.config_file import describe_validation_error
+from gemma_chat.config.settings import RepeatGuard, Sampling
 from gemma_chat.sanitize import visible
-from gemma_chat.settings import RepeatGuard, Sampling
 
 FIELDS = (
     ("temperature", "Temperature"),

@@ -17,8 +17,8 @@ from textual.message import Message
 from textual.widgets import Button, Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
-from gemma_chat.conversation import StopReason
-from gemma_chat.markdown_blocks import split_finished
+from gemma_chat.chat.conversation import StopReason
+from gemma_chat.chat.markdown_blocks import split_finished
 from gemma_chat.sanitize import StreamSanitizer, visible
 
 RENDER_SLICE = 1024

@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import TextArea
 
-from gemma_chat.commands import complete
+from gemma_chat.chat.commands import complete
 from gemma_chat.sanitize import visible
 
 

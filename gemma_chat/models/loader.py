@@ -13,19 +13,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from gemma_chat.context import CTX_STEP, default_ctx, round_ctx
+from gemma_chat.chat.context import CTX_STEP, default_ctx, round_ctx
+from gemma_chat.config.remote import api_key
+from gemma_chat.config.settings import Settings
 from gemma_chat.errors import ContextError, ModelError, UsageError
-from gemma_chat.models import ModelInfo, inspect_model, resolve_model
-from gemma_chat.remote_config import api_key
-from gemma_chat.settings import Settings
+from gemma_chat.models.resolve import ModelInfo, inspect_model, resolve_model
 
 if TYPE_CHECKING:
     import threading
 
     from gemma_chat.backend.local import LlamaBackend
     from gemma_chat.backend.offload import OffloadPlan
-    from gemma_chat.hardware import Gpu
-    from gemma_chat.planner import MemoryPlan
+    from gemma_chat.planning.hardware import Gpu
+    from gemma_chat.planning.planner import MemoryPlan
 
 MAX_BYTES_PER_TOKEN = 128
 """No Gemma token is this long, so text longer than n_ctx times this cannot fit."""
@@ -36,7 +36,7 @@ MAX_CTX = 2**32 - CTX_STEP
 @dataclass(frozen=True)
 class RemoteModelInfo:
     """What gemma-chat knows of a model that runs on a server (the remote counterpart of
-    :class:`~gemma_chat.models.ModelInfo` for the CLI, the TUI and the history).
+    :class:`~gemma_chat.models.resolve.ModelInfo` for the CLI, the TUI and the history).
 
     Attributes:
         model: The model id on the server, recorded as the reply's model.
@@ -124,7 +124,7 @@ def check_context(
     Raises:
         UsageError: The context cannot fit, or is larger than llama.cpp can take.
     """
-    from gemma_chat.planner import gib
+    from gemma_chat.planning.planner import gib
 
     if supported is None:
         from gemma_chat.backend.local import gpu_offload_supported
@@ -132,7 +132,7 @@ def check_context(
         supported = gpu_offload_supported()
     on_gpu = supported and settings.gpu is not False
     if gpus is None:
-        from gemma_chat import hardware
+        from gemma_chat.planning import hardware
 
         gpus = hardware.gpus(gpu_build=True) if on_gpu else []
     try:
@@ -274,15 +274,15 @@ def memory_plan(
         path: The GGUF file (its metadata is read in a child process, cached).
         n_ctx: The context size.
         supported: Whether the llama.cpp build can offload to a GPU.
-        gpus: The GPUs found (see :func:`gemma_chat.hardware.gpus`).
+        gpus: The GPUs found (see :func:`gemma_chat.planning.hardware.gpus`).
 
     Raises:
         ModelError: The metadata cannot be read, or lacks what the planner needs.
     """
-    from gemma_chat import hardware
-    from gemma_chat.gguf_meta import read_gguf_meta
-    from gemma_chat.model_shape import ModelShape, ShapeError
-    from gemma_chat.planner import plan_memory
+    from gemma_chat.models.gguf_meta import read_gguf_meta
+    from gemma_chat.planning import hardware
+    from gemma_chat.planning.model_shape import ModelShape, ShapeError
+    from gemma_chat.planning.planner import plan_memory
 
     try:
         shape = ModelShape.from_meta(read_gguf_meta(path))
@@ -333,7 +333,7 @@ def offload_for(
     # On a CPU build "auto" is simply 0: no metadata read, no hardware probe, no noise.
     if settings.gpu_layers == "auto" and supported and settings.gpu is not False:
         if gpus is None:
-            from gemma_chat import hardware
+            from gemma_chat.planning import hardware
 
             gpus = hardware.gpus(gpu_build=True)
         if gpus:  # else llama.cpp knows no more than we do: let it offload everything

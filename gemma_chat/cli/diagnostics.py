@@ -12,9 +12,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from gemma_chat import hardware, paths
+from gemma_chat import paths
+from gemma_chat.config.settings import Settings
 from gemma_chat.errors import GemmaChatError
-from gemma_chat.settings import Settings
+from gemma_chat.planning import hardware
 
 
 def gather(settings: Settings, config_error: str | None = None) -> dict[str, Any]:
@@ -88,8 +89,8 @@ def threads(settings: Settings) -> dict[str, Any]:
 
 def model_section(settings: Settings, gpu_build: bool, gpus: list[hardware.Gpu]) -> dict[str, Any]:
     """The resolved model, whether llama.cpp can load it, and its memory plan."""
-    from gemma_chat.loader import context_size, memory_plan
-    from gemma_chat.models import inspect_model, resolve_model
+    from gemma_chat.models.loader import context_size, memory_plan
+    from gemma_chat.models.resolve import inspect_model, resolve_model
 
     notes: list[str] = []
     section: dict[str, Any] = {
@@ -152,7 +153,7 @@ def file_paths(settings: Settings) -> dict[str, dict[str, Any]]:
 def next_steps(report: dict[str, Any]) -> list[str]:
     """What the user should do, one line each (empty when all is well)."""
     from gemma_chat.backend.offload import CUDA_HINT
-    from gemma_chat.planner import gib
+    from gemma_chat.planning.planner import gib
 
     steps = []
     if report["config_error"]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gemma_chat.context import default_ctx, round_ctx
-from gemma_chat.discovery import ModelEntry, list_models, record
+from gemma_chat.chat.context import default_ctx, round_ctx
+from gemma_chat.config.settings import Settings
 from gemma_chat.errors import GemmaChatError
-from gemma_chat.settings import Settings
+from gemma_chat.models.discovery import ModelEntry, list_models, record
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def model_choices(
         current: The path of the loaded model, if any.
         gpu_supported: Whether the llama.cpp build can offload to a GPU.
     """
-    from gemma_chat import hardware
+    from gemma_chat.planning import hardware
 
     gpus = hardware.gpus(gpu_supported)
     choices = [
@@ -70,7 +70,7 @@ def _choice(
         return ModelChoice(entry.name, model, _summary(info), note, None, is_current)
     plan = None
     try:
-        from gemma_chat.loader import memory_plan
+        from gemma_chat.models.loader import memory_plan
 
         n_ctx = round_ctx(settings.ctx) if settings.ctx else default_ctx(info["context_length"])
         plan = memory_plan(settings, entry.path, n_ctx, supported=gpu_supported, gpus=gpus).verdict

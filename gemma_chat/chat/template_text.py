@@ -31,7 +31,7 @@ carry no injection and are sent unchanged. Neutralising every ``<word>`` would i
 put invisible characters into code (``vector<int>``, ``<size_t>``) that a model may copy
 into its answer.
 
-The layout is :class:`gemma_chat.template.GemmaTemplate`'s, character for character::
+The layout is :class:`gemma_chat.chat.template.GemmaTemplate`'s, character for character::
 
     <bos><start_of_turn>user
     {system}\\n\\n{user}<end_of_turn>
@@ -51,8 +51,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from gemma_chat.conversation import Role, Turn
-from gemma_chat.template import fold_system
+from gemma_chat.chat.conversation import Role, Turn
+from gemma_chat.chat.template import fold_system
 
 WORD_JOINER = "\u2060"
 """Inserted after the ``<`` of a control-token name found in text."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import codecs
 
-from gemma_chat.tokenizer import END_OF_TURN, START_OF_TURN
+from gemma_chat.chat.tokenizer import END_OF_TURN, START_OF_TURN
 
 TEXT_MARKERS = (END_OF_TURN, START_OF_TURN)
 

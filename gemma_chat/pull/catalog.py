@@ -1,7 +1,7 @@
 """What ``gemma-chat pull`` can name: built-in aliases, repositories and quantizations.
 
 Pure functions, no network and no ``huggingface_hub`` import, so the naming rules are
-cheap to test. :mod:`gemma_chat.pull` does the fetching.
+cheap to test. :mod:`gemma_chat.pull.download` does the fetching.
 
 An alias (``gemma2:9b``, ``gemma2:9b:Q6_K``) names a repository of GGUF files on the
 Hugging Face Hub and a file-name pattern; the quantization picks the file. A spec with a

@@ -17,7 +17,7 @@ from pathlib import Path
 
 def package_root() -> Path:
     """The folder that holds the ``gemma_chat`` package."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parent.parent.parent
 
 
 def run_child(args: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:

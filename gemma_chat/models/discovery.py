@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from gemma_chat import paths
+from gemma_chat.config.settings import Settings
 from gemma_chat.errors import ModelError, UsageError
-from gemma_chat.gguf_meta import SHARD_RE, GGUFMeta, read_many
-from gemma_chat.settings import Settings
+from gemma_chat.models.gguf_meta import SHARD_RE, GGUFMeta, read_many
 
 SOURCES = ("models-dir", "config", "alias", "hf-cache", "demo")
 """Where discovery finds files, in order (``"path"`` marks a file named on the command line)."""
@@ -160,7 +160,7 @@ def lookup(
     if not matches:
         return None
     if matches[0].source == "demo":
-        from gemma_chat.models import demo_model
+        from gemma_chat.models.demo import demo_model
 
         return demo_model(notify)
     return matches[0].path
@@ -347,7 +347,7 @@ def _listdir(folder: Path) -> list[Path]:
 
 
 def _demo_entry() -> ModelEntry | None:
-    from gemma_chat.models import assembled_demo, demo_target
+    from gemma_chat.models.demo import assembled_demo, demo_target
 
     target = demo_target()
     if target is None:

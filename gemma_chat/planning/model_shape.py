@@ -2,7 +2,7 @@
 
 :class:`ModelShape` is built from a plain dict of GGUF key/values plus each tensor's
 name and size in bytes, so it works with any reader: :meth:`ModelShape.from_meta` takes
-any object with ``.kv`` and ``.tensors`` (:mod:`gemma_chat.gguf_meta`'s ``GGUFMeta``, or a
+any object with ``.kv`` and ``.tensors`` (:mod:`gemma_chat.models.gguf_meta`'s ``GGUFMeta``, or a
 test's adapter over the ``gguf`` package's ``GGUFReader``). Pure: no file or llama.cpp
 access.
 """

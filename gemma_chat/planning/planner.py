@@ -1,5 +1,5 @@
 """The memory planner: what a model needs at a context size, and how many layers fit on
-the GPU. Pure: the inputs are a :class:`~gemma_chat.model_shape.ModelShape` and numbers.
+the GPU. Pure: the inputs are a :class:`~gemma_chat.planning.model_shape.ModelShape` and numbers.
 
 The estimates follow what the llama.cpp vendored by llama-cpp-python 0.3.36 allocates:
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from gemma_chat.model_shape import ModelShape
+from gemma_chat.planning.model_shape import ModelShape
 
 MIB = 1024**2
 GIB = 1024**3

@@ -2,7 +2,7 @@
 
 Where the file ends up: ``<models dir>/<file name>``, a plain ``.gguf`` that ``gemma-chat
 models`` lists and ``--model <stem>`` loads. The download goes there directly (resumable,
-see :mod:`gemma_chat.pull_files`), not through the Hugging Face cache; a file the cache
+see :mod:`gemma_chat.pull.transfer`), not through the Hugging Face cache; a file the cache
 already holds (downloaded by another tool, or under ``HF_HUB_OFFLINE=1``) is hard-linked
 from it instead of downloaded again.
 
@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from gemma_chat import pull_files
 from gemma_chat.errors import GemmaChatError
-from gemma_chat.pull_catalog import Target, pick_file
+from gemma_chat.pull import transfer as pull_files
+from gemma_chat.pull.catalog import Target, pick_file
 
 LIBRARY = "gemma-chat"
 
@@ -65,7 +65,7 @@ def pull(
     when the Hub cannot be reached, the Hugging Face cache is the only source.
 
     Args:
-        target: From :func:`gemma_chat.pull_catalog.resolve_spec`.
+        target: From :func:`gemma_chat.pull.catalog.resolve_spec`.
         models_dir: Where the model file goes.
         force: Replace a different file of the same name in ``models_dir``.
         progress: Show progress bars (on stderr).
@@ -381,7 +381,7 @@ def _explain(exc: Exception, target: Target) -> GemmaChatError:
 
 
 def _missing_file(target: Target, files: list[str]) -> str:
-    from gemma_chat.pull_catalog import gguf_files, quant_of
+    from gemma_chat.pull.catalog import gguf_files, quant_of
 
     message = f"{target.repo} has no file {target.filename}"
     quants = sorted({q for q in map(quant_of, gguf_files(files)) if q})

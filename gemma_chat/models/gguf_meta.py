@@ -1,7 +1,7 @@
 """Fast, crash-proof GGUF metadata: key/values and tensor infos, without the tensor data.
 
-The file is read by ggml's own GGUF parser (see :mod:`gemma_chat.gguf_native`) in a child
-process, ``python -m gemma_chat.gguf_meta PATH...``, which prints one JSON line per file:
+The file is read by ggml's own GGUF parser (see :mod:`gemma_chat.models.gguf_native`) in a child
+process, ``python -m gemma_chat.models.gguf_meta PATH...``, which prints one JSON line per file:
 a malformed file can abort a native parser, and that must cost one line of output, not the
 caller's process (a TUI would die with the terminal left broken). Results are cached in the
 cache directory per file version (resolved path, size, mtime), so listing many multi-GB
@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from gemma_chat import paths
-from gemma_chat.child import run_child
 from gemma_chat.errors import ModelError
 from gemma_chat.files import file_version
+from gemma_chat.models.child import run_child
 
 FORMAT_VERSION = 1  # bump when the child's output changes, to invalidate cached results
 READ_TIMEOUT_S = 120
-CHILD_COMMAND = (sys.executable, "-m", "gemma_chat.gguf_meta")
+CHILD_COMMAND = (sys.executable, "-m", "gemma_chat.models.gguf_meta")
 """The reader process; its arguments are the files."""
 SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 
@@ -153,7 +153,6 @@ def read_many(
         For each path given, its metadata or the :class:`ModelError` that explains why it
         could not be read.
     """
-    from gemma_chat.models import check_header
 
     wanted = list(dict.fromkeys(shard for path in files for shard in shard_paths(path)))
     raw: dict[Path, dict[str, Any] | ModelError] = {}
@@ -320,7 +319,7 @@ def _store_cached(path: Path, data: dict[str, Any]) -> None:
 
 def _child(files: Iterable[str]) -> int:
     """The child process: one JSON line per file, flushed as soon as it is known."""
-    from gemma_chat.gguf_native import GGUFLibrary, ReadError
+    from gemma_chat.models.gguf_native import GGUFLibrary, ReadError
 
     _limit_memory()
     try:
@@ -353,3 +352,34 @@ def _limit_memory() -> None:
 
 if __name__ == "__main__":
     sys.exit(_child(sys.argv[1:]))
+
+
+GGUF_MAGIC = b"GGUF"
+
+
+def check_header(path: Path) -> int:
+    """Cheap checks before anything reads the file: it exists and starts like a GGUF.
+
+    Returns:
+        The file size.
+
+    Raises:
+        ModelError: Missing, a directory, unreadable, empty, or not a GGUF file.
+    """
+    try:
+        if path.exists() and not path.is_dir() and not path.is_file():
+            raise ModelError(f"model path is not a regular file: {path}")
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            size = os.fstat(handle.fileno()).st_size
+    except FileNotFoundError:
+        raise ModelError(f"model file not found: {path}") from None
+    except IsADirectoryError:
+        raise ModelError(f"model path is a directory, not a GGUF file: {path}") from None
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    if head[:4] != GGUF_MAGIC:
+        raise ModelError(f"not a GGUF model file: {path}")
+    if len(head) < 8 or size < 24:
+        raise ModelError(f"model file is truncated: {path}")
+    return size

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gemma_chat.conversation import Conversation
+from gemma_chat.chat.conversation import Conversation
+from gemma_chat.chat.template import GemmaTemplate
 from gemma_chat.errors import ContextError
-from gemma_chat.template import GemmaTemplate
 
 CTX_STEP = 256
 """llama.cpp rounds n_ctx up to a multiple of this; we do it first so both agree."""

@@ -1,10 +1,10 @@
 """The engine's text path: one reply from a backend that takes text (a remote server).
 
-The prompt is the Gemma template rendered as text (:mod:`gemma_chat.template_text`) with
+The prompt is the Gemma template rendered as text (:mod:`gemma_chat.chat.template_text`) with
 control-token names in the conversation neutralised; the stop strings are the turn
 markers. The streamed text goes through the same rules as the local path:
 
-* :class:`~gemma_chat.textstream.MarkerFilter`: a server that ignores the stop strings
+* :class:`~gemma_chat.generation.textstream.MarkerFilter`: a server that ignores the stop strings
   and spells a marker as text is stopped there, and nothing after the marker is shown;
 * the repetition guard, fed one pseudo token per streamed chunk (the hash of the chunk's
   text): servers stream one token per chunk, so a looping reply repeats chunks;
@@ -24,25 +24,41 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from gemma_chat.backend.base import Cancelled
 from gemma_chat.backend.remote import RemoteError
-from gemma_chat.context import reply_reserve
-from gemma_chat.conversation import Conversation, Role, StopReason, Turn
-from gemma_chat.errors import ContextError
-from gemma_chat.repetition import RepetitionDetector
-from gemma_chat.template_text import (
+from gemma_chat.chat.context import reply_reserve
+from gemma_chat.chat.conversation import Conversation, Role, StopReason, Turn
+from gemma_chat.chat.template_text import (
     STOP_STRINGS,
     chat_messages,
     generation_prompt,
     render_text,
     turn_text,
 )
-from gemma_chat.textstream import MarkerFilter
+from gemma_chat.config.settings import RepeatGuard, Sampling
+from gemma_chat.errors import ContextError
+from gemma_chat.generation.repetition import RepetitionDetector
+from gemma_chat.generation.textstream import MarkerFilter
 
 if TYPE_CHECKING:
-    from gemma_chat.engine import Engine, ReplyDone, TextDelta
+    from gemma_chat.generation.events import ReplyDone, TextDelta
+
+
+class EngineView(Protocol):
+    """What the text path reads from the engine (a protocol: this module must not import
+    :mod:`gemma_chat.generation.engine`, which imports it)."""
+
+    @property
+    def backend(self) -> object: ...
+    @property
+    def sampling(self) -> Sampling: ...
+    @property
+    def repeat_guard(self) -> RepeatGuard: ...
+    @property
+    def n_ctx(self) -> int: ...
+
 
 BYTES_PER_TOKEN = 3
 """The estimate's ratio; Gemma averages about 4 bytes a token on English text."""
@@ -92,10 +108,10 @@ def fit_text(
 
 
 def stream_text(
-    engine: Engine, conversation: Conversation, seed: int, cancel: threading.Event | None
+    engine: EngineView, conversation: Conversation, seed: int, cancel: threading.Event | None
 ) -> Iterator[TextDelta | ReplyDone]:
     """The text path of :meth:`Engine.stream` (same events, same contract)."""
-    from gemma_chat.engine import ReplyDone, ReplyStats, TextDelta
+    from gemma_chat.generation.events import ReplyDone, ReplyStats, TextDelta
 
     backend: object = engine.backend
     sampling, repeat_guard = engine.sampling, engine.repeat_guard

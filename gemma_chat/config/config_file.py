@@ -1,4 +1,4 @@
-"""Reading the TOML config file into :class:`~gemma_chat.settings.Settings`."""
+"""Reading the TOML config file into :class:`~gemma_chat.config.settings.Settings`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from gemma_chat import paths
+from gemma_chat.config.settings import Settings
 from gemma_chat.errors import UsageError
 from gemma_chat.files import MIB, read_regular_file
 from gemma_chat.sanitize import one_line
-from gemma_chat.settings import Settings
 
 if sys.version_info >= (3, 11):
     import tomllib

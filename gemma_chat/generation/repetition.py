@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gemma_chat.settings import RepeatGuard
+from gemma_chat.config.settings import RepeatGuard
 
 
 class RepetitionDetector:

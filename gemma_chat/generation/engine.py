@@ -11,7 +11,7 @@ the reply ends; nothing after the stop point is ever yielded or stored:
 * the repetition guard: ``repetition``; the cancel event: ``cancelled``.
 
 A backend with ``stream_text`` (a remote server, :mod:`gemma_chat.backend.remote`) takes
-the *text* path instead, in :mod:`gemma_chat.engine_text`: the same template rendered as
+the *text* path instead, in :mod:`gemma_chat.generation.engine_text`: the same template rendered as
 text, the same stop reasons, plus ``failed`` when the connection breaks mid-reply.
 """
 
@@ -24,73 +24,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from gemma_chat.backend.base import Backend, Cancelled
-from gemma_chat.context import fit_prompt, reply_reserve
-from gemma_chat.conversation import Conversation, Role, StopReason, Turn
-from gemma_chat.repetition import RepetitionDetector
-from gemma_chat.settings import RepeatGuard, Sampling
-from gemma_chat.template import GemmaTemplate
-from gemma_chat.textstream import MarkerFilter, Utf8Stream
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    """New reply text, safe to show."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class ReplyStats:
-    """Measurements of one reply.
-
-    Attributes:
-        prompt_tokens: Tokens in the rendered prompt.
-        evaluated_tokens: Prompt tokens actually evaluated (the rest came from the KV cache).
-        completion_tokens: Tokens in the reply (the stop token excluded).
-        ttft_s: Seconds from the request to the first sampled token.
-        tokens_per_s: Decode speed after the first token.
-        total_s: Seconds for the whole reply.
-        dropped_turns: Oldest turns left out to fit the context.
-        seed: The sampling seed used.
-        estimated: The token counts are estimates (a server that sent no ``usage``).
-        api_path: For a remote server, the endpoint used: ``completions`` or ``chat``.
-    """
-
-    prompt_tokens: int
-    evaluated_tokens: int
-    completion_tokens: int
-    ttft_s: float | None
-    tokens_per_s: float | None
-    total_s: float
-    dropped_turns: int
-    seed: int
-    estimated: bool = False
-    api_path: str | None = None
-
-
-@dataclass(frozen=True)
-class ReplyDone:
-    """The finished reply.
-
-    Attributes:
-        text: Exactly the text that was streamed.
-        stop_reason: Why it ended.
-        token_ids: The generated ids to re-send for this reply in the next prompt, for
-            exact KV reuse; None when they do not match the text.
-        stats: Measurements.
-        sampling: The sampling parameters the reply was generated with (the seed used
-            is ``stats.seed``).
-        repeat_guard: The repetition-guard settings it was generated with.
-        error: Why the reply failed (``stop_reason`` is ``failed``); the text is partial.
-    """
-
-    text: str
-    stop_reason: StopReason
-    token_ids: tuple[int, ...] | None
-    stats: ReplyStats
-    sampling: Sampling | None = None
-    repeat_guard: RepeatGuard | None = None
-    error: str | None = None
+from gemma_chat.chat.context import fit_prompt, reply_reserve
+from gemma_chat.chat.conversation import Conversation, Role, StopReason, Turn
+from gemma_chat.chat.template import GemmaTemplate
+from gemma_chat.config.settings import RepeatGuard, Sampling
+from gemma_chat.generation.events import ReplyDone, ReplyStats, TextDelta
+from gemma_chat.generation.repetition import RepetitionDetector
+from gemma_chat.generation.textstream import MarkerFilter, Utf8Stream
 
 
 @dataclass
@@ -132,7 +72,7 @@ class Engine:
             RemoteError: A remote server failed before sending any text.
         """
         if self.text_mode:
-            from gemma_chat.engine_text import stream_text
+            from gemma_chat.generation.engine_text import stream_text
 
             yield from stream_text(self, conversation, self._seed(), cancel)
             return
@@ -231,10 +171,10 @@ class Engine:
         Counts what the next prompt would hold before any turns are dropped: BOS, every
         turn, and the generation prompt when a user message is pending. This is the
         context meter's number. For a text backend it is an estimate (see
-        :func:`gemma_chat.engine_text.estimate_tokens`).
+        :func:`gemma_chat.generation.engine_text.estimate_tokens`).
         """
         if self.text_mode:
-            from gemma_chat.engine_text import count_text_tokens
+            from gemma_chat.generation.engine_text import count_text_tokens
 
             return count_text_tokens(conversation, draft)
         turns = list(conversation.turns)

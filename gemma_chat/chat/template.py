@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gemma_chat.conversation import Conversation, Role, Turn
-from gemma_chat.tokenizer import GemmaIds, Tokenizer
+from gemma_chat.chat.conversation import Conversation, Role, Turn
+from gemma_chat.chat.tokenizer import GemmaIds, Tokenizer
 
 
 def fold_system(system: str | None, user_text: str) -> str:

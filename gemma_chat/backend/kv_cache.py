@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING, Any
 
 from gemma_chat import paths
 from gemma_chat.backend.base import StateError, StatefulBackend, common_prefix
+from gemma_chat.config.settings import StateCache
 from gemma_chat.files import read_regular_file
-from gemma_chat.settings import StateCache
 
 if TYPE_CHECKING:
-    from gemma_chat.conversation import Conversation
-    from gemma_chat.template import GemmaTemplate
+    from gemma_chat.chat.conversation import Conversation
+    from gemma_chat.chat.template import GemmaTemplate
 
 SIDECAR_FORMAT = 1
 MB = 1024 * 1024

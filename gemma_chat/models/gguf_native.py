@@ -1,4 +1,5 @@
-"""ggml's own GGUF parser, bound with ctypes: the reading half of :mod:`gemma_chat.gguf_meta`.
+"""ggml's own GGUF parser, bound with ctypes: the reading half of
+:mod:`gemma_chat.models.gguf_meta`.
 
 llama-cpp-python ships ``libggml-base``, which exports ggml's GGUF C API (``gguf.h``).
 ``gguf_init_from_file`` with ``no_alloc=true, ctx=NULL`` reads the header, every
@@ -6,7 +7,7 @@ key/value and every tensor's name, type and shape, but no tensor data, so a mult
 is read in milliseconds. The ``gguf`` package's ``GGUFReader`` builds a Python object per
 vocabulary entry instead (10 s on the 262k-token demo model).
 
-Only the child process started by :mod:`gemma_chat.gguf_meta` calls this: the getters
+Only the child process started by :mod:`gemma_chat.models.gguf_meta` calls this: the getters
 abort the process (``GGML_ASSERT``) when misused, and a crafted file may still find a
 crash, so the caller's process never runs it.
 """

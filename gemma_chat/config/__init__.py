@@ -1,0 +1,2 @@
+"""Settings, the config file, remote profiles and remembered UI choices (no Textual, no
+llama.cpp)."""

@@ -1,0 +1,2 @@
+"""One model reply, streamed: reply events, the engine, UTF-8/marker streaming and the repetition
+guard (no Textual)."""

@@ -1,0 +1,1 @@
+"""``gemma-chat pull``: fetching a GGUF from the Hugging Face Hub."""
