@@ -26,6 +26,8 @@ which writes those as ``\\u`` escapes: the same JSON value, nothing a terminal a
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import Any
 
 _C0_KEPT = {"\n", "\t"}
 
@@ -93,3 +95,37 @@ def json_safe(text: str) -> str:
     escapes. They can only occur inside JSON strings, where the escape means the same
     character, so the document is unchanged as JSON (lossless) and safe on a terminal."""
     return _JSON_RAW.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+class SafeStream:
+    """A text stream (``sys.stdout``, ``sys.stderr``) whose writes pass through
+    :class:`StreamSanitizer`: whatever any code prints through it shows its controls.
+
+    The app installs it around both streams for its whole run, so a library that prints
+    untrusted text (llama-cpp-python prints a GGUF's chat template while loading, and a
+    load can outlive the app's screen) cannot drive the terminal. It claims not to be a
+    terminal, so a rich console writing through it (Textual's crash report) prints plain
+    text instead of colours that would show as stand-ins.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._sanitizer = StreamSanitizer()
+
+    def write(self, text: str) -> int:
+        """Write the safe form of ``text``; returns ``len(text)`` as a stream would."""
+        self._stream.write(self._sanitizer.feed(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        """Write each line through :meth:`write`."""
+        for line in lines:
+            self.write(line)
+
+    def isatty(self) -> bool:
+        """False: what is written here is plain text, never terminal sequences."""
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        # flush, fileno, encoding, ... come from the wrapped stream.
+        return getattr(self._stream, name)

@@ -34,13 +34,19 @@ from gemma_chat.history.store import HistoryStore, MessageRecord
 SHOWN_BYTES = SHOWN.encode()
 
 
-def run_in_pty(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Any:
+def run_in_pty(
+    *args: str,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+    python: list[str] | None = None,
+) -> Any:
     """Run ``gemma-chat ARGS`` with stdin, stdout and stderr on a pty (120x40); return
-    the exit code and every byte the terminal received."""
+    the exit code and every byte the terminal received. ``python``: the interpreter's
+    arguments instead of ``-m gemma_chat`` (a script that patches, then runs the CLI)."""
     main_fd, child_fd = pty.openpty()
     fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gemma_chat", *args],
+        [sys.executable, *(python or ["-m", "gemma_chat"]), *args],
         stdin=child_fd,
         stdout=child_fd,
         stderr=child_fd,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -394,6 +394,7 @@ def build_tiny_gemma2(
     turn_tokens: bool = True,
     heads: tuple[int, int, int] = (_N_HEAD, _N_HEAD_KV, _HEAD_DIM),
     name: str = "tinygemma2",
+    metadata: Mapping[str, str] | None = None,
 ) -> TinyModel:
     r"""Writes a tiny deterministic ``gemma2`` GGUF whose greedy output is a script.
 
@@ -435,6 +436,8 @@ def build_tiny_gemma2(
             process when it builds or runs the graph.
         name: Value of ``general.name`` (any text: the escape tests put hostile
             sequences there).
+        metadata: Extra string metadata, key to value (hostile keys, or a
+            ``tokenizer.chat_template`` that llama-cpp-python prints while loading).
 
     Returns:
         The written model's path and vocabulary.
@@ -475,6 +478,8 @@ def build_tiny_gemma2(
         writer.add_attn_logit_softcapping(_ATTN_SOFTCAP)
         writer.add_final_logit_softcapping(_FINAL_SOFTCAP)
     _add_tokenizer(writer, texts, scores, types)
+    for key, value in (metadata or {}).items():
+        writer.add_string(key, value)
     _add_tensors(writer, n_vocab, d_model, ffn, heads)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

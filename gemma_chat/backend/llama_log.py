@@ -14,6 +14,8 @@ import sys
 from collections import deque
 from typing import Any
 
+from gemma_chat.sanitize import visible
+
 _LINES: deque[str] = deque(maxlen=400)
 _DEBUG, _INFO, _CONT = 1, 2, 5  # ggml_log_level
 _state: dict[str, Any] = {"debug": False, "callback": None}
@@ -41,7 +43,7 @@ def install(debug: bool) -> None:
         if level != _DEBUG:
             _LINES.append(line)
         if _state["debug"]:
-            sys.stderr.write(line)
+            sys.stderr.write(visible(line))  # it quotes GGUF metadata (general.name, ...)
             sys.stderr.flush()
 
     _state["callback"] = _callback  # keep a reference: C holds only a raw pointer

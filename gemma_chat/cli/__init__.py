@@ -21,7 +21,7 @@ from gemma_chat.cli.models import models_app
 from gemma_chat.cli.options import option_given, with_root_options
 from gemma_chat.cli.pull import pull as pull_command
 from gemma_chat.errors import GemmaChatError, UsageError
-from gemma_chat.sanitize import one_line
+from gemma_chat.sanitize import SafeStream, one_line
 
 app = typer.Typer(
     name="gemma-chat",
@@ -87,6 +87,9 @@ def root(
         api_key(settings.api_key_env, settings.profile)  # an unset key: one line, no app
     from gemma_chat.tui.app import run_tui
 
+    # For the whole run: llama-cpp-python prints a GGUF's chat template to sys.stderr while
+    # loading, and a load still running when the app quits prints after the screen is gone.
+    sys.stdout, sys.stderr = SafeStream(sys.stdout), SafeStream(sys.stderr)
     raise typer.Exit(run_tui(settings, theme=theme, resume=conversation_id))
 
 
@@ -174,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    if debug:  # llama-cpp-python prints GGUF metadata (a chat template) raw in debug mode
+        sys.stderr = SafeStream(sys.stderr)
     if sys.stdout is None:  # started with stdout closed (`>&-`)
         print("gemma-chat: error: stdout is closed; nowhere to write the answer", file=sys.stderr)
         sys.exit(1)
