@@ -44,7 +44,7 @@ FILE_SAFE = "".join(
 FORBIDDEN: tuple[bytes, ...] = (
     b"\x1b]0;PWNED",
     b"\x1b]52;",
-    b"\x1b]8;;http://evil",
+    b"\x1b]8;",  # any OSC 8 link (rich writes \x1b]8;id=NNN;url)
     b"\x1b[2J",
     b"\x1b[?1049h",
     b"\x1b[?1000h",

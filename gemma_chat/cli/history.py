@@ -112,7 +112,7 @@ def show(conversation_id: IdArg, json_out: JsonOpt = False) -> None:
     from rich.console import Console
     from rich.markdown import Markdown
 
-    Console().print(Markdown(text))
+    Console().print(Markdown(text, hyperlinks=False))
 
 
 @history_app.command()

@@ -72,7 +72,7 @@ class _Tail:
 
         if not self.text.strip():
             return
-        lines = console.render_lines(Markdown(self.text), options, pad=False)
+        lines = console.render_lines(Markdown(self.text, hyperlinks=False), options, pad=False)
         for line in lines[-max(1, console.height - 2) :]:
             yield from line
             yield Segment.line()
@@ -111,7 +111,7 @@ class MarkdownWriter:
         finished, self._tail.text = split_finished(self._tail.text)
         if finished.strip():
             self._live.refresh()
-            self._print(Markdown(finished.strip("\n")))
+            self._print(Markdown(finished.strip("\n"), hyperlinks=False))
 
     def close(self) -> None:
         """Print the last block and stop the live region."""
@@ -120,7 +120,7 @@ class MarkdownWriter:
         pending, self._tail.text = self._tail.text + self._sanitizer.finish(), ""
         self._live.stop()
         if pending.strip():
-            self._print(Markdown(pending.strip("\n")))
+            self._print(Markdown(pending.strip("\n"), hyperlinks=False))
 
     def _print(self, markdown: object) -> None:
         # Rich puts a blank line between blocks of one document; keep that across prints.
