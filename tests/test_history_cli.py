@@ -670,6 +670,28 @@ def test_export_never_overwrites_the_kv_cache(filled, capsys, tmp_path, monkeypa
     assert state.read_bytes() == b"KV state"
 
 
+def test_export_never_overwrites_the_app_state_models_or_themes(
+    filled, capsys, tmp_path, monkeypatch
+) -> None:
+    """The app's state file, downloaded models and user themes are gemma-chat's too."""
+    from gemma_chat.config.ui_prefs import state_file
+    from gemma_chat.paths import config_dir, models_dir
+
+    monkeypatch.delenv("GEMMA_CHAT_MODELS_DIR", raising=False)
+    state, model, theme = (
+        state_file(),
+        models_dir() / "big.gguf",
+        config_dir() / "themes" / "t.toml",
+    )
+    for own in (state, model, theme):
+        own.parent.mkdir(parents=True, exist_ok=True)
+        own.write_bytes(b"mine")
+    sky = str(filled["sky"])
+    for target in (state, model, theme, models_dir() / "new.md", config_dir() / "themes" / "x"):
+        _refused(run(capsys, "history", "export", sky, "-o", str(target), "--force"))
+    assert [own.read_bytes() for own in (state, model, theme)] == [b"mine"] * 3
+
+
 def test_export_replaces_a_file_only_with_force_and_atomically(filled, capsys, tmp_path) -> None:
     sky = str(filled["sky"])
     target = tmp_path / "sky.md"

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from gemma_chat import paths
 from gemma_chat.backend import kv_cache as state_cache
+from gemma_chat.config import ui_prefs
 from gemma_chat.errors import GemmaChatError, UsageError
 
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
@@ -69,9 +70,10 @@ def write_export(target: Path, text: str, store_path: Path, *, force: bool = Fal
 def refuse_own_file(target: Path, store_path: Path) -> None:
     """Raise :class:`UsageError` when ``target`` is one of gemma-chat's own files."""
     real = Path(os.path.realpath(target))
-    cache = Path(os.path.realpath(paths.cache_dir()))
-    if real == cache or cache in real.parents:
-        raise UsageError(f"not writing an export to {target}: it is in gemma-chat's cache folder")
+    for folder, what in _own_folders():
+        own = Path(os.path.realpath(folder))
+        if real == own or own in real.parents:
+            raise UsageError(f"not writing an export to {target}: it is in gemma-chat's {what}")
     try:
         found = os.stat(target)
     except OSError:
@@ -86,11 +88,19 @@ def refuse_own_file(target: Path, store_path: Path) -> None:
             raise UsageError(f"not writing an export to {target}: it is {what} {own}")
 
 
+def _own_folders() -> Iterator[tuple[Path, str]]:
+    yield paths.cache_dir(), "cache folder"
+    # Downloaded models: --force would replace gigabytes with a transcript.
+    yield paths.models_dir(), "models folder"
+    yield paths.config_dir() / "themes", "themes folder"
+
+
 def _own_files(store_path: Path) -> Iterator[tuple[Path, str]]:
     yield store_path, "the history database"
     for suffix in ("-wal", "-shm"):
         yield store_path.with_name(store_path.name + suffix), "a file of the history database"
     yield paths.config_file(), "the config file"
+    yield ui_prefs.state_file(), "the app's state file"
     # A hard link to a KV state file can live outside the cache folder.
     with suppress(OSError), os.scandir(state_cache.cache_dir()) as entries:
         for entry in entries:
