@@ -92,3 +92,17 @@ def test_examples() -> None:
     for payload in PAYLOADS.values():
         assert not has_controls(visible(payload))
     assert SHOWN in visible(CORPUS)
+
+
+def test_safe_stream_shows_controls_and_is_no_terminal() -> None:
+    import io
+
+    from gemma_chat.sanitize import SafeStream
+
+    out = io.StringIO()
+    stream = SafeStream(out)
+    assert stream.write("a\x1b]0;T\x07b\r") == 8
+    stream.writelines(["\n", "c\x9b2J"])
+    stream.flush()
+    assert out.getvalue() == "a\u241b]0;T\u2407b\n" + "c\u241b[2J"
+    assert not stream.isatty() and stream.getvalue() == out.getvalue()
