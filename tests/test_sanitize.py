@@ -101,7 +101,7 @@ def test_safe_stream_shows_controls_and_is_no_terminal() -> None:
 
     out = io.StringIO()
     stream = SafeStream(out)
-    assert stream.write("a\x1b]0;T\x07b\r") == 8
+    assert stream.write("a\x1b]0;T\x07b\r") == 9
     stream.writelines(["\n", "c\x9b2J"])
     stream.flush()
     assert out.getvalue() == "a\u241b]0;T\u2407b\n" + "c\u241b[2J"
