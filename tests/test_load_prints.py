@@ -7,10 +7,14 @@ Real llama.cpp on tiny Gemma 2 GGUFs whose metadata is hostile, real processes o
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
-from escapes import CORPUS, FILE_SAFE, SHOWN, leaked
+from escapes import CORPUS, FILE_SAFE, SHOWN, TUI_FORBIDDEN, leaked
+from test_signals import _finish, _read_until, _start_app
 from test_terminal_escapes import run_in_pty
 from tinygemma import build_tiny_gemma2
 
@@ -65,3 +69,44 @@ def test_models_info_shows_hostile_metadata_keys_safely(evil_model: Path) -> Non
     assert b"evil.key" in seen, seen
     assert leaked(seen) == [], seen
     assert b"evil.key" + SHOWN_BYTES in seen  # the key itself shows its ESC
+
+
+@pytest.fixture(scope="module")
+def evil_demo(demo_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo model with a hostile chat template: big enough that the app can be left
+    while llama.cpp still loads it (a tiny model loads before the app can quit)."""
+    from gguf.scripts import gguf_new_metadata
+
+    target = tmp_path_factory.mktemp("evil-demo") / "evil.gguf"
+    argv = sys.argv
+    sys.argv = ["gguf_new_metadata", "--chat-template", EVIL_TEMPLATE, "--force"]
+    sys.argv += [str(demo_path), str(target)]
+    try:
+        gguf_new_metadata.main()
+    finally:
+        sys.argv = argv
+    return target
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["ctrl+q", "sigterm"])
+def test_leaving_the_app_mid_load_prints_the_template_safely(evil_demo: Path, how: str) -> None:
+    """The reviewer's scenario: the app is left while the model loads; the loader thread
+    goes on and llama-cpp-python prints the chat template after the screen is gone."""
+    child, primary = _start_app(["--model", str(evil_demo)])
+    seen = bytearray()
+    try:
+        _read_until(primary, seen, lambda: b"Loading the model" in seen, timeout=60)
+        if how == "ctrl+q":
+            os.write(primary, b"\x11")
+        else:
+            child.send_signal(signal.SIGTERM)
+        code = _finish(child, primary, seen)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert code == (0 if how == "ctrl+q" else 128 + signal.SIGTERM), bytes(seen[-2000:])
+    after = bytes(seen[seen.find(b"\x1b[?1049l") :])
+    assert b"Using gguf chat template: EVIL" in after, after  # it printed after the app
+    assert leaked(bytes(seen), TUI_FORBIDDEN) == [] and leaked(after) == [], after
+    assert SHOWN_BYTES in after
