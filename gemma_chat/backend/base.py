@@ -1,4 +1,5 @@
-"""The interface between the engine and a model runtime."""
+"""The interface between the engine and a model runtime: a token backend (the model runs
+here) or a text backend (a server), told apart by ``is_remote``."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
+from gemma_chat.backend.sse import TextChunk
 from gemma_chat.chat.tokenizer import Tokenizer
 from gemma_chat.config.settings import Sampling
 
@@ -48,14 +50,25 @@ class BackendInfo:
     threads: int
 
 
-class Backend(Protocol):
-    """A loaded model that can generate from token ids. One generation at a time.
+class TokenBackend(Protocol):
+    """A loaded model that generates from token ids (llama.cpp, the scripted replay).
 
-    A backend may also save and restore its KV cache: see :class:`StatefulBackend`.
+    The engine renders the Gemma template to ids with :attr:`tokenizer` and decides where
+    the reply ends. One generation at a time. It may also save and restore its KV cache:
+    see :class:`StatefulBackend`.
     """
 
-    tokenizer: Tokenizer
     info: BackendInfo
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The model's vocabulary."""
+        ...
+
+    @property
+    def is_remote(self) -> Literal[False]:
+        """False: the model runs here (the one "is this remote?" answer)."""
+        ...
 
     @property
     def last_prompt_evaluated(self) -> int:
@@ -79,6 +92,50 @@ class Backend(Protocol):
     def close(self) -> None:
         """Free the model."""
         ...
+
+
+class TextBackend(Protocol):
+    """A model behind a server that takes a text prompt and streams text (an
+    OpenAI-compatible server). It has no tokenizer here: the engine renders the template
+    as text and token counts are estimates unless the server reports them.
+    """
+
+    info: BackendInfo
+
+    @property
+    def is_remote(self) -> Literal[True]:
+        """True: the model runs on a server (no tokenizer, no KV cache here)."""
+        ...
+
+    @property
+    def api_path(self) -> str:
+        """The endpoint the last reply used: ``"completions"`` or ``"chat"``."""
+        ...
+
+    def stream_text(
+        self,
+        prompt: str,
+        *,
+        messages: list[dict[str, str]],
+        sampling: Sampling,
+        seed: int,
+        stop: list[str],
+        cancel: threading.Event | None = None,
+    ) -> Iterator[TextChunk]:
+        """Stream a reply to ``prompt`` (or to ``messages``, on a chat-only server).
+
+        Raises:
+            RemoteError: Any failure, before or during the stream.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+Backend = TokenBackend | TextBackend
+"""Any loaded model. ``backend.is_remote`` tells the two kinds apart."""
 
 
 @runtime_checkable

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import llama_cpp
 
@@ -140,6 +140,11 @@ class LlamaBackend:
     def llama(self) -> Any:
         """The underlying ``llama_cpp.Llama`` (for benchmarks and diagnostics)."""
         return self._llm
+
+    @property
+    def is_remote(self) -> Literal[False]:
+        """False: the model runs in this process (a token backend)."""
+        return False
 
     @property
     def last_prompt_evaluated(self) -> int:

@@ -6,15 +6,9 @@ template and its injection safety stay gemma-chat's own. A server that refuses r
 completions (404/405/501, or a 400 saying completions or prompts are unsupported) gets
 ``POST {base}/chat/completions`` instead, once; :attr:`OpenAIBackend.api_path` remembers it.
 
-Replies stream as server-sent events, parsed here by hand: ``data:`` lines (several make
-one event), comments, ``[DONE]``. Every failure is a one-line :class:`RemoteError` naming
-the base URL. Only connection errors are retried (exponential backoff from 0.2 s, at
-most ``connect_retries`` times); HTTP errors, timeouts and failures mid-stream are not,
-since the server has seen the request.
-
-No request leaves for any other host: environment proxies are ignored (``trust_env``
-off), redirects are not followed (one is an error), and every request URL is checked
-against the base URL's scheme, host and port before it is sent.
+Replies stream as server-sent events (:mod:`gemma_chat.backend.sse`). Every failure is a
+one-line :class:`RemoteError` naming the base URL. The HTTP itself (retries, the one host
+requests may go to, redirects refused) is :mod:`gemma_chat.backend.remote_http`'s.
 
 Every request ends (:mod:`gemma_chat.backend.bounded`): the server may stay silent for
 ``timeout_s`` at most; a non-streamed answer must be complete within ``timeout_s`` and a
@@ -28,20 +22,19 @@ shown (errors, model ids, the reply) has the API key redacted
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import httpx2 as httpx
 
 from gemma_chat.backend import bounded
-from gemma_chat.backend.answers import AnswerReader
 from gemma_chat.backend.base import BackendInfo
 from gemma_chat.backend.redact import Redactor
+from gemma_chat.backend.remote_http import DEFAULT_PORTS, RemoteClient, Unsupported
 from gemma_chat.backend.sse import (
     RemoteCancelled,
     RemoteError,
@@ -52,20 +45,6 @@ from gemma_chat.chat.context import DEFAULT_MAX_CTX
 from gemma_chat.config.settings import Sampling
 from gemma_chat.errors import GemmaChatError
 
-BACKOFF_S = 0.2
-"""The first retry delay; each further retry waits twice as long."""
-PROBE_TIMEOUT_S = 5.0
-"""The most a tokenizer or props probe may take (they are optional)."""
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class _Unsupported(Exception):
-    """The server has no raw completions endpoint."""
-
-
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
-
 
 class OpenAIBackend:
     """A model served by an OpenAI-compatible server.
@@ -73,11 +52,7 @@ class OpenAIBackend:
     Attributes:
         info: What the user is told (model = the server's model id, path = base URL).
         api_path: ``"completions"`` until the server refuses it, then ``"chat"``.
-        tokenizer: None: the server tokenizes.
-        last_attempts: Connection attempts the last request needed.
     """
-
-    tokenizer = None
 
     def __init__(
         self,
@@ -95,7 +70,7 @@ class OpenAIBackend:
             self._base = httpx.URL(self.base_url)
         except Exception as error:
             raise RemoteError(f"not a valid base URL: {base_url!r} ({error})") from None
-        if self._base.scheme not in _DEFAULT_PORTS or not self._base.host:
+        if self._base.scheme not in DEFAULT_PORTS or not self._base.host:
             raise RemoteError(f"the base URL must be http:// or https://: {base_url!r}")
         self.model = model
         self.timeout_s = timeout_s
@@ -103,18 +78,15 @@ class OpenAIBackend:
         self.connect_retries = connect_retries
         self.redactor = Redactor(api_key)
         self.api_path = "completions"
-        self.last_attempts = 0
         self.turn_bias: dict[str, int] = {}
         """``logit_bias`` forbidding ``<start_of_turn>``, once its id is known."""
-        headers = {"Accept": "text/event-stream, application/json"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self._client = httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-            trust_env=False,
-            follow_redirects=False,
-            event_hooks={"request": [self._check_origin]},
+        self._http = RemoteClient(
+            self.base_url,
+            self._base,
+            api_key=api_key,
+            timeout_s=timeout_s,
+            reply_timeout_s=reply_timeout_s,
+            connect_retries=connect_retries,
         )
         self.info = self._make_info(n_ctx)
 
@@ -145,6 +117,16 @@ class OpenAIBackend:
             backend.close()
             raise
         return backend
+
+    @property
+    def is_remote(self) -> Literal[True]:
+        """True: the model runs on the server (a text backend)."""
+        return True
+
+    @property
+    def last_attempts(self) -> int:
+        """Connection attempts the last request needed."""
+        return self._http.last_attempts
 
     def _check_server(self, n_ctx: int | None, cancel: threading.Event | None) -> None:
         """:meth:`connect`'s checks: the model, the ``<start_of_turn>`` bias, the context."""
@@ -190,7 +172,7 @@ class OpenAIBackend:
             ),
         )
         for path, body, key in attempts:
-            payload = self._probe("POST", f"{root}/{path}", body, cancel)
+            payload = self._http.probe("POST", f"{root}/{path}", body, cancel)
             tokens = payload.get(key) if isinstance(payload, dict) else None
             # [<bos>,] <start_of_turn>: exactly one token besides a BOS.
             if isinstance(tokens, list) and 0 < len(tokens) <= 2 and isinstance(tokens[-1], int):
@@ -211,34 +193,10 @@ class OpenAIBackend:
         root = self._server_root()
         if root is None:
             return None
-        payload = self._probe("GET", f"{root}/props", None, cancel)
+        payload = self._http.probe("GET", f"{root}/props", None, cancel)
         settings = payload.get("default_generation_settings") if isinstance(payload, dict) else None
         n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
         return n_ctx if isinstance(n_ctx, int) and 0 < n_ctx < 2**31 else None
-
-    def _probe(self, method: str, url: str, body: Any, cancel: threading.Event | None) -> Any:
-        """An optional request (tokenizer, props): its JSON, or None on any failure.
-
-        Raises:
-            RemoteCancelled: ``cancel`` was set.
-        """
-        deadline = time.monotonic() + min(PROBE_TIMEOUT_S, self.timeout_s)
-        try:
-            request = self._client.build_request(method, url, json=body)
-            response, stopped = bounded.send(self._client, request, cancel, deadline)
-            if stopped == "cancel":
-                raise RemoteCancelled(f"cancelled while waiting for {url}")
-            if response is None:  # past the deadline: the probe is optional
-                return None
-            if response.status_code != 200:
-                response.close()
-                return None
-            raw = self._answers.body(response, bounded.MAX_PROBE_BYTES, url, cancel, deadline)
-            return json.loads(raw)
-        except RemoteCancelled:
-            raise
-        except (RemoteError, httpx.HTTPError, ValueError, UnicodeError):
-            return None
 
     def models(self, cancel: threading.Event | None = None) -> list[dict[str, Any]]:
         """The server's model list (``GET {base}/models``), complete within ``timeout_s``.
@@ -250,10 +208,10 @@ class OpenAIBackend:
         with self._redacting():
             where = f"{self.base_url}/models"
             deadline = time.monotonic() + self.timeout_s
-            response = self._request("GET", "models", None, cancel, deadline)
+            response = self._http.request("GET", "models", None, cancel, deadline)
             if response is None:
                 raise RemoteCancelled(f"cancelled while waiting for {where}")
-            raw = self._answers.body(response, bounded.MAX_BODY_BYTES, where, cancel, deadline)
+            raw = self._http.answers.body(response, bounded.MAX_BODY_BYTES, where, cancel, deadline)
             try:
                 payload = json.loads(raw)
             except (ValueError, UnicodeError) as error:
@@ -261,11 +219,6 @@ class OpenAIBackend:
                 raise RemoteError(f"{where} is not a model list: {reason}") from None
             data = payload.get("data", []) if isinstance(payload, dict) else []
             return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
-
-    @property
-    def last_prompt_evaluated(self) -> int:
-        """Unknown for a server; 0."""
-        return 0
 
     def stream_text(
         self,
@@ -324,22 +277,22 @@ class OpenAIBackend:
         response = None
         if self.api_path == "completions":
             try:
-                response = self._request(
+                response = self._http.request(
                     "POST", "completions", {**body, "prompt": prompt}, cancel, deadline
                 )
-            except _Unsupported:
+            except Unsupported:
                 self.api_path = "chat"
         if response is None and self.api_path == "chat":
-            response = self._request(
+            response = self._http.request(
                 "POST", "chat/completions", {**body, "messages": messages}, cancel, deadline
             )
         if response is None:  # cancelled before the server answered
             return
-        yield from self._answers.events(response, cancel, deadline)
+        yield from self._http.answers.events(response, cancel, deadline)
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._client.close()
+        self._http.close()
 
     # -- internals ---------------------------------------------------------------------
 
@@ -388,105 +341,6 @@ class OpenAIBackend:
                 yield TextChunk(tail)
         finally:
             chunks.close()  # type: ignore[attr-defined]
-
-    @property
-    def _answers(self) -> AnswerReader:
-        return AnswerReader(self.base_url, self.timeout_s, self.reply_timeout_s)
-
-    def _check_origin(self, request: httpx.Request) -> None:
-        if _origin(request.url) != _origin(self._base):
-            raise RemoteError(
-                f"refusing a request to {request.url.scheme}://{request.url.host}: "
-                f"gemma-chat only talks to {self.base_url}"
-            )
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None,
-        cancel: threading.Event | None,
-        deadline: float,
-    ) -> Any:
-        """Send one request, retrying connection errors; return the open response, or
-        None when ``cancel`` was set before the server answered."""
-        base = self.base_url
-        attempts = self.connect_retries + 1
-        for attempt in range(attempts):
-            self.last_attempts = attempt + 1
-            try:
-                request = self._client.build_request(method, f"{base}/{path}", json=body)
-                response, stopped = bounded.send(self._client, request, cancel, deadline)
-                if stopped == "cancel":
-                    return None
-                if stopped == "deadline":
-                    raise RemoteError(self._answers.too_slow(path))
-                break
-            except httpx.ConnectTimeout:
-                raise RemoteError(f"cannot reach {base}: connection timed out") from None
-            except httpx.ConnectError as error:
-                if _is_dns_failure(error):
-                    host = self._base.host
-                    raise RemoteError(f"cannot reach {base}: unknown host {host!r}") from None
-                if attempt + 1 == attempts:
-                    reason = "connection refused" if _is_refused(error) else one_line(str(error))
-                    raise RemoteError(
-                        f"cannot reach {base}: {reason} ({attempts} attempts)"
-                    ) from None
-                delay = BACKOFF_S * 2**attempt
-                if cancel is not None:
-                    if cancel.wait(delay):
-                        return None
-                else:
-                    threading.Event().wait(delay)
-            except httpx.TimeoutException:
-                raise RemoteError(f"{base} did not answer within {self.timeout_s:g} s") from None
-            except (httpx.HTTPError, ValueError, UnicodeError) as error:
-                # The library's text can quote request headers, which carry the API key.
-                kind = type(error).__name__
-                raise RemoteError(f"request to {base} failed ({kind})") from None
-        if 300 <= response.status_code < 400:
-            location = response.headers.get("location", "?")
-            response.close()
-            raise RemoteError(
-                f"{base} redirected to {one_line(location, 200)}; gemma-chat does not follow "
-                "redirects (set the base URL to the final address)"
-            )
-        if response.status_code >= 400:
-            message = self._answers.error_text(response, cancel, deadline)
-            if path == "completions" and _refuses_completions(response.status_code, message):
-                raise _Unsupported
-            raise RemoteError(f"{base} answered HTTP {response.status_code}: {message}")
-        return response
-
-
-def _refuses_completions(status: int, message: str) -> bool:
-    if status in (404, 405, 501):
-        return True
-    lowered = message.lower()
-    refused = any(w in lowered for w in ("not supported", "unsupported", "does not support"))
-    return status == 400 and refused and ("completion" in lowered or "prompt" in lowered)
-
-
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def _is_dns_failure(error: BaseException) -> bool:
-    return any(isinstance(e, socket.gaierror) for e in _chain(error)) or (
-        "name or service not known" in str(error).lower()
-    )
-
-
-def _is_refused(error: BaseException) -> bool:
-    return any(isinstance(e, ConnectionRefusedError) for e in _chain(error)) or (
-        "refused" in str(error).lower()
-    )
 
 
 def _card_ctx(card: dict[str, Any]) -> int | None:

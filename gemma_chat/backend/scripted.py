@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
 
 from gemma_chat.backend.base import BackendInfo
 from gemma_chat.chat.tokenizer import GemmaIds, Tokenizer
@@ -60,6 +61,11 @@ class ScriptedBackend:
         self._cached: list[int] = []
         self._last_prompt_evaluated = 0
         self._lock = threading.Lock()
+
+    @property
+    def is_remote(self) -> Literal[False]:
+        """False: the model runs in this process (a token backend)."""
+        return False
 
     @property
     def last_prompt_evaluated(self) -> int:

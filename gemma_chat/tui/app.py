@@ -204,9 +204,11 @@ class GemmaChatApp(
 
     @property
     def remote(self) -> bool:
-        """Whether the loaded model runs on a server (it has no tokenizer here, so token
-        counts are estimates)."""
-        return self.backend is not None and getattr(self.backend, "tokenizer", True) is None
+        """Whether the model runs on a server (token counts are estimates then): the
+        loaded backend says; before one is loaded, the settings."""
+        if self.backend is not None:
+            return self.backend.is_remote
+        return self.settings.backend == "openai"
 
     @property
     def generating(self) -> bool:
@@ -452,7 +454,7 @@ class GemmaChatApp(
 
     def switch_gpu(self, value: bool | int) -> None:
         """Reload with the GPU on (True), off (False), or with a number of layers."""
-        if self.settings.backend == "openai":
+        if self.remote:
             self.notify(
                 "The model runs on the server: the GPU setting does not apply to a remote "
                 "backend (the server decides where it runs).",

@@ -87,6 +87,7 @@ class KVStateSupport:
         if (
             not self.settings.state_cache.enabled
             or engine is None
+            or engine.backend.is_remote
             or self.store is None
             or cid is None
             or sha256 is None

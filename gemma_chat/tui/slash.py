@@ -94,7 +94,7 @@ class SlashCommands:
         from gemma_chat.tui.screens.models import ModelPicker
 
         settings = self.settings  # type: ignore[attr-defined]
-        if settings.backend == "openai":
+        if self.remote:  # type: ignore[attr-defined]
             self.notify(  # type: ignore[attr-defined]
                 "Models are chosen on the server: /model NAME switches to another model "
                 "it serves (its id, see the server's /v1/models).",
