@@ -8,6 +8,7 @@ and the handlers here change state and update the screen.
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import threading
 from collections.abc import Callable
@@ -59,12 +60,18 @@ Loader = Callable[[Settings, Callable[[str], None]], tuple[Any, Any]]
 """Loads a model: ``(settings, notify) -> (model info, backend)``."""
 
 
-def default_loader(settings: Settings, notify: Callable[[str], None]) -> tuple[Any, Any]:
+def default_loader(
+    settings: Settings,
+    notify: Callable[[str], None],
+    *,
+    cancel: threading.Event | None = None,
+) -> tuple[Any, Any]:
     """Probe and load the model the settings name (stdout/stderr stay open: the UI owns
-    the terminal while llama.cpp loads)."""
+    the terminal while llama.cpp loads). ``cancel`` (set when the app quits) stops
+    waiting for a remote server at once."""
     from gemma_chat.models.loader import load_backend
 
-    return load_backend(settings, notify, keep_stderr=True)
+    return load_backend(settings, notify, keep_stderr=True, cancel=cancel)
 
 
 def default_gpu_supported() -> bool:
@@ -135,7 +142,10 @@ class GemmaChatApp(
         """
         super().__init__()
         self.settings = settings
-        self._loader = loader or default_loader
+        # Set by exit(): a load still waiting for a server that never answers gives up at
+        # once, instead of keeping the process (which waits for its worker) for a timeout.
+        self._quitting = threading.Event()
+        self._loader = loader or functools.partial(default_loader, cancel=self._quitting)
         self._gpu_supported = gpu_supported or default_gpu_supported
         self._cli_theme = theme
         self.conversation = Conversation(system=settings.system)
@@ -328,12 +338,27 @@ class GemmaChatApp(
                 severity="warning",
             )
             return
+        if not self._fits(text, self.engine.n_ctx):
+            return
         self.prompt.remember(text)
         self.prompt.clear()
         self.conversation.add_user(text)
         self._record_user()
         await self.chat.add_user(text)
         await self._start_reply()
+
+    def _fits(self, text: str, n_ctx: int) -> bool:
+        """Whether ``text`` can fit the context at all (the bound ``ask`` checks before
+        tokenizing): tokenizing megabytes would hold the reply worker, and quitting,
+        which waits for it, for minutes. The text stays in the input."""
+        from gemma_chat.models.loader import check_input_size
+
+        try:
+            check_input_size(text, n_ctx)
+        except GemmaChatError as exc:
+            self.notify(f"{exc}; it stays in the input.", severity="warning", timeout=10)
+            return False
+        return True
 
     def on_whole_text_requested(self, message: WholeTextRequested) -> None:
         from gemma_chat.tui.screens.whole_text import WholeTextScreen
@@ -389,6 +414,7 @@ class GemmaChatApp(
     def exit(self, *args: Any, **kwargs: Any) -> None:
         """Quit; a reply still being generated is stopped first, so its worker thread
         ends within a token instead of keeping the process alive until it is done."""
+        self._quitting.set()
         self.action_stop()
         self.history_at_exit()
         super().exit(*args, **kwargs)

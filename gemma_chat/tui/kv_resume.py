@@ -22,6 +22,9 @@ from gemma_chat.backend.kv_cache import KVStateCache, resume_ids
 from gemma_chat.chat.conversation import Conversation
 from gemma_chat.errors import GemmaChatError
 
+TOO_LONG = "the conversation cannot fit in the context: a saved state would never be used"
+"""Why a conversation too long to fit is neither saved nor restored (nothing tokenized)."""
+
 QUIT_WAIT_S = 10.0
 """How long a save at quit waits for a stopped reply's worker to let go of the model."""
 
@@ -57,7 +60,8 @@ class KVStateSupport:
     def setup_state_cache(self) -> None:
         """Create the state cache and its worker thread (started on first use)."""
         self.state_cache = KVStateCache(self.settings.state_cache)
-        self.state_events: list[StateEvent] = []
+        # Only the UI thread appends here; each job returns its StateEvent as its result.
+        self._state_jobs_queued: list[Future[StateEvent]] = []
         self._state_jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kv-state")
         self._state_pending: Future[Any] | None = None
         self._generation_idle = threading.Event()
@@ -99,30 +103,47 @@ class KVStateSupport:
             return
         # A snapshot: the conversation on screen changes while the job runs.
         snapshot = Conversation(self.conversation.system, list(self.conversation.turns))
+        too_long = _cannot_fit(snapshot, engine.n_ctx)
 
-        def job() -> None:
+        def job() -> StateEvent:
+            if too_long:
+                # Its prompt always drops old turns, so no saved state can match it; and
+                # tokenizing megabytes would hold the state thread (and quitting) for
+                # minutes. The same bound as the context meter's.
+                return StateEvent(kind, cid, 0 if kind == "restore" else False, TOO_LONG)
             ids = resume_ids(engine.template, snapshot)
-            self._state_done(kind, cid, work(engine.backend, key, sha256, ids))
+            return self._state_done(kind, cid, work(engine.backend, key, sha256, ids))
 
         self._queue_state(job)
 
     def forget_conversation_state(self, conversation_id: int, key: str) -> None:
         """Queue removing a deleted conversation's saved state."""
 
-        def job() -> None:
-            self._state_done("forget", conversation_id, self.state_cache.forget(key))
+        def job() -> StateEvent:
+            return self._state_done("forget", conversation_id, self.state_cache.forget(key))
 
         self._queue_state(job)
 
-    def _queue_state(self, job: Any) -> None:
+    def _queue_state(self, job: Callable[[], StateEvent]) -> None:
         try:
             self._state_pending = self._state_jobs.submit(job)
         except RuntimeError:  # shut down: the app is gone
             self._state_pending = None
+        else:
+            self._state_jobs_queued.append(self._state_pending)
 
-    def _state_done(self, kind: str, cid: int, result: bool | int) -> None:
+    def _state_done(self, kind: str, cid: int, result: bool | int) -> StateEvent:
         reason = None if result else self.state_cache.last_reason
-        self.state_events.append(StateEvent(kind, cid, result, reason))
+        return StateEvent(kind, cid, result, reason)
+
+    @property
+    def state_events(self) -> list[StateEvent]:
+        """What the finished saves and restores did, in order (for the tests)."""
+        return [
+            job.result()
+            for job in self._state_jobs_queued
+            if job.done() and not job.cancelled() and job.exception() is None
+        ]
 
     def wait_for_state(self, timeout: float | None = None) -> None:
         """Block until the queued state work is done (from a worker, or after the UI
@@ -144,3 +165,12 @@ class KVStateSupport:
     def close_state_cache(self) -> None:
         """Finish the queued work and stop the thread (after the app has quit)."""
         self._state_jobs.shutdown(wait=True)
+
+
+def _cannot_fit(conversation: Conversation, n_ctx: int) -> bool:
+    """Whether the conversation is longer than any ``n_ctx`` tokens can be (measured in
+    characters, without tokenizing it)."""
+    from gemma_chat.models.loader import MAX_BYTES_PER_TOKEN
+
+    size = len(conversation.system or "") + sum(len(turn.text) for turn in conversation.turns)
+    return size > n_ctx * MAX_BYTES_PER_TOKEN
