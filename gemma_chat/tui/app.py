@@ -29,7 +29,7 @@ from gemma_chat.sanitize import one_line, visible
 from gemma_chat.tui.conversations import ConversationSwitching
 from gemma_chat.tui.history import HistorySupport
 from gemma_chat.tui.keys import KeysSupport
-from gemma_chat.tui.kv_resume import KVStateSupport
+from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.loading import Loader, ModelLoading, load_failure
 from gemma_chat.tui.messages import ModelLoaded, ModelLoadFailed, Notice, TokensCounted
 from gemma_chat.tui.meter import ContextMeter
@@ -64,7 +64,6 @@ class GemmaChatApp(
     KeysSupport,
     HistorySupport,
     ConversationSwitching,
-    KVStateSupport,
     ReplyStreaming,
     App[None],
 ):
@@ -124,6 +123,7 @@ class GemmaChatApp(
         self.loads = ModelLoading(self, loader)
         self.meter = ContextMeter(self, lambda: self.status)
         self.themes = ThemeService(self)
+        self.kv = KVResumeService(settings.state_cache)
         self._gpu_supported = gpu_supported or default_gpu_supported
         self._cli_theme = theme
         self.conversation = Conversation(system=settings.system)
@@ -142,7 +142,6 @@ class GemmaChatApp(
         self._gc_timer: Any = None
         self._handle_signals = handle_signals
         self.setup_history(store, resume)
-        self.setup_state_cache()
 
     # ----------------------------------------------------------------- layout and start
 

@@ -13,6 +13,7 @@ from gemma_chat.history.recording import restore_params
 from gemma_chat.history.session import ConversationSession
 from gemma_chat.history.store import to_conversation
 from gemma_chat.tui.history import failure_text
+from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.screens.dialogs import ConfirmScreen
 from gemma_chat.tui.slash import BUSY_HINT
 from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
@@ -33,6 +34,7 @@ class ConversationSwitching:
     conversation: Conversation
     store: Any
     session: ConversationSession
+    kv: KVResumeService
     engine: Any
     model_info: Any
     last_done: Any
@@ -293,7 +295,7 @@ class ConversationSwitching:
         except GemmaChatError as exc:
             self.notify(str(exc), severity="error", markup=False)  # type: ignore[attr-defined]
             return
-        self.forget_conversation_state(conversation_id, key)
+        self.kv.forget(conversation_id, key)
         if current:
             self.session.forget()  # gone: nothing to leave or clean up
             await self.action_new()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gemma_chat.backend.kv_cache import KVStateCache
 from gemma_chat.chat.conversation import Conversation, Role, StopReason
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.history.recording import params_of
@@ -28,6 +29,7 @@ from gemma_chat.history.store import (
     to_conversation,
 )
 from gemma_chat.sanitize import one_line
+from gemma_chat.tui.kv_resume import KVResumeService, KVTarget, StateEvent, kv_target
 from gemma_chat.tui.screens.dialogs import MOVE_ASIDE, CorruptStoreScreen
 
 
@@ -87,8 +89,7 @@ class HistorySupport:
     # From ConversationSwitching:
     _refresh_sidebar: Callable[[], None]
     resume_conversation: Callable[..., Any]
-    # From KVStateSupport:
-    save_conversation_state: Callable[[], None]
+    kv: KVResumeService
 
     def setup_history(self, store: HistoryStore | None, resume: int | None) -> None:
         """Remember the store (None: open the default one on mount) and what to resume."""
@@ -223,7 +224,33 @@ class HistorySupport:
         one, starts a new one, or quits. The model's KV state for it is saved (in the
         background), so that reopening it later does not evaluate its whole history
         again (see :mod:`gemma_chat.tui.kv_resume`)."""
-        self.save_conversation_state()
+        self.kv.save(self._kv_target(), generating=self.generating)
+
+    def _kv_target(self) -> KVTarget | None:
+        sha256 = getattr(self.model_info, "sha256", None)
+        return kv_target(self.engine, self.store, self.conversation_id, sha256, self.conversation)
+
+    def restore_conversation_state(self) -> None:
+        """Queue restoring the saved KV state of the conversation on screen."""
+        self.kv.restore(self._kv_target())
+
+    @property
+    def state_events(self) -> list[StateEvent]:
+        """What the finished KV-state saves and restores did (for the tests)."""
+        return self.kv.events
+
+    @property
+    def state_cache(self) -> KVStateCache:
+        """The KV state cache."""
+        return self.kv.cache
+
+    def wait_for_state(self, timeout: float | None = None) -> None:
+        """Block until the queued KV-state work is done (never on the UI thread)."""
+        self.kv.wait(timeout)
+
+    def close_state_cache(self) -> None:
+        """Finish the queued KV-state work (after the app has quit)."""
+        self.kv.close()
 
     def _begin(self, conversation_id: int | None, messages: list[MessageRecord]) -> None:
         """Point the recording at the conversation now on screen (the one left is

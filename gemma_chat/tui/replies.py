@@ -18,6 +18,7 @@ from gemma_chat.chat.conversation import Conversation, Role
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import TextDelta
+from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
 from gemma_chat.tui.slash import BUSY_HINT
 from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
@@ -38,6 +39,7 @@ class ReplyStreaming:
     chat: Any
     prompt: Any
     status: Any
+    kv: KVResumeService
 
     async def _start_reply(self) -> None:
         assert self.engine is not None
@@ -47,7 +49,7 @@ class ReplyStreaming:
         self._stream_started = time.perf_counter()
         self.status.set_speed("…")
         self._hold_gc(True)
-        self.generation_started()
+        self.kv.generation_started()
         self.generate(self.engine, self.conversation, self._cancel)
 
     async def action_retry(self) -> None:
@@ -133,7 +135,7 @@ class ReplyStreaming:
             last_post = time.perf_counter()
 
         try:
-            self.wait_for_state()  # a saved KV state being written or restored
+            self.kv.wait()  # a saved KV state being written or restored
             for event in engine.stream(conversation, cancel):
                 if isinstance(event, TextDelta):
                     pending.append(event.text)
@@ -149,7 +151,7 @@ class ReplyStreaming:
             post()
             self.post_message(ReplyFailed(f"{type(exc).__name__}: {exc}"))
         finally:
-            self.generation_ended()
+            self.kv.generation_ended()
 
     async def on_reply_delta(self, message: ReplyDelta) -> None:
         self._delta_taken.set()
