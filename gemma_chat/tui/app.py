@@ -28,7 +28,7 @@ from gemma_chat.history.store import HistoryStore
 from gemma_chat.sanitize import one_line, visible
 from gemma_chat.tui.conversations import ConversationSwitching
 from gemma_chat.tui.history import HistorySupport
-from gemma_chat.tui.keys import KeysSupport
+from gemma_chat.tui.keys import KeyBindings
 from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.loading import Loader, ModelLoading, load_failure
 from gemma_chat.tui.messages import ModelLoaded, ModelLoadFailed, Notice, TokensCounted
@@ -61,7 +61,6 @@ def default_gpu_supported() -> bool:
 
 class GemmaChatApp(
     SlashCommands,
-    KeysSupport,
     HistorySupport,
     ConversationSwitching,
     ReplyStreaming,
@@ -123,6 +122,7 @@ class GemmaChatApp(
         self.loads = ModelLoading(self, loader)
         self.meter = ContextMeter(self, lambda: self.status)
         self.themes = ThemeService(self)
+        self.keys = KeyBindings(self)
         self.kv = KVResumeService(settings.state_cache)
         self._gpu_supported = gpu_supported or default_gpu_supported
         self._cli_theme = theme
@@ -161,7 +161,7 @@ class GemmaChatApp(
             for signum in STOP_SIGNALS:
                 loop.add_signal_handler(signum, self._stop_signalled, signum)
         self.themes.setup(self._cli_theme, self.settings.theme)
-        self.apply_keymap()
+        self.keys.apply(self.settings.keys)
         self.prompt.focus()
         self._start_load(self.settings)
         await self.open_history()
@@ -361,6 +361,15 @@ class GemmaChatApp(
         """Stop the reply being generated (the partial reply is kept)."""
         if self._cancel is not None:
             self._cancel.set()
+
+    def action_help(self) -> None:
+        """Show every key and command."""
+        from gemma_chat.tui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen(self.keys.help_rows()))
+
+    def _all_bindings(self) -> list[Binding]:
+        return self.keys.all_bindings()
 
     def action_toggle_gpu(self) -> None:
         """Reload the model on the other device, keeping the conversation."""
