@@ -39,9 +39,9 @@ def test_a_load_that_outlives_the_app_prints_safely(evil_model: Path) -> None:
     thread prints after the screen is gone. Here the CLI's root command runs the app's
     real loader in place of the app, which is that moment without a race."""
     script = (
-        "import sys, gemma_chat.tui.app as tui\n"
+        "import sys, gemma_chat.tui.app as tui, gemma_chat.tui.loading as loading\n"
         "def run_tui(settings, theme=None, resume=None):\n"
-        "    tui.default_loader(settings, lambda text: None)\n"
+        "    loading.default_loader(settings, lambda text: None)\n"
         "    return 0\n"
         "tui.run_tui = run_tui\n"
         "from gemma_chat.cli import main\n"

@@ -17,7 +17,8 @@ from gemma_chat.config.settings import Settings
 from gemma_chat.errors import UsageError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone
-from gemma_chat.history.recording import Recorder, params_of, restore_params
+from gemma_chat.history.recording import params_of, restore_params
+from gemma_chat.history.session import ConversationSession
 from gemma_chat.history.store import (
     ConversationRecord,
     HistoryStore,
@@ -111,21 +112,21 @@ class Exchange:
         record: The continued conversation, if any.
         messages: Its stored messages.
         store: The open store; None when nothing is read or saved.
-        recorder: Saves the exchange; None with ``--no-save``.
+        session: Records the exchange (see :class:`ConversationSession`); None with
+            ``--no-save``.
     """
 
     settings: Settings
     record: ConversationRecord | None = None
     messages: list[MessageRecord] = field(default_factory=list)
     store: HistoryStore | None = None
-    recorder: Recorder | None = None
-    _created: bool = False
-    _question_id: int | None = None
+    session: ConversationSession | None = None
+    _conversation: Conversation | None = None
 
     @property
     def conversation_id(self) -> int | None:
         """The stored conversation the exchange is saved in (None when not saved)."""
-        return None if self.recorder is None else self.recorder.conversation_id
+        return None if self.session is None else self.session.conversation_id
 
     def conversation(self, info: ModelInfo | RemoteModelInfo, message: str) -> Conversation:
         """The conversation to answer, ending with ``message``, which is saved at once
@@ -142,44 +143,38 @@ class Exchange:
             pending.text += "\n\n" + message
         else:
             conversation.add_user(message)
-        recorder = self.recorder
-        if recorder is None:
+        self._conversation = conversation
+        if self.session is None:
             return conversation
-        self._save_settings()
-        self._created = recorder.conversation_id is None
+        self._save_settings(self.session)
         params = params_of(self.settings.sampling, self.settings.repeat_guard)
-        self._question_id = recorder.question(message, conversation.system, params).id
+        self.session.record_user(conversation, params, message if pending else None)
         return conversation
 
-    def _save_settings(self) -> None:
+    def _save_settings(self, session: ConversationSession) -> None:
         """Store settings given on this command line for a continued conversation."""
-        if self.recorder is None or self.record is None:
+        if self.record is None:
             return
         system = self.settings.system
         params = params_of(self.settings.sampling, self.settings.repeat_guard)
         if (system, params) != (self.record.system, self.record.params):
-            self.recorder.settings(system, params)
+            session.record_settings(system, params)
 
     def reply(self, done: ReplyDone, info: ModelInfo | RemoteModelInfo) -> None:
         """Save the finished or stopped reply, linked to its question."""
-        if self.recorder is not None:
-            self.recorder.reply(
-                done,
-                model=info.display_name,
-                model_sha256=info.sha256,
-                reply_to=self._question_id,
-                system=self.settings.system,
+        if self.session is not None and self._conversation is not None:
+            self.session.record_reply(
+                done, self._conversation, model=info.display_name, model_sha256=info.sha256
             )
 
     def unsend(self) -> None:
         """Take back the saved user message when it could not be answered at all (it
-        does not fit the context): kept, it would break every later continuation."""
-        recorder = self.recorder
-        if recorder is None or recorder.conversation_id is None or self._question_id is None:
+        does not fit the context): kept, it would break every later continuation. A
+        conversation this run created goes away entirely."""
+        if self.session is None or self._conversation is None:
             return
-        recorder.delete([self._question_id])  # by id: never what another process wrote
-        if self._created and recorder.store.delete_if_empty(recorder.conversation_id):
-            recorder.conversation_id = None
+        self.session.unsend(len(self._conversation.turns) - 1)
+        self.session.close()
 
     def restore_state(
         self, engine: Engine, conversation: Conversation, info: ModelInfo | RemoteModelInfo
@@ -203,13 +198,14 @@ class Exchange:
     ) -> bool:
         """Save the KV state after the reply (added to ``conversation``), for the next
         ``--continue``. Short conversations and unsaved ones are skipped."""
-        if self.recorder is None or self.recorder.conversation_id is None:
-            return False
         if not self.settings.state_cache.enabled or info.sha256 is None:
             return False  # a remote model keeps its cache on the server
+        cid = self.conversation_id
+        if cid is None:
+            return False
         key = self.record.uuid if self.record is not None else None
         if key is None and self.store is not None:
-            key = self.store.get(self.recorder.conversation_id).uuid
+            key = self.store.get(cid).uuid
         cache = KVStateCache(self.settings.state_cache)
         ids = resume_ids(engine.template, conversation)
         return cache.save(engine.backend, key, info.sha256, ids)
@@ -241,5 +237,7 @@ def open_exchange(settings: Settings, options: HistoryOptions) -> Exchange:
         raise
     if record is not None:
         settings = continued_settings(settings, record, options.explicit)
-    recorder = Recorder(store, None if record is None else record.id) if save else None
-    return Exchange(settings, record, messages, store, recorder)
+    session = None
+    if save:
+        session = ConversationSession(store, None if record is None else record.id, messages)
+    return Exchange(settings, record, messages, store, session)

@@ -13,14 +13,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Static
 
 from gemma_chat.chat import commands as slash
-from gemma_chat.chat.conversation import Conversation, Role
+from gemma_chat.chat.conversation import Conversation
 from gemma_chat.config.settings import Settings
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
@@ -29,20 +28,17 @@ from gemma_chat.history.store import HistoryStore
 from gemma_chat.sanitize import one_line, visible
 from gemma_chat.tui.conversations import ConversationSwitching
 from gemma_chat.tui.history import HistorySupport
-from gemma_chat.tui.keys import KeysSupport
-from gemma_chat.tui.kv_resume import KVStateSupport
-from gemma_chat.tui.messages import (
-    ModelLoaded,
-    ModelLoadFailed,
-    TokensCounted,
-)
+from gemma_chat.tui.keys import KeyBindings
+from gemma_chat.tui.kv_resume import KVResumeService
+from gemma_chat.tui.loading import Loader, ModelLoading, load_failure
+from gemma_chat.tui.messages import ModelLoaded, ModelLoadFailed, Notice, TokensCounted
+from gemma_chat.tui.meter import ContextMeter
 from gemma_chat.tui.replies import ReplyStreaming
 from gemma_chat.tui.slash import BUSY_HINT, SlashCommands
-from gemma_chat.tui.theming import ThemeSupport
+from gemma_chat.tui.theming import ThemeService
 from gemma_chat.tui.widgets.chat_log import (
     ChatLog,
     ModelReply,
-    UserMessage,
     WholeTextRequested,
 )
 from gemma_chat.tui.widgets.prompt_input import PromptInput
@@ -55,17 +51,6 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 LOADING_PLACEHOLDER = "Loading the model… you can type already"
 """The input's hint until a model is loaded."""
 
-Loader = Callable[[Settings, Callable[[str], None]], tuple[Any, Any]]
-"""Loads a model: ``(settings, notify) -> (model info, backend)``."""
-
-
-def default_loader(settings: Settings, notify: Callable[[str], None]) -> tuple[Any, Any]:
-    """Probe and load the model the settings name (stdout/stderr stay open: the UI owns
-    the terminal while llama.cpp loads)."""
-    from gemma_chat.models.loader import load_backend
-
-    return load_backend(settings, notify, keep_stderr=True)
-
 
 def default_gpu_supported() -> bool:
     """Whether the installed llama.cpp build can offload to a GPU."""
@@ -76,11 +61,8 @@ def default_gpu_supported() -> bool:
 
 class GemmaChatApp(
     SlashCommands,
-    KeysSupport,
-    ThemeSupport,
     HistorySupport,
     ConversationSwitching,
-    KVStateSupport,
     ReplyStreaming,
     App[None],
 ):
@@ -135,7 +117,13 @@ class GemmaChatApp(
         """
         super().__init__()
         self.settings = settings
-        self._loader = loader or default_loader
+        # Set by exit(): a load still waiting for a server that never answers gives up at
+        # once, instead of keeping the process (which waits for its worker) for a timeout.
+        self.loads = ModelLoading(self, loader)
+        self.meter = ContextMeter(self, lambda: self.status)
+        self.themes = ThemeService(self)
+        self.keys = KeyBindings(self)
+        self.kv = KVResumeService(settings.state_cache)
         self._gpu_supported = gpu_supported or default_gpu_supported
         self._cli_theme = theme
         self.conversation = Conversation(system=settings.system)
@@ -150,13 +138,10 @@ class GemmaChatApp(
         self._streamed = 0
         self._stream_started = 0.0
         self._speed_shown = 0.0
-        self._meter_timer: Any = None
         self._delta_taken = threading.Event()
         self._gc_timer: Any = None
-        self._loading: Settings | None = None  # the settings of the load in progress
         self._handle_signals = handle_signals
         self.setup_history(store, resume)
-        self.setup_state_cache()
 
     # ----------------------------------------------------------------- layout and start
 
@@ -175,8 +160,8 @@ class GemmaChatApp(
             loop = asyncio.get_running_loop()
             for signum in STOP_SIGNALS:
                 loop.add_signal_handler(signum, self._stop_signalled, signum)
-        self.setup_themes(self._cli_theme)
-        self.apply_keymap()
+        self.themes.setup(self._cli_theme, self.settings.theme)
+        self.keys.apply(self.settings.keys)
         self.prompt.focus()
         self._start_load(self.settings)
         await self.open_history()
@@ -204,8 +189,8 @@ class GemmaChatApp(
 
     @property
     def remote(self) -> bool:
-        """Whether the model runs on a server (token counts are estimates then): the
-        loaded backend says; before one is loaded, the settings."""
+        """Whether the model runs on a server (its token counts are estimates): the loaded
+        backend says so; before any model is loaded, the settings do."""
         if self.backend is not None:
             return self.backend.is_remote
         return self.settings.backend == "openai"
@@ -220,34 +205,26 @@ class GemmaChatApp(
     def _start_load(self, settings: Settings) -> None:
         # self.settings changes only once the load succeeds: a model that fails to load
         # must not replace the working one (nor its settings, which Ctrl+G reloads).
-        self._loading = settings
         if settings.backend == "openai":
             self.status.set_model(f"connecting to {settings.base_url}…")
         else:
             self.status.set_model(f"loading {settings.model or 'the demo model'}…")
-        self.load_model(settings)
+        self.loads.start(settings)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="model")
-    def load_model(self, settings: Settings) -> None:
-        """Worker: probe and load the model, then post the outcome."""
+    @property
+    def _loading(self) -> Settings | None:
+        """The settings of the load in progress (None when none is)."""
+        return self.loads.loading
 
-        def warn(message: str) -> None:
-            self.call_from_thread(self.notify, message, severity="warning", timeout=10)
-
-        try:
-            info, backend = self._loader(settings, warn)
-        except GemmaChatError as exc:
-            self.post_message(ModelLoadFailed(str(exc), settings))
-        except Exception as exc:
-            self.post_message(ModelLoadFailed(f"{type(exc).__name__}: {exc}", settings))
-        else:
-            self.post_message(ModelLoaded(info, backend, settings))
+    def on_notice(self, message: Notice) -> None:
+        self.notify(message.text, severity=message.severity, timeout=message.timeout)
 
     async def on_model_loaded(self, message: ModelLoaded) -> None:
-        if self._gone() or message.settings is not self._loading:
+        if self._gone() or not self.loads.is_current(message.settings):
             message.backend.close()  # quitting, or a load that a newer one overtook
             return
-        self._loading = None
+        self.loads.finished()
+        assert message.settings is not None
         self.settings = message.settings
         if self.backend is not None and self.backend is not message.backend:
             self.backend.close()
@@ -271,37 +248,19 @@ class GemmaChatApp(
         self.status.set_device(info.device, info.gpu_layers, info.threads)
 
     async def on_model_load_failed(self, message: ModelLoadFailed) -> None:
-        if self._gone() or message.settings is not self._loading:
+        if self._gone() or not self.loads.is_current(message.settings):
             return
-        self._loading = None
-        if self.backend is not None:
-            # The model that was working stays loaded, with its settings: only a
-            # successful load replaces it.
-            self._show_model()
-            what = "connect to" if message.settings.backend == "openai" else "load"
-            await self.chat.add_notice(
-                f"Could not {what} the new model: {message.reason}\n"
-                f"Still using {self.backend.info.model}.",
-                error=True,
-            )
-            return
-        self.settings = message.settings  # nothing was working: nothing to keep
-        if message.settings.backend == "openai":
-            self.status.set_model("not connected")
-            self.prompt.placeholder = "Not connected: /model NAME tries the server again"
-            await self.chat.add_notice(
-                f"Could not use the server: {message.reason}\n"
-                "Try again with /model NAME (a model id on the server), or quit with Ctrl+Q.",
-                error=True,
-            )
-            return
-        self.status.set_model("no model loaded")
-        self.prompt.placeholder = "No model loaded: /model PATH loads one"
-        await self.chat.add_notice(
-            f"Could not load the model: {message.reason}\n"
-            "Load another with /model PATH, or quit with Ctrl+Q.",
-            error=True,
-        )
+        self.loads.finished()
+        assert message.settings is not None
+        working = self.backend.info.model if self.backend is not None else None
+        failure = load_failure(message.settings, message.reason, working)
+        if working is not None:
+            self._show_model()  # the working model stays loaded, with its settings
+        else:
+            self.settings = message.settings  # nothing was working: nothing to keep
+            self.status.set_model(failure.status)
+            self.prompt.placeholder = failure.placeholder
+        await self.chat.add_notice(failure.notice, error=True)
 
     # ---------------------------------------------------------------------- sending
 
@@ -330,12 +289,27 @@ class GemmaChatApp(
                 severity="warning",
             )
             return
+        if not self._fits(text, self.engine.n_ctx):
+            return
         self.prompt.remember(text)
         self.prompt.clear()
         self.conversation.add_user(text)
         self._record_user()
         await self.chat.add_user(text)
         await self._start_reply()
+
+    def _fits(self, text: str, n_ctx: int) -> bool:
+        """Whether ``text`` can fit the context at all (the bound ``ask`` checks before
+        tokenizing): tokenizing megabytes would hold the reply worker, and quitting,
+        which waits for it, for minutes. The text stays in the input."""
+        from gemma_chat.models.loader import check_input_size
+
+        try:
+            check_input_size(text, n_ctx)
+        except GemmaChatError as exc:
+            self.notify(f"{exc}; it stays in the input.", severity="warning", timeout=10)
+            return False
+        return True
 
     def on_whole_text_requested(self, message: WholeTextRequested) -> None:
         from gemma_chat.tui.screens.whole_text import WholeTextScreen
@@ -354,32 +328,15 @@ class GemmaChatApp(
 
     def schedule_count(self) -> None:
         """Recount the context meter shortly (typing restarts the delay)."""
-        if self._meter_timer is not None:
-            self._meter_timer.stop()
-        self._meter_timer = self.set_timer(0.15, self._count_now)
+        self.meter.schedule(self._count_now)
 
     def _count_now(self) -> None:
-        if self.engine is None or self._gone():
-            return
-        from gemma_chat.models.loader import MAX_BYTES_PER_TOKEN
-
-        draft = self.prompt.text
-        size = len(draft) + sum(len(turn.text) for turn in self.conversation.turns)
-        if size > self.engine.n_ctx * MAX_BYTES_PER_TOKEN:
-            # It cannot fit, whatever the tokenizer says; tokenizing megabytes would hold
-            # a worker (and quitting, which waits for it) for minutes. A lower bound.
-            self.status.set_meter(size // MAX_BYTES_PER_TOKEN, self.engine.n_ctx, estimated=True)
-            return
-        self.count_tokens(self.engine, self.conversation, draft)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="meter")
-    def count_tokens(self, engine: Engine, conversation: Conversation, draft: str) -> None:
-        """Worker: count the conversation plus the draft with the model's tokenizer."""
-        self.post_message(TokensCounted(engine.count_tokens(conversation, draft)))
+        if self.engine is not None and not self._gone():
+            self.meter.count(self.engine, self.conversation, self.prompt.text)
 
     def on_tokens_counted(self, message: TokensCounted) -> None:
         if self.engine is not None and not self._gone():
-            self.status.set_meter(message.used, self.engine.n_ctx, estimated=self.remote)
+            self.meter.show(message.used, self.engine.n_ctx, estimated=self.remote)
 
     def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:
         """Show a notification. Many quote untrusted text (a server's error, a title, a
@@ -391,6 +348,7 @@ class GemmaChatApp(
     def exit(self, *args: Any, **kwargs: Any) -> None:
         """Quit; a reply still being generated is stopped first, so its worker thread
         ends within a token instead of keeping the process alive until it is done."""
+        self.loads.quit()
         self.action_stop()
         self.history_at_exit()
         super().exit(*args, **kwargs)
@@ -406,98 +364,19 @@ class GemmaChatApp(
         if self._cancel is not None:
             self._cancel.set()
 
-    async def action_retry(self) -> None:
-        """Regenerate the last reply."""
-        if self.generating:
-            self.notify(BUSY_HINT, severity="warning")
-            return
-        if self.engine is None or not self.conversation.turns:
-            self.notify("Nothing to retry.")
-            return
-        if self._loading is not None:
-            self.notify("A model is loading: retry once it is loaded.", severity="warning")
-            return
-        if self.conversation.turns[-1].role is Role.MODEL:
-            self.conversation.turns.pop()
-            reply = self.chat.last(ModelReply)
-            if reply is not None:
-                await reply.remove()
-            self._record_retry()
-        await self._start_reply()
+    def action_help(self) -> None:
+        """Show every key and command."""
+        from gemma_chat.tui.screens.help import HelpScreen
 
-    async def action_edit(self) -> None:
-        """Put the last user message back into the input, removing it and its reply."""
-        if self.generating:
-            self.notify(BUSY_HINT, severity="warning")
-            return
-        turns = self.conversation.turns
-        if not turns:
-            self.notify("Nothing to edit.")
-            return
-        if turns[-1].role is Role.MODEL:
-            turns.pop()
-            reply = self.chat.last(ModelReply)
-            if reply is not None:
-                await reply.remove()
-        user = turns.pop()
-        self._record_edit()
-        widget = self.chat.last(UserMessage)
-        if widget is not None:
-            await widget.remove()
-        self.prompt.set_text(user.text)
-        self.prompt.focus()
+        self.push_screen(HelpScreen(self.keys.help_rows()))
+
+    def _all_bindings(self) -> list[Binding]:
+        return self.keys.all_bindings()
 
     def action_toggle_gpu(self) -> None:
         """Reload the model on the other device, keeping the conversation."""
         on_gpu = self.backend is not None and self.backend.info.device == "gpu"
         self.switch_gpu(not on_gpu)
-
-    def switch_gpu(self, value: bool | int) -> None:
-        """Reload with the GPU on (True), off (False), or with a number of layers."""
-        if self.remote:
-            self.notify(
-                "The model runs on the server: the GPU setting does not apply to a remote "
-                "backend (the server decides where it runs).",
-                severity="warning",
-            )
-            return
-        if value is not False and value != 0 and not self._gpu_supported():
-            from gemma_chat.backend.offload import CUDA_HINT
-
-            self.notify(
-                f"This llama.cpp build has no GPU support, so the model stays on the "
-                f"CPU. To use an NVIDIA GPU, {CUDA_HINT}",
-                severity="warning",
-                timeout=15,
-            )
-            return
-        if self.generating:
-            self.notify(BUSY_HINT, severity="warning")
-            return
-        update: dict[str, Any] = {"gpu": bool(value)}
-        if not isinstance(value, bool):
-            update["gpu_layers"] = value
-        self._start_load(self.settings.model_copy(update=update))
-
-    def action_settings(self) -> None:
-        """Edit the system prompt and parameters in a form."""
-        from gemma_chat.tui.screens.settings import EditedSettings, SettingsScreen
-
-        def apply(result: EditedSettings | None) -> None:
-            if result is not None:
-                self.conversation.system = result.system
-                self._set_params(result.sampling, result.repeat_guard)
-                self._record_settings()
-                self.notify("Settings saved for this session.")
-
-        self.push_screen(
-            SettingsScreen(self.conversation.system, self.sampling, self.repeat_guard), apply
-        )
-
-    def _set_params(self, sampling: Any, guard: Any) -> None:
-        self.sampling, self.repeat_guard = sampling, guard
-        if self.engine is not None:
-            self.engine.sampling, self.engine.repeat_guard = sampling, guard
 
 
 def run_tui(settings: Settings, theme: str | None = None, resume: int | None = None) -> int:

@@ -10,8 +10,10 @@ from textual.widgets import Button
 from gemma_chat.chat.conversation import Conversation, Role
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.history.recording import restore_params
+from gemma_chat.history.session import ConversationSession
 from gemma_chat.history.store import to_conversation
 from gemma_chat.tui.history import failure_text
+from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.screens.dialogs import ConfirmScreen
 from gemma_chat.tui.slash import BUSY_HINT
 from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
@@ -31,7 +33,8 @@ class ConversationSwitching:
     settings: Any
     conversation: Conversation
     store: Any
-    recorder: Any
+    session: ConversationSession
+    kv: KVResumeService
     engine: Any
     model_info: Any
     last_done: Any
@@ -41,7 +44,6 @@ class ConversationSwitching:
     status: Any
     conversation_id: int | None
     _history_note: str
-    _turn_ids: list[list[int]]
     _found_timer: Any
     _hidden_turns: int
 
@@ -166,7 +168,8 @@ class ConversationSwitching:
         turns = len(self.conversation.turns)
         if not turns:
             return
-        index = next((i for i, ids in enumerate(self._turn_ids) if message_id in ids), turns - 1)
+        index = self.session.turn_of(message_id)
+        index = turns - 1 if index is None else index
         index = min(index, turns - 1)
         if index < self._hidden_turns:  # with a few turns before it, for context
             await self._show_earlier(self._hidden_turns - max(0, index - 4))
@@ -292,10 +295,9 @@ class ConversationSwitching:
         except GemmaChatError as exc:
             self.notify(str(exc), severity="error", markup=False)  # type: ignore[attr-defined]
             return
-        self.forget_conversation_state(conversation_id, key)
+        self.kv.forget(conversation_id, key)
         if current:
-            assert self.recorder is not None
-            self.recorder.conversation_id = None  # gone: nothing to leave or clean up
+            self.session.forget()  # gone: nothing to leave or clean up
             await self.action_new()
         self._refresh_sidebar()
 

@@ -9,15 +9,16 @@ renamed, never deleted or overwritten.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gemma_chat.backend.kv_cache import KVStateCache
 from gemma_chat.chat.conversation import Conversation, Role, StopReason
 from gemma_chat.errors import GemmaChatError
-from gemma_chat.history.recording import Recorder, params_of
+from gemma_chat.history.recording import params_of
+from gemma_chat.history.session import ConversationSession
 from gemma_chat.history.store import (
     CorruptStore,
     HistoryStore,
@@ -27,8 +28,8 @@ from gemma_chat.history.store import (
     store_file,
     to_conversation,
 )
-from gemma_chat.history.turns import stored_turns
 from gemma_chat.sanitize import one_line
+from gemma_chat.tui.kv_resume import KVResumeService, KVTarget, StateEvent, kv_target
 from gemma_chat.tui.screens.dialogs import MOVE_ASIDE, CorruptStoreScreen
 
 
@@ -88,29 +89,24 @@ class HistorySupport:
     # From ConversationSwitching:
     _refresh_sidebar: Callable[[], None]
     resume_conversation: Callable[..., Any]
-    # From KVStateSupport:
-    save_conversation_state: Callable[[], None]
+    kv: KVResumeService
 
     def setup_history(self, store: HistoryStore | None, resume: int | None) -> None:
         """Remember the store (None: open the default one on mount) and what to resume."""
         self.store = _guarded(store)
-        self.recorder: Recorder | None = None
+        # Not recording until the store is open (on mount).
+        self.session = ConversationSession(
+            None, enabled=self.settings.save_history, on_error=self._store_failed
+        )
         self._resume_at_start = resume
-        self._saving = True
         self._history_note = ""
-        # The stored message ids of each turn on screen (aligned with the conversation's
-        # turns), the ids this session wrote, and the reply a retry is replacing.
-        self._turn_ids: list[list[int]] = []
-        self._written: set[int] = set()
-        self._replacing: tuple[int, ...] = ()
         self._found_timer: Any = None
         self._hidden_turns = 0
-        self._created_id: int | None = None
 
     @property
     def conversation_id(self) -> int | None:
         """The stored conversation on screen, once it has been stored."""
-        return self.recorder.conversation_id if self.recorder is not None else None
+        return self.session.conversation_id
 
     # ------------------------------------------------------------- opening the store
 
@@ -145,7 +141,7 @@ class HistorySupport:
 
     async def _store_ready(self) -> None:
         assert self.store is not None
-        self.recorder = Recorder(self.store, self.conversation_id)
+        self.session.attach(self.store, self.conversation_id)
         self._refresh_sidebar()
         if self._resume_at_start is not None:
             await self.resume_conversation(self._resume_at_start)
@@ -177,121 +173,90 @@ class HistorySupport:
 
     # ------------------------------------------------------------------ recording
 
-    def _save(self, write: Callable[[Recorder], object]) -> bool:
-        """Run one store write; the first failure is shown and ends saving for this
-        conversation (what is on screen stays)."""
-        if not (self.settings.save_history and self._saving and self.recorder is not None):
-            return False
-        try:
-            write(self.recorder)
-        except Exception as exc:  # never into Textual: the chat goes on, unsaved
-            self._saving = False
-            self.notify(  # type: ignore[attr-defined]
-                f"Could not save to the history ({failure_text(exc)}); this conversation "
-                "is no longer being saved, but stays on screen.",
-                severity="error",
-                markup=False,
-                timeout=15,
-            )
-            return False
-        return True
-
-    def _ids_after(self, turns: int) -> list[int]:
-        """Forget the stored ids of the turns after the first ``turns``; return them."""
-        gone = [i for ids in self._turn_ids[turns:] for i in ids]
-        del self._turn_ids[turns:]
-        return gone
+    def _store_failed(self, exc: Exception) -> None:
+        """The first store failure: shown once; this conversation is no longer saved
+        (what is on screen stays)."""
+        self.notify(  # type: ignore[attr-defined]
+            f"Could not save to the history ({failure_text(exc)}); this conversation "
+            "is no longer being saved, but stays on screen.",
+            severity="error",
+            markup=False,
+            timeout=15,
+        )
 
     def _record_user(self) -> None:
         """Store the message just sent."""
         params = params_of(self.sampling, self.repeat_guard)
-        fresh = self.conversation_id is None
-        stored: list[MessageRecord] = []
-        if self._save(lambda recorder: stored.append(recorder.user(self.conversation, params))):
-            if fresh:
-                self._created_id = self.conversation_id
-            self._ids_after(len(self.conversation.turns) - 1)
-            self._turn_ids.append([stored[0].id])
-            self._written.add(stored[0].id)
+        if self.session.record_user(self.conversation, params) is not None:
             self._refresh_sidebar()
 
     def _record_reply(self, done: Any) -> None:
         """Store a finished or stopped reply, replacing the one a retry regenerated."""
         model = getattr(getattr(self.backend, "info", None), "model", None)
         sha256 = getattr(self.model_info, "sha256", None)
-        question = len(self.conversation.turns) - 2
-        asked = self._turn_ids[question] if 0 <= question < len(self._turn_ids) else []
-        replaces, self._replacing = self._replacing, ()
-        stored: list[MessageRecord | None] = []
-
-        def write(recorder: Recorder) -> None:
-            stored.append(
-                recorder.reply(
-                    done,
-                    model=model,
-                    model_sha256=sha256,
-                    reply_to=asked[-1] if asked else None,
-                    system=self.conversation.system,
-                    replaces=replaces,
-                )
-            )
-
-        if self._save(write) and stored and stored[0] is not None:
-            self._ids_after(len(self.conversation.turns) - 1)
-            self._turn_ids.append([stored[0].id])
-            self._written.add(stored[0].id)
+        stored = self.session.record_reply(
+            done, self.conversation, model=model, model_sha256=sha256
+        )
+        if stored is not None:
             self._refresh_sidebar()
 
     def _record_retry(self) -> None:
         """The last reply left the screen to be regenerated: it stays stored until the
         new one replaces it (a failed or interrupted retry keeps it)."""
-        self._replacing = tuple(self._ids_after(len(self.conversation.turns)))
+        self.session.begin_retry(len(self.conversation.turns))
 
     def _record_edit(self) -> None:
         """The last message (and its reply) went back into the input: delete them."""
-        gone = self._ids_after(len(self.conversation.turns))
-        if self._save(lambda recorder: recorder.delete(gone)):
-            self._written.difference_update(gone)
+        self.session.edit(len(self.conversation.turns))
 
     def _record_failed(self) -> None:
-        """The reply failed and its question went back into the input. A question this
-        session wrote, and that no stored reply answers, is deleted with it; anything
-        from before (or a retried question, whose old reply is still stored) stays."""
-        gone = self._ids_after(len(self.conversation.turns))
-        retried, self._replacing = self._replacing, ()
-        mine = [i for i in gone if i in self._written]
-        if mine and not retried and self._save(lambda recorder: recorder.delete(mine)):
-            self._written.difference_update(mine)
+        """The reply failed and its question went back into the input (see
+        :meth:`ConversationSession.unsend`)."""
+        self.session.unsend(len(self.conversation.turns))
 
     def _record_settings(self) -> None:
         """Store a changed system prompt or parameters."""
         params = params_of(self.sampling, self.repeat_guard)
-        self._save(lambda recorder: recorder.settings(self.conversation.system, params))
+        self.session.record_settings(self.conversation.system, params)
 
     def _leaving_conversation(self) -> None:
         """Called just before the conversation on screen is left: the user opens another
         one, starts a new one, or quits. The model's KV state for it is saved (in the
         background), so that reopening it later does not evaluate its whole history
         again (see :mod:`gemma_chat.tui.kv_resume`)."""
-        self.save_conversation_state()
+        self.kv.save(self._kv_target(), generating=self.generating)
+
+    def _kv_target(self) -> KVTarget | None:
+        sha256 = getattr(self.model_info, "sha256", None)
+        return kv_target(self.engine, self.store, self.conversation_id, sha256, self.conversation)
+
+    def restore_conversation_state(self) -> None:
+        """Queue restoring the saved KV state of the conversation on screen."""
+        self.kv.restore(self._kv_target())
+
+    @property
+    def state_events(self) -> list[StateEvent]:
+        """What the finished KV-state saves and restores did (for the tests)."""
+        return self.kv.events
+
+    @property
+    def state_cache(self) -> KVStateCache:
+        """The KV state cache."""
+        return self.kv.cache
+
+    def wait_for_state(self, timeout: float | None = None) -> None:
+        """Block until the queued KV-state work is done (never on the UI thread)."""
+        self.kv.wait(timeout)
+
+    def close_state_cache(self) -> None:
+        """Finish the queued KV-state work (after the app has quit)."""
+        self.kv.close()
 
     def _begin(self, conversation_id: int | None, messages: list[MessageRecord]) -> None:
-        """Point the recorder at the conversation now on screen."""
-        self._forget_if_empty()
-        self.recorder = Recorder(self.store, conversation_id) if self.store else None
-        self._saving = True
-        self._turn_ids = [turn.ids for turn in stored_turns(messages)]
-        self._replacing = ()
-
-    def _forget_if_empty(self) -> None:
-        # A conversation started here whose only message was edited away or failed
-        # leaves an empty row behind; it would clutter the sidebar with a title and no
-        # messages. Conversations from elsewhere are never touched.
-        cid = self.conversation_id
-        if cid is None or cid != self._created_id or self.store is None or not self._saving:
-            return
-        with contextlib.suppress(GemmaChatError):
-            self.store.delete_if_empty(cid)
+        """Point the recording at the conversation now on screen (the one left is
+        deleted if this session created it and left it empty)."""
+        self.session.close()
+        self.session.attach(self.store, conversation_id, messages)
 
     def history_at_exit(self) -> None:
         """The app is quitting: keep a reply cut short by quitting, leave the
@@ -303,7 +268,6 @@ class HistorySupport:
             sampling = self.sampling.model_dump()
             sampling["seed"] = getattr(self.engine, "last_seed", None)
             sampling["repeat_guard"] = self.repeat_guard.model_dump()
-            question = self._turn_ids[-1] if self._turn_ids else []
             record = MessageRecord(
                 role=Role.MODEL.value,
                 text=reply.text,
@@ -312,15 +276,13 @@ class HistorySupport:
                 model=getattr(getattr(self.backend, "info", None), "model", None),
                 model_sha256=getattr(self.model_info, "sha256", None),
                 sampling=sampling,
-                reply_to=question[-1] if question else None,
+                reply_to=self.session.question_id(len(self.conversation.turns)),
                 system=self.conversation.system,
             )
-            cid, replaces = self.conversation_id, self._replacing
             # As when a reply is stopped with Esc: a retried reply replaces the old one.
-            if self._save(lambda recorder: recorder.store.replace(cid, replaces, record)):
-                self._saving = False  # in case the worker's result still gets handled
+            self.session.record_stopped(record)
         self._leaving_conversation()
-        self._forget_if_empty()
+        self.session.close()
 
     def _reply_missing(self) -> bool:
         """True (and a hint) when a resumed conversation ends with an unanswered message."""

@@ -14,12 +14,14 @@ from typing import Any
 
 from textual import work
 
-from gemma_chat.chat.conversation import Conversation
+from gemma_chat.chat.conversation import Conversation, Role
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import TextDelta
+from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
-from gemma_chat.tui.widgets.chat_log import UserMessage
+from gemma_chat.tui.slash import BUSY_HINT
+from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
 
 GC_FREEZE_S = 0.25
 """How often new objects are frozen while a reply streams (see ``_hold_gc``)."""
@@ -37,6 +39,7 @@ class ReplyStreaming:
     chat: Any
     prompt: Any
     status: Any
+    kv: KVResumeService
 
     async def _start_reply(self) -> None:
         assert self.engine is not None
@@ -46,8 +49,49 @@ class ReplyStreaming:
         self._stream_started = time.perf_counter()
         self.status.set_speed("…")
         self._hold_gc(True)
-        self.generation_started()
+        self.kv.generation_started()
         self.generate(self.engine, self.conversation, self._cancel)
+
+    async def action_retry(self) -> None:
+        """Regenerate the last reply."""
+        if self.generating:
+            self.notify(BUSY_HINT, severity="warning")
+            return
+        if self.engine is None or not self.conversation.turns:
+            self.notify("Nothing to retry.")
+            return
+        if self._loading is not None:
+            self.notify("A model is loading: retry once it is loaded.", severity="warning")
+            return
+        if self.conversation.turns[-1].role is Role.MODEL:
+            self.conversation.turns.pop()
+            reply = self.chat.last(ModelReply)
+            if reply is not None:
+                await reply.remove()
+            self._record_retry()
+        await self._start_reply()
+
+    async def action_edit(self) -> None:
+        """Put the last user message back into the input, removing it and its reply."""
+        if self.generating:
+            self.notify(BUSY_HINT, severity="warning")
+            return
+        turns = self.conversation.turns
+        if not turns:
+            self.notify("Nothing to edit.")
+            return
+        if turns[-1].role is Role.MODEL:
+            turns.pop()
+            reply = self.chat.last(ModelReply)
+            if reply is not None:
+                await reply.remove()
+        user = turns.pop()
+        self._record_edit()
+        widget = self.chat.last(UserMessage)
+        if widget is not None:
+            await widget.remove()
+        self.prompt.set_text(user.text)
+        self.prompt.focus()
 
     def _hold_gc(self, streaming: bool) -> None:
         """Keep Python's full garbage collections off the settled widget tree while a
@@ -91,7 +135,7 @@ class ReplyStreaming:
             last_post = time.perf_counter()
 
         try:
-            self.wait_for_state()  # a saved KV state being written or restored
+            self.kv.wait()  # a saved KV state being written or restored
             for event in engine.stream(conversation, cancel):
                 if isinstance(event, TextDelta):
                     pending.append(event.text)
@@ -107,7 +151,7 @@ class ReplyStreaming:
             post()
             self.post_message(ReplyFailed(f"{type(exc).__name__}: {exc}"))
         finally:
-            self.generation_ended()
+            self.kv.generation_ended()
 
     async def on_reply_delta(self, message: ReplyDelta) -> None:
         self._delta_taken.set()

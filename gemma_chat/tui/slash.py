@@ -15,6 +15,7 @@ from textual.screen import Screen
 from gemma_chat.chat import commands as slash
 from gemma_chat.chat.conversation import Role
 from gemma_chat.errors import UsageError
+from gemma_chat.tui.theming import ThemeService
 
 BUSY_HINT = "A reply is being generated: wait for it, or press Esc to stop it."
 
@@ -28,6 +29,12 @@ class SlashCommands:
     repeat_guard: Any
     prompt: Any
     generating: bool
+    engine: Any
+    backend: Any
+    _gpu_supported: Callable[[], bool]
+    _start_load: Callable[[Any], None]
+    _record_settings: Callable[[], None]
+    themes: ThemeService
 
     async def run_command(self, text: str) -> None:
         """Run a slash command; a bad one gets a one-line notification."""
@@ -81,7 +88,7 @@ class SlashCommands:
                 raise UsageError("usage: /rename TITLE")
             self.rename_conversation(self.conversation_id, arg)
         elif name == "theme":
-            self.select_theme(arg)
+            self.themes.select(arg)
         elif name == "copy":
             self.action_copy("code" if arg.lower() == "code" else "reply")
         elif name == "quit":
@@ -157,3 +164,50 @@ class SlashCommands:
             self.prompt.focus()
 
         return fill
+
+    def switch_gpu(self, value: bool | int) -> None:
+        """Reload with the GPU on (True), off (False), or with a number of layers."""
+        if self.remote:
+            self.notify(
+                "The model runs on the server: the GPU setting does not apply to a remote "
+                "backend (the server decides where it runs).",
+                severity="warning",
+            )
+            return
+        if value is not False and value != 0 and not self._gpu_supported():
+            from gemma_chat.backend.offload import CUDA_HINT
+
+            self.notify(
+                f"This llama.cpp build has no GPU support, so the model stays on the "
+                f"CPU. To use an NVIDIA GPU, {CUDA_HINT}",
+                severity="warning",
+                timeout=15,
+            )
+            return
+        if self.generating:
+            self.notify(BUSY_HINT, severity="warning")
+            return
+        update: dict[str, Any] = {"gpu": bool(value)}
+        if not isinstance(value, bool):
+            update["gpu_layers"] = value
+        self._start_load(self.settings.model_copy(update=update))
+
+    def action_settings(self) -> None:
+        """Edit the system prompt and parameters in a form."""
+        from gemma_chat.tui.screens.settings import EditedSettings, SettingsScreen
+
+        def apply(result: EditedSettings | None) -> None:
+            if result is not None:
+                self.conversation.system = result.system
+                self._set_params(result.sampling, result.repeat_guard)
+                self._record_settings()
+                self.notify("Settings saved for this session.")
+
+        self.push_screen(
+            SettingsScreen(self.conversation.system, self.sampling, self.repeat_guard), apply
+        )
+
+    def _set_params(self, sampling: Any, guard: Any) -> None:
+        self.sampling, self.repeat_guard = sampling, guard
+        if self.engine is not None:
+            self.engine.sampling, self.engine.repeat_guard = sampling, guard

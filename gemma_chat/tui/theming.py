@@ -1,54 +1,55 @@
-"""Registering the theme files and remembering the user's choice (an App mixin)."""
+"""Registering the theme files and remembering the user's choice (a collaborator the
+app owns)."""
 
 from __future__ import annotations
 
-from typing import Any
+from textual.app import App
 
 from gemma_chat import paths
 from gemma_chat.config import ui_prefs as state
 from gemma_chat.tui.themes import DEFAULT_THEME, failure_message, load_themes
 
 
-class ThemeSupport:
+class ThemeService:
     """Theme handling for :class:`~gemma_chat.tui.app.GemmaChatApp`.
 
     Choice order: ``--theme``, then the theme last picked in the app (remembered in the
     state file), then ``theme`` in the config, then the default. Textual's built-in
     themes stay available.
+
+    Args:
+        app: The app whose themes these are.
     """
 
-    settings: Any
-    theme: str
-    available_themes: dict[str, Any]
+    def __init__(self, app: App[None]) -> None:
+        self._app = app
 
-    def setup_themes(self, cli_theme: str | None) -> None:
+    def setup(self, cli_theme: str | None, config_theme: str | None) -> None:
         """Register the shipped and user themes, report bad files once, pick the theme."""
+        app = self._app
         loaded, failed = load_themes(paths.config_dir() / "themes")
         for theme in loaded:
-            self.register_theme(theme)  # type: ignore[attr-defined]
+            app.register_theme(theme)
         if failed:
-            self.notify(  # type: ignore[attr-defined]
-                failure_message(failed), severity="warning", timeout=15, markup=False
-            )
-        wanted = cli_theme or state.load_state().get("theme") or self.settings.theme
-        if wanted and wanted not in self.available_themes:
-            self.notify(  # type: ignore[attr-defined]
-                f"Unknown theme {wanted!r}; using {DEFAULT_THEME}.", severity="warning"
-            )
+            app.notify(failure_message(failed), severity="warning", timeout=15, markup=False)
+        wanted = cli_theme or state.load_state().get("theme") or config_theme
+        if wanted and wanted not in app.available_themes:
+            app.notify(f"Unknown theme {wanted!r}; using {DEFAULT_THEME}.", severity="warning")
             wanted = None
-        self.theme = wanted or DEFAULT_THEME
-        self.watch(self, "theme", self._remember_theme, init=False)  # type: ignore[attr-defined]
+        app.theme = wanted or DEFAULT_THEME
+        app.watch(app, "theme", self._remember, init=False)
 
-    def select_theme(self, name: str) -> None:
+    def select(self, name: str) -> None:
         """``/theme NAME``; with no name, open Textual's theme picker."""
+        app = self._app
         if not name:
-            self.action_change_theme()  # type: ignore[attr-defined]
+            app.action_change_theme()
             return
-        if name not in self.available_themes:
-            names = ", ".join(sorted(self.available_themes))
-            self.notify(f"Unknown theme {name!r}. Themes: {names}", severity="error")  # type: ignore[attr-defined]
+        if name not in app.available_themes:
+            names = ", ".join(sorted(app.available_themes))
+            app.notify(f"Unknown theme {name!r}. Themes: {names}", severity="error")
             return
-        self.theme = name
+        app.theme = name
 
-    def _remember_theme(self, name: str) -> None:
+    def _remember(self, name: str) -> None:
         state.save_state(theme=name)
