@@ -14,8 +14,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-KIB = 1024
-MIB = 1024 * KIB
+from gemma_chat.units import format_bytes
 
 # O_NONBLOCK makes opening a FIFO return at once instead of waiting for a writer; it has
 # no effect on a regular file's reads. Windows has neither FIFOs nor the flag.
@@ -34,7 +33,7 @@ class FileTooLarge(OSError):
     """The file is larger than the caller's limit."""
 
     def __init__(self, path: str | os.PathLike[str], limit: int):
-        super().__init__(errno.EFBIG, f"larger than {_size(limit)}", str(path))
+        super().__init__(errno.EFBIG, f"larger than {format_bytes(limit)}", str(path))
         self.limit = limit
 
 
@@ -93,11 +92,3 @@ def file_version(path: Path) -> str:
     """
     st = path.stat()
     return f"{st.st_dev}:{st.st_ino}:{st.st_ctime_ns}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def _size(n_bytes: int) -> str:
-    if n_bytes >= MIB and n_bytes % MIB == 0:
-        return f"{n_bytes // MIB} MiB"
-    if n_bytes >= KIB and n_bytes % KIB == 0:
-        return f"{n_bytes // KIB} KiB"
-    return f"{n_bytes} bytes"

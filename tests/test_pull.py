@@ -25,6 +25,7 @@ from fakehub import COMMIT, FakeHub, Repo
 
 from gemma_chat.errors import GemmaChatError, UsageError
 from gemma_chat.pull.catalog import ALIASES, pick_file, quant_of, resolve_spec
+from gemma_chat.units import format_bytes
 
 REPO_9B = "bartowski/gemma-2-9b-it-GGUF"
 FILE_9B = "gemma-2-9b-it-Q4_K_M.gguf"
@@ -406,7 +407,7 @@ def test_ctrl_c_keeps_the_partial_download_for_the_next_run(hub, tmp_path) -> No
     (partial,) = models_dir(tmp_path).glob(".*.partial")
     kept = partial.stat().st_size
     assert partial.read_bytes() == data[:kept]
-    note = f"stopped: {kept / 10**6:.1f} MB of {BIG} kept; run the same pull again to resume"
+    note = f"stopped: {format_bytes(kept)} of {BIG} kept; run the same pull again to resume"
     assert note.encode() in err
     assert ggufs(models_dir(tmp_path)) == []
 

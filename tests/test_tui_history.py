@@ -699,9 +699,9 @@ def test_sidebar_snapshot(snap_compare, vocab, tmp_path) -> None:
 
 @pytest.mark.slow
 async def test_real_kv_state_is_saved_at_quit_and_restored_on_resume(demo_path) -> None:
-    from gemma_chat.config.settings import StateCache
+    from gemma_chat.config.settings import KVCacheSettings
 
-    settings = Settings(model="demo", ctx=1024, state_cache=StateCache(min_tokens=8))
+    settings = Settings(model="demo", ctx=1024, state_cache=KVCacheSettings(min_tokens=8))
     app = GemmaChatApp(settings)
     app.sampling = app.sampling.model_copy(update={"max_tokens": 12, "seed": 1})
     async with app.run_test() as pilot:

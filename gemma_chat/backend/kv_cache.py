@@ -41,8 +41,9 @@ from typing import TYPE_CHECKING, Any
 
 from gemma_chat import paths
 from gemma_chat.backend.base import StateError, StatefulBackend, common_prefix
-from gemma_chat.config.settings import StateCache
+from gemma_chat.config.settings import KVCacheSettings
 from gemma_chat.files import read_regular_file
+from gemma_chat.units import format_bytes
 
 if TYPE_CHECKING:
     from gemma_chat.chat.conversation import Conversation
@@ -111,8 +112,8 @@ class KVStateCache:
         last_reason: Why the last call did what it did (shown in debug output).
     """
 
-    def __init__(self, settings: StateCache | None = None, directory: Path | None = None):
-        self.settings = settings or StateCache()
+    def __init__(self, settings: KVCacheSettings | None = None, directory: Path | None = None):
+        self.settings = settings or KVCacheSettings()
         self.directory = directory or cache_dir()
         self.last_reason = ""
 
@@ -255,7 +256,7 @@ class KVStateCache:
         self._write_sidecar(sidecar_path, meta)
         with contextlib.suppress(OSError):  # saved; the next save retries the clean-up
             self._evict(keep=sidecar_path)
-        self.last_reason = f"saved {len(saved_tokens)} tokens ({size / MB:.1f} MB)"
+        self.last_reason = f"saved {len(saved_tokens)} tokens ({format_bytes(size)})"
         return True
 
     def _restore(

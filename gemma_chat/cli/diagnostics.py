@@ -153,7 +153,7 @@ def file_paths(settings: Settings) -> dict[str, dict[str, Any]]:
 def next_steps(report: dict[str, Any]) -> list[str]:
     """What the user should do, one line each (empty when all is well)."""
     from gemma_chat.backend.offload import CUDA_HINT
-    from gemma_chat.planning.planner import gib
+    from gemma_chat.units import format_bytes
 
     steps = []
     if report["config_error"]:
@@ -181,7 +181,8 @@ def next_steps(report: dict[str, Any]) -> list[str]:
         steps.append(f"no memory plan: {model['plan_error']}")
     elif plan and not plan["fits_ram"]:
         steps.append(
-            f"the model needs {gib(plan['cpu_bytes'])} of RAM but {gib(plan['free_ram'])} is "
+            f"the model needs {format_bytes(plan['cpu_bytes'])} of RAM but "
+            f"{format_bytes(plan['free_ram'])} is "
             "free: close other programs, use a smaller --ctx or a smaller quantization"
         )
     elif plan and plan["free_vram"] is not None and model["gpu_layers"] == "auto":
@@ -189,7 +190,7 @@ def next_steps(report: dict[str, Any]) -> list[str]:
         if layers < most:
             fit = f"only {layers} of {most} layers fit" if layers else "not even one layer fits"
             steps.append(
-                f"{fit} in the {gib(plan['free_vram'])} of free VRAM: a smaller --ctx or "
+                f"{fit} in the {format_bytes(plan['free_vram'])} of free VRAM: a smaller --ctx or "
                 "quantization puts more on the GPU"
             )
     return steps

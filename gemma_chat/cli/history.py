@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gemma_chat.cli import options as o
+from gemma_chat.cli.output import notify
 from gemma_chat.errors import GemmaChatError, UsageError
 from gemma_chat.sanitize import json_safe, one_line
 
@@ -63,10 +64,6 @@ def _store() -> HistoryStore:
     return HistoryStore()
 
 
-def _note(message: str) -> None:
-    print(f"gemma-chat: {one_line(message)}", file=sys.stderr)
-
-
 def _on_terminal() -> bool:
     return sys.stdout.isatty()
 
@@ -88,7 +85,7 @@ def list_(json_out: JsonOpt = False, limit: LimitOpt = None) -> None:
         print(json_safe(json.dumps([asdict(r) for r in records], ensure_ascii=False, indent=2)))
         return
     if not records:
-        _note("no saved conversations yet")
+        notify("no saved conversations yet")
         return
     width = max(2, *(len(str(record.id)) for record in records))
     print(f"{'ID':>{width}}  {'UPDATED':<16}  {'MSGS':>4}  TITLE")
@@ -130,7 +127,7 @@ def search(
         print(json_safe(json.dumps(found, ensure_ascii=False, indent=2)))
         return
     if not hits:
-        _note(f"no message matches {query!r}")
+        notify(f"no message matches {query!r}")
         return
     if _on_terminal():
         _print_hits_styled(hits)
@@ -226,14 +223,14 @@ def delete(
                 f"({record.message_count} messages)?"
             )
             if not typer.confirm(question, default=False, err=True):
-                _note("nothing deleted")
+                notify("nothing deleted")
                 raise typer.Exit(1)
         store.delete(conversation_id)
     # Its saved KV state holds the whole conversation too: it goes with it.
     from gemma_chat.backend.kv_cache import KVStateCache
 
     KVStateCache().forget(record.uuid)
-    _note(f"deleted conversation {conversation_id}")
+    notify(f"deleted conversation {conversation_id}")
 
 
 @history_app.command()

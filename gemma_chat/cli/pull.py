@@ -15,6 +15,9 @@ from typing import Annotated
 
 import typer
 
+from gemma_chat.cli.output import notify
+from gemma_chat.units import format_bytes
+
 SpecArg = Annotated[
     str | None,
     typer.Argument(
@@ -70,7 +73,7 @@ def pull(
         models_dir,
         force=force,
         progress=sys.stderr.isatty(),
-        notify=_note,
+        notify=notify,
     )
     if json_out:
         print(json.dumps(result.to_json(), indent=2))
@@ -80,8 +83,8 @@ def pull(
         result.source, "already there"
     )
     print(f"{result.path}")
-    _note(f"{result.repo}: {result.filename}, {_size(result.size)}, {check}, {origin}")
-    _note(f"use it with: gemma-chat --model {Path(result.path).stem}")
+    notify(f"{result.repo}: {result.filename}, {format_bytes(result.size)}, {check}, {origin}")
+    notify(f"use it with: gemma-chat --model {Path(result.path).stem}")
 
 
 def list_aliases(json_out: bool) -> None:
@@ -95,13 +98,3 @@ def list_aliases(json_out: bool) -> None:
     for name, alias in ALIASES.items():
         example = alias.pattern.format(quant=DEFAULT_QUANT)
         print(f"{name:<12} {alias.repo:<32} {example}")
-
-
-def _note(message: str) -> None:
-    from gemma_chat.sanitize import one_line  # notes name the Hub's files: its text
-
-    print(f"gemma-chat: {one_line(message)}", file=sys.stderr)
-
-
-def _size(size: int) -> str:
-    return f"{size / 10**9:.2f} GB" if size >= 10**9 else f"{size / 10**6:.1f} MB"

@@ -105,7 +105,7 @@ def resolve_model(
     """
     if value and value != "demo":
         path = Path(value).expanduser()
-        if _looks_like_path(value) or path.is_file():
+        if paths.looks_like_path(value) or path.is_file():
             return path
         from gemma_chat.models.discovery import lookup
 
@@ -127,11 +127,6 @@ def resolve_model(
     if demo is None:
         raise ModelError(NO_MODEL_HINT)
     return demo
-
-
-def _looks_like_path(value: str) -> bool:
-    separators = [sep for sep in (os.sep, os.altsep, "/") if sep]
-    return value.startswith(("~", ".")) or any(sep in value for sep in separators)
 
 
 def inspect_model(path: Path, *, flash_attn: bool = True, use_cache: bool = True) -> ModelInfo:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gemma_chat.errors import GemmaChatError
+from gemma_chat.units import format_bytes
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 8 * 1024 * 1024
@@ -171,11 +172,7 @@ def _check_space(folder: Path, needed: int) -> None:
 
 
 def _gb(size: int | None) -> str:
-    if size is None:
-        return "an unknown size"
-    if size < 10**9:
-        return f"{size / 10**6:.1f} MB"
-    return f"{size / 10**9:.2f} GB"
+    return "an unknown size" if size is None else format_bytes(size)
 
 
 def install(source: Path, final: Path, *, move: bool) -> str:
