@@ -26,7 +26,8 @@ from conftest import run_cli
 
 from gemma_chat import cli
 from gemma_chat.cli.exchange import continued_settings, open_exchange
-from gemma_chat.cli.options import HistoryOptions, build_settings
+from gemma_chat.cli.options import HistoryOptions
+from gemma_chat.cli.run_settings import build_settings
 from gemma_chat.config.settings import RepeatGuard, Sampling
 from gemma_chat.history.recording import params_of
 from gemma_chat.history.store import HistoryStore, MessageRecord, store_file

@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from gemma_chat.cli import options as o
+from gemma_chat.cli import run_settings
 from gemma_chat.errors import UsageError
 from gemma_chat.sanitize import one_line
 
@@ -50,11 +51,11 @@ def _settings(cli: dict[str, Any]) -> tuple[Any, str | None]:
     from gemma_chat.config.settings import Settings
 
     try:
-        return o.build_settings(**cli), None
+        return run_settings.build_settings(**cli), None
     except UsageError as exc:
         config_error = str(exc)
     data: dict[str, Any] = {k: v for k, v in cli.items() if k != "gpu_layers" and v is not None}
-    layers = o.parse_gpu_layers(cli.get("gpu_layers"))
+    layers = run_settings.parse_gpu_layers(cli.get("gpu_layers"))
     if layers is not None:
         data["gpu_layers"] = layers
     data["model"] = cli.get("model") or os.environ.get("GEMMA_CHAT_MODEL") or None

@@ -99,7 +99,7 @@ def info(
 
 
 def _settings(ctx: typer.Context, model: str | None = None, n_ctx: int | None = None) -> Settings:
-    from gemma_chat.cli.options import build_settings
+    from gemma_chat.cli.run_settings import build_settings
 
     root = ctx.find_root().obj or {}  # `gemma-chat --model X models info`
     keep = ("model", "ctx", "gpu", "gpu_layers", "threads", "flash_attn", "debug")

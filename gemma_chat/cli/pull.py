@@ -55,7 +55,7 @@ def pull(
     """Download a GGUF from the Hugging Face Hub into the models folder (resumable,
     sha256-verified). Aliases: gemma2:2b, gemma2:9b, gemma2:27b, gemma3:270m, gemma3:1b."""
     from gemma_chat import paths
-    from gemma_chat.cli import options
+    from gemma_chat.cli import run_settings
     from gemma_chat.errors import UsageError
     from gemma_chat.pull.catalog import resolve_spec
     from gemma_chat.pull.download import pull as run_pull
@@ -66,7 +66,7 @@ def pull(
     if spec is None:
         raise UsageError("pull needs a MODEL: an alias (see pull --list) or org/name")
     target = resolve_spec(spec, filename, quant, revision)
-    settings = options.build_settings()
+    settings = run_settings.build_settings()
     models_dir = paths.models_dir(settings.models_dir)
     result = run_pull(
         target,
