@@ -27,6 +27,11 @@ from gemma_chat.sanitize import json_safe, one_line
 if TYPE_CHECKING:
     from gemma_chat.history.store import HistoryStore, SearchHit
 
+TITLE_WIDTH = 200
+"""The most characters of a title shown on a line: an imported file may hold any title."""
+SNIPPET_WIDTH = 400
+"""The same for a search hit's snippet (a dozen words, but a "word" can be megabytes)."""
+
 history_app = typer.Typer(
     name="history",
     help="Saved conversations: list, show, search, export, import, rename, delete.",
@@ -92,7 +97,7 @@ def list_(json_out: JsonOpt = False, limit: LimitOpt = None) -> None:
     for record in records:
         print(
             f"{record.id:>{width}}  {local_time(record.updated_at):<16}  "
-            f"{record.message_count:>4}  {one_line(record.title)}"
+            f"{record.message_count:>4}  {one_line(record.title, TITLE_WIDTH)}"
         )
 
 
@@ -134,7 +139,7 @@ def search(
         return
     for hit in hits:
         print(_hit_heading(hit))
-        print(f"    {_who(hit.role)}: {one_line(hit.highlighted())}")
+        print(f"    {_who(hit.role)}: {one_line(hit.highlighted(), SNIPPET_WIDTH)}")
 
 
 def _who(role: str) -> str:
@@ -142,7 +147,8 @@ def _who(role: str) -> str:
 
 
 def _hit_heading(hit: SearchHit) -> str:
-    return f"{hit.conversation_id}  {one_line(hit.title)}  (message {hit.seq + 1})"
+    title = one_line(hit.title, TITLE_WIDTH)
+    return f"{hit.conversation_id}  {title}  (message {hit.seq + 1})"
 
 
 def _print_hits_styled(hits: list[SearchHit]) -> None:
@@ -155,7 +161,7 @@ def _print_hits_styled(hits: list[SearchHit]) -> None:
         line = Text("    ").append(f"{_who(hit.role)}: ", style="dim")
         # Split on the markers before cleaning, so the markers survive one_line.
         for index, part in enumerate(hit.highlighted("\x00", "\x00").split("\x00")):
-            line.append(one_line(part), style="bold" if index % 2 else None)
+            line.append(one_line(part, SNIPPET_WIDTH), style="bold" if index % 2 else None)
         console.print(Text(_hit_heading(hit), style="bold cyan"))
         console.print(line)
 
@@ -219,7 +225,7 @@ def delete(
                     f"not deleting conversation {conversation_id} without confirmation: pass --yes"
                 )
             question = (
-                f"Delete conversation {record.id}, {one_line(record.title)!r} "
+                f"Delete conversation {record.id}, {one_line(record.title, TITLE_WIDTH)!r} "
                 f"({record.message_count} messages)?"
             )
             if not typer.confirm(question, default=False, err=True):
