@@ -9,8 +9,10 @@ open without blocking, accept only a regular file and read at most a limit.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,6 +22,7 @@ from gemma_chat.units import format_bytes
 # no effect on a regular file's reads. Windows has neither FIFOs nor the flag.
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
 _OPEN_FLAGS |= getattr(os, "O_BINARY", 0)
+_CHUNK = 8 * 1024 * 1024
 
 
 class NotRegularFile(OSError):
@@ -74,6 +77,28 @@ def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes:
     if len(data) > limit:
         raise FileTooLarge(path, limit)
     return data
+
+
+def sha256_file(
+    path: str | os.PathLike[str], on_read: Callable[[int], object] | None = None
+) -> str:
+    """The sha256 of a regular file of any size, read in 8 MiB chunks.
+
+    Args:
+        path: The file (a model: gigabytes are expected, so no size limit).
+        on_read: Called with each chunk's length (a progress bar).
+
+    Raises:
+        NotRegularFile: The path is a FIFO, a device, a socket or a directory.
+        OSError: The file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with open_regular(path) as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            if on_read is not None:
+                on_read(len(chunk))
+    return digest.hexdigest()
 
 
 def file_version(path: Path) -> str:
