@@ -102,7 +102,7 @@ def main() -> None:
     from gemma_chat.backend.kv_cache import MB, KVStateCache, resume_ids
     from gemma_chat.backend.local import LlamaBackend
     from gemma_chat.backend.offload import OffloadPlan
-    from gemma_chat.config.settings import Sampling, StateCache
+    from gemma_chat.config.settings import KVCacheSettings, Sampling
     from gemma_chat.generation.engine import Engine
 
     backend = LlamaBackend(
@@ -117,7 +117,7 @@ def main() -> None:
     next(tokens)
     tokens.close()
     with tempfile.TemporaryDirectory() as tmp:
-        cache = KVStateCache(StateCache(max_mb=1 << 20, min_tokens=256), Path(tmp))
+        cache = KVStateCache(KVCacheSettings(max_mb=1 << 20, min_tokens=256), Path(tmp))
         start = time.perf_counter()
         if not cache.save(backend, "bench", "bench-model", ids):
             raise SystemExit(f"the state was not saved: {cache.last_reason}")

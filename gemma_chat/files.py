@@ -9,18 +9,20 @@ open without blocking, accept only a regular file and read at most a limit.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-KIB = 1024
-MIB = 1024 * KIB
+from gemma_chat.units import format_bytes
 
 # O_NONBLOCK makes opening a FIFO return at once instead of waiting for a writer; it has
 # no effect on a regular file's reads. Windows has neither FIFOs nor the flag.
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
 _OPEN_FLAGS |= getattr(os, "O_BINARY", 0)
+_CHUNK = 8 * 1024 * 1024
 
 
 class NotRegularFile(OSError):
@@ -34,7 +36,7 @@ class FileTooLarge(OSError):
     """The file is larger than the caller's limit."""
 
     def __init__(self, path: str | os.PathLike[str], limit: int):
-        super().__init__(errno.EFBIG, f"larger than {_size(limit)}", str(path))
+        super().__init__(errno.EFBIG, f"larger than {format_bytes(limit)}", str(path))
         self.limit = limit
 
 
@@ -77,6 +79,28 @@ def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes:
     return data
 
 
+def sha256_file(
+    path: str | os.PathLike[str], on_read: Callable[[int], object] | None = None
+) -> str:
+    """The sha256 of a regular file of any size, read in 8 MiB chunks.
+
+    Args:
+        path: The file (a model: gigabytes are expected, so no size limit).
+        on_read: Called with each chunk's length (a progress bar).
+
+    Raises:
+        NotRegularFile: The path is a FIFO, a device, a socket or a directory.
+        OSError: The file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with open_regular(path) as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            if on_read is not None:
+                on_read(len(chunk))
+    return digest.hexdigest()
+
+
 def file_version(path: Path) -> str:
     """A key that changes whenever the file at ``path`` is replaced or rewritten.
 
@@ -93,11 +117,3 @@ def file_version(path: Path) -> str:
     """
     st = path.stat()
     return f"{st.st_dev}:{st.st_ino}:{st.st_ctime_ns}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def _size(n_bytes: int) -> str:
-    if n_bytes >= MIB and n_bytes % MIB == 0:
-        return f"{n_bytes // MIB} MiB"
-    if n_bytes >= KIB and n_bytes % KIB == 0:
-        return f"{n_bytes // KIB} KiB"
-    return f"{n_bytes} bytes"

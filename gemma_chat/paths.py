@@ -10,6 +10,18 @@ from platformdirs import PlatformDirs
 _DIRS = PlatformDirs("gemma-chat", appauthor=False)
 
 
+def looks_like_path(value: str) -> bool:
+    """Whether ``--model``/``model =`` text names a file rather than a short name.
+
+    The rule: it starts with ``~`` or ``.``, or it holds a path separator (``/``
+    everywhere, plus ``\\`` on Windows: elsewhere a backslash is an ordinary file-name
+    character). ``model.gguf`` alone is not a path by this rule: it may be a short name,
+    looked up among the models found when no such file exists here.
+    """
+    separators = {sep for sep in (os.sep, os.altsep, "/") if sep}
+    return value.startswith(("~", ".")) or any(sep in value for sep in separators)
+
+
 def config_file() -> Path:
     """The TOML config file: ``$GEMMA_CHAT_CONFIG`` or ``<config dir>/config.toml``."""
     override = os.environ.get("GEMMA_CHAT_CONFIG")

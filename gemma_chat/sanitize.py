@@ -58,10 +58,24 @@ def visible(text: str) -> str:
     return text.replace("\r\n", "\n").translate(_TABLE)
 
 
-def one_line(text: str) -> str:
+def one_line(text: str, width: int | None = None) -> str:
     """Text safe for one terminal line (a title, a table cell, a model name): runs of
-    whitespace, newlines included, become one space, and controls are shown."""
-    return visible(_WHITESPACE_RUN.sub(" ", text))
+    whitespace, newlines included, become one space, and controls are shown.
+
+    Args:
+        text: Untrusted text.
+        width: At most this many characters, the last one ``…`` when text was cut.
+            Only the beginning of a long text is looked at, so a 60 MB title costs
+            no more than a short one.
+    """
+    if width is None:
+        return visible(_WHITESPACE_RUN.sub(" ", text))
+    # Controls only grow when shown and whitespace runs only shrink, so (at most)
+    # 4x the width of the text is plenty to fill the width.
+    shown = visible(_WHITESPACE_RUN.sub(" ", text[: 4 * width + 1]))
+    if len(shown) <= width and len(text) <= 4 * width:
+        return shown
+    return shown[: width - 1] + "…"
 
 
 class StreamSanitizer:

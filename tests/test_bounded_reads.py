@@ -14,7 +14,7 @@ from conftest import GREEDY, run_cli
 from gemma_chat.backend import kv_state
 from gemma_chat.backend.kv_cache import KVStateCache, resume_ids
 from gemma_chat.chat.conversation import Conversation
-from gemma_chat.config.settings import StateCache
+from gemma_chat.config.settings import KVCacheSettings
 from gemma_chat.files import FileTooLarge, NotRegularFile, read_regular_file
 from gemma_chat.generation.engine import Engine
 
@@ -104,7 +104,7 @@ def saved(tiny_backends, tmp_path: Path) -> tuple[object, KVStateCache, list[int
     conversation.add_user("Tell me a story, please. " * 8)
     engine.reply(conversation)
     ids = resume_ids(engine.template, conversation)
-    cache = KVStateCache(StateCache(min_tokens=16), tmp_path / "kv")
+    cache = KVStateCache(KVCacheSettings(min_tokens=16), tmp_path / "kv")
     assert cache.save(backend, KEY, SHA, ids), cache.last_reason
     return backend, cache, ids
 

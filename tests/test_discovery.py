@@ -386,3 +386,21 @@ def test_a_relative_models_dir_is_relative_to_the_config(
     from gemma_chat.config.config_file import load_config
 
     assert load_config()["models_dir"] == str(config.parent / "mine")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_fifo_in_the_hf_cache_refs_cannot_hang_models(tmp_path: Path, tiny_models) -> None:
+    """The Hugging Face cache is a folder the user chooses (HF_HUB_CACHE); a FIFO at
+    ``refs/main`` (nothing ever writes it) blocked the unbounded read forever. Now it
+    counts as no ref: the snapshot is still listed, by age."""
+    hf = tmp_path / "hf"
+    link = _hf_file(hf, "org/repo", "c2", "hub-model.gguf", tiny_models["loop"].path)
+    refs = hf / "models--org--repo" / "refs"
+    refs.mkdir(parents=True)
+    os.mkfifo(refs / "main")
+    os.mkfifo(refs / "dev")
+    entries = [e for e in find_models(_settings(tmp_path)) if e.source == "hf-cache"]
+    assert [(e.name, e.path) for e in entries] == [("hub-model", link)]
+    proc = run_cli("models", "--json", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "hub-model" in [entry["name"] for entry in json.loads(proc.stdout)["models"]]

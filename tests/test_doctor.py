@@ -15,6 +15,7 @@ import llama_cpp
 import pytest
 from conftest import run_cli
 
+from gemma_chat.backend import build_info
 from gemma_chat.backend.offload import CUDA_HINT
 from gemma_chat.models.resolve import NO_MODEL_HINT
 from gemma_chat.planning import hardware
@@ -68,10 +69,10 @@ def test_doctor_json_holds_true_facts(demo_path: Path) -> None:
     info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip()
     assert build["version"] == llama_cpp.__version__ and build["gpu_offload"] is gpu_build()
     assert build["system_info"] == info
-    assert build["backends"] == hardware.llama_backends() and "CPU" in build["backends"]
+    assert build["backends"] == build_info.llama_backends() and "CPU" in build["backends"]
     assert build["blas"] is ("BLAS" in build["backends"] or "BLAS = 1" in info)
     devices = [(d["name"], d["type"], d["backend"]) for d in build["devices"]]
-    assert devices == [(d.name, d.type, d.backend) for d in hardware.llama_devices()]
+    assert devices == [(d.name, d.type, d.backend) for d in build_info.llama_devices()]
     assert ("CPU", "cpu", "CPU") in devices
     assert build["features"]["CPU"]
     assert all(f"{name} = 1" in build["system_info"] for name in build["features"]["CPU"])

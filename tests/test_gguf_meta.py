@@ -290,3 +290,15 @@ def test_a_broken_reader_fails_every_file_at_once(
         gguf_meta, "CHILD_COMMAND", (sys.executable, "-m", "gemma_chat.models.gguf_meta")
     )
     assert read_gguf_meta(files[0]).architecture == "gemma2"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_fifo_in_place_of_a_cached_result_is_read_again(tmp_path: Path, tiny_models) -> None:
+    """The cache folder is the user's ($GEMMA_CHAT_CACHE_DIR): a FIFO where a cached
+    result would be blocked the unbounded read forever; it is now a cache miss."""
+    path = Path(shutil.copy(tiny_models["runaway"].path, tmp_path / "m.gguf"))
+    cache = gguf_meta._cache_file(path)
+    assert cache is not None
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(cache)
+    assert read_gguf_meta(path).architecture == "gemma2"

@@ -10,6 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from gemma_chat.backend import build_info
 from gemma_chat.planning import hardware
 from gemma_chat.planning.hardware import MIB, Gpu, parse_nvidia_smi
 
@@ -149,23 +150,21 @@ def test_llama_cpp_lists_what_this_build_has() -> None:
     it cannot offload."""
     import llama_cpp
 
-    from gemma_chat.cli.diagnostics import system_features
-
-    devices = hardware.llama_devices()
-    backends = hardware.llama_backends()
+    devices = build_info.llama_devices()
+    backends = build_info.llama_backends()
     assert "CPU" in backends and len(backends) == len(set(backends))
     cpu = [d for d in devices if d.type == "cpu"]
     assert [(d.name, d.backend) for d in cpu] == [("CPU", "CPU")]
     assert cpu[0].total > 0
     assert all(d.backend in backends for d in devices)
-    assert all(d.type in hardware.DEVICE_TYPES for d in devices)
-    gpu_devices = [d for d in devices if d.type in hardware.GPU_TYPES]
+    assert all(d.type in build_info.DEVICE_TYPES for d in devices)
+    gpu_devices = [d for d in devices if d.type in build_info.GPU_TYPES]
     if not llama_cpp.llama_supports_gpu_offload():
         assert gpu_devices == []
     assert all(0 <= d.free <= d.total and d.total > 0 for d in gpu_devices)
     # llama.cpp's own summary names only backends that the device API lists too.
     info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
-    assert set(system_features(info)) <= set(backends)
+    assert set(build_info.system_features(info)) <= set(backends)
     counts = hardware.cpu_counts()
     assert counts["logical"] == os.cpu_count()
     assert counts["affinity"] == len(os.sched_getaffinity(0))

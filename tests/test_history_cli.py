@@ -26,7 +26,8 @@ from conftest import run_cli
 
 from gemma_chat import cli
 from gemma_chat.cli.exchange import continued_settings, open_exchange
-from gemma_chat.cli.options import HistoryOptions, build_settings
+from gemma_chat.cli.options import HistoryOptions
+from gemma_chat.cli.run_settings import build_settings
 from gemma_chat.config.settings import RepeatGuard, Sampling
 from gemma_chat.history.recording import params_of
 from gemma_chat.history.store import HistoryStore, MessageRecord, store_file
@@ -861,3 +862,21 @@ def test_import_lists_every_problem_on_one_line(capsys, tmp_path) -> None:
     assert "conversation.uuid: String should have at least 1 character" in err
     assert "; and 7 more" in err  # 27 problems (3 in conversation, 2 per message): 20 shown
     assert "\x1b" not in err and "k" * 50 not in err
+
+
+def test_a_huge_imported_title_is_shown_on_one_bounded_line(capsys) -> None:
+    """An import keeps a title whole (nothing is lost), whatever its size; ``list``,
+    ``search`` and ``delete`` show its beginning on one line, cut with an ellipsis."""
+    title = "Big\n" + "word " * 400_000 + "\x1b]0;pwned\x07"
+    with HistoryStore() as store:
+        big = store.create(title=title)
+        store.add(big, MessageRecord(role="user", text="a needle in a haystack"))
+        assert store.get(big).title == title  # stored losslessly
+    _, out, _ = run(capsys, "history", "list")
+    (line,) = [line for line in out.splitlines() if line.lstrip().startswith(str(big))]
+    shown = line.split("  ")[-1]
+    assert len(shown) == 200 and shown.startswith("Big word ") and shown.endswith("…")
+    _, out, _ = run(capsys, "history", "search", "needle")
+    heading, _snippet = out.splitlines()
+    assert heading.startswith(f"{big}  Big word ") and heading.endswith("…  (message 1)")
+    assert len(heading) < 250 and "\x1b" not in out

@@ -18,10 +18,10 @@ from gemma_chat.chat.conversation import Conversation, StopReason
 from gemma_chat.config.settings import RepeatGuard, Sampling
 from gemma_chat.errors import UsageError
 from gemma_chat.history import schema, transfer
+from gemma_chat.history.ids import KEEP_ID_LIMIT
 from gemma_chat.history.recording import Recorder, params_of, restore_params
 from gemma_chat.history.records import SNIPPET_CLOSE, SNIPPET_LENGTH, SNIPPET_OPEN
 from gemma_chat.history.store import (
-    KEEP_ID_LIMIT,
     CorruptStore,
     HistoryStore,
     MessageRecord,

@@ -11,7 +11,7 @@ import pytest
 import stories
 from tinygemma import build_tiny_gemma2
 
-from gemma_chat.cli.options import build_settings
+from gemma_chat.cli.run_settings import build_settings
 from gemma_chat.errors import ModelError, UsageError
 from gemma_chat.models.resolve import inspect_model, resolve_model
 

@@ -14,7 +14,7 @@ import gguf
 import pytest
 
 from gemma_chat.backend.offload import OffloadPlan, plan_offload
-from gemma_chat.cli.options import build_settings, parse_gpu_layers
+from gemma_chat.cli.run_settings import build_settings, parse_gpu_layers
 from gemma_chat.config.settings import Settings
 from gemma_chat.errors import UsageError
 from gemma_chat.models.loader import load_backend, offload_for

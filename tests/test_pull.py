@@ -25,6 +25,7 @@ from fakehub import COMMIT, FakeHub, Repo
 
 from gemma_chat.errors import GemmaChatError, UsageError
 from gemma_chat.pull.catalog import ALIASES, pick_file, quant_of, resolve_spec
+from gemma_chat.units import format_bytes
 
 REPO_9B = "bartowski/gemma-2-9b-it-GGUF"
 FILE_9B = "gemma-2-9b-it-Q4_K_M.gguf"
@@ -308,6 +309,31 @@ def test_a_corrupt_cached_copy_is_refused_and_dropped(hf_env, tiny_models, tmp_p
     assert not blob.exists() and not cached.is_symlink()  # the next pull downloads anew
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+@pytest.mark.parametrize("where", ["ref", "target"])
+def test_a_fifo_in_the_cache_or_the_models_dir_cannot_hang_pull(
+    hf_env, tiny_models, tmp_path, where
+) -> None:
+    """A FIFO at the cache's ``refs/main`` or at the file pull would install (both under
+    folders the user chooses) blocked an unbounded read forever (nothing ever writes
+    it). Now the ref counts as absent and the target as a file in the way."""
+    fill_cache(hf_env, REPO_9B, {FILE_9B: tiny_models["runaway"].path.read_bytes()})
+    if where == "ref":
+        ref = hf_env / "models--bartowski--gemma-2-9b-it-GGUF" / "refs" / "main"
+        ref.unlink()
+        os.mkfifo(ref)
+    else:
+        models_dir(tmp_path).mkdir(parents=True)
+        os.mkfifo(models_dir(tmp_path) / FILE_9B)
+    # By repository and quantization: pull reads the ref itself to list the files.
+    spec = [REPO_9B, "--quant", "Q4_K_M"] if where == "ref" else ["gemma2:9b"]
+    proc = run_cli("pull", *spec, env={"HF_HUB_OFFLINE": "1"}, timeout=120)
+    one_line_error(
+        proc, "not in the Hugging Face cache" if where == "ref" else "not a regular file"
+    )
+
+
 # --- the download path, against the stand-in Hub -------------------------------------
 
 
@@ -406,7 +432,7 @@ def test_ctrl_c_keeps_the_partial_download_for_the_next_run(hub, tmp_path) -> No
     (partial,) = models_dir(tmp_path).glob(".*.partial")
     kept = partial.stat().st_size
     assert partial.read_bytes() == data[:kept]
-    note = f"stopped: {kept / 10**6:.1f} MB of {BIG} kept; run the same pull again to resume"
+    note = f"stopped: {format_bytes(kept)} of {BIG} kept; run the same pull again to resume"
     assert note.encode() in err
     assert ggufs(models_dir(tmp_path)) == []
 

@@ -28,7 +28,7 @@ from tui_support import notifications, send, wait_until
 from gemma_chat.chat.conversation import StopReason
 from gemma_chat.cli.ask import result_dict, stats_line
 from gemma_chat.cli.exchange import Exchange
-from gemma_chat.cli.options import build_settings
+from gemma_chat.cli.run_settings import build_settings
 from gemma_chat.config.remote import api_key
 from gemma_chat.config.settings import RemoteProfile, Settings
 from gemma_chat.errors import UsageError
@@ -317,7 +317,7 @@ def fake_server() -> Iterator[FakeServer]:
 
 LOAD_SCRIPT = """
 import json, sys
-from gemma_chat.cli.options import build_settings
+from gemma_chat.cli.run_settings import build_settings
 from gemma_chat.models.loader import load_backend
 
 settings = build_settings(base_url=sys.argv[1])

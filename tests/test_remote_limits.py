@@ -30,7 +30,7 @@ from gemma_chat.backend.remote import OpenAIBackend, RemoteError
 from gemma_chat.backend.sse import MAX_LINE_BYTES, RemoteCancelled, sse_data, sse_lines
 from gemma_chat.chat.conversation import Conversation, StopReason
 from gemma_chat.chat.template_text import STOP_STRINGS
-from gemma_chat.cli.options import build_settings
+from gemma_chat.cli.run_settings import build_settings
 from gemma_chat.config.settings import Sampling, Settings
 from gemma_chat.errors import UsageError
 from gemma_chat.generation.engine import Engine

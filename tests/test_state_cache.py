@@ -26,7 +26,7 @@ from gemma_chat.backend.local import LlamaBackend, load_vocab
 from gemma_chat.backend.offload import OffloadPlan
 from gemma_chat.backend.scripted import ScriptedBackend
 from gemma_chat.chat.conversation import Conversation, StopReason
-from gemma_chat.config.settings import Sampling, StateCache
+from gemma_chat.config.settings import KVCacheSettings, Sampling
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone
 
@@ -53,7 +53,7 @@ QUESTIONS = [
     "children could learn by heart before we go outside tonight with our blankets.",
 ]
 NEXT = "Thank you. Now summarise all of that in one line."
-SETTINGS = StateCache(min_tokens=64)
+SETTINGS = KVCacheSettings(min_tokens=64)
 
 
 @dataclass
@@ -262,19 +262,19 @@ def test_state_from_another_model_is_refused_by_llama_cpp(chat, backends, cache,
 def test_disabled_cache_saves_and_restores_nothing(chat, backends, tmp_path):
     a, b = backends
     hold(a, chat.ids)
-    for settings in (StateCache(enabled=False, min_tokens=64), StateCache(max_mb=0)):
+    for settings in (KVCacheSettings(enabled=False, min_tokens=64), KVCacheSettings(max_mb=0)):
         off = KVStateCache(settings, tmp_path / "kv")
         assert not off.save(a, KEY, SHA)
         assert "off" in off.last_reason
         assert not (tmp_path / "kv").exists()
-    disabled = KVStateCache(StateCache(enabled=False), tmp_path / "kv")
+    disabled = KVStateCache(KVCacheSettings(enabled=False), tmp_path / "kv")
     assert disabled.restore(b, KEY, SHA, chat.ids) == 0
 
 
 def test_short_conversation_is_not_saved(chat, backends, tmp_path):
     a, _ = backends
     hold(a, chat.ids)
-    short = KVStateCache(StateCache(min_tokens=len(chat.ids) + 1), tmp_path / "kv")
+    short = KVStateCache(KVCacheSettings(min_tokens=len(chat.ids) + 1), tmp_path / "kv")
     assert not short.save(a, KEY, SHA)
     assert "min_tokens" in short.last_reason
     assert not (tmp_path / "kv").exists()
@@ -296,7 +296,7 @@ def test_eviction_keeps_the_most_recently_used(chat, backends, tmp_path):
     size = a.state_size()
     max_mb = math.ceil((2 * size + 8192) / MB)  # two entries fit, three do not
     assert max_mb * MB < 3 * size
-    cache = KVStateCache(StateCache(min_tokens=64, max_mb=max_mb), tmp_path / "kv")
+    cache = KVStateCache(KVCacheSettings(min_tokens=64, max_mb=max_mb), tmp_path / "kv")
     assert cache.save(a, "first", SHA) and cache.save(a, "second", SHA)
     b.clear_state()
     assert cache.restore(b, "first", SHA, chat.ids) > 0  # "first" is now the fresher
@@ -305,7 +305,7 @@ def test_eviction_keeps_the_most_recently_used(chat, backends, tmp_path):
     assert "second.kv" not in files(cache.directory)
     assert cache.total_bytes() <= max_mb * MB
 
-    small = KVStateCache(StateCache(min_tokens=64, max_mb=1), tmp_path / "small")
+    small = KVStateCache(KVCacheSettings(min_tokens=64, max_mb=1), tmp_path / "small")
     assert size > MB and not small.save(a, KEY, SHA)
     assert "larger than max_mb" in small.last_reason
 

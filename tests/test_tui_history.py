@@ -404,19 +404,41 @@ async def test_sidebar_works_with_the_mouse(vocab, store) -> None:
         assert shown(app)[0] == "Clicked question 0"
 
 
-async def test_a_long_conversation_opens_on_its_end(vocab, store) -> None:
+async def test_a_long_conversation_opens_on_its_end(vocab, store, monkeypatch) -> None:
     from textual.widgets import Button
 
+    from gemma_chat.tui.widgets.chat_log import ChatLog
+
+    # Opening mounts the turns, then anchors the view on the end. Scrolling up between
+    # the two was undone by the anchor, and the click then missed the button (Pilot's
+    # OutOfBounds, about one run in ten): wait for the anchor that ends the opening.
+    anchored: list[int] = []  # the user messages on screen at each anchor()
+    real_anchor = ChatLog.anchor
+
+    def anchor(self: ChatLog, anchor: bool = True) -> None:
+        real_anchor(self, anchor)
+        anchored.append(len(self.query(UserMessage)))
+
+    monkeypatch.setattr(ChatLog, "anchor", anchor)
     cid = seed_conversation(store, "Long", pairs=25)  # 50 turns
     app = make_app(vocab, store=store, resume=cid)
     async with app.run_test() as pilot:
-        await wait_until(pilot, lambda: len(shown(app)) == 40)
+        await wait_until(pilot, lambda: len(shown(app)) == 40 and 20 in anchored)
         assert shown(app)[0] == "Long question 5"
         button = app.chat.query_one("#earlier", Button)
         assert "10 earlier messages" in str(button.label)
         assert app.chat.scroll_y == app.chat.max_scroll_y > 0  # at the end
         app.chat.scroll_home(animate=False)  # the user scrolls up to it
-        await settle(pilot)
+        # The scroll happens after a refresh: wait for it (a fixed pause can be too short
+        # on a loaded machine, and the click would miss the button above the view).
+        await wait_until(
+            pilot,
+            lambda: (
+                app.chat.scroll_y == 0
+                and app.screen.region.contains_region(button.region)
+                and button.region.area > 0
+            ),
+        )
         await pilot.click("#earlier")
         await wait_until(pilot, lambda: len(shown(app)) == 50)
         assert shown(app)[0] == "Long question 0" and not app.chat.query("#earlier")
@@ -699,9 +721,9 @@ def test_sidebar_snapshot(snap_compare, vocab, tmp_path) -> None:
 
 @pytest.mark.slow
 async def test_real_kv_state_is_saved_at_quit_and_restored_on_resume(demo_path) -> None:
-    from gemma_chat.config.settings import StateCache
+    from gemma_chat.config.settings import KVCacheSettings
 
-    settings = Settings(model="demo", ctx=1024, state_cache=StateCache(min_tokens=8))
+    settings = Settings(model="demo", ctx=1024, state_cache=KVCacheSettings(min_tokens=8))
     app = GemmaChatApp(settings)
     app.sampling = app.sampling.model_copy(update={"max_tokens": 12, "seed": 1})
     async with app.run_test() as pilot:

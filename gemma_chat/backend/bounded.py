@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from gemma_chat.backend.sse import RemoteError
+from gemma_chat.units import format_bytes
 
 POLL_S = 0.05
 """How often a wait checks the cancel event and the deadline."""
@@ -141,9 +142,5 @@ def capped(chunks: Iterable[bytes], limit: int, what: str) -> Iterator[bytes]:
     for chunk in chunks:
         total += len(chunk)
         if total > limit:
-            raise RemoteError(f"{what} sent more than {_size(limit)}; stopped reading")
+            raise RemoteError(f"{what} sent more than {format_bytes(limit)}; stopped reading")
         yield chunk
-
-
-def _size(limit: int) -> str:
-    return f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 2**10} KiB"

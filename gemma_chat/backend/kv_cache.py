@@ -27,31 +27,34 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
-import sys
 import time
-import uuid
-from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gemma_chat import paths
 from gemma_chat.backend.base import StateError, StatefulBackend, common_prefix
-from gemma_chat.config.settings import StateCache
-from gemma_chat.files import read_regular_file
+from gemma_chat.backend.kv_cache_index import (
+    SIDECAR_FORMAT,
+    CacheEntry,
+    entry_of,
+    read_sidecar,
+    temp_path,
+    tokens_hash,
+    touch,
+    write_sidecar,
+)
+from gemma_chat.config.settings import KVCacheSettings
+from gemma_chat.units import format_bytes
 
 if TYPE_CHECKING:
     from gemma_chat.chat.conversation import Conversation
     from gemma_chat.chat.template import GemmaTemplate
 
-SIDECAR_FORMAT = 1
 MB = 1024 * 1024
 STALE_TEMP_S = 3600.0  # a temporary file this old belongs to a save that died
-SIDECAR_LIMIT = 64 * 1024  # a sidecar is a few hundred bytes
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -73,35 +76,6 @@ def resume_ids(template: GemmaTemplate, conversation: Conversation) -> list[int]
     return ids
 
 
-def tokens_hash(tokens: Sequence[int]) -> str:
-    """sha256 of token ids (as little-endian int32), for the sidecar."""
-    ids = array("i", tokens)
-    if sys.byteorder == "big":  # pragma: no cover
-        ids.byteswap()
-    return hashlib.sha256(ids.tobytes()).hexdigest()
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    """One saved state, as its sidecar describes it.
-
-    Attributes:
-        key: The conversation key it was saved under.
-        n_tokens: Tokens the state holds.
-        size: Bytes of the state file.
-        model_sha256: The model it belongs to.
-        saved_at: When it was saved (seconds since the epoch).
-        used_at: When it was last saved or restored (drives the LRU eviction).
-    """
-
-    key: str
-    n_tokens: int
-    size: int
-    model_sha256: str
-    saved_at: float
-    used_at: float
-
-
 class KVStateCache:
     """Saves and restores the backend's KV state per conversation, size-bounded (LRU).
 
@@ -111,8 +85,8 @@ class KVStateCache:
         last_reason: Why the last call did what it did (shown in debug output).
     """
 
-    def __init__(self, settings: StateCache | None = None, directory: Path | None = None):
-        self.settings = settings or StateCache()
+    def __init__(self, settings: KVCacheSettings | None = None, directory: Path | None = None):
+        self.settings = settings or KVCacheSettings()
         self.directory = directory or cache_dir()
         self.last_reason = ""
 
@@ -179,9 +153,9 @@ class KVStateCache:
         """Every complete entry, least recently used first."""
         found = []
         for sidecar in self._sidecars():
-            meta = self._read_sidecar_file(sidecar)
+            meta = read_sidecar(sidecar)
             if meta is not None:
-                found.append(_entry(meta))
+                found.append(entry_of(meta))
         return sorted(found, key=lambda entry: entry.used_at)
 
     def total_bytes(self) -> int:
@@ -212,7 +186,7 @@ class KVStateCache:
         if len(tokens) < settings.min_tokens:
             return self._fail(f"{len(tokens)} tokens, fewer than min_tokens")
         state_path, sidecar_path = self._paths(key)
-        old = self._read_sidecar_file(sidecar_path) or {}
+        old = read_sidecar(sidecar_path) or {}
         signature = backend.state_signature
         current = {
             "model_sha256": model_sha256,
@@ -221,13 +195,13 @@ class KVStateCache:
             "size": _size(state_path),
         }
         if all(old.get(name) == value for name, value in current.items()):
-            self._touch(sidecar_path, old)
+            touch(sidecar_path, old)
             self.last_reason = f"unchanged since the last save ({len(tokens)} tokens)"
             return True
         if backend.state_size() > settings.max_mb * MB:
             return self._fail(f"the state alone is larger than max_mb ({settings.max_mb} MB)")
         self.directory.mkdir(parents=True, exist_ok=True)
-        temp = self._temp_path(state_path)
+        temp = temp_path(state_path)
         try:
             saved = backend.save_state(temp, expected)
             if saved == 0:
@@ -252,10 +226,10 @@ class KVStateCache:
             "saved_at": stamp,
             "used_at": stamp,
         }
-        self._write_sidecar(sidecar_path, meta)
+        write_sidecar(sidecar_path, meta)
         with contextlib.suppress(OSError):  # saved; the next save retries the clean-up
             self._evict(keep=sidecar_path)
-        self.last_reason = f"saved {len(saved_tokens)} tokens ({size / MB:.1f} MB)"
+        self.last_reason = f"saved {len(saved_tokens)} tokens ({format_bytes(size)})"
         return True
 
     def _restore(
@@ -269,7 +243,7 @@ class KVStateCache:
         if not model_sha256:
             return self._refuse("the model's sha256 is unknown")
         state_path, sidecar_path = self._paths(key)
-        meta = self._read_sidecar_file(sidecar_path)
+        meta = read_sidecar(sidecar_path)
         if meta is None:
             return self._refuse("no saved state for this conversation")
         if meta["model_sha256"] != model_sha256:
@@ -299,7 +273,7 @@ class KVStateCache:
                 "the conversation changed inside the saved state, which can continue only "
                 "from its end (sliding-window attention)"
             )
-        self._touch(sidecar_path, meta)
+        touch(sidecar_path, meta)
         if restored == held:
             self.last_reason = f"{held} tokens were already in the model's cache"
         else:
@@ -312,7 +286,7 @@ class KVStateCache:
         now = time.time()
         referenced = set()
         for sidecar in self._sidecars():
-            if self._read_sidecar_file(sidecar) is None:
+            if read_sidecar(sidecar) is None:
                 sidecar.unlink(missing_ok=True)  # unreadable: its state is unusable
             else:
                 referenced.add(sidecar.with_suffix(".kv"))
@@ -335,9 +309,6 @@ class KVStateCache:
         stem = key if _SAFE_KEY.fullmatch(key) else hashlib.sha256(key.encode()).hexdigest()
         return self.directory / f"{stem}.kv", self.directory / f"{stem}.json"
 
-    def _temp_path(self, final: Path) -> Path:
-        return final.with_name(f".{final.stem}.{uuid.uuid4().hex}.tmp")
-
     def _files(self) -> list[Path]:
         try:
             return [path for path in self.directory.iterdir() if path.is_file()]
@@ -347,30 +318,6 @@ class KVStateCache:
     def _sidecars(self) -> list[Path]:
         return [path for path in self._files() if path.suffix == ".json"]
 
-    def _read_sidecar_file(self, path: Path) -> dict[str, Any] | None:
-        """The sidecar's record, or None for anything unusable: missing, damaged, too
-        large, nested too deeply, or not a regular file (a FIFO would block forever)."""
-        try:
-            meta = json.loads(read_regular_file(path, SIDECAR_LIMIT).decode("utf-8"))
-            _entry(meta)  # every field there, with the right types
-            if meta.get("format") != SIDECAR_FORMAT or not isinstance(meta.get("backend"), dict):
-                return None
-            return meta
-        except (OSError, ValueError, KeyError, TypeError, RecursionError):
-            return None
-
-    def _write_sidecar(self, path: Path, meta: dict[str, Any]) -> None:
-        temp = self._temp_path(path)
-        try:
-            temp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-            os.replace(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
-
-    def _touch(self, sidecar_path: Path, meta: dict[str, Any]) -> None:
-        with contextlib.suppress(OSError):  # only the LRU order suffers
-            self._write_sidecar(sidecar_path, {**meta, "used_at": time.time()})
-
     def _fail(self, reason: str) -> bool:
         self.last_reason = reason
         return False
@@ -378,20 +325,6 @@ class KVStateCache:
     def _refuse(self, reason: str) -> int:
         self.last_reason = reason
         return 0
-
-
-def _entry(meta: dict[str, Any]) -> CacheEntry:
-    entry = CacheEntry(
-        key=str(meta["key"]),
-        n_tokens=int(meta["n_tokens"]),
-        size=int(meta["size"]),
-        model_sha256=str(meta["model_sha256"]),
-        saved_at=float(meta["saved_at"]),
-        used_at=float(meta["used_at"]),
-    )
-    if not isinstance(meta["tokens_sha256"], str):
-        raise TypeError("tokens_sha256")
-    return entry
 
 
 def _size(path: Path) -> int:

@@ -20,10 +20,11 @@ The parent caches the verdict per file version, so a model is probed once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
+
+from gemma_chat.files import sha256_file
 
 # Characters outside most vocabularies force byte fallback: a model without byte tokens
 # aborts here rather than later on the user's text.
@@ -68,19 +69,10 @@ def probe(path: str, flash_attn: bool = True) -> dict[str, object]:
             "final_logit_softcapping": f"{arch}.final_logit_softcapping" in meta,
             "quantization": _quantization(_int(meta.get("general.file_type"))),
             "llama_cpp_version": llama_cpp.__version__,
-            "sha256": file_sha256(Path(path)),
+            "sha256": sha256_file(path),
         }
     finally:
         backend.close()
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file, read in 4 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(4 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _quantization(file_type: int | None) -> str | None:

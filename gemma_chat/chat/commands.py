@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gemma_chat.config.config_file import describe_validation_error
-from gemma_chat.config.settings import RepeatGuard, Sampling
+from gemma_chat.config.settings import SAMPLING_KEYS, RepeatGuard, Sampling
 from gemma_chat.errors import UsageError
 
 
@@ -49,19 +49,7 @@ COMMANDS: tuple[SlashCommand, ...] = (
     SlashCommand(
         "set",
         "KEY VALUE",
-        "Set a parameter: "
-        + ", ".join(
-            [
-                "temperature",
-                "top_p",
-                "top_k",
-                "min_p",
-                "repeat_penalty",
-                "seed",
-                "max_tokens",
-                "repeat_guard",
-            ]
-        ),
+        "Set a parameter: " + ", ".join([*SAMPLING_KEYS, "repeat_guard"]),
     ),
     SlashCommand("settings", "", "Edit the system prompt and parameters in a form"),
     SlashCommand(
@@ -77,8 +65,6 @@ COMMANDS: tuple[SlashCommand, ...] = (
     SlashCommand("quit", "", "Quit"),
 )
 BY_NAME = {command.name: command for command in COMMANDS}
-
-SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from gemma_chat.cli import options as o
+from gemma_chat.cli import run_settings
 from gemma_chat.cli.doctor import doctor as doctor_command
 from gemma_chat.cli.history import history_app
 from gemma_chat.cli.models import models_app
@@ -71,12 +72,12 @@ def root(
 
         run = run_options(values)
         history = history_options(values, option="--resume")
-        raise typer.Exit(run_ask(o.build_settings(**values), None, run, history))
+        raise typer.Exit(run_ask(run_settings.build_settings(**values), None, run, history))
     run_options(values)  # --stats/--json/--plain/--raw only concern answers on stdout
     from gemma_chat.cli.exchange import resume_id
 
     explicit = frozenset(key for key in o.CONVERSATION_SETTINGS if option_given(values.get(key)))
-    settings = o.build_settings(**values)
+    settings = run_settings.build_settings(**values)
     if no_save:
         settings = settings.model_copy(update={"save_history": False})
     # Resolved here, so a bad id or a corrupt history is a one-line error, not an app.
@@ -112,7 +113,7 @@ def ask(
     values = with_root_options(ctx, values)
     run = run_options(values)
     history = history_options(values)
-    raise typer.Exit(run_ask(o.build_settings(**values), question, run, history))
+    raise typer.Exit(run_ask(run_settings.build_settings(**values), question, run, history))
 
 
 @app.command()
@@ -134,12 +135,12 @@ def prompt(
     keep = ("model", "system", "debug", "ctx", "gpu", "threads", "flash_attn")
     # The inspector tokenizes with a local GGUF's vocabulary, whatever the config's backend.
     local = {k: v for k, v in values.items() if k in keep}
-    settings = o.build_settings(**local, backend="local")
+    settings = run_settings.build_settings(**local, backend="local")
     raise typer.Exit(run_prompt(settings, question, as_json))
 
 
 def settings_values(options: dict[str, Any]) -> dict[str, Any]:
-    """Map the shared options onto :func:`options.build_settings` keywords (plus the run
+    """Map the shared options onto :func:`run_settings.build_settings` keywords (plus the run
     options ``stats``, ``json_out``, ``plain`` and ``raw``)."""
     mapped = dict(options)
     mapped["ctx"] = mapped.pop("ctx_size", None)

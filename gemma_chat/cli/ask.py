@@ -17,6 +17,7 @@ from gemma_chat.chat.conversation import StopReason
 from gemma_chat.cli.exchange import Exchange, open_exchange
 from gemma_chat.cli.inputs import combine, read_piped
 from gemma_chat.cli.options import HistoryOptions, RunOptions
+from gemma_chat.cli.output import notify
 from gemma_chat.cli.render import MarkdownWriter, PlainWriter
 from gemma_chat.config.settings import Settings
 from gemma_chat.errors import ContextError, GemmaChatError
@@ -27,12 +28,6 @@ from gemma_chat.models.resolve import ModelInfo
 from gemma_chat.sanitize import json_safe, one_line
 
 EXIT_INTERRUPTED = 130
-
-
-def notify(message: str) -> None:
-    """Diagnostics go to stderr, one line each (they may quote a model's metadata or a
-    server's text: controls are shown, never obeyed)."""
-    print(f"gemma-chat: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 def run_ask(

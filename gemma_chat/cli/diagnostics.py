@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gemma_chat import paths
+from gemma_chat.backend import build_info
 from gemma_chat.config.settings import Settings
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.planning import hardware
@@ -25,7 +26,7 @@ def gather(settings: Settings, config_error: str | None = None) -> dict[str, Any
         settings: The settings gemma-chat would run with.
         config_error: Why the config file could not be used, if it could not.
     """
-    build = llama_build()
+    build = build_info.llama_build()
     gpus = hardware.gpus(gpu_build=build["gpu_offload"])
     memory = hardware.system_memory()
     report: dict[str, Any] = {
@@ -42,38 +43,6 @@ def gather(settings: Settings, config_error: str | None = None) -> dict[str, Any
     }
     report["next_steps"] = next_steps(report)
     return report
-
-
-def llama_build() -> dict[str, Any]:
-    """llama-cpp-python's version, llama.cpp's CPU features, backends and devices."""
-    import llama_cpp
-
-    info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip()
-    backends = hardware.llama_backends()
-    return {
-        "version": llama_cpp.__version__,
-        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
-        "backends": backends,
-        "devices": [asdict(device) for device in hardware.llama_devices()],
-        "blas": "BLAS" in backends or "BLAS = 1" in info,
-        "features": system_features(info),
-        "system_info": info,
-    }
-
-
-def system_features(info: str) -> dict[str, list[str]]:
-    """``llama_print_system_info()`` as the features each backend has switched on:
-    ``"CPU : SSE3 = 1 | AVX = 1 | ..."`` gives ``{"CPU": ["SSE3", "AVX", ...]}``."""
-    features: dict[str, list[str]] = {}
-    section = ""
-    for item in info.split("|"):
-        head, sep, rest = item.partition(" : ")
-        if sep:
-            section, item = head.strip(), rest
-        key, _, value = item.partition("=")
-        if key.strip() and value.strip() not in ("", "0"):
-            features.setdefault(section, []).append(key.strip())
-    return features
 
 
 def threads(settings: Settings) -> dict[str, Any]:
@@ -153,7 +122,7 @@ def file_paths(settings: Settings) -> dict[str, dict[str, Any]]:
 def next_steps(report: dict[str, Any]) -> list[str]:
     """What the user should do, one line each (empty when all is well)."""
     from gemma_chat.backend.offload import CUDA_HINT
-    from gemma_chat.planning.planner import gib
+    from gemma_chat.units import format_bytes
 
     steps = []
     if report["config_error"]:
@@ -181,7 +150,8 @@ def next_steps(report: dict[str, Any]) -> list[str]:
         steps.append(f"no memory plan: {model['plan_error']}")
     elif plan and not plan["fits_ram"]:
         steps.append(
-            f"the model needs {gib(plan['cpu_bytes'])} of RAM but {gib(plan['free_ram'])} is "
+            f"the model needs {format_bytes(plan['cpu_bytes'])} of RAM but "
+            f"{format_bytes(plan['free_ram'])} is "
             "free: close other programs, use a smaller --ctx or a smaller quantization"
         )
     elif plan and plan["free_vram"] is not None and model["gpu_layers"] == "auto":
@@ -189,7 +159,7 @@ def next_steps(report: dict[str, Any]) -> list[str]:
         if layers < most:
             fit = f"only {layers} of {most} layers fit" if layers else "not even one layer fits"
             steps.append(
-                f"{fit} in the {gib(plan['free_vram'])} of free VRAM: a smaller --ctx or "
+                f"{fit} in the {format_bytes(plan['free_vram'])} of free VRAM: a smaller --ctx or "
                 "quantization puts more on the GPU"
             )
     return steps

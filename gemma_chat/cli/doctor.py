@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from gemma_chat.cli import options as o
+from gemma_chat.cli import run_settings
 from gemma_chat.errors import UsageError
 from gemma_chat.sanitize import one_line
 
@@ -50,11 +51,11 @@ def _settings(cli: dict[str, Any]) -> tuple[Any, str | None]:
     from gemma_chat.config.settings import Settings
 
     try:
-        return o.build_settings(**cli), None
+        return run_settings.build_settings(**cli), None
     except UsageError as exc:
         config_error = str(exc)
     data: dict[str, Any] = {k: v for k, v in cli.items() if k != "gpu_layers" and v is not None}
-    layers = o.parse_gpu_layers(cli.get("gpu_layers"))
+    layers = run_settings.parse_gpu_layers(cli.get("gpu_layers"))
     if layers is not None:
         data["gpu_layers"] = layers
     data["model"] = cli.get("model") or os.environ.get("GEMMA_CHAT_MODEL") or None
@@ -67,13 +68,13 @@ def _settings(cli: dict[str, Any]) -> tuple[Any, str | None]:
 def render(report: dict[str, Any]) -> str:
     """The report as aligned text sections. Every value is one safe line: model paths,
     GGUF metadata and error messages are untrusted text."""
-    from gemma_chat.planning.planner import gib
+    from gemma_chat.units import format_bytes
 
     build, threads, memory = report["llama_cpp"], report["threads"], report["memory"]
     devices = ", ".join(f"{d['name']} ({d['description']})" for d in build["devices"])
     cpu_features = " ".join(build["features"].get("CPU", []))
     gpus = [
-        f"{g['name']}: {gib(g['free'])} free of {gib(g['total'])} ({g['source']})"
+        f"{g['name']}: {format_bytes(g['free'])} free of {format_bytes(g['total'])} ({g['source']})"
         for g in memory["gpus"]
     ]
     setting = "--threads" if threads["setting"] else "every usable core"
@@ -99,7 +100,11 @@ def render(report: dict[str, Any]) -> str:
         (
             "memory",
             [
-                ("RAM", f"{gib(memory['ram_available'])} available of {gib(memory['ram_total'])}"),
+                (
+                    "RAM",
+                    f"{format_bytes(memory['ram_available'])} available of "
+                    f"{format_bytes(memory['ram_total'])}",
+                ),
                 ("GPUs", "; ".join(gpus) or "none found"),
             ],
         ),
@@ -128,7 +133,7 @@ def _cores(threads: dict[str, Any]) -> str:
 
 
 def _model_rows(model: dict[str, Any]) -> list[tuple[str, str]]:
-    from gemma_chat.planning.planner import gib
+    from gemma_chat.units import format_bytes
 
     rows = [("file", model["path"] or "none")]
     if model["error"]:
@@ -136,7 +141,9 @@ def _model_rows(model: dict[str, Any]) -> list[tuple[str, str]]:
     about = [model["architecture"], model["size_label"], model["quantization"]]
     details = " ".join(part for part in about if part)
     context = model["context_length"] or "unknown"
-    rows.append(("model", f"{details}, {gib(model['file_size'])}, trained context {context}"))
+    rows.append(
+        ("model", f"{details}, {format_bytes(model['file_size'])}, trained context {context}")
+    )
     rows.append(("context", f"{model['n_ctx']} tokens"))
     plan = model["plan"]
     if plan:

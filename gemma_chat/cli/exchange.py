@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from gemma_chat.backend.kv_cache import KVStateCache, resume_ids
 from gemma_chat.chat.conversation import Conversation
 from gemma_chat.cli.options import HistoryOptions
-from gemma_chat.config.settings import Settings
+from gemma_chat.config.settings import SAMPLING_KEYS, Settings
 from gemma_chat.errors import UsageError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone
@@ -29,8 +29,6 @@ from gemma_chat.models.resolve import ModelInfo
 
 if TYPE_CHECKING:
     from gemma_chat.models.loader import RemoteModelInfo
-
-_SAMPLING_KEYS = ("max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed")
 
 
 def find_conversation(
@@ -93,7 +91,7 @@ def continued_settings(
     """The settings for continuing ``record``: its stored system prompt and parameters,
     except where the command line gave a value explicitly (those win)."""
     sampling, guard = restore_params(record, settings.sampling, settings.repeat_guard)
-    given = {key: getattr(settings.sampling, key) for key in _SAMPLING_KEYS if key in explicit}
+    given = {key: getattr(settings.sampling, key) for key in SAMPLING_KEYS if key in explicit}
     sampling = sampling.model_copy(update=given)
     if "no_repeat_guard" in explicit:
         guard = guard.model_copy(update={"enabled": settings.repeat_guard.enabled})

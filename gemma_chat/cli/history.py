@@ -20,11 +20,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gemma_chat.cli import options as o
+from gemma_chat.cli.output import notify
 from gemma_chat.errors import GemmaChatError, UsageError
 from gemma_chat.sanitize import json_safe, one_line
 
 if TYPE_CHECKING:
     from gemma_chat.history.store import HistoryStore, SearchHit
+
+TITLE_WIDTH = 200
+"""The most characters of a title shown on a line: an imported file may hold any title."""
+SNIPPET_WIDTH = 400
+"""The same for a search hit's snippet (a dozen words, but a "word" can be megabytes)."""
 
 history_app = typer.Typer(
     name="history",
@@ -63,10 +69,6 @@ def _store() -> HistoryStore:
     return HistoryStore()
 
 
-def _note(message: str) -> None:
-    print(f"gemma-chat: {one_line(message)}", file=sys.stderr)
-
-
 def _on_terminal() -> bool:
     return sys.stdout.isatty()
 
@@ -88,14 +90,14 @@ def list_(json_out: JsonOpt = False, limit: LimitOpt = None) -> None:
         print(json_safe(json.dumps([asdict(r) for r in records], ensure_ascii=False, indent=2)))
         return
     if not records:
-        _note("no saved conversations yet")
+        notify("no saved conversations yet")
         return
     width = max(2, *(len(str(record.id)) for record in records))
     print(f"{'ID':>{width}}  {'UPDATED':<16}  {'MSGS':>4}  TITLE")
     for record in records:
         print(
             f"{record.id:>{width}}  {local_time(record.updated_at):<16}  "
-            f"{record.message_count:>4}  {one_line(record.title)}"
+            f"{record.message_count:>4}  {one_line(record.title, TITLE_WIDTH)}"
         )
 
 
@@ -130,14 +132,14 @@ def search(
         print(json_safe(json.dumps(found, ensure_ascii=False, indent=2)))
         return
     if not hits:
-        _note(f"no message matches {query!r}")
+        notify(f"no message matches {query!r}")
         return
     if _on_terminal():
         _print_hits_styled(hits)
         return
     for hit in hits:
         print(_hit_heading(hit))
-        print(f"    {_who(hit.role)}: {one_line(hit.highlighted())}")
+        print(f"    {_who(hit.role)}: {one_line(hit.highlighted(), SNIPPET_WIDTH)}")
 
 
 def _who(role: str) -> str:
@@ -145,7 +147,8 @@ def _who(role: str) -> str:
 
 
 def _hit_heading(hit: SearchHit) -> str:
-    return f"{hit.conversation_id}  {one_line(hit.title)}  (message {hit.seq + 1})"
+    title = one_line(hit.title, TITLE_WIDTH)
+    return f"{hit.conversation_id}  {title}  (message {hit.seq + 1})"
 
 
 def _print_hits_styled(hits: list[SearchHit]) -> None:
@@ -158,7 +161,7 @@ def _print_hits_styled(hits: list[SearchHit]) -> None:
         line = Text("    ").append(f"{_who(hit.role)}: ", style="dim")
         # Split on the markers before cleaning, so the markers survive one_line.
         for index, part in enumerate(hit.highlighted("\x00", "\x00").split("\x00")):
-            line.append(one_line(part), style="bold" if index % 2 else None)
+            line.append(one_line(part, SNIPPET_WIDTH), style="bold" if index % 2 else None)
         console.print(Text(_hit_heading(hit), style="bold cyan"))
         console.print(line)
 
@@ -222,18 +225,18 @@ def delete(
                     f"not deleting conversation {conversation_id} without confirmation: pass --yes"
                 )
             question = (
-                f"Delete conversation {record.id}, {one_line(record.title)!r} "
+                f"Delete conversation {record.id}, {one_line(record.title, TITLE_WIDTH)!r} "
                 f"({record.message_count} messages)?"
             )
             if not typer.confirm(question, default=False, err=True):
-                _note("nothing deleted")
+                notify("nothing deleted")
                 raise typer.Exit(1)
         store.delete(conversation_id)
     # Its saved KV state holds the whole conversation too: it goes with it.
     from gemma_chat.backend.kv_cache import KVStateCache
 
     KVStateCache().forget(record.uuid)
-    _note(f"deleted conversation {conversation_id}")
+    notify(f"deleted conversation {conversation_id}")
 
 
 @history_app.command()

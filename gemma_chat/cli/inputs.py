@@ -11,6 +11,7 @@ import sys
 from typing import BinaryIO
 
 from gemma_chat.errors import UsageError
+from gemma_chat.units import format_bytes
 
 STDIN_LIMIT_BYTES = 16 * 1024 * 1024
 """Far beyond any Gemma context (8192 tokens is roughly 32 KB of text)."""
@@ -48,7 +49,7 @@ def decode_input(data: bytes) -> str:
     """Decode piped bytes as UTF-8 text, refusing binary data with a clear message."""
     if len(data) > STDIN_LIMIT_BYTES:
         raise UsageError(
-            f"stdin is larger than {STDIN_LIMIT_BYTES // (1024 * 1024)} MiB; pipe a smaller text"
+            f"stdin is larger than {format_bytes(STDIN_LIMIT_BYTES)}; pipe a smaller text"
         )
     if looks_binary(data):
         raise UsageError("stdin looks like binary data, not text; pipe a text file")

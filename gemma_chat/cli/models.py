@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from gemma_chat.cli.output import notify
 from gemma_chat.sanitize import json_safe, one_line
+from gemma_chat.units import format_bytes
 
 if TYPE_CHECKING:
     from gemma_chat.config.settings import Settings
@@ -59,7 +61,7 @@ def list_models(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         print(json_safe(json.dumps({"models": records}, ensure_ascii=False, indent=2)))
         return
     if not entries:
-        _note(_nothing_found(settings))
+        notify(_nothing_found(settings))
         return
     _print_table(entries)
 
@@ -78,7 +80,7 @@ def info(
     from gemma_chat.models.resolve import resolve_model
 
     settings = _settings(ctx, model, n_ctx_option)
-    path = resolve_model(settings.model, _note, settings=settings)
+    path = resolve_model(settings.model, notify, settings=settings)
     meta = read_gguf_meta(path)
     entry = discovery.entry_for(path, settings, meta)
     n_ctx = _n_ctx(settings, meta)
@@ -97,7 +99,7 @@ def info(
 
 
 def _settings(ctx: typer.Context, model: str | None = None, n_ctx: int | None = None) -> Settings:
-    from gemma_chat.cli.options import build_settings
+    from gemma_chat.cli.run_settings import build_settings
 
     root = ctx.find_root().obj or {}  # `gemma-chat --model X models info`
     keep = ("model", "ctx", "gpu", "gpu_layers", "threads", "flash_attn", "debug")
@@ -173,7 +175,7 @@ def _row(data: dict[str, Any]) -> tuple[str, ...]:
             params_text,
             data["quantization"] or "-",
             data["context_length"] or "-",
-            _bytes(data["file_size"]) if data["file_size"] is not None else "-",
+            format_bytes(data["file_size"]) if data["file_size"] is not None else "-",
             "-" if turns is None else yes if turns else no,
             "-" if data["architecture"] is None else softcap,
             source,
@@ -200,9 +202,9 @@ def _print_info(entry: ModelEntry, meta: GGUFMeta, n_ctx: int, plan: dict[str, A
         "parameters": f"{data['n_params']:,}",
         "quantization": data["quantization"],
         "context length": data["context_length"],
-        "file size": f"{_bytes(meta.file_size)} ({meta.file_size:,} bytes)",
+        "file size": f"{format_bytes(meta.file_size)} ({meta.file_size:,} bytes)",
         "shards": len(meta.shards) if len(meta.shards) > 1 else None,
-        "tensors": f"{len(meta.tensors)}, {_bytes(meta.tensor_bytes)} of data",
+        "tensors": f"{len(meta.tensors)}, {format_bytes(meta.tensor_bytes)} of data",
         "turn tokens": ", ".join(f"{k} = {v}" for k, v in meta.turn_tokens.items()) or "none",
         "soft-capping": {True: "both keys", False: "MISSING", None: "n.a."}[meta.softcapping],
     }
@@ -216,7 +218,6 @@ def _print_info(entry: ModelEntry, meta: GGUFMeta, n_ctx: int, plan: dict[str, A
 
 
 def _print_plan(plan: dict[str, Any], n_ctx: int) -> None:
-    from gemma_chat.planning.planner import gib
 
     print(f"memory plan (n_ctx {n_ctx}):")
     if "error" in plan:
@@ -224,13 +225,13 @@ def _print_plan(plan: dict[str, Any], n_ctx: int) -> None:
         return
     print(f"  {one_line(str(plan['verdict']))}")
     rows = {
-        "weights": gib(plan["weights"]),
-        "KV cache": gib(plan["kv_cache"]),
-        "compute": gib(plan["compute"]),
-        "total": gib(plan["total"]),
+        "weights": format_bytes(plan["weights"]),
+        "KV cache": format_bytes(plan["kv_cache"]),
+        "compute": format_bytes(plan["compute"]),
+        "total": format_bytes(plan["total"]),
         "GPU layers": f"{plan['gpu_layers']} of {plan['max_layers']}",
-        "free RAM": gib(plan["free_ram"]),
-        "free VRAM": gib(plan["free_vram"]) if plan["free_vram"] is not None else "no GPU",
+        "free RAM": format_bytes(plan["free_ram"]),
+        "free VRAM": format_bytes(plan["free_vram"]) if plan["free_vram"] is not None else "no GPU",
     }
     for key, value in rows.items():
         print(f"  {key + ':':<16}{value}")
@@ -275,15 +276,6 @@ def _count(n: int) -> str:
     return str(n)
 
 
-def _bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit in ("B", "KiB") else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 def _home(path: str) -> str:
     home = str(Path.home())
     return "~" + path[len(home) :] if home != "/" and path.startswith(home + "/") else path
@@ -296,7 +288,3 @@ def _marks() -> tuple[str, str]:
     except (UnicodeEncodeError, LookupError):
         return "yes", "no"
     return "✓", "✗"
-
-
-def _note(message: str) -> None:
-    print(f"gemma-chat: {one_line(message)}", file=sys.stderr)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from gemma_chat.chat.conversation import Conversation
 from gemma_chat.chat.template import GemmaTemplate, RenderedToken
-from gemma_chat.cli.ask import notify
 from gemma_chat.cli.inputs import combine, read_piped
+from gemma_chat.cli.output import notify
 from gemma_chat.config.settings import Settings
 from gemma_chat.models.loader import inspect_for
 from gemma_chat.sanitize import json_safe, visible

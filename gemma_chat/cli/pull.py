@@ -15,6 +15,9 @@ from typing import Annotated
 
 import typer
 
+from gemma_chat.cli.output import notify
+from gemma_chat.units import format_bytes
+
 SpecArg = Annotated[
     str | None,
     typer.Argument(
@@ -52,7 +55,7 @@ def pull(
     """Download a GGUF from the Hugging Face Hub into the models folder (resumable,
     sha256-verified). Aliases: gemma2:2b, gemma2:9b, gemma2:27b, gemma3:270m, gemma3:1b."""
     from gemma_chat import paths
-    from gemma_chat.cli import options
+    from gemma_chat.cli import run_settings
     from gemma_chat.errors import UsageError
     from gemma_chat.pull.catalog import resolve_spec
     from gemma_chat.pull.download import pull as run_pull
@@ -63,14 +66,14 @@ def pull(
     if spec is None:
         raise UsageError("pull needs a MODEL: an alias (see pull --list) or org/name")
     target = resolve_spec(spec, filename, quant, revision)
-    settings = options.build_settings()
+    settings = run_settings.build_settings()
     models_dir = paths.models_dir(settings.models_dir)
     result = run_pull(
         target,
         models_dir,
         force=force,
         progress=sys.stderr.isatty(),
-        notify=_note,
+        notify=notify,
     )
     if json_out:
         print(json.dumps(result.to_json(), indent=2))
@@ -80,8 +83,8 @@ def pull(
         result.source, "already there"
     )
     print(f"{result.path}")
-    _note(f"{result.repo}: {result.filename}, {_size(result.size)}, {check}, {origin}")
-    _note(f"use it with: gemma-chat --model {Path(result.path).stem}")
+    notify(f"{result.repo}: {result.filename}, {format_bytes(result.size)}, {check}, {origin}")
+    notify(f"use it with: gemma-chat --model {Path(result.path).stem}")
 
 
 def list_aliases(json_out: bool) -> None:
@@ -95,13 +98,3 @@ def list_aliases(json_out: bool) -> None:
     for name, alias in ALIASES.items():
         example = alias.pattern.format(quant=DEFAULT_QUANT)
         print(f"{name:<12} {alias.repo:<32} {example}")
-
-
-def _note(message: str) -> None:
-    from gemma_chat.sanitize import one_line  # notes name the Hub's files: its text
-
-    print(f"gemma-chat: {one_line(message)}", file=sys.stderr)
-
-
-def _size(size: int) -> str:
-    return f"{size / 10**9:.2f} GB" if size >= 10**9 else f"{size / 10**6:.1f} MB"

@@ -11,8 +11,9 @@ from pydantic import ValidationError
 from gemma_chat import paths
 from gemma_chat.config.settings import Settings
 from gemma_chat.errors import UsageError
-from gemma_chat.files import MIB, read_regular_file
+from gemma_chat.files import read_regular_file
 from gemma_chat.sanitize import one_line
+from gemma_chat.units import MIB
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -61,23 +62,16 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
     elif isinstance(model, str):
         if not model.strip():
             data.pop("model")
-        elif model != "demo" and _looks_like_path(model):
+        elif model != "demo" and (paths.looks_like_path(model) or model.lower().endswith(".gguf")):
             # A relative model path in the config is relative to the config file; a bare
-            # name (a file stem or an alias) is resolved later, like --model NAME.
+            # name (a file stem or an alias) is resolved later, like --model NAME. A bare
+            # file name ending .gguf names the file beside the config, as it always has.
             data["model"] = str((path.parent / Path(model).expanduser()).resolve())
     models_dir = data.get("models_dir")
     if isinstance(models_dir, str) and models_dir.strip():
         # Like model paths: relative to the config file, not to wherever gemma-chat runs.
         data["models_dir"] = str((path.parent / Path(models_dir).expanduser()).resolve())
     return data
-
-
-def _looks_like_path(value: str) -> bool:
-    return (
-        any(sep in value for sep in "/\\")
-        or value.lower().endswith(".gguf")
-        or value.startswith(("~", "."))
-    )
 
 
 _MAX_KEY_SHOWN = 80

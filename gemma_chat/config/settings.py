@@ -99,6 +99,11 @@ class Sampling(BaseModel):
     """The most tokens one reply may have."""
 
 
+SAMPLING_KEYS: tuple[str, ...] = tuple(Sampling.model_fields)
+"""The sampling parameters by name, in the documented order: what ``/set`` accepts, what a
+conversation stores and what ``ask --continue`` carries over."""
+
+
 class RepeatGuard(BaseModel):
     """Stops a reply that keeps repeating the same span with nothing new."""
 
@@ -114,7 +119,7 @@ class RepeatGuard(BaseModel):
     """The longest span (in tokens) the guard looks for."""
 
 
-class StateCache(BaseModel):
+class KVCacheSettings(BaseModel):
     """The per-conversation cache of llama.cpp's KV state, which makes resuming a long
     conversation fast. Files live in the cache directory and can be deleted at any time."""
 
@@ -216,7 +221,7 @@ class Settings(BaseModel):
     """The repetition-loop guard."""
     save_history: bool = True
     """Save conversations to the history database (``ask --no-save`` skips one)."""
-    state_cache: StateCache = Field(default_factory=StateCache)
+    state_cache: KVCacheSettings = Field(default_factory=KVCacheSettings)
     """The KV state cache for resuming conversations."""
     debug: bool = False
     """Show llama.cpp's log and full tracebacks."""

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from gemma_chat import paths
-from gemma_chat.files import MIB, read_regular_file
+from gemma_chat.files import read_regular_file
+from gemma_chat.units import MIB
 
 STATE_FILE_NAME = "state.json"
 STATE_LIMIT = MIB  # the state is a few remembered choices

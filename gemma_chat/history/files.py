@@ -26,6 +26,7 @@ from gemma_chat import paths
 from gemma_chat.backend import kv_cache as state_cache
 from gemma_chat.config import ui_prefs
 from gemma_chat.errors import GemmaChatError, UsageError
+from gemma_chat.units import format_bytes
 
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 """The largest export ``history import`` reads (64 MiB: many times a long conversation
@@ -184,7 +185,7 @@ def _read_stdin() -> str:
         raise UsageError("stdin is not UTF-8 text") from None
     if len(data) > MAX_IMPORT_BYTES:
         raise UsageError(
-            f"stdin holds more than {_mib(MAX_IMPORT_BYTES)}, the most an import reads"
+            f"stdin holds more than {format_bytes(MAX_IMPORT_BYTES)}, the most an import reads"
         )
     return _decode(data, "stdin") if isinstance(data, bytes) else data
 
@@ -208,7 +209,7 @@ def _read_file(path: Path) -> str:
         os.close(fd)
     if len(data) > MAX_IMPORT_BYTES:
         raise UsageError(
-            f"{path} is larger than {_mib(MAX_IMPORT_BYTES)}, the most an import reads"
+            f"{path} is larger than {format_bytes(MAX_IMPORT_BYTES)}, the most an import reads"
         )
     return _decode(data, str(path))
 
@@ -218,7 +219,3 @@ def _decode(data: bytes, source: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{source} is not UTF-8 text") from None
-
-
-def _mib(size: int) -> str:
-    return f"{size // (1024 * 1024)} MiB"

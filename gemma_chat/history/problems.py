@@ -3,6 +3,7 @@ an unreadable file out of the way (it is renamed, never deleted)."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -74,3 +75,30 @@ def move_aside(path: Path | None = None) -> Path:
     except OSError as exc:
         raise StoreError(f"cannot move {path} aside: {exc}") from None
     return target
+
+
+# What the sqlite3 module raises besides sqlite3.Error: a Python int SQLite cannot hold,
+# and a str that is not valid Unicode. The store turns all three into its own errors.
+DRIVER_ERRORS = (sqlite3.Error, OverflowError, UnicodeEncodeError)
+_CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def translate(exc: Exception, path: Path) -> StoreError:
+    """The store's own error for one of :data:`DRIVER_ERRORS` on the file at ``path``."""
+    if isinstance(exc, OverflowError):
+        return Unstorable(f"a number is out of the history database's range: {exc}")
+    if isinstance(exc, UnicodeEncodeError):
+        return Unstorable(
+            "text that is not valid Unicode (a lone surrogate) cannot go into the history"
+        )
+    if _is_corrupt(exc):
+        return CorruptStore(path, str(exc))
+    return StoreError(f"history database {path}: {exc}")
+
+
+def _is_corrupt(exc: Exception) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in _CORRUPT_CODES
+    message = str(exc)
+    return "malformed" in message or "not a database" in message

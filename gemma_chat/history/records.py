@@ -126,6 +126,11 @@ MESSAGE_COLUMNS = (
     "system",
     "created_at",
 )
+MESSAGE_INSERT = (
+    f"INSERT INTO messages (conversation_id, seq, {', '.join(MESSAGE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (len(MESSAGE_COLUMNS) + 2))})"
+)
+"""Insert one message row: its conversation, its position, then :data:`MESSAGE_COLUMNS`."""
 """The message columns a writer fills (besides conversation_id and seq)."""
 
 

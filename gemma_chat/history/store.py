@@ -30,32 +30,32 @@ from pathlib import Path
 from typing import Any
 
 from gemma_chat.errors import UsageError
-from gemma_chat.history import connection, schema
+from gemma_chat.history import connection, ids, schema
+from gemma_chat.history.insert import insert_conversation
 from gemma_chat.history.problems import (
+    DRIVER_ERRORS,
     CorruptStore,
     NotFound,
     StoreError,
     Unstorable,
     move_aside,
     store_file,
+    translate,
 )
 from gemma_chat.history.records import (
-    MESSAGE_COLUMNS,
-    SNIPPET_CLOSE,
-    SNIPPET_OPEN,
+    MESSAGE_INSERT,
     ConversationRecord,
     MessageRecord,
     SearchHit,
     conversation_from_row,
     dumps,
-    hit_from_row,
     message_from_row,
     message_values,
     now,
     title_from,
 )
+from gemma_chat.history.search import fts_query, search_messages, sql_limit
 from gemma_chat.history.turns import to_conversation
-from gemma_chat.sanitize import one_line
 
 __all__ = [
     "ConversationRecord",
@@ -72,26 +72,6 @@ __all__ = [
     "title_from",
     "to_conversation",
 ]
-
-ID_LIMIT = 2**53 - 1
-"""The highest conversation id ever handed out: far from SQLite's 2**63 - 1, so adding
-one never overflows, and exact in every JSON reader (a double holds it)."""
-KEEP_ID_LIMIT = 2**31 - 1
-"""An import keeps its id only up to here; a larger one gets the next id, so no file can
-push the counter anywhere near :data:`ID_LIMIT`."""
-_INT64_MAX = 2**63 - 1
-# What the sqlite3 module raises besides sqlite3.Error: a Python int SQLite cannot hold,
-# and a str that is not valid Unicode. The store turns all three into its own errors.
-_DRIVER_ERRORS = (sqlite3.Error, OverflowError, UnicodeEncodeError)
-_CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
-
-
-def _is_corrupt(exc: Exception) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
-    if code is not None:
-        return code & 0xFF in _CORRUPT_CODES
-    message = str(exc)
-    return "malformed" in message or "not a database" in message
 
 
 class HistoryStore:
@@ -140,15 +120,7 @@ class HistoryStore:
             raise
 
     def _translate(self, exc: Exception) -> StoreError:
-        if isinstance(exc, OverflowError):
-            return Unstorable(f"a number is out of the history database's range: {exc}")
-        if isinstance(exc, UnicodeEncodeError):
-            return Unstorable(
-                "text that is not valid Unicode (a lone surrogate) cannot go into the history"
-            )
-        if _is_corrupt(exc):
-            return CorruptStore(self.path, str(exc))
-        return StoreError(f"history database {self.path}: {exc}")
+        return translate(exc, self.path)
 
     def close(self) -> None:
         """Close the connection (the WAL is checkpointed by SQLite)."""
@@ -168,7 +140,7 @@ class HistoryStore:
         with self._lock:
             try:
                 yield self._conn
-            except _DRIVER_ERRORS as exc:
+            except DRIVER_ERRORS as exc:
                 raise self._translate(exc) from None
 
     @contextmanager
@@ -187,7 +159,7 @@ class HistoryStore:
                 with suppress(sqlite3.Error):  # a failed rollback must not hide the cause
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
-                if isinstance(exc, _DRIVER_ERRORS):
+                if isinstance(exc, DRIVER_ERRORS):
                     raise self._translate(exc) from None
                 raise
 
@@ -204,7 +176,7 @@ class HistoryStore:
         message when not given). Ids only go up: a deleted one is never re-used."""
         stamp = now()
         with self._write() as conn:
-            new_id = _next_id(conn)
+            new_id = ids.next_id(conn)
             conn.execute(
                 "INSERT INTO conversations (id, uuid, title, system, params, created_at, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -230,7 +202,7 @@ class HistoryStore:
         """Conversations, the one with the latest message first."""
         query = _CONVERSATION_SELECT + " ORDER BY c.updated_at DESC, c.id DESC"
         with self._read() as conn:
-            rows = conn.execute(query + " LIMIT ?", (_sql_limit(limit),)).fetchall()
+            rows = conn.execute(query + " LIMIT ?", (sql_limit(limit),)).fetchall()
         return [conversation_from_row(row) for row in rows]
 
     def latest(self) -> ConversationRecord | None:
@@ -345,7 +317,7 @@ class HistoryStore:
         if row is None:
             raise NotFound(f"no conversation {conversation_id} in the history")
         seq = int(row["next"])
-        cursor = conn.execute(_MESSAGE_INSERT, (conversation_id, seq, *message_values(message)))
+        cursor = conn.execute(MESSAGE_INSERT, (conversation_id, seq, *message_values(message)))
         if not row["title"] and message.role == "user":
             conn.execute(
                 "UPDATE conversations SET title = ? WHERE id = ?",
@@ -371,31 +343,20 @@ class HistoryStore:
 
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:
         """Messages matching every word of ``text`` (each word also matches as a
-        prefix), best matches first.
+        prefix), best matches first (see :mod:`gemma_chat.history.search`).
 
         Raises:
             UsageError: ``text`` has no word to search for.
         """
         query = fts_query(text)
         with self._read() as conn:
-            rows = conn.execute(
-                "SELECT m.id, m.conversation_id, m.seq, m.role, m.created_at, c.title, "
-                f"snippet(messages_fts, 0, '{SNIPPET_OPEN}', '{SNIPPET_CLOSE}', '…', 12) "
-                "AS snippet FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
-                "JOIN conversations c ON c.id = m.conversation_id "
-                "WHERE messages_fts MATCH ? ORDER BY bm25(messages_fts), m.id DESC LIMIT ?",
-                (query, _sql_limit(limit)),
-            ).fetchall()
-        return [hit_from_row(row) for row in rows]
+            return search_messages(conn, query, limit)
 
     # -------------------------------------------------------- whole conversations
 
     def insert(self, record: ConversationRecord, messages: list[MessageRecord]) -> int:
-        """Store a whole conversation as given (import): uuid, times and every field.
-
-        The id is kept when it was never used in this store, so an export imported into
-        a new store is the same conversation under the same number. ``reply_to`` is
-        given as a position in ``messages`` and becomes the new row id.
+        """Store a whole conversation as given (import): uuid, times and every field
+        (see :func:`gemma_chat.history.insert.insert_conversation`).
 
         Returns:
             The id it was stored under.
@@ -404,99 +365,10 @@ class HistoryStore:
             UsageError: A conversation with the same uuid is already stored.
         """
         with self._write() as conn:
-            clash = conn.execute(
-                "SELECT id FROM conversations WHERE uuid = ?", (record.uuid,)
-            ).fetchone()
-            if clash is not None:
-                raise UsageError(
-                    f"conversation {_shown(record.uuid)} is already in the history as {clash['id']}"
-                )
-            if _counter(conn) < record.id <= KEEP_ID_LIMIT:
-                new_id = record.id
-                conn.execute("UPDATE counters SET value = ? WHERE name = 'conversation'", (new_id,))
-            else:
-                new_id = _next_id(conn)
-            conn.execute(
-                "INSERT INTO conversations (id, uuid, title, system, params, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    new_id,
-                    record.uuid,
-                    record.title,
-                    record.system,
-                    dumps(record.params),
-                    record.created_at,
-                    record.updated_at,
-                ),
-            )
-            row_ids: list[int] = []
-            for seq, message in enumerate(messages):
-                reply_to = message.reply_to
-                if reply_to is not None:
-                    reply_to = row_ids[reply_to] if 0 <= reply_to < len(row_ids) else None
-                values = message_values(replace(message, reply_to=reply_to))
-                cursor = conn.execute(_MESSAGE_INSERT, (new_id, seq, *values))
-                row_ids.append(int(cursor.lastrowid or 0))
-            return new_id
-
-
-def _counter(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT value FROM counters WHERE name = 'conversation'").fetchone()[0])
-
-
-def _next_id(conn: sqlite3.Connection) -> int:
-    """The next conversation id, counted up inside the caller's transaction.
-
-    Raises:
-        StoreError: Every id up to :data:`ID_LIMIT` is used (only a hand-edited file
-            gets here).
-    """
-    counter = _counter(conn)
-    if counter >= ID_LIMIT:
-        # Only an import by an older gemma-chat (which kept any id) could push the
-        # counter this far: carry on from the highest id in range instead of failing
-        # every save from now on.
-        counter = conn.execute(
-            "SELECT coalesce(max(id), 0) FROM conversations WHERE id <= ?", (ID_LIMIT,)
-        ).fetchone()[0]
-    new_id = counter + 1
-    if new_id > ID_LIMIT:
-        raise StoreError(f"no conversation ids are left (the highest is {ID_LIMIT})")
-    conn.execute("UPDATE counters SET value = ? WHERE name = 'conversation'", (new_id,))
-    return new_id
-
-
-def _shown(text: str, length: int = 60) -> str:
-    """Text from a file, safe and short enough for a one-line error."""
-    text = one_line(text)
-    return text if len(text) <= length else text[: length - 1] + "…"
-
-
-def _sql_limit(limit: int | None) -> int:
-    """A LIMIT SQLite can take: none (-1) for None or a number past its range."""
-    return -1 if limit is None or limit > _INT64_MAX else limit
-
-
-def fts_query(text: str) -> str:
-    """An FTS5 query for what a user typed: every word must appear, each as a prefix.
-
-    Words are quoted, so FTS5 operators and punctuation in the text are searched for,
-    never interpreted.
-
-    Raises:
-        UsageError: There is no word in ``text``.
-    """
-    words = [word for word in text.split() if any(ch.isalnum() for ch in word)]
-    if not words:
-        raise UsageError("give a word to search for")
-    return " ".join('"' + word.replace('"', '""') + '"*' for word in words)
+            return insert_conversation(conn, record, messages)
 
 
 _CONVERSATION_SELECT = (
     "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) "
     "AS message_count FROM conversations c"
-)
-_MESSAGE_INSERT = (
-    f"INSERT INTO messages (conversation_id, seq, {', '.join(MESSAGE_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * (len(MESSAGE_COLUMNS) + 2))})"
 )

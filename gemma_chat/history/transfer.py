@@ -117,7 +117,7 @@ def import_json(store: HistoryStore, text: str, source: str = "the file") -> int
 
     Returns:
         The id it was stored under: its old id when that is free and in range
-        (see :data:`~gemma_chat.history.store.KEEP_ID_LIMIT`), else the next one.
+        (see :data:`~gemma_chat.history.ids.KEEP_ID_LIMIT`), else the next one.
 
     Raises:
         UsageError: The text is not such a document (the message names up to

@@ -65,14 +65,9 @@ def demo_model(notify: Callable[[str], None] | None = None) -> Path | None:
     return target
 
 
-def _stat_key(path: Path) -> str:
-    # Device, inode and ctime besides size and mtime: see files.file_version.
-    return file_version(path)
-
-
 def _marker_ok(marker: Path, target: Path, sha256: str) -> bool:
     try:
-        return read_regular_file(marker, 4096).decode() == f"{sha256} {_stat_key(target)}"
+        return read_regular_file(marker, 4096).decode() == f"{sha256} {file_version(target)}"
     except (OSError, ValueError):
         return False
 
@@ -80,4 +75,4 @@ def _marker_ok(marker: Path, target: Path, sha256: str) -> bool:
 def _write_marker(marker: Path, target: Path, sha256: str) -> None:
     # Only an optimisation: without the marker the next start re-checks the hash.
     with contextlib.suppress(OSError):
-        marker.write_text(f"{sha256} {_stat_key(target)}")
+        marker.write_text(f"{sha256} {file_version(target)}")

@@ -29,12 +29,14 @@ from typing import Any
 from gemma_chat import paths
 from gemma_chat.config.settings import Settings
 from gemma_chat.errors import ModelError, UsageError
+from gemma_chat.files import read_regular_file
 from gemma_chat.models.gguf_meta import SHARD_RE, GGUFMeta, read_many
 
 SOURCES = ("models-dir", "config", "alias", "hf-cache", "demo")
 """Where discovery finds files, in order (``"path"`` marks a file named on the command line)."""
 MAX_DEPTH = 4
 DEMO_NAME = "demo"
+REF_LIMIT = 4096  # a Hugging Face cache ref holds one commit hash
 
 
 @dataclass(frozen=True)
@@ -306,9 +308,12 @@ def _snapshots(repo_dir: Path) -> list[Path]:
     refs = []
     for ref in ["main", *sorted(p.name for p in _listdir(repo_dir / "refs") if p.name != "main")]:
         try:
-            refs.append((repo_dir / "refs" / ref).read_text().strip())
+            # Bounded and never blocking: the cache is a folder the user chooses, and a
+            # FIFO or a huge file there must not hang or exhaust `models`.
+            data = read_regular_file(repo_dir / "refs" / ref, REF_LIMIT)
         except OSError:
             continue
+        refs.append(data.decode("utf-8", errors="replace").strip())
     snapshots = [p for p in _listdir(repo_dir / "snapshots") if _is(p, "is_dir")]
 
     def order(snapshot: Path) -> tuple[int, float]:

@@ -27,11 +27,12 @@ from typing import Any
 
 from gemma_chat import paths
 from gemma_chat.errors import ModelError
-from gemma_chat.files import file_version
+from gemma_chat.files import file_version, read_regular_file
 from gemma_chat.models.child import run_child
 
 FORMAT_VERSION = 1  # bump when the child's output changes, to invalidate cached results
 READ_TIMEOUT_S = 120
+CACHE_LIMIT = 16 * 1024 * 1024  # a cached result is tens of KB (the tensor list)
 CHILD_COMMAND = (sys.executable, "-m", "gemma_chat.models.gguf_meta")
 """The reader process; its arguments are the files."""
 SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
@@ -300,7 +301,8 @@ def _cache_file(path: Path) -> Path | None:
 def _load_cached(path: Path) -> dict[str, Any] | None:
     cache = _cache_file(path)
     try:
-        data = json.loads(cache.read_text()) if cache else None
+        # Bounded and never blocking: the cache folder is the user's to point anywhere.
+        data = json.loads(read_regular_file(cache, CACHE_LIMIT)) if cache else None
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

@@ -124,7 +124,7 @@ def check_context(
     Raises:
         UsageError: The context cannot fit, or is larger than llama.cpp can take.
     """
-    from gemma_chat.planning.planner import gib
+    from gemma_chat.units import format_bytes
 
     if supported is None:
         from gemma_chat.backend.local import gpu_offload_supported
@@ -144,13 +144,13 @@ def check_context(
         needed = plan.kv_cache + plan.compute
         free = plan.free_ram + (plan.free_vram or 0)
         if needed > free:
-            where = f"{gib(plan.free_ram)} of free RAM"
+            where = f"{format_bytes(plan.free_ram)} of free RAM"
             if plan.free_vram is not None:
-                where += f" and {gib(plan.free_vram)} of free VRAM"
+                where += f" and {format_bytes(plan.free_vram)} of free VRAM"
             trained = f" (it was trained on {info.context_length})" if info.context_length else ""
             raise UsageError(
                 f"a context of {n_ctx} tokens (--ctx) cannot fit: its KV cache and compute "
-                f"buffers alone need {gib(needed)}, and this machine has {where}; "
+                f"buffers alone need {format_bytes(needed)}, and this machine has {where}; "
                 f"use a smaller --ctx{trained}"
             )
     if n_ctx > MAX_CTX:

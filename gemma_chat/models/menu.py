@@ -14,6 +14,7 @@ from gemma_chat.chat.context import default_ctx, round_ctx
 from gemma_chat.config.settings import Settings
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.models.discovery import ModelEntry, list_models, record
+from gemma_chat.units import format_bytes
 
 
 @dataclass(frozen=True)
@@ -87,18 +88,10 @@ def _summary(info: dict) -> str:
         info.get("size_label"),
         info.get("quantization"),
         f"ctx {info['context_length']:,}" if info.get("context_length") else None,
-        _gib(info.get("file_size")),
+        format_bytes(info["file_size"]) if info.get("file_size") else None,
         info.get("source"),
     ]
     return " · ".join(str(part) for part in parts if part)
-
-
-def _gib(size: int | None) -> str | None:
-    if not size:
-        return None
-    if size >= 2**30:
-        return f"{size / 2**30:.2f} GiB"
-    return f"{size / 2**20:.0f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
 
 
 def _same(path: Path, other: str) -> bool:

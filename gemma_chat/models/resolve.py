@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 
 from gemma_chat import paths
 from gemma_chat.errors import ModelError
-from gemma_chat.files import read_regular_file
+from gemma_chat.files import file_version, read_regular_file
 from gemma_chat.models.child import run_child
-from gemma_chat.models.demo import _stat_key, demo_model
+from gemma_chat.models.demo import demo_model
 from gemma_chat.models.gguf_meta import check_header
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def resolve_model(
     """The model file named by the settings, or the demo model when none is named.
 
     The settings already applied the order ``--model``, ``$GEMMA_CHAT_MODEL``, config
-    (see :func:`gemma_chat.cli.options.build_settings`). ``demo`` names the demo model.
+    (see :func:`gemma_chat.cli.run_settings.build_settings`). ``demo`` names the demo model.
     A value that is a path, or names an existing file, is that file; otherwise it is a
     short name: an alias from the config, or the stem (or name) of a file that
     ``gemma-chat models`` lists.
@@ -105,7 +105,7 @@ def resolve_model(
     """
     if value and value != "demo":
         path = Path(value).expanduser()
-        if _looks_like_path(value) or path.is_file():
+        if paths.looks_like_path(value) or path.is_file():
             return path
         from gemma_chat.models.discovery import lookup
 
@@ -127,11 +127,6 @@ def resolve_model(
     if demo is None:
         raise ModelError(NO_MODEL_HINT)
     return demo
-
-
-def _looks_like_path(value: str) -> bool:
-    separators = [sep for sep in (os.sep, os.altsep, "/") if sep]
-    return value.startswith(("~", ".")) or any(sep in value for sep in separators)
 
 
 def inspect_model(path: Path, *, flash_attn: bool = True, use_cache: bool = True) -> ModelInfo:
@@ -222,7 +217,7 @@ def _probe_cache_file(path: Path, flash_attn: bool) -> Path:
         version = metadata.version("llama_cpp_python")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    key = f"{_PROBE_FORMAT}|{path.resolve()}|{_stat_key(path)}|{version}|{flash_attn}"
+    key = f"{_PROBE_FORMAT}|{path.resolve()}|{file_version(path)}|{version}|{flash_attn}"
     digest = hashlib.sha256(os.fsencode(key)).hexdigest()[:32]  # any file name
     return paths.cache_dir() / "probes" / f"{digest}.json"
 

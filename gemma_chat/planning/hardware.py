@@ -11,13 +11,13 @@ with a timeout.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from gemma_chat.backend import build_info
 
 MIB = 1024**2
 NVIDIA_SMI_TIMEOUT_S = 5.0
@@ -25,9 +25,6 @@ NVIDIA_SMI_QUERY = (
     "--query-gpu=memory.free,memory.total,name",
     "--format=csv,noheader,nounits",
 )
-# ggml_backend_dev_type, in ggml-backend.h order.
-DEVICE_TYPES = ("cpu", "gpu", "igpu", "accel", "meta")
-GPU_TYPES = ("gpu", "igpu")
 
 
 @dataclass(frozen=True)
@@ -60,27 +57,6 @@ class Gpu:
     total: int
     source: str
     backend: str | None = None
-
-
-@dataclass(frozen=True)
-class Device:
-    """A device in llama.cpp's (ggml's) device list.
-
-    Attributes:
-        name: ggml's device name (``CPU``, ``CUDA0``).
-        description: The hardware (``AMD EPYC``, ``NVIDIA H100 80GB HBM3``).
-        type: ``cpu``, ``gpu``, ``igpu``, ``accel`` or ``meta``.
-        backend: The backend that registered it (``CPU``, ``CUDA``, ``BLAS``).
-        free: Free memory in bytes (the CPU device reports total RAM).
-        total: Total memory in bytes.
-    """
-
-    name: str
-    description: str
-    type: str
-    backend: str
-    free: int
-    total: int
 
 
 def system_memory() -> Memory:
@@ -147,37 +123,6 @@ def cpu_counts() -> dict[str, int | None]:
     }
 
 
-def llama_devices() -> list[Device]:
-    """The devices llama.cpp's build can use, with their memory (imports llama_cpp)."""
-    lib = _ggml()
-    devices = []
-    for index in range(lib.ggml_backend_dev_count()):
-        dev = lib.ggml_backend_dev_get(index)
-        free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
-        lib.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
-        kind = lib.ggml_backend_dev_type(dev)
-        devices.append(
-            Device(
-                name=_text(lib.ggml_backend_dev_name(dev)),
-                description=_text(lib.ggml_backend_dev_description(dev)),
-                type=DEVICE_TYPES[kind] if 0 <= kind < len(DEVICE_TYPES) else str(kind),
-                backend=_text(lib.ggml_backend_reg_name(lib.ggml_backend_dev_backend_reg(dev))),
-                free=int(free.value),
-                total=int(total.value),
-            )
-        )
-    return devices
-
-
-def llama_backends() -> list[str]:
-    """The backends compiled into (or loaded by) llama.cpp: ``CPU``, ``CUDA``, ``BLAS``..."""
-    lib = _ggml()
-    return [
-        _text(lib.ggml_backend_reg_name(lib.ggml_backend_reg_get(i)))
-        for i in range(lib.ggml_backend_reg_count())
-    ]
-
-
 def parse_nvidia_smi(text: str) -> list[Gpu]:
     """Parse ``nvidia-smi --query-gpu=memory.free,memory.total,name
     --format=csv,noheader,nounits`` (MiB). Lines that are not GPUs (driver errors,
@@ -217,8 +162,8 @@ def gpus(gpu_build: bool) -> list[Gpu]:
         with contextlib.suppress(OSError, AttributeError):
             found = [
                 Gpu(d.description or d.name, d.free, d.total, "llama.cpp", d.backend)
-                for d in llama_devices()
-                if d.type in GPU_TYPES
+                for d in build_info.llama_devices()
+                if d.type in build_info.GPU_TYPES
             ]
             if found:
                 return found
@@ -228,31 +173,3 @@ def gpus(gpu_build: bool) -> list[Gpu]:
 def free_vram(found: list[Gpu]) -> int | None:
     """Free VRAM over all GPUs, or None without any."""
     return sum(gpu.free for gpu in found) if found else None
-
-
-def _ggml() -> Any:
-    """libggml with the device API's C signatures declared. The getters live in
-    libggml-base, which the dynamic loader resolves through libggml's dependencies."""
-    from llama_cpp._ggml import libggml as lib
-
-    ptr, size, cstr = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p
-    signatures: dict[str, tuple[Any, list[Any]]] = {
-        "ggml_backend_dev_count": (size, []),
-        "ggml_backend_dev_get": (ptr, [size]),
-        "ggml_backend_dev_name": (cstr, [ptr]),
-        "ggml_backend_dev_description": (cstr, [ptr]),
-        "ggml_backend_dev_type": (ctypes.c_int, [ptr]),
-        "ggml_backend_dev_memory": (None, [ptr, ctypes.POINTER(size), ctypes.POINTER(size)]),
-        "ggml_backend_dev_backend_reg": (ptr, [ptr]),
-        "ggml_backend_reg_count": (size, []),
-        "ggml_backend_reg_get": (ptr, [size]),
-        "ggml_backend_reg_name": (cstr, [ptr]),
-    }
-    for name, (restype, argtypes) in signatures.items():
-        function = getattr(lib, name)
-        function.restype, function.argtypes = restype, argtypes
-    return lib
-
-
-def _text(value: bytes | None) -> str:
-    return value.decode("utf-8", errors="replace") if value else ""

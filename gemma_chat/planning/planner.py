@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from gemma_chat.planning.model_shape import ModelShape
+from gemma_chat.units import format_bytes
 
 MIB = 1024**2
 GIB = 1024**3
@@ -305,43 +306,38 @@ def plan_memory(
 
 def _with_verdict(plan: MemoryPlan, gpu_name: str | None) -> MemoryPlan:
     head = f"{plan.label} at {plan.n_ctx} ctx"
-    parts = f"{gib(plan.weights)} weights + {gib(plan.kv_cache)} KV + {gib(plan.compute)} compute"
+    parts = (
+        f"{format_bytes(plan.weights)} weights + {format_bytes(plan.kv_cache)} KV + "
+        f"{format_bytes(plan.compute)} compute"
+    )
     on = f" ({gpu_name})" if gpu_name else ""
-    vram = f" of {gib(plan.free_vram)} free VRAM" if plan.free_vram is not None else " of VRAM"
+    vram = (
+        f" of {format_bytes(plan.free_vram)} free VRAM"
+        if plan.free_vram is not None
+        else " of VRAM"
+    )
     if not plan.fits_vram:
         text = (
             f"{head} does not fit on the GPU{on} with {plan.gpu_layers} layers: needs "
-            f"{gib(plan.gpu_bytes)}, have {gib(plan.free_vram or 0)} free"
+            f"{format_bytes(plan.gpu_bytes)}, have {format_bytes(plan.free_vram or 0)} free"
         )
     elif not plan.fits_ram:
-        where = f"besides {gib(plan.gpu_bytes)} on the GPU, " if plan.gpu_layers else ""
+        where = f"besides {format_bytes(plan.gpu_bytes)} on the GPU, " if plan.gpu_layers else ""
         text = (
-            f"{head} does not fit: needs {gib(plan.cpu_bytes)} of RAM, {where}"
-            f"have {gib(plan.free_ram)} free"
+            f"{head} does not fit: needs {format_bytes(plan.cpu_bytes)} of RAM, {where}"
+            f"have {format_bytes(plan.free_ram)} free"
         )
     elif plan.gpu_layers == plan.max_layers:
-        text = f"{head} fits on the GPU{on}: {parts} = {gib(plan.gpu_bytes)}{vram}"
+        text = f"{head} fits on the GPU{on}: {parts} = {format_bytes(plan.gpu_bytes)}{vram}"
     elif plan.gpu_layers:
         text = (
             f"{head}: {plan.gpu_layers} of {plan.max_layers} layers on the GPU{on}: "
-            f"{gib(plan.gpu_bytes)}{vram}; the rest in RAM: {gib(plan.cpu_bytes)} of "
-            f"{gib(plan.free_ram)} free"
+            f"{format_bytes(plan.gpu_bytes)}{vram}; the rest in RAM: "
+            f"{format_bytes(plan.cpu_bytes)} of {format_bytes(plan.free_ram)} free"
         )
     else:
-        text = f"{head} fits in RAM: {parts} = {gib(plan.cpu_bytes)} of {gib(plan.free_ram)} free"
+        text = (
+            f"{head} fits in RAM: {parts} = {format_bytes(plan.cpu_bytes)} of "
+            f"{format_bytes(plan.free_ram)} free"
+        )
     return MemoryPlan(**{**asdict(plan), "verdict": text})
-
-
-def gib(n_bytes: int) -> str:
-    """A size for people: ``16.9 GiB``, ``2.88 GiB``, ``514 MiB``, ``81.5 TiB``."""
-    if n_bytes >= 1024 * GIB:
-        return f"{n_bytes / (1024 * GIB):,.1f} TiB"
-    if n_bytes >= 10 * GIB:
-        return f"{n_bytes / GIB:.1f} GiB"
-    if n_bytes >= GIB:
-        return f"{n_bytes / GIB:.2f} GiB"
-    if n_bytes >= 10 * MIB:
-        return f"{n_bytes / MIB:.0f} MiB"
-    if n_bytes >= MIB:
-        return f"{n_bytes / MIB:.1f} MiB"
-    return f"{n_bytes / 1024:.0f} KiB"

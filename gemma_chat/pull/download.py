@@ -196,16 +196,18 @@ class _Job:
 
         cache = Path(constants.HF_HUB_CACHE)
         repo, filename = self.target.repo, self.target.filename
+        # The ref is read here, bounded (a FIFO there cannot block), and the commit is
+        # what huggingface_hub is given: with a commit it reads no ref itself.
+        commit, files = pull_files.cached_files(cache, repo, self.target.revision)
+        if not commit:
+            raise GemmaChatError(_unavailable(reason, self.target, cache))
         if filename is None:
-            _, files = pull_files.cached_files(cache, repo, self.target.revision)
             if not files:
                 raise GemmaChatError(_unavailable(reason, self.target, cache))
             filename = pick_file(files, self.target.quant or "", f"{repo} (cached)")
             self.target = replace(self.target, filename=filename)
         try:
-            cached = hf_hub_download(
-                repo, filename, revision=self.target.revision, local_files_only=True
-            )
+            cached = hf_hub_download(repo, filename, revision=commit, local_files_only=True)
         except LocalEntryNotFoundError:
             raise GemmaChatError(_unavailable(reason, self.target, cache)) from None
         if not reason.startswith("HF_HUB_OFFLINE"):
@@ -232,7 +234,10 @@ class _Job:
         if not final.exists():
             return None
         label = final.name
-        actual = pull_files.sha256_file(final, progress=self.progress, label=label)
+        try:
+            actual = pull_files.sha256_file(final, progress=self.progress, label=label)
+        except OSError as exc:  # a FIFO or a folder of that name: never opened blocking
+            raise GemmaChatError(f"{final} is in the way: {exc.strerror or exc}") from None
         if expected is not None and actual == expected:
             self.notify(f"{label} is already in {final.parent} and up to date")
             return self.result(final, actual, True, commit, "present", "unchanged")

@@ -16,7 +16,6 @@ and a mismatch deletes it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import shutil
@@ -24,10 +23,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from gemma_chat import files
 from gemma_chat.errors import GemmaChatError
+from gemma_chat.units import format_bytes
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_CHUNK = 8 * 1024 * 1024
+REF_LIMIT = 4096  # a Hugging Face cache ref holds one commit hash
 
 
 class ChecksumMismatch(GemmaChatError):
@@ -38,23 +39,15 @@ def sha256_file(path: Path, *, progress: bool = False, label: str = "") -> str:
     """The sha256 of a file, with a progress bar when ``progress`` is True."""
     from huggingface_hub.utils import tqdm
 
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    with (
-        path.open("rb") as handle,
-        tqdm(
-            total=size,
-            unit="B",
-            unit_scale=True,
-            desc=f"verifying {label or path.name}",
-            disable=not progress,
-            name="gemma_chat.pull.download",
-        ) as bar,
-    ):
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
+    with tqdm(
+        total=path.stat().st_size,
+        unit="B",
+        unit_scale=True,
+        desc=f"verifying {label or path.name}",
+        disable=not progress,
+        name="gemma_chat.pull.download",
+    ) as bar:
+        return files.sha256_file(path, bar.update)
 
 
 def expected_sha256(etag: str | None) -> str | None:
@@ -171,11 +164,7 @@ def _check_space(folder: Path, needed: int) -> None:
 
 
 def _gb(size: int | None) -> str:
-    if size is None:
-        return "an unknown size"
-    if size < 10**9:
-        return f"{size / 10**6:.1f} MB"
-    return f"{size / 10**9:.2f} GB"
+    return "an unknown size" if size is None else format_bytes(size)
 
 
 def install(source: Path, final: Path, *, move: bool) -> str:
@@ -236,8 +225,8 @@ def cached_files(cache_dir: Path, repo: str, revision: str | None) -> tuple[str,
     folder = cache_dir / f"models--{repo.replace('/', '--')}"
     commit = revision or "main"
     ref = folder / "refs" / commit
-    with contextlib.suppress(OSError):
-        commit = ref.read_text().strip()
+    with contextlib.suppress(OSError):  # bounded, and a FIFO there cannot block
+        commit = files.read_regular_file(ref, REF_LIMIT).decode("utf-8", "replace").strip()
     snapshot = folder / "snapshots" / commit
     if not snapshot.is_dir():
         return "", []
