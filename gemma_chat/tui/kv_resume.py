@@ -21,7 +21,7 @@ from typing import Any
 
 from gemma_chat.backend.kv_cache import KVStateCache, resume_ids
 from gemma_chat.chat.conversation import Conversation
-from gemma_chat.config.settings import StateCache
+from gemma_chat.config.settings import KVCacheSettings
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
 
@@ -99,7 +99,7 @@ class KVResumeService:
         settings: The ``[state_cache]`` settings.
     """
 
-    def __init__(self, settings: StateCache) -> None:
+    def __init__(self, settings: KVCacheSettings) -> None:
         self.settings = settings
         self.cache = KVStateCache(settings)
         self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kv-state")
