@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from rich.text import Text
 from textual.app import App
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -323,7 +324,7 @@ class GemmaChatApp(
 
     def on_prompt_input_completions_changed(self, event: PromptInput.CompletionsChanged) -> None:
         hint = "Tab: " + "  ".join(event.matches) if event.matches else ""
-        self.query_one("#completions", Static).update(hint)
+        self.query_one("#completions", Static).update(Text(hint))  # typed text, not markup
         self.query_one("#completions").set_class(bool(hint), "-visible")
 
     def schedule_count(self) -> None:
@@ -340,7 +341,9 @@ class GemmaChatApp(
 
     def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:
         """Show a notification. Many quote untrusted text (a server's error, a title, a
-        model's name), so every one passes through the sanitizer here, in one place."""
+        model's name), so every one passes through the sanitizer here, in one place. They
+        also quote what the user typed (`/theme [/]`), so they are never parsed as markup."""
+        kwargs.setdefault("markup", False)
         super().notify(visible(message), title=one_line(title), **kwargs)
 
     # ------------------------------------------------------------------ actions

@@ -41,7 +41,7 @@ def hit_prompt(hit: Any) -> Text:
     """One result: the conversation's title and who wrote the message, then the
     snippet with its matches highlighted."""
     line = Text()
-    line.append(one_line(hit.title), style="bold")
+    line.append(one_line(hit.title, 200), style="bold")
     line.append(f" · {one_line(ROLE_NAMES.get(hit.role, hit.role))}", style="dim")
     line.append("\n")
     line.append_text(snippet_text(hit.highlighted(_OPEN, _CLOSE)))

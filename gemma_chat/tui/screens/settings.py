@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pydantic import ValidationError
+from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import ModalScreen
@@ -83,7 +84,8 @@ class SettingsScreen(ModalScreen[EditedSettings | None]):
         try:
             sampling = Sampling.model_validate(values)
         except ValidationError as exc:
-            self.query_one("#settings-error", Static).update(describe_validation_error(exc))
+            # The message quotes what was typed: plain text, never markup.
+            self.query_one("#settings-error", Static).update(Text(describe_validation_error(exc)))
             return
         guard = self._guard.model_copy(
             update={"enabled": self.query_one("#settings-guard", Switch).value}

@@ -174,7 +174,8 @@ class ModelReply(Vertical):
                 return
 
     def compose(self):
-        yield Markdown(self._live_text or None, classes="reply-body")
+        # open_links=False: a link's target is the model's choice and hides behind its text.
+        yield Markdown(self._live_text or None, classes="reply-body", open_links=False)
         if self.shown_in_part:
             yield Button(
                 f"⋯ Show the whole reply ({self._hidden_chars:,} more characters)",
@@ -206,7 +207,7 @@ class ModelReply(Vertical):
                 await self._write_live(finished[written:])
                 await self._end_stream()
                 marker = self.query_one(".stop-marker")
-                await self.mount(Markdown(classes="reply-body"), before=marker)
+                await self.mount(Markdown(classes="reply-body", open_links=False), before=marker)
                 self._live_text = ""
                 await self._write_live(rest)
                 return
