@@ -22,7 +22,6 @@ from textual.widgets import Footer, Static
 from gemma_chat.chat import commands as slash
 from gemma_chat.chat.conversation import Conversation
 from gemma_chat.config.settings import Settings
-from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone
 from gemma_chat.history.store import HistoryStore
@@ -32,14 +31,21 @@ from gemma_chat.tui.history import HistorySupport
 from gemma_chat.tui.keys import KeyBindings
 from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.loading import Loader, ModelLoading, load_failure
-from gemma_chat.tui.messages import ModelLoaded, ModelLoadFailed, Notice, TokensCounted
+from gemma_chat.tui.messages import (
+    ModelLoaded,
+    ModelLoadFailed,
+    Notice,
+    ReplyDelta,
+    ReplyFailed,
+    ReplyFinished,
+    TokensCounted,
+)
 from gemma_chat.tui.meter import ContextMeter
-from gemma_chat.tui.replies import ReplyStreaming
-from gemma_chat.tui.slash import BUSY_HINT, SlashCommands
+from gemma_chat.tui.replies import ReplyStreamer
+from gemma_chat.tui.slash import SlashCommands
 from gemma_chat.tui.theming import ThemeService
 from gemma_chat.tui.widgets.chat_log import (
     ChatLog,
-    ModelReply,
     WholeTextRequested,
 )
 from gemma_chat.tui.widgets.prompt_input import PromptInput
@@ -64,7 +70,6 @@ class GemmaChatApp(
     SlashCommands,
     HistorySupport,
     ConversationSwitching,
-    ReplyStreaming,
     App[None],
 ):
     """Chat with a Gemma model."""
@@ -134,13 +139,7 @@ class GemmaChatApp(
         self.backend: Any = None
         self.model_info: Any = None
         self.last_done: ReplyDone | None = None
-        self._cancel: threading.Event | None = None
-        self._reply: ModelReply | None = None
-        self._streamed = 0
-        self._stream_started = 0.0
-        self._speed_shown = 0.0
-        self._delta_taken = threading.Event()
-        self._gc_timer: Any = None
+        self.replies = ReplyStreamer(self)
         self._handle_signals = handle_signals
         self.setup_history(store, resume)
 
@@ -199,7 +198,12 @@ class GemmaChatApp(
     @property
     def generating(self) -> bool:
         """Whether a reply is being generated."""
-        return self._cancel is not None
+        return self.replies.generating
+
+    @property
+    def _cancel(self) -> threading.Event | None:
+        """Set to stop the reply being generated (tests read it)."""
+        return self.replies.cancel
 
     # ------------------------------------------------------------------- model loading
 
@@ -272,45 +276,16 @@ class GemmaChatApp(
             self.prompt.clear()
             await self.run_command(text.strip())
             return
-        text = text[1:] if text.startswith("//") else text
-        if not text.strip():
-            return
-        if self.generating:
-            self.notify(BUSY_HINT, severity="warning")
-            return
-        if self._reply_missing():
-            return
-        if self.engine is None or self._loading is not None:
-            # While another model loads, the working one is replaced (and closed) as
-            # soon as the load ends: no reply may be generating on it then.
-            self.notify(
-                "A model is loading; your message stays in the input."
-                if self.engine is not None
-                else "No model is loaded yet; your message stays in the input.",
-                severity="warning",
-            )
-            return
-        if not self._fits(text, self.engine.n_ctx):
-            return
-        self.prompt.remember(text)
-        self.prompt.clear()
-        self.conversation.add_user(text)
-        self._record_user()
-        await self.chat.add_user(text)
-        await self._start_reply()
+        await self.replies.send(text[1:] if text.startswith("//") else text)
 
-    def _fits(self, text: str, n_ctx: int) -> bool:
-        """Whether ``text`` can fit the context at all (the bound ``ask`` checks before
-        tokenizing): tokenizing megabytes would hold the reply worker, and quitting,
-        which waits for it, for minutes. The text stays in the input."""
-        from gemma_chat.models.loader import check_input_size
+    def on_reply_delta(self, message: ReplyDelta) -> None:
+        self.replies.on_delta(message)
 
-        try:
-            check_input_size(text, n_ctx)
-        except GemmaChatError as exc:
-            self.notify(f"{exc}; it stays in the input.", severity="warning", timeout=10)
-            return False
-        return True
+    def on_reply_finished(self, message: ReplyFinished) -> None:
+        self.replies.on_finished(message)
+
+    async def on_reply_failed(self, message: ReplyFailed) -> None:
+        await self.replies.on_failed(message)
 
     def on_whole_text_requested(self, message: WholeTextRequested) -> None:
         from gemma_chat.tui.screens.whole_text import WholeTextScreen
@@ -364,8 +339,15 @@ class GemmaChatApp(
 
     def action_stop(self) -> None:
         """Stop the reply being generated (the partial reply is kept)."""
-        if self._cancel is not None:
-            self._cancel.set()
+        self.replies.stop()
+
+    async def action_retry(self) -> None:
+        """Regenerate the last reply."""
+        await self.replies.retry()
+
+    async def action_edit(self) -> None:
+        """Put the last user message back into the input, removing it and its reply."""
+        await self.replies.edit()
 
     def action_help(self) -> None:
         """Show every key and command."""

@@ -30,6 +30,7 @@ from gemma_chat.history.store import (
 )
 from gemma_chat.sanitize import one_line
 from gemma_chat.tui.kv_resume import KVResumeService, KVTarget, StateEvent, kv_target
+from gemma_chat.tui.replies import ReplyStreamer
 from gemma_chat.tui.screens.dialogs import MOVE_ASIDE, CorruptStoreScreen
 
 
@@ -90,6 +91,7 @@ class HistorySupport:
     _refresh_sidebar: Callable[[], None]
     resume_conversation: Callable[..., Any]
     kv: KVResumeService
+    replies: ReplyStreamer
 
     def setup_history(self, store: HistoryStore | None, resume: int | None) -> None:
         """Remember the store (None: open the default one on mount) and what to resume."""
@@ -261,7 +263,7 @@ class HistorySupport:
     def history_at_exit(self) -> None:
         """The app is quitting: keep a reply cut short by quitting, leave the
         conversation."""
-        reply = getattr(self, "_reply", None)
+        reply = self.replies.reply
         if self.generating and reply is not None and reply.text and self.conversation_id:
             # The worker's result would arrive after the app has gone: store the text
             # shown so far now, as a reply the user stopped.

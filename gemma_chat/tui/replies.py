@@ -1,8 +1,9 @@
-"""Streaming a reply in the app (an App mixin): the generate worker, the coalesced text
-it posts, and the handlers that feed the reply widget and record the result.
+"""Streaming a reply in the app: the generate worker, the coalesced text it posts, and
+the handlers that feed the reply widget and record the result.
 
 The worker never touches widgets: it posts :class:`ReplyDelta`, then
-:class:`ReplyFinished` or :class:`ReplyFailed`; the handlers here update the screen.
+:class:`ReplyFinished` or :class:`ReplyFailed`; the app hands them to
+:class:`ReplyStreamer`, which updates the screen.
 """
 
 from __future__ import annotations
@@ -10,18 +11,27 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from typing import Any
-
-from textual import work
+from typing import TYPE_CHECKING, Protocol
 
 from gemma_chat.chat.conversation import Conversation, Role
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
-from gemma_chat.generation.events import TextDelta
+from gemma_chat.generation.events import ReplyDone, TextDelta
 from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
 from gemma_chat.tui.slash import BUSY_HINT
-from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
+from gemma_chat.tui.widgets.chat_log import ChatLog, ModelReply, UserMessage
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from textual.message import Message
+    from textual.timer import Timer
+    from textual.worker import Worker
+
+    from gemma_chat.config.settings import Settings
+    from gemma_chat.tui.widgets.prompt_input import PromptInput
+    from gemma_chat.tui.widgets.status_bar import StatusBar
 
 GC_FREEZE_S = 0.25
 """How often new objects are frozen while a reply streams (see ``_hold_gc``)."""
@@ -31,67 +41,173 @@ FRAME_S = 1 / 60
 """The worker posts reply text at most once per frame."""
 
 
-class ReplyStreaming:
+class ReplyHost(Protocol):
+    """What :class:`ReplyStreamer` uses of the app."""
+
+    engine: Engine | None
+    conversation: Conversation
+    kv: KVResumeService
+    last_done: ReplyDone | None
+
+    @property
+    def chat(self) -> ChatLog: ...
+    @property
+    def prompt(self) -> PromptInput: ...
+    @property
+    def status(self) -> StatusBar: ...
+    @property
+    def _loading(self) -> Settings | None: ...
+    def _gone(self) -> bool: ...
+    def notify(self, message: str, *, title: str = "", **kwargs: object) -> None: ...
+    def post_message(self, message: Message) -> bool: ...
+    def set_interval(self, interval: float, callback: Callable[[], object]) -> Timer: ...
+    def set_timer(self, delay: float, callback: Callable[[], object]) -> Timer: ...
+    def run_worker(self, work: Callable[[], None], **kwargs: object) -> Worker[None]: ...
+    def schedule_count(self) -> None: ...
+    def _reply_missing(self) -> bool: ...
+    def _record_user(self) -> None: ...
+    def _record_reply(self, done: ReplyDone) -> None: ...
+    def _record_retry(self) -> None: ...
+    def _record_edit(self) -> None: ...
+    def _record_failed(self) -> None: ...
+
+
+class ReplyStreamer:
     """Generates replies in a worker and shows them as they stream."""
 
-    engine: Any
-    conversation: Conversation
-    chat: Any
-    prompt: Any
-    status: Any
-    kv: KVResumeService
+    def __init__(self, app: ReplyHost) -> None:
+        self._app = app
+        self.cancel: threading.Event | None = None
+        """Set to stop the reply being generated (None when none is)."""
+        self._reply: ModelReply | None = None
+        self._streamed = 0
+        self._stream_started = 0.0
+        self._speed_shown = 0.0
+        self._delta_taken = threading.Event()
+        self._gc_timer: Timer | None = None
 
-    async def _start_reply(self) -> None:
-        assert self.engine is not None
-        self._reply = await self.chat.add_reply()
-        self._cancel = threading.Event()
+    @property
+    def generating(self) -> bool:
+        """Whether a reply is being generated."""
+        return self.cancel is not None
+
+    @property
+    def reply(self) -> ModelReply | None:
+        """The reply widget being streamed into (None when none is)."""
+        return self._reply
+
+    def stop(self) -> None:
+        """Stop the reply being generated (the partial reply is kept)."""
+        if self.cancel is not None:
+            self.cancel.set()
+
+    async def send(self, text: str) -> None:
+        """Send typed text, unless it must stay in the input (a reply or a load is
+        under way, no model is loaded, or it cannot fit the context)."""
+        app = self._app
+        if not text.strip():
+            return
+        if self.generating:
+            app.notify(BUSY_HINT, severity="warning")
+            return
+        if app._reply_missing():
+            return
+        if app.engine is None or app._loading is not None:
+            # While another model loads, the working one is replaced (and closed) as
+            # soon as the load ends: no reply may be generating on it then.
+            app.notify(
+                "A model is loading; your message stays in the input."
+                if app.engine is not None
+                else "No model is loaded yet; your message stays in the input.",
+                severity="warning",
+            )
+            return
+        if not self._fits(text, app.engine.n_ctx):
+            return
+        app.prompt.remember(text)
+        app.prompt.clear()
+        app.conversation.add_user(text)
+        app._record_user()
+        await app.chat.add_user(text)
+        await self.start()
+
+    def _fits(self, text: str, n_ctx: int) -> bool:
+        """Whether ``text`` can fit the context at all (the bound ``ask`` checks before
+        tokenizing): tokenizing megabytes would hold the reply worker, and quitting,
+        which waits for it, for minutes. The text stays in the input."""
+        from gemma_chat.models.loader import check_input_size
+
+        try:
+            check_input_size(text, n_ctx)
+        except GemmaChatError as exc:
+            self._app.notify(f"{exc}; it stays in the input.", severity="warning", timeout=10)
+            return False
+        return True
+
+    async def start(self) -> None:
+        """Add a reply widget and start generating into it."""
+        app = self._app
+        engine = app.engine
+        assert engine is not None
+        self._reply = await app.chat.add_reply()
+        self.cancel = cancel = threading.Event()
         self._streamed = 0
         self._stream_started = time.perf_counter()
-        self.status.set_speed("…")
+        app.status.set_speed("…")
         self._hold_gc(True)
-        self.kv.generation_started()
-        self.generate(self.engine, self.conversation, self._cancel)
+        app.kv.generation_started()
+        conversation = app.conversation
+        app.run_worker(
+            lambda: self._generate(engine, conversation, cancel),
+            thread=True,
+            name="generate",
+            exclusive=True,
+            exit_on_error=False,
+            group="generate",
+        )
 
-    async def action_retry(self) -> None:
+    async def retry(self) -> None:
         """Regenerate the last reply."""
+        app = self._app
         if self.generating:
-            self.notify(BUSY_HINT, severity="warning")
+            app.notify(BUSY_HINT, severity="warning")
             return
-        if self.engine is None or not self.conversation.turns:
-            self.notify("Nothing to retry.")
+        if app.engine is None or not app.conversation.turns:
+            app.notify("Nothing to retry.")
             return
-        if self._loading is not None:
-            self.notify("A model is loading: retry once it is loaded.", severity="warning")
+        if app._loading is not None:
+            app.notify("A model is loading: retry once it is loaded.", severity="warning")
             return
-        if self.conversation.turns[-1].role is Role.MODEL:
-            self.conversation.turns.pop()
-            reply = self.chat.last(ModelReply)
+        if app.conversation.turns[-1].role is Role.MODEL:
+            app.conversation.turns.pop()
+            reply = app.chat.last(ModelReply)
             if reply is not None:
                 await reply.remove()
-            self._record_retry()
-        await self._start_reply()
+            app._record_retry()
+        await self.start()
 
-    async def action_edit(self) -> None:
+    async def edit(self) -> None:
         """Put the last user message back into the input, removing it and its reply."""
+        app = self._app
         if self.generating:
-            self.notify(BUSY_HINT, severity="warning")
+            app.notify(BUSY_HINT, severity="warning")
             return
-        turns = self.conversation.turns
+        turns = app.conversation.turns
         if not turns:
-            self.notify("Nothing to edit.")
+            app.notify("Nothing to edit.")
             return
         if turns[-1].role is Role.MODEL:
             turns.pop()
-            reply = self.chat.last(ModelReply)
+            reply = app.chat.last(ModelReply)
             if reply is not None:
                 await reply.remove()
         user = turns.pop()
-        self._record_edit()
-        widget = self.chat.last(UserMessage)
+        app._record_edit()
+        widget = app.chat.last(UserMessage)
         if widget is not None:
             await widget.remove()
-        self.prompt.set_text(user.text)
-        self.prompt.focus()
+        app.prompt.set_text(user.text)
+        app.prompt.focus()
 
     def _hold_gc(self, streaming: bool) -> None:
         """Keep Python's full garbage collections off the settled widget tree while a
@@ -104,16 +220,17 @@ class ReplyStreaming:
             self._gc_timer = None
         if streaming:
             gc.freeze()
-            self._gc_timer = self.set_interval(GC_FREEZE_S, lambda: gc.freeze())
+            self._gc_timer = self._app.set_interval(GC_FREEZE_S, lambda: gc.freeze())
         else:
-            self._gc_timer = self.set_timer(GC_RELEASE_S, self._release_gc)
+            self._gc_timer = self._app.set_timer(GC_RELEASE_S, self._release_gc)
 
     def _release_gc(self) -> None:
         self._gc_timer = None
         gc.unfreeze()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="generate")
-    def generate(self, engine: Engine, conversation: Conversation, cancel: threading.Event) -> None:
+    def _generate(
+        self, engine: Engine, conversation: Conversation, cancel: threading.Event
+    ) -> None:
         """Worker: stream one reply, posting the text and then the result.
 
         Deltas are coalesced: text is posted once the UI has taken the previous delta
@@ -125,17 +242,19 @@ class ReplyStreaming:
         last_post = 0.0
         taken = self._delta_taken
         taken.set()
+        post_message = self._app.post_message
+        kv = self._app.kv
 
         def post() -> None:
             nonlocal last_post
             if pending:
                 taken.clear()
-                self.post_message(ReplyDelta("".join(pending), tokens=len(pending)))
+                post_message(ReplyDelta("".join(pending), tokens=len(pending)))
                 pending.clear()
             last_post = time.perf_counter()
 
         try:
-            self.kv.wait()  # a saved KV state being written or restored
+            kv.wait()  # a saved KV state being written or restored
             for event in engine.stream(conversation, cancel):
                 if isinstance(event, TextDelta):
                     pending.append(event.text)
@@ -143,17 +262,18 @@ class ReplyStreaming:
                         post()
                 else:
                     post()
-                    self.post_message(ReplyFinished(event))
+                    post_message(ReplyFinished(event))
         except GemmaChatError as exc:
             post()
-            self.post_message(ReplyFailed(str(exc)))
+            post_message(ReplyFailed(str(exc)))
         except Exception as exc:
             post()
-            self.post_message(ReplyFailed(f"{type(exc).__name__}: {exc}"))
+            post_message(ReplyFailed(f"{type(exc).__name__}: {exc}"))
         finally:
-            self.kv.generation_ended()
+            kv.generation_ended()
 
-    async def on_reply_delta(self, message: ReplyDelta) -> None:
+    def on_delta(self, message: ReplyDelta) -> None:
+        """Show streamed text and the speed so far."""
         self._delta_taken.set()
         if self._reply is None:
             return
@@ -163,44 +283,48 @@ class ReplyStreaming:
         if now - self._speed_shown > 0.25 and now > self._stream_started:
             self._speed_shown = now
             rate = self._streamed / (now - self._stream_started)
-            self.status.set_speed(f"{rate:.1f} tok/s…")
+            self._app.status.set_speed(f"{rate:.1f} tok/s…")
 
-    async def on_reply_finished(self, message: ReplyFinished) -> None:
+    def on_finished(self, message: ReplyFinished) -> None:
+        """Keep and record the finished (or stopped) reply."""
+        app = self._app
         done = message.done
         self._hold_gc(False)
-        if self._gone():  # quit mid-reply: history_at_exit kept what was shown
+        if app._gone():  # quit mid-reply: history_at_exit kept what was shown
             return
         if self._reply is not None:
             self._reply.finish(done.stop_reason)  # it rendered exactly done.text as it streamed
-        self.conversation.add_model(done.text, done.stop_reason, done.token_ids)
-        self._record_reply(done)
-        self.last_done = done
-        self._reply, self._cancel = None, None
+        app.conversation.add_model(done.text, done.stop_reason, done.token_ids)
+        app._record_reply(done)
+        app.last_done = done
+        self._reply, self.cancel = None, None
         stats = done.stats
         ttft = f"TTFT {stats.ttft_s:.2f}s" if stats.ttft_s is not None else "TTFT –"
         speed = f"{stats.tokens_per_s:.1f} tok/s" if stats.tokens_per_s else "– tok/s"
-        self.status.set_speed(f"{ttft} · {speed}")
+        app.status.set_speed(f"{ttft} · {speed}")
         if stats.dropped_turns:
-            self.notify(f"{stats.dropped_turns} old turns were left out to fit the context.")
+            app.notify(f"{stats.dropped_turns} old turns were left out to fit the context.")
         if done.error:  # the server failed mid-reply: the partial reply stays
-            self.notify(  # type: ignore[attr-defined]
+            app.notify(
                 f"The reply was cut off: {done.error}", severity="error", timeout=15, markup=False
             )
-        self.schedule_count()
+        app.schedule_count()
 
-    async def on_reply_failed(self, message: ReplyFailed) -> None:
+    async def on_failed(self, message: ReplyFailed) -> None:
+        """Drop the failed reply; its question goes back into the input."""
+        app = self._app
         self._hold_gc(False)
         if self._reply is not None:
             await self._reply.remove()
-        self._reply, self._cancel = None, None
-        pending = self.conversation.pending_user
+        self._reply, self.cancel = None, None
+        pending = app.conversation.pending_user
         if pending is not None:  # nothing typed is lost: it goes back into the input
-            self.conversation.turns.pop()
-            self._record_failed()
-            user = self.chat.last(UserMessage)
+            app.conversation.turns.pop()
+            app._record_failed()
+            user = app.chat.last(UserMessage)
             if user is not None:
                 await user.remove()
-            if not self.prompt.text.strip():
-                self.prompt.set_text(pending.text)
-        self.status.set_speed("")
-        await self.chat.add_notice(f"The reply failed: {message.reason}", error=True)
+            if not app.prompt.text.strip():
+                app.prompt.set_text(pending.text)
+        app.status.set_speed("")
+        await app.chat.add_notice(f"The reply failed: {message.reason}", error=True)
