@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from rich.text import Text
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from gemma_chat.chat import commands as slash
@@ -42,7 +43,7 @@ from gemma_chat.tui.messages import (
 )
 from gemma_chat.tui.meter import ContextMeter
 from gemma_chat.tui.replies import ReplyStreamer
-from gemma_chat.tui.slash import SlashCommands
+from gemma_chat.tui.slash import SlashRouter
 from gemma_chat.tui.theming import ThemeService
 from gemma_chat.tui.widgets.chat_log import (
     ChatLog,
@@ -67,7 +68,6 @@ def default_gpu_supported() -> bool:
 
 
 class GemmaChatApp(
-    SlashCommands,
     HistorySupport,
     ConversationSwitching,
     App[None],
@@ -140,6 +140,7 @@ class GemmaChatApp(
         self.model_info: Any = None
         self.last_done: ReplyDone | None = None
         self.replies = ReplyStreamer(self)
+        self.slash = SlashRouter(self)
         self._handle_signals = handle_signals
         self.setup_history(store, resume)
 
@@ -274,7 +275,7 @@ class GemmaChatApp(
         if slash.is_command(text.strip()):
             self.prompt.remember(text.strip())
             self.prompt.clear()
-            await self.run_command(text.strip())
+            await self.slash.run(text.strip())
             return
         await self.replies.send(text[1:] if text.startswith("//") else text)
 
@@ -361,7 +362,20 @@ class GemmaChatApp(
     def action_toggle_gpu(self) -> None:
         """Reload the model on the other device, keeping the conversation."""
         on_gpu = self.backend is not None and self.backend.info.device == "gpu"
-        self.switch_gpu(not on_gpu)
+        self.slash.switch_gpu(not on_gpu)
+
+    def action_copy(self, what: str = "reply") -> None:
+        """Copy the last reply, or its last code block, to the clipboard."""
+        self.slash.copy(what)
+
+    def action_settings(self) -> None:
+        """Edit the system prompt and parameters in a form."""
+        self.slash.edit_settings()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's commands, then every slash command (the command palette, Ctrl+P)."""
+        yield from super().get_system_commands(screen)
+        yield from self.slash.palette()
 
 
 def run_tui(settings: Settings, theme: str | None = None, resume: int | None = None) -> int:

@@ -15,7 +15,7 @@ from gemma_chat.history.store import to_conversation
 from gemma_chat.tui.history import failure_text
 from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.screens.dialogs import ConfirmScreen
-from gemma_chat.tui.slash import BUSY_HINT
+from gemma_chat.tui.slash import BUSY_HINT, SlashRouter
 from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
 
@@ -35,6 +35,7 @@ class ConversationSwitching:
     store: Any
     session: ConversationSession
     kv: KVResumeService
+    slash: SlashRouter
     engine: Any
     model_info: Any
     last_done: Any
@@ -59,7 +60,7 @@ class ConversationSwitching:
         system = self.conversation.system if keep_settings else self.settings.system
         self.conversation = Conversation(system=system)
         if not keep_settings:
-            self._set_params(self.settings.sampling, self.settings.repeat_guard)  # type: ignore[attr-defined]
+            self.slash.set_params(self.settings.sampling, self.settings.repeat_guard)
         self._begin(None, [])
         await self._show_conversation()
         self._refresh_sidebar()
@@ -100,7 +101,7 @@ class ConversationSwitching:
                 return False
             self._leaving_conversation()
             self.conversation = conversation
-            self._set_params(*params)  # type: ignore[attr-defined]
+            self.slash.set_params(*params)
             self._begin(conversation_id, messages)
             await self._show_conversation()
             self.restore_conversation_state()  # its saved KV state, in the background

@@ -1,63 +1,99 @@
-"""Slash commands and the command palette (an App mixin).
+"""Slash commands and the command palette.
 
-Parsing lives in the core (:mod:`gemma_chat.chat.commands`); this maps each command onto the
-app's actions.
+Parsing lives in the core (:mod:`gemma_chat.chat.commands`); :class:`SlashRouter` maps each
+command onto the app's actions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from textual.app import SystemCommand
-from textual.screen import Screen
 
 from gemma_chat.chat import commands as slash
-from gemma_chat.chat.conversation import Role
+from gemma_chat.chat.conversation import Conversation, Role
 from gemma_chat.errors import UsageError
 from gemma_chat.tui.theming import ThemeService
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+    from gemma_chat.backend.base import Backend
+    from gemma_chat.config.settings import RepeatGuard, Sampling, Settings
+    from gemma_chat.generation.engine import Engine
+    from gemma_chat.tui.widgets.prompt_input import PromptInput
 
 BUSY_HINT = "A reply is being generated: wait for it, or press Esc to stop it."
 
 
-class SlashCommands:
+class SlashHost(Protocol):
+    """What :class:`SlashRouter` uses of the app: its state and the actions commands run."""
+
+    settings: Settings
+    conversation: Conversation
+    sampling: Sampling
+    repeat_guard: RepeatGuard
+    engine: Engine | None
+    backend: Backend | None
+    themes: ThemeService
+    _gpu_supported: Callable[[], bool]
+
+    @property
+    def prompt(self) -> PromptInput: ...
+    @property
+    def generating(self) -> bool: ...
+    @property
+    def remote(self) -> bool: ...
+    @property
+    def conversation_id(self) -> int | None: ...
+    def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None: ...
+    def push_screen(self, screen: Screen[Any], callback: Any = None) -> Any: ...
+    def copy_to_clipboard(self, text: str) -> None: ...
+    def exit(self, *args: Any, **kwargs: Any) -> None: ...
+    def schedule_count(self) -> None: ...
+    def _start_load(self, settings: Settings) -> None: ...
+    def _record_settings(self) -> None: ...
+    def action_help(self) -> None: ...
+    async def action_new(self, keep_settings: bool = False) -> None: ...
+    async def action_retry(self) -> None: ...
+    async def action_edit(self) -> None: ...
+    def action_history(self) -> None: ...
+    def action_search(self, query: str = "") -> None: ...
+    def rename_conversation(
+        self, conversation_id: int | None, title: str = "", current: str = ""
+    ) -> None: ...
+
+
+class SlashRouter:
     """Runs ``/commands`` typed in the input or picked in the palette."""
 
-    settings: Any
-    conversation: Any
-    sampling: Any
-    repeat_guard: Any
-    prompt: Any
-    generating: bool
-    engine: Any
-    backend: Any
-    _gpu_supported: Callable[[], bool]
-    _start_load: Callable[[Any], None]
-    _record_settings: Callable[[], None]
-    themes: ThemeService
+    def __init__(self, app: SlashHost) -> None:
+        self._app = app
 
-    async def run_command(self, text: str) -> None:
+    async def run(self, text: str) -> None:
         """Run a slash command; a bad one gets a one-line notification."""
         try:
             parsed = slash.parse(text)
             await self._dispatch(parsed.command.name, parsed.arg)
         except UsageError as exc:
-            self.notify(str(exc), severity="error")
+            self._app.notify(str(exc), severity="error")
 
     async def _dispatch(self, name: str, arg: str) -> None:
+        app = self._app
         if name == "help":
-            self.action_help()
+            app.action_help()
         elif name in ("new", "clear"):
-            await self.action_new(keep_settings=name == "clear")
+            await app.action_new(keep_settings=name == "clear")
         elif name == "system":
-            self.conversation.system = arg or None
-            self._record_settings()
-            self.notify("System prompt set." if arg else "System prompt cleared.")
-            self.schedule_count()
+            app.conversation.system = arg or None
+            app._record_settings()
+            app.notify("System prompt set." if arg else "System prompt cleared.")
+            app.schedule_count()
         elif name == "retry":
-            await self.action_retry()
+            await app.action_retry()
         elif name == "edit":
-            await self.action_edit()
+            await app.action_edit()
         elif name == "gpu":
             self.switch_gpu(slash.parse_gpu(arg))
         elif name in ("temp", "set"):
@@ -65,149 +101,153 @@ class SlashCommands:
             if not value.strip():
                 raise UsageError(f"usage: {slash.BY_NAME[name].usage}")
             sampling, guard = slash.apply_setting(
-                self.sampling, self.repeat_guard, key, value.strip()
+                app.sampling, app.repeat_guard, key, value.strip()
             )
-            self._set_params(sampling, guard)
-            self._record_settings()
-            self.notify(f"{key} = {value.strip()}")
+            self.set_params(sampling, guard)
+            app._record_settings()
+            app.notify(f"{key} = {value.strip()}")
         elif name == "settings":
-            self.action_settings()
+            self.edit_settings()
         elif name == "model":
-            if self.generating:
+            if app.generating:
                 raise UsageError(BUSY_HINT)
             if not arg:
-                self.action_models()
+                self.pick_model()
                 return
-            self._start_load(self.settings.model_copy(update={"model": arg}))
+            app._start_load(app.settings.model_copy(update={"model": arg}))
         elif name == "history":
-            self.action_history()
+            app.action_history()
         elif name == "search":
-            self.action_search(arg)
+            app.action_search(arg)
         elif name == "rename":
             if not arg:
                 raise UsageError("usage: /rename TITLE")
-            self.rename_conversation(self.conversation_id, arg)
+            app.rename_conversation(app.conversation_id, arg)
         elif name == "theme":
-            self.themes.select(arg)
+            app.themes.select(arg)
         elif name == "copy":
-            self.action_copy("code" if arg.lower() == "code" else "reply")
+            self.copy("code" if arg.lower() == "code" else "reply")
         elif name == "quit":
-            self.exit()
+            app.exit()
 
-    def action_models(self) -> None:
+    def pick_model(self) -> None:
         """Pick a model from those gemma-chat finds, with their memory plans; the chosen
         one loads in the background and the conversation stays."""
         from gemma_chat.models.menu import model_choices
         from gemma_chat.tui.screens.models import ModelPicker
 
-        settings = self.settings  # type: ignore[attr-defined]
-        if self.remote:  # type: ignore[attr-defined]
-            self.notify(  # type: ignore[attr-defined]
+        app = self._app
+        settings = app.settings
+        if app.remote:
+            app.notify(
                 "Models are chosen on the server: /model NAME switches to another model "
                 "it serves (its id, see the server's /v1/models).",
                 severity="warning",
                 timeout=10,
             )
             return
-        backend = self.backend  # type: ignore[attr-defined]
+        backend = app.backend
         current = backend.info.path if backend is not None else None
-        supported = self._gpu_supported  # type: ignore[attr-defined]  # called in the worker
+        supported = app._gpu_supported  # called in the worker
 
         def chosen(model: str | None) -> None:
             if model is None:
                 return
-            if self.generating:  # type: ignore[attr-defined]
-                self.notify(BUSY_HINT, severity="warning")  # type: ignore[attr-defined]
+            if app.generating:
+                app.notify(BUSY_HINT, severity="warning")
                 return
-            self._start_load(settings.model_copy(update={"model": model}))  # type: ignore[attr-defined]
+            app._start_load(settings.model_copy(update={"model": model}))
 
-        self.push_screen(  # type: ignore[attr-defined]
-            ModelPicker(lambda: model_choices(settings, current, supported())), chosen
-        )
+        app.push_screen(ModelPicker(lambda: model_choices(settings, current, supported())), chosen)
 
-    def action_copy(self, what: str = "reply") -> None:
+    def copy(self, what: str = "reply") -> None:
         """Copy the last reply, or its last code block, to the clipboard."""
-        last = next((t for t in reversed(self.conversation.turns) if t.role is Role.MODEL), None)
+        app = self._app
+        last = next((t for t in reversed(app.conversation.turns) if t.role is Role.MODEL), None)
         if last is None:
-            self.notify("No reply to copy yet.")
+            app.notify("No reply to copy yet.")
             return
         text = last.text
         if what == "code":
             blocks = slash.code_blocks(text)
             if not blocks:
-                self.notify("The last reply has no code block.")
+                app.notify("The last reply has no code block.")
                 return
             text = blocks[-1]
-        self.copy_to_clipboard(text)
-        self.notify(f"Copied the last {'code block' if what == 'code' else 'reply'}.")
+        app.copy_to_clipboard(text)
+        app.notify(f"Copied the last {'code block' if what == 'code' else 'reply'}.")
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """Every slash command in the command palette (Ctrl+P)."""
-        yield from super().get_system_commands(screen)
+    def palette(self) -> Iterable[SystemCommand]:
+        """Every slash command, for the command palette (Ctrl+P)."""
         for command in slash.COMMANDS:
             if command.args and command.name not in ("copy", "theme", "search"):
-                callback = self._prefill(command)
+                callback: Callable[[], object] = self._prefill(command)
             else:
                 callback = self._runner(f"/{command.name}")
             yield SystemCommand(command.usage, command.help, callback)
         yield SystemCommand("/copy code", "Copy the last code block", self._runner("/copy code"))
 
-    def _runner(self, text: str) -> Callable[[], Any]:
+    def _runner(self, text: str) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
-            await self.run_command(text)
+            await self.run(text)
 
         return run
 
     def _prefill(self, command: slash.SlashCommand) -> Callable[[], None]:
         def fill() -> None:
-            self.prompt.set_text(f"/{command.name} ")
-            self.prompt.focus()
+            self._app.prompt.set_text(f"/{command.name} ")
+            self._app.prompt.focus()
 
         return fill
 
     def switch_gpu(self, value: bool | int) -> None:
         """Reload with the GPU on (True), off (False), or with a number of layers."""
-        if self.remote:
-            self.notify(
+        app = self._app
+        if app.remote:
+            app.notify(
                 "The model runs on the server: the GPU setting does not apply to a remote "
                 "backend (the server decides where it runs).",
                 severity="warning",
             )
             return
-        if value is not False and value != 0 and not self._gpu_supported():
+        if value is not False and value != 0 and not app._gpu_supported():
             from gemma_chat.backend.offload import CUDA_HINT
 
-            self.notify(
+            app.notify(
                 f"This llama.cpp build has no GPU support, so the model stays on the "
                 f"CPU. To use an NVIDIA GPU, {CUDA_HINT}",
                 severity="warning",
                 timeout=15,
             )
             return
-        if self.generating:
-            self.notify(BUSY_HINT, severity="warning")
+        if app.generating:
+            app.notify(BUSY_HINT, severity="warning")
             return
-        update: dict[str, Any] = {"gpu": bool(value)}
+        update: dict[str, bool | int] = {"gpu": bool(value)}
         if not isinstance(value, bool):
             update["gpu_layers"] = value
-        self._start_load(self.settings.model_copy(update=update))
+        app._start_load(app.settings.model_copy(update=update))
 
-    def action_settings(self) -> None:
+    def edit_settings(self) -> None:
         """Edit the system prompt and parameters in a form."""
         from gemma_chat.tui.screens.settings import EditedSettings, SettingsScreen
 
+        app = self._app
+
         def apply(result: EditedSettings | None) -> None:
             if result is not None:
-                self.conversation.system = result.system
-                self._set_params(result.sampling, result.repeat_guard)
-                self._record_settings()
-                self.notify("Settings saved for this session.")
+                app.conversation.system = result.system
+                self.set_params(result.sampling, result.repeat_guard)
+                app._record_settings()
+                app.notify("Settings saved for this session.")
 
-        self.push_screen(
-            SettingsScreen(self.conversation.system, self.sampling, self.repeat_guard), apply
+        app.push_screen(
+            SettingsScreen(app.conversation.system, app.sampling, app.repeat_guard), apply
         )
 
-    def _set_params(self, sampling: Any, guard: Any) -> None:
-        self.sampling, self.repeat_guard = sampling, guard
-        if self.engine is not None:
-            self.engine.sampling, self.engine.repeat_guard = sampling, guard
+    def set_params(self, sampling: Sampling, guard: RepeatGuard) -> None:
+        """Use these parameters from the next reply on."""
+        app = self._app
+        app.sampling, app.repeat_guard = sampling, guard
+        if app.engine is not None:
+            app.engine.sampling, app.engine.repeat_guard = sampling, guard
