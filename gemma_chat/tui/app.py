@@ -11,7 +11,7 @@ import asyncio
 import signal
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import App, SystemCommand
@@ -52,6 +52,11 @@ from gemma_chat.tui.widgets.chat_log import (
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
 from gemma_chat.tui.widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from gemma_chat.backend.base import Backend
+    from gemma_chat.models.loader import RemoteModelInfo
+    from gemma_chat.models.resolve import ModelInfo
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """Signals that end the app like Ctrl+Q (the exit code is 128 + the signal's number)."""
@@ -136,8 +141,8 @@ class GemmaChatApp(
         self.sampling = settings.sampling
         self.repeat_guard = settings.repeat_guard
         self.engine: Engine | None = None
-        self.backend: Any = None
-        self.model_info: Any = None
+        self.backend: Backend | None = None
+        self.model_info: ModelInfo | RemoteModelInfo | None = None
         self.last_done: ReplyDone | None = None
         self.replies = ReplyStreamer(self)
         self.slash = SlashRouter(self)

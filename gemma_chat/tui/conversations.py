@@ -3,7 +3,21 @@ delete and full-text search. Recording is :mod:`gemma_chat.tui.history`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from textual.timer import Timer
+    from textual.widget import Widget
+
+    from gemma_chat.config.settings import Settings
+    from gemma_chat.generation.engine import Engine
+    from gemma_chat.generation.events import ReplyDone
+    from gemma_chat.history.store import SearchHit
+    from gemma_chat.models.loader import RemoteModelInfo
+    from gemma_chat.models.resolve import ModelInfo
+    from gemma_chat.tui.widgets.chat_log import ChatLog
+    from gemma_chat.tui.widgets.prompt_input import PromptInput
+    from gemma_chat.tui.widgets.status_bar import StatusBar
 
 from textual.widgets import Button
 
@@ -12,7 +26,7 @@ from gemma_chat.errors import GemmaChatError
 from gemma_chat.history.recording import restore_params
 from gemma_chat.history.session import ConversationSession
 from gemma_chat.history.store import to_conversation
-from gemma_chat.tui.history import failure_text
+from gemma_chat.tui.history import AppBase, GuardedStore, failure_text
 from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.screens.dialogs import ConfirmScreen
 from gemma_chat.tui.slash import BUSY_HINT, SlashRouter
@@ -27,25 +41,25 @@ SHOWN_TURNS = 40
 """Turns of a resumed conversation shown at first; a button shows more."""
 
 
-class ConversationSwitching:
+class ConversationSwitching(AppBase):
     """New, resume, sidebar and search; the state lives in :class:`HistorySupport`."""
 
-    settings: Any
+    settings: Settings
     conversation: Conversation
-    store: Any
+    store: GuardedStore | None
     session: ConversationSession
     kv: KVResumeService
     slash: SlashRouter
-    engine: Any
-    model_info: Any
-    last_done: Any
+    engine: Engine | None
+    model_info: ModelInfo | RemoteModelInfo | None
+    last_done: ReplyDone | None
     generating: bool
-    chat: Any
-    prompt: Any
-    status: Any
+    chat: ChatLog
+    prompt: PromptInput
+    status: StatusBar
     conversation_id: int | None
     _history_note: str
-    _found_timer: Any
+    _found_timer: Timer | None
     _hidden_turns: int
 
     # ------------------------------------------------------------------- resuming
@@ -54,7 +68,7 @@ class ConversationSwitching:
         """Start a new conversation (``keep_settings``: keep the system prompt and
         parameters, as /clear does)."""
         if self.generating:
-            self.notify(BUSY_HINT, severity="warning")  # type: ignore[attr-defined]
+            self.notify(BUSY_HINT, severity="warning")
             return
         self._leaving_conversation()
         system = self.conversation.system if keep_settings else self.settings.system
@@ -78,11 +92,11 @@ class ConversationSwitching:
             Whether it is on screen now.
         """
         if self.store is None:
-            self.notify(self._history_note or "The history is not available.")  # type: ignore[attr-defined]
+            self.notify(self._history_note or "The history is not available.")
             return False
         if conversation_id != self.conversation_id:
             if self.generating:
-                self.notify(BUSY_HINT, severity="warning")  # type: ignore[attr-defined]
+                self.notify(BUSY_HINT, severity="warning")
                 return False
             # Token ids only for the model file that generated them; before a model is
             # loaded there is none, and the load gives them back (_history_model_loaded).
@@ -93,7 +107,7 @@ class ConversationSwitching:
                 conversation = to_conversation(record, messages, sha256)
                 params = restore_params(record, self.settings.sampling, self.settings.repeat_guard)
             except Exception as exc:  # a store error or a damaged conversation
-                self.notify(  # type: ignore[attr-defined]
+                self.notify(
                     f"Could not open conversation {conversation_id}: {failure_text(exc)}",
                     severity="error",
                     markup=False,
@@ -125,7 +139,7 @@ class ConversationSwitching:
                 "generates one, Ctrl+O puts it back into the input."
             )
         chat.anchor()
-        self.schedule_count()  # type: ignore[attr-defined]
+        self.schedule_count()
 
     async def _show_earlier(self, count: int) -> None:
         """Mount up to ``count`` more of the turns not shown yet, above the others.
@@ -135,7 +149,7 @@ class ConversationSwitching:
         chat = self.chat
         end = self._hidden_turns
         start = max(0, end - count)
-        widgets: list[Any] = [
+        widgets: list[Widget] = [
             UserMessage(turn.text)
             if turn.role is Role.USER
             else ModelReply(turn.text, turn.stop_reason)
@@ -161,7 +175,7 @@ class ConversationSwitching:
                 self.chat.scroll_to_widget, shown_first, animate=False, top=True
             )
 
-    def _turn_widgets(self) -> list[Any]:
+    def _turn_widgets(self) -> list[UserMessage | ModelReply]:
         return [w for w in self.chat.children if isinstance(w, UserMessage | ModelReply)]
 
     async def _jump_to(self, message_id: int) -> None:
@@ -178,21 +192,17 @@ class ConversationSwitching:
         for old in self.chat.query(".-found"):
             old.remove_class("-found")
         widget.add_class("-found")
-        self.call_after_refresh(  # type: ignore[attr-defined]
-            self.chat.scroll_to_center, widget, animate=False
-        )
+        self.call_after_refresh(self.chat.scroll_to_center, widget, animate=False)
         if self._found_timer is not None:
             self._found_timer.stop()
-        self._found_timer = self.set_timer(  # type: ignore[attr-defined]
-            FOUND_S, lambda: widget.remove_class("-found")
-        )
+        self._found_timer = self.set_timer(FOUND_S, lambda: widget.remove_class("-found"))
 
     # --------------------------------------------------------- sidebar and search
 
     @property
     def sidebar(self) -> HistorySidebar:
         """The history sidebar."""
-        return self.query_one(HistorySidebar)  # type: ignore[attr-defined]
+        return self.query_one(HistorySidebar)
 
     def action_history(self) -> None:
         """Show or hide the history sidebar."""
@@ -206,7 +216,7 @@ class ConversationSwitching:
             sidebar.listing.focus()
 
     def _refresh_sidebar(self) -> None:
-        found = self.query(HistorySidebar)  # type: ignore[attr-defined]
+        found = self.query(HistorySidebar)
         if not found or not found.first().has_class("-open"):
             return
         sidebar = found.first()
@@ -240,9 +250,7 @@ class ConversationSwitching:
         """Rename a stored conversation: to ``title`` at once, or ask (starting from
         ``current``) when no title is given."""
         if conversation_id is None or self.store is None:
-            self.notify(  # type: ignore[attr-defined]
-                "Nothing to rename yet: a conversation is stored once you send a message."
-            )
+            self.notify("Nothing to rename yet: a conversation is stored once you send a message.")
             return
         store = self.store
 
@@ -252,9 +260,9 @@ class ConversationSwitching:
             try:
                 store.rename(conversation_id, new)
             except GemmaChatError as exc:
-                self.notify(str(exc), severity="error", markup=False)  # type: ignore[attr-defined]
+                self.notify(str(exc), severity="error", markup=False)
                 return
-            self.notify(f"Renamed to “{' '.join(new.split())}”.", markup=False)  # type: ignore[attr-defined]
+            self.notify(f"Renamed to “{' '.join(new.split())}”.", markup=False)
             self._refresh_sidebar()
 
         if title:
@@ -267,7 +275,7 @@ class ConversationSwitching:
                 current = store.get(conversation_id).title
             except GemmaChatError:
                 current = ""
-        self.push_screen(RenameScreen(current), rename)  # type: ignore[attr-defined]
+        self.push_screen(RenameScreen(current), rename)
 
     def on_history_sidebar_delete_requested(self, message: HistorySidebar.DeleteRequested) -> None:
         count = message.messages
@@ -281,20 +289,20 @@ class ConversationSwitching:
             if yes:
                 await self.delete_conversation(message.conversation_id)
 
-        self.push_screen(ConfirmScreen(question, detail, "Delete"), answered)  # type: ignore[attr-defined]
+        self.push_screen(ConfirmScreen(question, detail, "Delete"), answered)
 
     async def delete_conversation(self, conversation_id: int) -> None:
         """Delete a stored conversation; deleting the open one starts a new one."""
         current = conversation_id == self.conversation_id
         if current and self.generating:
-            self.notify(BUSY_HINT, severity="warning")  # type: ignore[attr-defined]
+            self.notify(BUSY_HINT, severity="warning")
             return
         assert self.store is not None
         try:
             key = self.store.get(conversation_id).uuid
             self.store.delete(conversation_id)
         except GemmaChatError as exc:
-            self.notify(str(exc), severity="error", markup=False)  # type: ignore[attr-defined]
+            self.notify(str(exc), severity="error", markup=False)
             return
         self.kv.forget(conversation_id, key)
         if current:
@@ -305,12 +313,12 @@ class ConversationSwitching:
     def action_search(self, query: str = "") -> None:
         """Search every stored message (opens on the chosen result)."""
         if self.store is None:
-            self.notify(self._history_note or "The history is not available.")  # type: ignore[attr-defined]
+            self.notify(self._history_note or "The history is not available.")
             return
         from gemma_chat.tui.screens.search import SearchScreen
 
-        async def chosen(hit: Any) -> None:
+        async def chosen(hit: SearchHit | None) -> None:
             if hit is not None:
                 await self.resume_conversation(hit.conversation_id, message_id=hit.message_id)
 
-        self.push_screen(SearchScreen(self.store.search, query), chosen)  # type: ignore[attr-defined]
+        self.push_screen(SearchScreen(self.store.search, query), chosen)

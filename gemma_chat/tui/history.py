@@ -10,9 +10,9 @@ renamed, never deleted or overwritten.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gemma_chat.backend.kv_cache import KVStateCache
 from gemma_chat.chat.conversation import Conversation, Role, StopReason
@@ -32,6 +32,26 @@ from gemma_chat.sanitize import one_line
 from gemma_chat.tui.kv_resume import KVResumeService, KVTarget, StateEvent, kv_target
 from gemma_chat.tui.replies import ReplyStreamer
 from gemma_chat.tui.screens.dialogs import MOVE_ASIDE, CorruptStoreScreen
+
+if TYPE_CHECKING:
+    from textual.app import App
+    from textual.timer import Timer
+
+    from gemma_chat.backend.base import Backend
+    from gemma_chat.config.settings import RepeatGuard, Sampling, Settings
+    from gemma_chat.generation.engine import Engine
+    from gemma_chat.generation.events import ReplyDone
+    from gemma_chat.models.loader import RemoteModelInfo
+    from gemma_chat.models.resolve import ModelInfo
+    from gemma_chat.tui.widgets.chat_log import ChatLog
+    from gemma_chat.tui.widgets.prompt_input import PromptInput
+    from gemma_chat.tui.widgets.status_bar import StatusBar
+
+    AppBase = App[None]
+    """Type checkers see the App's own methods (notify, push_screen, timers) on the
+    mixins; at run time the mixin is a plain class ahead of App in the MRO."""
+else:
+    AppBase = object
 
 
 class GuardedStore:
@@ -72,24 +92,24 @@ def _guarded(store: HistoryStore | GuardedStore | None) -> GuardedStore | None:
     return GuardedStore(store)
 
 
-class HistorySupport:
+class HistorySupport(AppBase):
     """The store, and recording the conversation on screen into it."""
 
-    settings: Any
+    settings: Settings
     conversation: Conversation
-    sampling: Any
-    repeat_guard: Any
-    engine: Any
-    backend: Any
-    model_info: Any
-    last_done: Any
+    sampling: Sampling
+    repeat_guard: RepeatGuard
+    engine: Engine | None
+    backend: Backend | None
+    model_info: ModelInfo | RemoteModelInfo | None
+    last_done: ReplyDone | None
     generating: bool
-    chat: Any
-    prompt: Any
-    status: Any
+    chat: ChatLog
+    prompt: PromptInput
+    status: StatusBar
     # From ConversationSwitching:
     _refresh_sidebar: Callable[[], None]
-    resume_conversation: Callable[..., Any]
+    resume_conversation: Callable[..., Awaitable[bool]]
     kv: KVResumeService
     replies: ReplyStreamer
 
@@ -102,7 +122,7 @@ class HistorySupport:
         )
         self._resume_at_start = resume
         self._history_note = ""
-        self._found_timer: Any = None
+        self._found_timer: Timer | None = None
         self._hidden_turns = 0
 
     @property
@@ -119,7 +139,7 @@ class HistorySupport:
             if not self.settings.save_history and not path.exists():
                 self._history_note = "History saving is off (save_history = false)."
                 if self._resume_at_start is not None:
-                    self.notify(  # type: ignore[attr-defined]
+                    self.notify(
                         f"There is no history yet to resume {self._resume_at_start} from.",
                         severity="error",
                     )
@@ -132,9 +152,7 @@ class HistorySupport:
                 async def answered(answer: str | None) -> None:
                     await self._corrupt_answered(bad, answer or "")
 
-                self.push_screen(  # type: ignore[attr-defined]
-                    CorruptStoreScreen(str(bad), str(exc)), answered
-                )
+                self.push_screen(CorruptStoreScreen(str(bad), str(exc)), answered)
                 return
             except Exception as exc:  # whatever it is, the chat goes on without saving
                 self._history_unavailable(failure_text(exc))
@@ -158,7 +176,7 @@ class HistorySupport:
         except Exception as exc:
             self._history_unavailable(failure_text(exc))
             return
-        self.notify(  # type: ignore[attr-defined]
+        self.notify(
             f"The unreadable history was moved to {moved}; a new history has started.",
             markup=False,
             timeout=10,
@@ -168,9 +186,7 @@ class HistorySupport:
     def _history_unavailable(self, reason: str) -> None:
         self.store = None
         self._history_note = f"History is not saved this session: {reason}."
-        self.notify(  # type: ignore[attr-defined]
-            self._history_note, severity="warning", markup=False, timeout=15
-        )
+        self.notify(self._history_note, severity="warning", markup=False, timeout=15)
         self._refresh_sidebar()
 
     # ------------------------------------------------------------------ recording
@@ -178,7 +194,7 @@ class HistorySupport:
     def _store_failed(self, exc: Exception) -> None:
         """The first store failure: shown once; this conversation is no longer saved
         (what is on screen stays)."""
-        self.notify(  # type: ignore[attr-defined]
+        self.notify(
             f"Could not save to the history ({failure_text(exc)}); this conversation "
             "is no longer being saved, but stays on screen.",
             severity="error",
@@ -192,7 +208,7 @@ class HistorySupport:
         if self.session.record_user(self.conversation, params) is not None:
             self._refresh_sidebar()
 
-    def _record_reply(self, done: Any) -> None:
+    def _record_reply(self, done: ReplyDone) -> None:
         """Store a finished or stopped reply, replacing the one a retry regenerated."""
         model = getattr(getattr(self.backend, "info", None), "model", None)
         sha256 = getattr(self.model_info, "sha256", None)
@@ -290,7 +306,7 @@ class HistorySupport:
         """True (and a hint) when a resumed conversation ends with an unanswered message."""
         if self.conversation.pending_user is None:
             return False
-        self.notify(  # type: ignore[attr-defined]
+        self.notify(
             "The last message has no reply yet: Ctrl+R generates one, Ctrl+O edits it.",
             severity="warning",
         )
