@@ -251,6 +251,7 @@ class GemmaChatApp(
 
     def _show_model(self) -> None:
         """Show the loaded model and its device in the status bar."""
+        assert self.backend is not None
         info = self.backend.info
         if self.remote:
             self.status.set_remote(getattr(self.model_info, "host", info.path), info.model)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from gemma_chat.config.settings import Settings
     from gemma_chat.generation.engine import Engine
     from gemma_chat.generation.events import ReplyDone
-    from gemma_chat.history.store import SearchHit
+    from gemma_chat.history.store import MessageRecord, SearchHit
     from gemma_chat.models.loader import RemoteModelInfo
     from gemma_chat.models.resolve import ModelInfo
     from gemma_chat.tui.widgets.chat_log import ChatLog
@@ -53,14 +53,26 @@ class ConversationSwitching(AppBase):
     engine: Engine | None
     model_info: ModelInfo | RemoteModelInfo | None
     last_done: ReplyDone | None
-    generating: bool
-    chat: ChatLog
-    prompt: PromptInput
-    status: StatusBar
-    conversation_id: int | None
     _history_note: str
     _found_timer: Timer | None
     _hidden_turns: int
+
+    if TYPE_CHECKING:  # the app's, declared read-only as they are there
+
+        @property
+        def generating(self) -> bool: ...
+        @property
+        def chat(self) -> ChatLog: ...
+        @property
+        def prompt(self) -> PromptInput: ...
+        @property
+        def status(self) -> StatusBar: ...
+        @property
+        def conversation_id(self) -> int | None: ...
+        def schedule_count(self) -> None: ...
+        def restore_conversation_state(self) -> None: ...
+        def _leaving_conversation(self) -> None: ...
+        def _begin(self, conversation_id: int | None, messages: list[MessageRecord]) -> None: ...
 
     # ------------------------------------------------------------------- resuming
 

@@ -10,7 +10,7 @@ renamed, never deleted or overwritten.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,15 +103,24 @@ class HistorySupport(AppBase):
     backend: Backend | None
     model_info: ModelInfo | RemoteModelInfo | None
     last_done: ReplyDone | None
-    generating: bool
-    chat: ChatLog
-    prompt: PromptInput
-    status: StatusBar
     # From ConversationSwitching:
     _refresh_sidebar: Callable[[], None]
-    resume_conversation: Callable[..., Awaitable[bool]]
     kv: KVResumeService
     replies: ReplyStreamer
+
+    if TYPE_CHECKING:  # the app's and ConversationSwitching's, read-only there
+
+        @property
+        def generating(self) -> bool: ...
+        @property
+        def chat(self) -> ChatLog: ...
+        @property
+        def prompt(self) -> PromptInput: ...
+        @property
+        def status(self) -> StatusBar: ...
+        async def resume_conversation(
+            self, conversation_id: int, message_id: int | None = None
+        ) -> bool: ...
 
     def setup_history(self, store: HistoryStore | None, resume: int | None) -> None:
         """Remember the store (None: open the default one on mount) and what to resume."""

@@ -9,17 +9,21 @@ in, so escape sequences are shown (``␛``), never sent to the terminal. The wid
 from __future__ import annotations
 
 import asyncio
+from typing import TypeVar
 
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Button, Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from gemma_chat.chat.conversation import StopReason
 from gemma_chat.chat.markdown_blocks import split_finished
 from gemma_chat.sanitize import StreamSanitizer, visible
+
+W = TypeVar("W", bound=Widget)
 
 RENDER_SLICE = 1024
 """Characters of queued reply text rendered before the screen gets to paint."""
@@ -281,7 +285,7 @@ class ChatLog(VerticalScroll):
         await self.mount(notice)
         return notice
 
-    def last(self, kind: type) -> object | None:
+    def last(self, kind: type[W]) -> W | None:
         """The newest child of a type, if any."""
         found = self.query(kind)
         return found.last() if found else None
