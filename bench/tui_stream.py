@@ -40,6 +40,7 @@ import argparse
 import asyncio
 import cProfile
 import gc
+import inspect
 import io
 import itertools
 import json
@@ -268,7 +269,7 @@ def make_app_class() -> type:
             start = time.perf_counter()
             if self.first_delta is None:
                 self.first_delta = start
-            await super().on_reply_delta(message)
+            await _maybe_await(super().on_reply_delta(message))
             # Textual calls the handler of every class in the MRO: stop at this one,
             # which has already run the app's own.
             message.prevent_default()
@@ -280,8 +281,8 @@ def make_app_class() -> type:
 
         async def on_reply_finished(self, message: ReplyFinished) -> None:
             self.finish_started = time.perf_counter()
-            reply = self._reply
-            await super().on_reply_finished(message)
+            reply = self.replies.reply  # the ReplyStreamer owns the reply widget
+            await _maybe_await(super().on_reply_finished(message))
             message.prevent_default()
             self.finish_handled_at = time.perf_counter()
             rendering = getattr(reply, "rendering", None)
@@ -295,6 +296,12 @@ def make_app_class() -> type:
             self.finished_at = time.perf_counter()
 
     return BenchApp
+
+
+async def _maybe_await(result: Any) -> None:
+    # The app's reply handlers may be plain methods or coroutines.
+    if inspect.isawaitable(result):
+        await result
 
 
 async def _wait(predicate: Any, timeout: float) -> None:
