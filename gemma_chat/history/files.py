@@ -26,6 +26,7 @@ from gemma_chat import paths
 from gemma_chat.backend import kv_cache as state_cache
 from gemma_chat.config import ui_prefs
 from gemma_chat.errors import GemmaChatError, UsageError
+from gemma_chat.files import FileTooLarge, NotRegularFile, read_regular_file
 from gemma_chat.units import format_bytes
 
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
@@ -192,25 +193,17 @@ def _read_stdin() -> str:
 
 def _read_file(path: Path) -> str:
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        data = read_regular_file(path, MAX_IMPORT_BYTES)
     except FileNotFoundError:
         raise UsageError(f"no such file: {path}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UsageError(f"{path} is not a regular file")
-        with open(fd, "rb", closefd=False) as file:
-            data = file.read(MAX_IMPORT_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_IMPORT_BYTES:
+    except NotRegularFile:
+        raise UsageError(f"{path} is not a regular file") from None
+    except FileTooLarge:
         raise UsageError(
             f"{path} is larger than {format_bytes(MAX_IMPORT_BYTES)}, the most an import reads"
-        )
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     return _decode(data, str(path))
 
 
