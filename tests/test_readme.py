@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def test_headings_never_skip_a_level() -> None:
         len(line) - len(line.lstrip("#")) for line in _outside_code(TEXT) if line.startswith("#")
     ]
     assert levels[0] == 1
-    for before, after in zip(levels, levels[1:]):
+    for before, after in itertools.pairwise(levels):
         assert after <= before + 1, (before, after)
 
 
