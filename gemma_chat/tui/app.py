@@ -129,8 +129,9 @@ class GemmaChatApp(App[None]):
         self.last_done: ReplyDone | None = None
         self.replies = ReplyStreamer(self)
         self.slash = SlashRouter(self)
-        self.history = HistoryKeeper(self, store, resume)
+        # The switcher first: the history's callbacks (a store error, a resume) reach it.
         self.switcher = ConversationSwitcher(self)
+        self.history = HistoryKeeper(self, store, resume)
         self._handle_signals = handle_signals
 
     # ----------------------------------------------------------------- layout and start
