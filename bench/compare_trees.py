@@ -38,15 +38,18 @@ TOP = HERE.parent
 
 def run_bench(tree: Path, script: str, args: list[str]) -> dict:
     """Run one tree's bench script once; return the JSON it wrote."""
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    proc = subprocess.run(
-        [sys.executable, str(tree / "bench" / script), *args],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    with tempfile.TemporaryDirectory() as data:
+        # Each run gets an empty history: the two trees may know different store schemas,
+        # and a bench never writes into the user's own history.
+        env = dict(os.environ, PYTHONPATH=str(tree), GEMMA_CHAT_DATA_DIR=data)
+        proc = subprocess.run(
+            [sys.executable, str(tree / "bench" / script), *args],
+            cwd=tree,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if proc.returncode != 0:
         raise SystemExit(f"{tree}: {script} failed:\n{proc.stderr[-2000:]}")
     result = tree / "bench" / "results" / script.replace(".py", ".json")

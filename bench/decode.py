@@ -50,6 +50,7 @@ def decode_ratio(model: str, tokens: int, rounds: int, threads: int, n_ctx: int)
         # Keep the guard's per-token work, but never let it end the run early.
         config.write_text("[repeat_guard]\nmin_tokens = 1000000\n")
         env["GEMMA_CHAT_CONFIG"] = str(config)
+        env["GEMMA_CHAT_DATA_DIR"] = tmp  # never the user's own history
         cli = [sys.executable, "-m", "gemma_chat"]
         common = ["-m", model, "--threads", str(threads), "--ctx", str(n_ctx)]
         ids = [
