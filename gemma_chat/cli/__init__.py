@@ -103,17 +103,22 @@ def ask(
     continue_latest: o.ContinueOpt = False,
     conversation: o.ConversationOpt = None,
     no_save: o.NoSaveOpt = False,
+    schema: o.SchemaOpt = None,
+    grammar: o.GrammarOpt = None,
 ) -> None:
     """Answer one question on stdout, streaming, and save the exchange in the history.
     Ctrl+C stops (exit 130)."""
     from gemma_chat.cli.ask import run_ask
+    from gemma_chat.cli.structured import constraint_from
 
     values = settings_values(options)
     values.update(conversation=conversation, continue_latest=continue_latest, no_save=no_save)
     values = with_root_options(ctx, values)
     run = run_options(values)
     history = history_options(values)
-    raise typer.Exit(run_ask(run_settings.build_settings(**values), question, run, history))
+    constraint = constraint_from(schema, grammar)  # before the model loads: exit 2 at once
+    settings = run_settings.build_settings(**values)
+    raise typer.Exit(run_ask(settings, question, run, history, constraint))
 
 
 @app.command()
