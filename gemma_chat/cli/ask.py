@@ -19,7 +19,7 @@ from gemma_chat.cli.inputs import combine, read_piped
 from gemma_chat.cli.options import HistoryOptions, RunOptions
 from gemma_chat.cli.output import notify
 from gemma_chat.cli.render import MarkdownWriter, PlainWriter
-from gemma_chat.config.settings import Settings
+from gemma_chat.config.settings import SavedPrompt, Settings
 from gemma_chat.errors import ContextError, GemmaChatError, UsageError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, TextDelta
@@ -38,8 +38,12 @@ def run_ask(
     options: RunOptions,
     history: HistoryOptions | None = None,
     constraint: OutputConstraint | None = None,
+    prompt: SavedPrompt | None = None,
 ) -> int:
     """Answer one question, saving the exchange in the history; return the exit code.
+
+    A saved ``prompt``'s template makes the user message of the question and piped text
+    (its system text and sampling are already in ``settings``).
 
     With a ``constraint`` (``--schema``, ``--grammar``) the reply follows it; a schema
     reply is validated, and one that does not match is an error (exit 1) after it is
@@ -50,6 +54,8 @@ def run_ask(
             context, or a reply that does not match the schema.
     """
     message = combine(question, read_piped())
+    if prompt is not None:
+        message = prompt.fill(message)
     cancel = threading.Event()
     with _stop_signals(cancel) as stop:
         # Before the model load: a corrupt history or an unknown id fails at once.

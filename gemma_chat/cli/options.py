@@ -195,6 +195,18 @@ GrammarOpt = Annotated[
     ),
 ]
 
+PromptNameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prompt",
+        "-p",
+        metavar="NAME",
+        help="Use a saved prompt: its system text, template, sampling and schema (see: "
+        "gemma-chat prompts). Options given here win over it.",
+        rich_help_panel=MODEL,
+    ),
+]
+
 ContinueOpt = Annotated[
     bool,
     typer.Option(
