@@ -119,6 +119,12 @@ def _answer(
             except OSError as exc:
                 lost = exc
     assert done is not None
+    refused = getattr(backend, "constraint_refused", None)
+    if constraint is not None and refused:
+        notify(
+            f"the server refused the {_kind(constraint)}, so the reply was not constrained "
+            f"(only validated here): {refused}"
+        )
     data, invalid = None, None
     if constraint is not None and done.stop_reason is not StopReason.CANCELLED:
         data, invalid = _check(done, constraint)
@@ -149,6 +155,10 @@ def _answer(
         # arrived was printed and saved (marked partial).
         raise GemmaChatError(f"the reply was cut off: {done.error} (the partial reply is kept)")
     return EXIT_INTERRUPTED if done.stop_reason is StopReason.CANCELLED else 0
+
+
+def _kind(constraint: OutputConstraint) -> str:
+    return "schema" if constraint.schema is not None else "grammar"
 
 
 def _check(done: ReplyDone, constraint: OutputConstraint) -> tuple[Any, InvalidReply | None]:
