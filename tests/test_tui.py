@@ -433,8 +433,8 @@ async def test_view_follows_only_while_at_the_bottom(vocab) -> None:
         await settle(pilot)
         await send(pilot, "again")
         await reply_done(pilot, 2)
-        await pilot.pause(0.3)
-        assert app.chat.scroll_y == app.chat.max_scroll_y  # following again
+        # Following again (waited for: a loaded machine lays out late).
+        await wait_until(pilot, lambda: app.chat.scroll_y == app.chat.max_scroll_y)
 
 
 async def test_settings_modal_edits_system_prompt_and_parameters(vocab) -> None:

@@ -116,10 +116,10 @@ async def test_kv_state_jobs_never_tokenize_a_conversation_too_long_to_fit(
         app = GemmaChatApp(Settings(), loader=kv_loader(vocab), store=store, resume=cid)
         async with app.run_test() as pilot:
             await wait_until(pilot, lambda: app.engine is not None)
-            await wait_until(pilot, lambda: bool(app.state_events))
+            await wait_until(pilot, lambda: bool(app.kv.events))
             app.exit()  # quitting leaves the conversation: its save is bounded too
-        app.close_state_cache()
-    assert app.state_events == [
+        app.kv.close()
+    assert app.kv.events == [
         StateEvent("restore", cid, 0, TOO_LONG),
         StateEvent("save", cid, False, TOO_LONG),
     ]

@@ -614,7 +614,7 @@ async def test_unreadable_store_moved_aside(vocab) -> None:
     async with app.run_test() as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, CorruptStoreScreen))
         await pilot.click("#move")
-        await wait_until(pilot, lambda: app.store is not None)
+        await wait_until(pilot, lambda: app.history.store is not None)
         await ready(pilot)
         await send(pilot, "a fresh start")
         await replies(pilot)
@@ -636,7 +636,7 @@ async def test_a_store_that_cannot_open_is_reported_and_the_chat_goes_on(
     async with app.run_test() as pilot:
         await ready(pilot)
         await wait_until(pilot, lambda: any("not saved" in n for n in notifications(app)))
-        assert app.store is None
+        assert app.history.store is None
         await send(pilot, "hello anyway")
         await replies(pilot)
         assert shown(app) == ["hello anyway", "one"]
@@ -733,16 +733,14 @@ async def test_real_kv_state_is_saved_at_quit_and_restored_on_resume(demo_path) 
         cid = app.conversation_id
         first = app.last_done
         app.exit()  # quitting leaves the conversation: its state is saved
-    app.close_state_cache()
-    assert [(e.kind, e.conversation_id, e.result) for e in app.state_events] == [
-        ("save", cid, True)
-    ]
+    app.kv.close()
+    assert [(e.kind, e.conversation_id, e.result) for e in app.kv.events] == [("save", cid, True)]
 
     again = GemmaChatApp(settings, resume=cid)
     async with again.run_test() as pilot:
         await wait_until(pilot, lambda: again.engine is not None, timeout=60)
-        await wait_until(pilot, lambda: bool(again.state_events), timeout=30)
-        (restored,) = again.state_events
+        await wait_until(pilot, lambda: bool(again.kv.events), timeout=30)
+        (restored,) = again.kv.events
         assert restored.kind == "restore" and restored.result > 0, restored.reason
         await send(pilot, "And three mountains?")
         await replies(pilot, count=2, timeout=60)
@@ -751,9 +749,9 @@ async def test_real_kv_state_is_saved_at_quit_and_restored_on_resume(demo_path) 
         # Only the new turn is evaluated: the history came from the saved state.
         assert stats.evaluated_tokens < stats.prompt_tokens - history + 8
         # Deleting the conversation deletes its saved state too.
-        key = again.store.get(cid).uuid
-        await again.delete_conversation(cid)
-        again.wait_for_state()
-        assert again.state_events[-1] == StateEvent("forget", cid, True, None)
-        assert not list(again.state_cache.directory.glob(f"{key}.*"))
-    again.close_state_cache()
+        key = again.history.store.get(cid).uuid
+        await again.switcher.delete(cid)
+        again.kv.wait()
+        assert again.kv.events[-1] == StateEvent("forget", cid, True, None)
+        assert not list(again.kv.cache.directory.glob(f"{key}.*"))
+    again.kv.close()

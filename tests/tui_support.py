@@ -27,11 +27,13 @@ def scripted_loader(vocab: Any, replies: Sequence[str], delay_s: float = 0.0, n_
     return load
 
 
-async def wait_until(pilot: Any, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+async def wait_until(pilot: Any, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     """Poll the app until ``predicate`` holds (instead of one fixed pause).
 
     It sleeps on the event loop rather than ``pilot.pause()``, which waits for the
-    screen's message queue to drain and so would sit out a whole streamed reply.
+    screen's message queue to drain and so would sit out a whole streamed reply. The
+    timeout is generous because it only matters when the test fails: a real model on a
+    loaded 2-core machine can take more than 10 s for a short reply.
     """
     deadline = time.monotonic() + timeout
     while not predicate():

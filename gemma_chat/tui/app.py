@@ -18,7 +18,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Button, Footer, Static
 
 from gemma_chat.chat import commands as slash
 from gemma_chat.chat.conversation import Conversation
@@ -27,11 +27,11 @@ from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone
 from gemma_chat.history.store import HistoryStore
 from gemma_chat.sanitize import one_line, visible
-from gemma_chat.tui.conversations import ConversationSwitching
-from gemma_chat.tui.history import HistorySupport
-from gemma_chat.tui.keys import KeyBindings
+from gemma_chat.tui.conversations import ConversationSwitcher
+from gemma_chat.tui.history import HistoryKeeper
+from gemma_chat.tui.keys import APP_BINDINGS, KeyBindings
 from gemma_chat.tui.kv_resume import KVResumeService
-from gemma_chat.tui.loading import Loader, ModelLoading, load_failure
+from gemma_chat.tui.loading import Loader, ModelLoading
 from gemma_chat.tui.messages import (
     ModelLoaded,
     ModelLoadFailed,
@@ -72,36 +72,19 @@ def default_gpu_supported() -> bool:
     return gpu_offload_supported()
 
 
-class GemmaChatApp(
-    HistorySupport,
-    ConversationSwitching,
-    App[None],
-):
-    """Chat with a Gemma model."""
+class GemmaChatApp(App[None]):
+    """Chat with a Gemma model.
+
+    The app holds the state (settings, conversation, engine) and is composed of
+    collaborators, one job each: ``loads`` (model loading), ``replies`` (streaming),
+    ``slash`` (commands), ``history`` (the store and recording), ``switcher`` (new,
+    resume, sidebar, search), ``kv`` (KV state on resume), ``meter``, ``themes`` and
+    ``keys``. Textual's message handlers stay here and delegate.
+    """
 
     CSS_PATH = "gemma.tcss"
     TITLE = "gemma-chat"
-    BINDINGS = [
-        Binding("escape", "stop", "Stop", id="gemma.stop"),
-        Binding(
-            "ctrl+c",
-            "stop",
-            "Stop (never quits)",
-            id="gemma.stop_ctrl_c",
-            show=False,
-            priority=True,
-        ),
-        Binding("ctrl+r", "retry", "Retry", id="gemma.retry"),
-        Binding("ctrl+o", "edit", "Edit", id="gemma.edit"),
-        Binding("ctrl+y", "copy", "Copy", id="gemma.copy", priority=True),
-        Binding("ctrl+g", "toggle_gpu", "GPU", id="gemma.gpu"),
-        Binding("ctrl+n", "new", "New", id="gemma.new", show=False),
-        Binding("f1", "help", "Help", id="gemma.help"),
-        Binding("ctrl+b", "history", "History", id="gemma.history"),
-        Binding("ctrl+f", "search", "Search", id="gemma.search", show=False),
-        Binding("f2", "settings", "Settings", id="gemma.settings"),
-        Binding("ctrl+q", "quit", "Quit", id="gemma.quit", priority=True),
-    ]
+    BINDINGS = APP_BINDINGS
 
     def __init__(
         self,
@@ -146,8 +129,9 @@ class GemmaChatApp(
         self.last_done: ReplyDone | None = None
         self.replies = ReplyStreamer(self)
         self.slash = SlashRouter(self)
+        self.history = HistoryKeeper(self, store, resume)
+        self.switcher = ConversationSwitcher(self)
         self._handle_signals = handle_signals
-        self.setup_history(store, resume)
 
     # ----------------------------------------------------------------- layout and start
 
@@ -170,7 +154,7 @@ class GemmaChatApp(
         self.keys.apply(self.settings.keys)
         self.prompt.focus()
         self._start_load(self.settings)
-        await self.open_history()
+        await self.history.open()
 
     @property
     def prompt(self) -> PromptInput:
@@ -214,12 +198,6 @@ class GemmaChatApp(
     # ------------------------------------------------------------------- model loading
 
     def _start_load(self, settings: Settings) -> None:
-        # self.settings changes only once the load succeeds: a model that fails to load
-        # must not replace the working one (nor its settings, which Ctrl+G reloads).
-        if settings.backend == "openai":
-            self.status.set_model(f"connecting to {settings.base_url}…")
-        else:
-            self.status.set_model(f"loading {settings.model or 'the demo model'}…")
         self.loads.start(settings)
 
     @property
@@ -231,48 +209,10 @@ class GemmaChatApp(
         self.notify(message.text, severity=message.severity, timeout=message.timeout)
 
     async def on_model_loaded(self, message: ModelLoaded) -> None:
-        if self._gone() or not self.loads.is_current(message.settings):
-            message.backend.close()  # quitting, or a load that a newer one overtook
-            return
-        self.loads.finished()
-        assert message.settings is not None
-        self.settings = message.settings
-        if self.backend is not None and self.backend is not message.backend:
-            self.backend.close()
-        self.backend, self.model_info = message.backend, message.info
-        self.engine = Engine(message.backend, self.sampling, self.repeat_guard)
-        for turn in self.conversation.turns:
-            turn.token_ids = None  # ids of another load's vocabulary or KV cache
-        self._history_model_loaded()
-        self.restore_conversation_state()
-        self._show_model()
-        self.prompt.placeholder = "Message Gemma · Enter sends · Ctrl+J new line · F1 help"
-        self.schedule_count()
-
-    def _show_model(self) -> None:
-        """Show the loaded model and its device in the status bar."""
-        assert self.backend is not None
-        info = self.backend.info
-        if self.remote:
-            self.status.set_remote(getattr(self.model_info, "host", info.path), info.model)
-        else:
-            self.status.set_model(info.model, getattr(self.model_info, "quantization", None))
-        self.status.set_device(info.device, info.gpu_layers, info.threads)
+        self.loads.loaded(message)
 
     async def on_model_load_failed(self, message: ModelLoadFailed) -> None:
-        if self._gone() or not self.loads.is_current(message.settings):
-            return
-        self.loads.finished()
-        assert message.settings is not None
-        working = self.backend.info.model if self.backend is not None else None
-        failure = load_failure(message.settings, message.reason, working)
-        if working is not None:
-            self._show_model()  # the working model stays loaded, with its settings
-        else:
-            self.settings = message.settings  # nothing was working: nothing to keep
-            self.status.set_model(failure.status)
-            self.prompt.placeholder = failure.placeholder
-        await self.chat.add_notice(failure.notice, error=True)
+        await self.loads.failed(message)
 
     # ---------------------------------------------------------------------- sending
 
@@ -328,6 +268,58 @@ class GemmaChatApp(
         kwargs.setdefault("markup", False)
         super().notify(visible(message), title=one_line(title), **kwargs)
 
+    # ------------------------------------------------------------- conversations
+
+    @property
+    def conversation_id(self) -> int | None:
+        """The stored conversation on screen, once it has been stored."""
+        return self.history.conversation_id
+
+    @property
+    def sidebar(self) -> HistorySidebar:
+        """The history sidebar."""
+        return self.switcher.sidebar
+
+    async def resume_conversation(
+        self, conversation_id: int, message_id: int | None = None
+    ) -> bool:
+        """Open a stored conversation (see :meth:`ConversationSwitcher.resume`)."""
+        return await self.switcher.resume(conversation_id, message_id)
+
+    async def action_new(self, keep_settings: bool = False) -> None:
+        """Start a new conversation (``keep_settings``: as /clear does)."""
+        await self.switcher.new(keep_settings)
+
+    def action_history(self) -> None:
+        """Show or hide the history sidebar."""
+        self.switcher.toggle_sidebar()
+
+    def action_search(self, query: str = "") -> None:
+        """Search every stored message (opens on the chosen result)."""
+        self.switcher.search(query)
+
+    async def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "earlier":
+            event.stop()
+            await self.switcher.show_earlier_pressed()
+
+    async def on_history_sidebar_opened(self, message: HistorySidebar.Opened) -> None:
+        await self.switcher.resume(message.conversation_id)
+
+    async def on_history_sidebar_new_requested(self) -> None:
+        await self.switcher.new()
+        self.prompt.focus()
+
+    def on_history_sidebar_closed(self) -> None:
+        self.sidebar.remove_class("-open")
+        self.prompt.focus()
+
+    def on_history_sidebar_rename_requested(self, message: HistorySidebar.RenameRequested) -> None:
+        self.switcher.rename(message.conversation_id, current=message.title)
+
+    def on_history_sidebar_delete_requested(self, message: HistorySidebar.DeleteRequested) -> None:
+        self.switcher.confirm_delete(message)
+
     # ------------------------------------------------------------------ actions
 
     def exit(self, *args: Any, **kwargs: Any) -> None:
@@ -335,7 +327,7 @@ class GemmaChatApp(
         ends within a token instead of keeping the process alive until it is done."""
         self.loads.quit()
         self.action_stop()
-        self.history_at_exit()
+        self.history.at_exit()
         super().exit(*args, **kwargs)
 
     def _stop_signalled(self, signum: int) -> None:
@@ -395,5 +387,5 @@ def run_tui(settings: Settings, theme: str | None = None, resume: int | None = N
     try:
         app.run()
     finally:
-        app.close_state_cache()  # the KV state of the conversation left at quit
+        app.kv.close()  # the KV state of the conversation left at quit
     return app.return_code or 0

@@ -1,13 +1,37 @@
-"""Key bindings: the config's remapping and the help screen's rows (a collaborator the
-app owns; the bindings themselves stay on the App, where Textual needs them)."""
+"""Key bindings: the app's keys (``APP_BINDINGS``, which the App declares, where Textual
+needs them), the config's remapping and the help screen's rows (a collaborator the app
+owns)."""
 
 from __future__ import annotations
 
 from textual.app import App
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 from gemma_chat.tui.keyspec import check_keymap, keymap_message
 from gemma_chat.tui.widgets.prompt_input import PromptInput
+
+APP_BINDINGS: list[BindingType] = [
+    Binding("escape", "stop", "Stop", id="gemma.stop"),
+    Binding(
+        "ctrl+c",
+        "stop",
+        "Stop (never quits)",
+        id="gemma.stop_ctrl_c",
+        show=False,
+        priority=True,
+    ),
+    Binding("ctrl+r", "retry", "Retry", id="gemma.retry"),
+    Binding("ctrl+o", "edit", "Edit", id="gemma.edit"),
+    Binding("ctrl+y", "copy", "Copy", id="gemma.copy", priority=True),
+    Binding("ctrl+g", "toggle_gpu", "GPU", id="gemma.gpu"),
+    Binding("ctrl+n", "new", "New", id="gemma.new", show=False),
+    Binding("f1", "help", "Help", id="gemma.help"),
+    Binding("ctrl+b", "history", "History", id="gemma.history"),
+    Binding("ctrl+f", "search", "Search", id="gemma.search", show=False),
+    Binding("f2", "settings", "Settings", id="gemma.settings"),
+    Binding("ctrl+q", "quit", "Quit", id="gemma.quit", priority=True),
+]
+"""The app's keys, each with an id (``gemma.NAME``) that ``[keys]`` can remap."""
 
 
 class KeyBindings:

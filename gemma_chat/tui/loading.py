@@ -13,14 +13,26 @@ import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from textual.app import App
 from textual.message import Message
 
 from gemma_chat.config.settings import Settings
 from gemma_chat.errors import GemmaChatError
+from gemma_chat.generation.engine import Engine
 from gemma_chat.tui.messages import ModelLoaded, ModelLoadFailed, Notice
+
+if TYPE_CHECKING:
+    from textual.worker import Worker
+
+    from gemma_chat.backend.base import Backend
+    from gemma_chat.chat.conversation import Conversation
+    from gemma_chat.config.settings import RepeatGuard, Sampling
+    from gemma_chat.models.loader import RemoteModelInfo
+    from gemma_chat.models.resolve import ModelInfo
+    from gemma_chat.tui.widgets.chat_log import ChatLog
+    from gemma_chat.tui.widgets.prompt_input import PromptInput
+    from gemma_chat.tui.widgets.status_bar import StatusBar
 
 Loader = Callable[[Settings, Callable[[str], None]], tuple[Any, Any]]
 """Loads a model: ``(settings, notify) -> (model info, backend)`` (tests pass scripted
@@ -28,6 +40,8 @@ ones; the info is None for a scripted model)."""
 
 WARNING_S = 10
 """How long a loader's warning stays on screen."""
+READY_PLACEHOLDER = "Message Gemma · Enter sends · Ctrl+J new line · F1 help"
+"""The input's hint once a model is loaded."""
 
 
 def default_loader(
@@ -82,15 +96,60 @@ def load_failure(settings: Settings, reason: str, working: str | None) -> LoadFa
     )
 
 
+class LoadedHistory(Protocol):
+    """What a load tells the history (:class:`HistoryKeeper`)."""
+
+    def model_loaded(self) -> None: ...
+    def restore_state(self) -> None: ...
+
+
+class LoadHost(Protocol):
+    """What :class:`ModelLoading` uses of the app: the state a load replaces, and the
+    widgets that show it."""
+
+    settings: Settings
+    conversation: Conversation
+    sampling: Sampling
+    repeat_guard: RepeatGuard
+    engine: Engine | None
+    backend: Backend | None
+    model_info: ModelInfo | RemoteModelInfo | None
+    history: LoadedHistory
+
+    @property
+    def chat(self) -> ChatLog: ...
+    @property
+    def prompt(self) -> PromptInput: ...
+    @property
+    def status(self) -> StatusBar: ...
+    @property
+    def remote(self) -> bool: ...
+    def _gone(self) -> bool: ...
+    def schedule_count(self) -> None: ...
+    def post_message(self, message: Message) -> bool: ...
+    def run_worker(
+        self,
+        work: Callable[[], None],
+        name: str | None = "",
+        group: str = "default",
+        description: str = "",
+        exit_on_error: bool = True,
+        start: bool = True,
+        exclusive: bool = False,
+        thread: bool = False,
+    ) -> Worker[None]: ...
+
+
 class ModelLoading:
-    """Starts loads in a worker and knows which one is current.
+    """Starts loads in a worker, knows which one is current, and puts a loaded model in
+    place (or keeps the working one when a load fails).
 
     Args:
         app: The app the worker runs in and posts to.
         loader: How to load (None: :func:`default_loader`, cancelled on quit).
     """
 
-    def __init__(self, app: App[None], loader: Loader | None = None) -> None:
+    def __init__(self, app: LoadHost, loader: Loader | None = None) -> None:
         self._app = app
         self.quitting = threading.Event()
         self._loader = loader or functools.partial(default_loader, cancel=self.quitting)
@@ -98,7 +157,15 @@ class ModelLoading:
         """The settings of the load in progress (None when none is)."""
 
     def start(self, settings: Settings) -> None:
-        """Load the model ``settings`` name in the background (a newer load wins)."""
+        """Load the model ``settings`` name in the background (a newer load wins).
+
+        The app's settings change only once the load succeeds: a model that fails to
+        load must not replace the working one (nor its settings, which Ctrl+G reloads).
+        """
+        if settings.backend == "openai":
+            self._app.status.set_model(f"connecting to {settings.base_url}…")
+        else:
+            self._app.status.set_model(f"loading {settings.model or 'the demo model'}…")
         self.loading = settings
         self._app.run_worker(
             functools.partial(self._load, settings),
@@ -120,6 +187,55 @@ class ModelLoading:
     def quit(self) -> None:
         """The app is quitting: a load waiting for a server stops waiting."""
         self.quitting.set()
+
+    def loaded(self, message: ModelLoaded) -> None:
+        """A load succeeded: the new model replaces the working one (if it is current)."""
+        app = self._app
+        if app._gone() or not self.is_current(message.settings):
+            message.backend.close()  # quitting, or a load that a newer one overtook
+            return
+        self.finished()
+        assert message.settings is not None
+        app.settings = message.settings
+        if app.backend is not None and app.backend is not message.backend:
+            app.backend.close()
+        app.backend, app.model_info = message.backend, message.info
+        app.engine = Engine(message.backend, app.sampling, app.repeat_guard)
+        for turn in app.conversation.turns:
+            turn.token_ids = None  # ids of another load's vocabulary or KV cache
+        app.history.model_loaded()
+        app.history.restore_state()
+        self.show_model()
+        app.prompt.placeholder = READY_PLACEHOLDER
+        app.schedule_count()
+
+    async def failed(self, message: ModelLoadFailed) -> None:
+        """A load failed: the working model, if any, stays; the reason is shown."""
+        app = self._app
+        if app._gone() or not self.is_current(message.settings):
+            return
+        self.finished()
+        assert message.settings is not None
+        working = app.backend.info.model if app.backend is not None else None
+        failure = load_failure(message.settings, message.reason, working)
+        if working is not None:
+            self.show_model()  # the working model stays loaded, with its settings
+        else:
+            app.settings = message.settings  # nothing was working: nothing to keep
+            app.status.set_model(failure.status)
+            app.prompt.placeholder = failure.placeholder
+        await app.chat.add_notice(failure.notice, error=True)
+
+    def show_model(self) -> None:
+        """Show the loaded model and its device in the status bar."""
+        app = self._app
+        assert app.backend is not None
+        info = app.backend.info
+        if app.remote:
+            app.status.set_remote(getattr(app.model_info, "host", info.path), info.model)
+        else:
+            app.status.set_model(info.model, getattr(app.model_info, "quantization", None))
+        app.status.set_device(info.device, info.gpu_layers, info.threads)
 
     def _load(self, settings: Settings) -> None:
         """Worker: load, then post the outcome (and each warning) to the app."""

@@ -41,12 +41,24 @@ FRAME_S = 1 / 60
 """The worker posts reply text at most once per frame."""
 
 
+class ReplyRecorder(Protocol):
+    """What the streamer records into the history (:class:`HistoryKeeper`)."""
+
+    def reply_missing(self) -> bool: ...
+    def record_user(self) -> None: ...
+    def record_reply(self, done: ReplyDone) -> None: ...
+    def record_retry(self) -> None: ...
+    def record_edit(self) -> None: ...
+    def record_failed(self) -> None: ...
+
+
 class ReplyHost(Protocol):
     """What :class:`ReplyStreamer` uses of the app."""
 
     engine: Engine | None
     conversation: Conversation
     kv: KVResumeService
+    history: ReplyRecorder
     last_done: ReplyDone | None
 
     @property
@@ -74,12 +86,6 @@ class ReplyHost(Protocol):
         thread: bool = False,
     ) -> Worker[None]: ...
     def schedule_count(self) -> None: ...
-    def _reply_missing(self) -> bool: ...
-    def _record_user(self) -> None: ...
-    def _record_reply(self, done: ReplyDone) -> None: ...
-    def _record_retry(self) -> None: ...
-    def _record_edit(self) -> None: ...
-    def _record_failed(self) -> None: ...
 
 
 class ReplyStreamer:
@@ -120,7 +126,7 @@ class ReplyStreamer:
         if self.generating:
             app.notify(BUSY_HINT, severity="warning")
             return
-        if app._reply_missing():
+        if app.history.reply_missing():
             return
         if app.engine is None or app._loading is not None:
             # While another model loads, the working one is replaced (and closed) as
@@ -137,7 +143,7 @@ class ReplyStreamer:
         app.prompt.remember(text)
         app.prompt.clear()
         app.conversation.add_user(text)
-        app._record_user()
+        app.history.record_user()
         await app.chat.add_user(text)
         await self.start()
 
@@ -193,7 +199,7 @@ class ReplyStreamer:
             reply = app.chat.last(ModelReply)
             if reply is not None:
                 await reply.remove()
-            app._record_retry()
+            app.history.record_retry()
         await self.start()
 
     async def edit(self) -> None:
@@ -212,7 +218,7 @@ class ReplyStreamer:
             if reply is not None:
                 await reply.remove()
         user = turns.pop()
-        app._record_edit()
+        app.history.record_edit()
         widget = app.chat.last(UserMessage)
         if widget is not None:
             await widget.remove()
@@ -300,12 +306,12 @@ class ReplyStreamer:
         app = self._app
         done = message.done
         self._hold_gc(False)
-        if app._gone():  # quit mid-reply: history_at_exit kept what was shown
+        if app._gone():  # quit mid-reply: HistoryKeeper.at_exit kept what was shown
             return
         if self._reply is not None:
             self._reply.finish(done.stop_reason)  # it rendered exactly done.text as it streamed
         app.conversation.add_model(done.text, done.stop_reason, done.token_ids)
-        app._record_reply(done)
+        app.history.record_reply(done)
         app.last_done = done
         self._reply, self.cancel = None, None
         stats = done.stats
@@ -330,7 +336,7 @@ class ReplyStreamer:
         pending = app.conversation.pending_user
         if pending is not None:  # nothing typed is lost: it goes back into the input
             app.conversation.turns.pop()
-            app._record_failed()
+            app.history.record_failed()
             user = app.chat.last(UserMessage)
             if user is not None:
                 await user.remove()

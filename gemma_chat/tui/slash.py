@@ -27,6 +27,20 @@ if TYPE_CHECKING:
 BUSY_HINT = "A reply is being generated: wait for it, or press Esc to stop it."
 
 
+class SettingsRecorder(Protocol):
+    """What commands record into the history (:class:`HistoryKeeper`)."""
+
+    @property
+    def conversation_id(self) -> int | None: ...
+    def record_settings(self) -> None: ...
+
+
+class Renamer(Protocol):
+    """Renames stored conversations (:class:`ConversationSwitcher`)."""
+
+    def rename(self, conversation_id: int | None, title: str = "", current: str = "") -> None: ...
+
+
 class SlashHost(Protocol):
     """What :class:`SlashRouter` uses of the app: its state and the actions commands run."""
 
@@ -37,6 +51,8 @@ class SlashHost(Protocol):
     engine: Engine | None
     backend: Backend | None
     themes: ThemeService
+    history: SettingsRecorder
+    switcher: Renamer
     _gpu_supported: Callable[[], bool]
 
     @property
@@ -45,24 +61,18 @@ class SlashHost(Protocol):
     def generating(self) -> bool: ...
     @property
     def remote(self) -> bool: ...
-    @property
-    def conversation_id(self) -> int | None: ...
     def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None: ...
     def push_screen(self, screen: Screen[Any], callback: Any = None) -> Any: ...
     def copy_to_clipboard(self, text: str) -> None: ...
     def exit(self, *args: Any, **kwargs: Any) -> None: ...
     def schedule_count(self) -> None: ...
     def _start_load(self, settings: Settings) -> None: ...
-    def _record_settings(self) -> None: ...
     def action_help(self) -> None: ...
     async def action_new(self, keep_settings: bool = False) -> None: ...
     async def action_retry(self) -> None: ...
     async def action_edit(self) -> None: ...
     def action_history(self) -> None: ...
     def action_search(self, query: str = "") -> None: ...
-    def rename_conversation(
-        self, conversation_id: int | None, title: str = "", current: str = ""
-    ) -> None: ...
 
 
 class SlashRouter:
@@ -87,7 +97,7 @@ class SlashRouter:
             await app.action_new(keep_settings=name == "clear")
         elif name == "system":
             app.conversation.system = arg or None
-            app._record_settings()
+            app.history.record_settings()
             app.notify("System prompt set." if arg else "System prompt cleared.")
             app.schedule_count()
         elif name == "retry":
@@ -104,7 +114,7 @@ class SlashRouter:
                 app.sampling, app.repeat_guard, key, value.strip()
             )
             self.set_params(sampling, guard)
-            app._record_settings()
+            app.history.record_settings()
             app.notify(f"{key} = {value.strip()}")
         elif name == "settings":
             self.edit_settings()
@@ -122,7 +132,7 @@ class SlashRouter:
         elif name == "rename":
             if not arg:
                 raise UsageError("usage: /rename TITLE")
-            app.rename_conversation(app.conversation_id, arg)
+            app.switcher.rename(app.history.conversation_id, arg)
         elif name == "theme":
             app.themes.select(arg)
         elif name == "copy":
@@ -238,7 +248,7 @@ class SlashRouter:
             if result is not None:
                 app.conversation.system = result.system
                 self.set_params(result.sampling, result.repeat_guard)
-                app._record_settings()
+                app.history.record_settings()
                 app.notify("Settings saved for this session.")
 
         app.push_screen(
