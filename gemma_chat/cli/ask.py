@@ -27,7 +27,7 @@ from gemma_chat.models.loader import RemoteModelInfo, load_backend
 from gemma_chat.models.resolve import ModelInfo
 from gemma_chat.sanitize import json_safe, one_line
 from gemma_chat.structured.constraint import OutputConstraint
-from gemma_chat.structured.validate import InvalidReply, parse_reply
+from gemma_chat.structured.validate import InvalidReply, check_reply
 
 EXIT_INTERRUPTED = 130
 
@@ -162,22 +162,9 @@ def _kind(constraint: OutputConstraint) -> str:
 
 
 def _check(done: ReplyDone, constraint: OutputConstraint) -> tuple[Any, InvalidReply | None]:
-    """The reply's validated value (None for a grammar), or why it is not one.
-
-    A reply that did not end its turn was cut off inside the grammar (at max tokens, by
-    the repetition guard, by a full context or a failed server): that is the error,
-    whatever its text happens to parse as.
-    """
-    if done.stop_reason is not StopReason.END_OF_TURN:
-        reason = done.stop_reason.value.replace("_", " ")
-        hint = " (raise --max-tokens)" if done.stop_reason is StopReason.MAX_TOKENS else ""
-        what = "its JSON" if constraint.schema is not None else "its grammar"
-        return None, InvalidReply(
-            f"the reply was cut off ({reason}) before {what} was complete{hint}; "
-            "the partial reply is kept"
-        )
+    """The reply's validated value (None for a grammar), or why it is not one."""
     try:
-        return parse_reply(done.text, constraint), None
+        return check_reply(done.text, done.stop_reason.value, constraint), None
     except InvalidReply as exc:
         return None, exc
 

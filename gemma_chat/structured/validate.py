@@ -50,3 +50,22 @@ def parse_reply(text: str, constraint: OutputConstraint) -> Any:
             message = message[: _MAX_SHOWN - 1] + "…"
         raise InvalidReply(f"the reply does not match the schema at {where}: {message}")
     return data
+
+
+def check_reply(text: str, stop: str, constraint: OutputConstraint) -> Any:
+    """:func:`parse_reply` for a finished reply that stopped for ``stop`` (a stop reason's
+    value): one that did not end its turn was cut off inside the grammar (at max tokens,
+    by the repetition guard, a full context or a failed server), and that is the error,
+    whatever its text happens to parse as.
+
+    Raises:
+        InvalidReply: The reply was cut off, or it does not match.
+    """
+    if stop != "end_of_turn":
+        hint = " (raise --max-tokens)" if stop == "max_tokens" else ""
+        what = "its JSON" if constraint.schema is not None else "its grammar"
+        raise InvalidReply(
+            f"the reply was cut off ({stop.replace('_', ' ')}) before {what} was complete"
+            f"{hint}; the partial reply is kept"
+        )
+    return parse_reply(text, constraint)
