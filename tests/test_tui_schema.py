@@ -125,10 +125,17 @@ async def test_prompt_command_applies_a_saved_prompt(vocab) -> None:
 
 
 async def test_palette_lists_saved_prompts_and_schema_off(vocab) -> None:
-    app = make_app(vocab)
+    from textual.content import Content
+
+    loud = SavedPrompt(description="[b]loud[/b] \x1b]0;title\x07")
+    app = make_app(vocab, settings=Settings(prompts={"loud": loud}))
     async with app.run_test() as pilot:
         await ready(pilot)
-        titles = [c.title for c in app.get_system_commands(app.screen)]
+        commands = list(app.get_system_commands(app.screen))
+        titles = [c.title for c in commands]
+        # The palette reads help as markup: a description shows as typed, controls visible.
+        shown = Content.from_markup(next(c.help for c in commands if c.title == "/prompt loud"))
+        assert shown.plain.startswith("[b]loud[/b] ") and "\x1b" not in shown.plain
         for title in ("/schema @FILE.json|SCHEMA|off", "/schema off", "/prompt NAME|off"):
             assert title in titles
         for name in ("summarize", "translate", "explain-code", "commit-message"):

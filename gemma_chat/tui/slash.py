@@ -6,14 +6,17 @@ command onto the app's actions.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from textual.app import SystemCommand
+from textual.markup import escape
 
 from gemma_chat.chat import commands as slash
 from gemma_chat.chat.conversation import Conversation, Role
 from gemma_chat.errors import UsageError
+from gemma_chat.sanitize import one_line
 from gemma_chat.tui.theming import ThemeService
 
 if TYPE_CHECKING:
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from gemma_chat.tui.widgets.prompt_input import PromptInput
     from gemma_chat.tui.widgets.status_bar import StatusBar
 
+_PALETTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 BUSY_HINT = "A reply is being generated: wait for it, or press Esc to stop it."
 
 
@@ -279,7 +283,10 @@ class SlashRouter:
 
         found, _ = load_prompts(self._app.settings.prompts)  # failures: reported on use
         for name, entry in sorted(found.items()):
-            about = entry.prompt.description or "Use this saved prompt"
+            if not _PALETTE_NAME.fullmatch(name):
+                continue  # a config key the palette could not show as typed: type it
+            # The palette reads its text as markup: a description is the user's text.
+            about = escape(one_line(entry.prompt.description or "Use this saved prompt"))
             yield SystemCommand(f"/prompt {name}", about, self._runner(f"/prompt {name}"))
 
     def _runner(self, text: str) -> Callable[[], Awaitable[None]]:
