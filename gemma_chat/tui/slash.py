@@ -173,7 +173,10 @@ class SlashRouter:
             return
         constraint = parse_schema(arg)
         self.constrain(constraint)
-        app.notify(f"The next replies are JSON that matches the schema ({constraint.label}).")
+        app.notify(
+            f"The next replies are JSON that matches the schema ({constraint.label}).",
+            markup=False,
+        )
 
     def constrain(self, constraint: OutputConstraint | None) -> None:
         """Use ``constraint`` from the next reply on, and show it in the status bar."""
