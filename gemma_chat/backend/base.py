@@ -12,6 +12,7 @@ from typing import Literal, Protocol, runtime_checkable
 from gemma_chat.backend.sse import TextChunk
 from gemma_chat.chat.tokenizer import Tokenizer
 from gemma_chat.config.settings import Sampling
+from gemma_chat.structured.constraint import OutputConstraint
 
 
 class Cancelled(Exception):
@@ -81,11 +82,16 @@ class TokenBackend(Protocol):
         sampling: Sampling,
         seed: int,
         cancel: threading.Event | None = None,
+        constraint: OutputConstraint | None = None,
     ) -> Iterator[int]:
         """Yield sampled token ids, forever, until the caller stops iterating.
 
+        With a ``constraint`` the ids follow its grammar, and the end-of-turn id is
+        possible only once the grammar is complete.
+
         Raises:
             Cancelled: ``cancel`` was set while the prompt was being evaluated.
+            UsageError: The constraint cannot be used (a grammar that does not parse).
         """
         ...
 
@@ -121,8 +127,10 @@ class TextBackend(Protocol):
         seed: int,
         stop: list[str],
         cancel: threading.Event | None = None,
+        constraint: OutputConstraint | None = None,
     ) -> Iterator[TextChunk]:
-        """Stream a reply to ``prompt`` (or to ``messages``, on a chat-only server).
+        """Stream a reply to ``prompt`` (or to ``messages``, on a chat-only server),
+        sending ``constraint`` in the form the server understands.
 
         Raises:
             RemoteError: Any failure, before or during the stream.

@@ -16,10 +16,12 @@ import llama_cpp
 
 from gemma_chat.backend import kv_state, llama_log
 from gemma_chat.backend.base import BackendInfo, Cancelled, StateError, common_prefix
+from gemma_chat.backend.grammar import GrammarSampler, gbnf_for
 from gemma_chat.backend.offload import OffloadPlan
 from gemma_chat.backend.vocab import LlamaVocab
 from gemma_chat.config.settings import Sampling
 from gemma_chat.errors import ModelError
+from gemma_chat.structured.constraint import OutputConstraint
 
 N_BATCH = 512
 
@@ -33,6 +35,7 @@ class _CountingLlama(llama_cpp.Llama):
 
     evaluated = 0
     cancel: threading.Event | None = None
+    grammar: GrammarSampler | None = None
 
     def eval(self, tokens: Sequence[int]) -> None:
         tokens = list(tokens)
@@ -42,6 +45,14 @@ class _CountingLlama(llama_cpp.Llama):
             chunk = tokens[start : start + self.n_batch]
             super().eval(chunk)
             self.evaluated += len(chunk)
+
+    def sample(self, *args: Any, idx: int | None = None, **kwargs: Any) -> int:
+        # A constrained reply samples through its grammar (see backend/grammar.py);
+        # ``generate`` has built the sampling chain, without the grammar, in _sampler.
+        if self.grammar is None or self._sampler is None:
+            return super().sample(*args, idx=idx, **kwargs)
+        ridx = idx - self.n_tokens if idx is not None else -1
+        return self.grammar.sample(self._sampler, self._ctx.ctx, ridx)
 
 
 def gpu_offload_supported() -> bool:
@@ -157,16 +168,25 @@ class LlamaBackend:
         sampling: Sampling,
         seed: int,
         cancel: threading.Event | None = None,
+        constraint: OutputConstraint | None = None,
     ) -> Iterator[int]:
         """Yield sampled token ids until the caller stops iterating.
 
         ``Llama.generate`` re-uses the longest common prefix of the previous prompt and
-        this one, so re-sending the same history evaluates only the new tokens.
+        this one, so re-sending the same history evaluates only the new tokens. With a
+        ``constraint``, every token is sampled within its grammar, and the end of the
+        turn becomes possible once the grammar is complete.
+
+        Raises:
+            UsageError: The constraint's grammar does not parse, or its schema cannot be
+                turned into one.
         """
         if not self._lock.acquire(blocking=False):
             raise RuntimeError("a generation is already running on this model")
         llm = self._llm
         try:
+            if constraint is not None:
+                llm.grammar = GrammarSampler(llm._model, gbnf_for(constraint))
             llm.set_seed(seed)
             llm.cancel = cancel
             before = llm.evaluated
@@ -186,6 +206,9 @@ class LlamaBackend:
                 yield int(token)
         finally:
             llm.cancel = None
+            if llm.grammar is not None:
+                llm.grammar.close()
+                llm.grammar = None
             self._lock.release()
 
     # The KV state capability (see ``base.StatefulBackend``). Each method takes the

@@ -44,6 +44,7 @@ from gemma_chat.backend.sse import (
 from gemma_chat.chat.context import DEFAULT_MAX_CTX
 from gemma_chat.config.settings import Sampling
 from gemma_chat.errors import GemmaChatError
+from gemma_chat.structured.constraint import OutputConstraint
 
 
 class OpenAIBackend:
@@ -80,6 +81,12 @@ class OpenAIBackend:
         self.api_path = "completions"
         self.turn_bias: dict[str, int] = {}
         """``logit_bias`` forbidding ``<start_of_turn>``, once its id is known."""
+        self.server_kind: str | None = None
+        """``llama-cpp-python`` when its own tokenizer endpoint answered (it takes a
+        schema only as a ``grammar``), else None."""
+        self.constraint_refused: str | None = None
+        """Why the server refused a schema or grammar (then it is no longer sent; the
+        reply is validated on the client alone); None while it takes them."""
         self._http = RemoteClient(
             self.base_url,
             self._base,
@@ -176,6 +183,8 @@ class OpenAIBackend:
             tokens = payload.get(key) if isinstance(payload, dict) else None
             # [<bos>,] <start_of_turn>: exactly one token besides a BOS.
             if isinstance(tokens, list) and 0 < len(tokens) <= 2 and isinstance(tokens[-1], int):
+                if path == "extras/tokenize":
+                    self.server_kind = "llama-cpp-python"
                 return {str(tokens[-1]): -100}
         return {}
 
@@ -229,8 +238,14 @@ class OpenAIBackend:
         seed: int,
         stop: list[str],
         cancel: threading.Event | None = None,
+        constraint: OutputConstraint | None = None,
     ) -> Iterator[TextChunk]:
         """Stream a reply: the text prompt on ``/completions``, else ``messages`` on chat.
+
+        A ``constraint`` is sent in every form the known servers read (see
+        :func:`constraint_fields`). A server that refuses it with an HTTP 4xx is asked
+        again without it, once; :attr:`constraint_refused` then says why, and the caller
+        validates the reply alone.
 
         Stops at once, without an error, when ``cancel`` is set. The whole reply must
         arrive within ``reply_timeout_s`` and :data:`bounded.MAX_STREAM_BYTES`.
@@ -238,9 +253,12 @@ class OpenAIBackend:
         Raises:
             RemoteError: Any failure, before or during the stream.
         """
+        fields: dict[str, Any] = {}
+        if constraint is not None and self.constraint_refused is None:
+            fields = constraint_fields(constraint, self.server_kind)
         with self._redacting():
             yield from self._redact_stream(
-                self._stream(prompt, messages, sampling, seed, stop, cancel)
+                self._stream(prompt, messages, sampling, seed, stop, cancel, fields)
             )
 
     def _stream(
@@ -251,6 +269,7 @@ class OpenAIBackend:
         seed: int,
         stop: list[str],
         cancel: threading.Event | None,
+        fields: dict[str, Any] | None = None,
     ) -> Iterator[TextChunk]:
         body: dict[str, Any] = {
             "max_tokens": sampling.max_tokens,
@@ -274,6 +293,29 @@ class OpenAIBackend:
         # generated <start_of_turn> from the stop strings and the marker filter.
         body["skip_special_tokens"] = False
         deadline = time.monotonic() + self.reply_timeout_s
+        try:
+            response = self._post(prompt, messages, {**body, **(fields or {})}, cancel, deadline)
+        except RemoteError as error:
+            status = getattr(error, "status", None)
+            if not fields or status is None or not 400 <= status < 500:
+                raise
+            # The server refused the schema or grammar: one line for the user, then the
+            # same request without it; the reply is validated on the client either way.
+            self.constraint_refused = self.redactor.text(str(error))
+            response = self._post(prompt, messages, body, cancel, deadline)
+        if response is None:  # cancelled before the server answered
+            return
+        yield from self._http.answers.events(response, cancel, deadline)
+
+    def _post(
+        self,
+        prompt: str,
+        messages: list[dict[str, str]],
+        body: dict[str, Any],
+        cancel: threading.Event | None,
+        deadline: float,
+    ) -> httpx.Response | None:
+        """The reply request: ``/completions``, or chat once completions are refused."""
         response = None
         if self.api_path == "completions":
             try:
@@ -286,9 +328,7 @@ class OpenAIBackend:
             response = self._http.request(
                 "POST", "chat/completions", {**body, "messages": messages}, cancel, deadline
             )
-        if response is None:  # cancelled before the server answered
-            return
-        yield from self._http.answers.events(response, cancel, deadline)
+        return response
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -341,6 +381,37 @@ class OpenAIBackend:
                 yield TextChunk(tail)
         finally:
             chunks.close()  # type: ignore[attr-defined]
+
+
+def constraint_fields(constraint: OutputConstraint, server_kind: str | None) -> dict[str, Any]:
+    """The request fields that carry a constraint, in each form the known servers read.
+
+    * llama-server: ``json_schema`` (it builds the grammar) or ``grammar`` (GBNF);
+    * vLLM: ``guided_json`` / ``guided_grammar``, and ``response_format``;
+    * OpenAI's API: ``response_format`` with a ``json_schema``;
+    * llama-cpp-python's server reads only ``grammar`` on completions, so it gets the
+      schema as the GBNF grammar llama.cpp's own converter makes of it.
+
+    Servers ignore the fields they do not know; one that refuses them is handled by the
+    caller. llama-server refuses ``json_schema`` and ``grammar`` together, so a schema
+    is never sent as both.
+    """
+    if constraint.schema is None:
+        grammar = constraint.grammar or ""
+        return {"grammar": grammar, "guided_grammar": grammar}
+    if server_kind == "llama-cpp-python":
+        from gemma_chat.backend.grammar import gbnf_for  # loads llama.cpp: only here
+
+        return {"grammar": gbnf_for(constraint)}
+    schema = constraint.schema
+    return {
+        "json_schema": schema,
+        "guided_json": schema,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "reply", "schema": schema},
+        },
+    }
 
 
 def _card_ctx(card: dict[str, Any]) -> int | None:

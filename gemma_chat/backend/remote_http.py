@@ -137,7 +137,9 @@ class RemoteClient:
             message = self.answers.error_text(response, cancel, deadline)
             if path == "completions" and _refuses_completions(response.status_code, message):
                 raise Unsupported
-            raise RemoteError(f"{base} answered HTTP {response.status_code}: {message}")
+            error = RemoteError(f"{base} answered HTTP {response.status_code}: {message}")
+            error.status = response.status_code  # type: ignore[attr-defined]
+            raise error
         return response
 
     def _send(

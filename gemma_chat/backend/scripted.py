@@ -78,8 +78,10 @@ class ScriptedBackend:
         sampling: Sampling,
         seed: int,
         cancel: threading.Event | None = None,
+        constraint: object | None = None,
     ) -> Iterator[int]:
-        """Yield the next scripted reply's ids, then ``<end_of_turn>`` forever."""
+        """Yield the next scripted reply's ids, then ``<end_of_turn>`` forever (a
+        ``constraint`` is ignored: the script is the reply)."""
         if not self._lock.acquire(blocking=False):
             raise RuntimeError("a generation is already running on this model")
         try:

@@ -57,6 +57,16 @@ COMMANDS: tuple[SlashCommand, ...] = (
         "[PATH]",
         "Load another model, picked from those found (or a file); keeps the conversation",
     ),
+    SlashCommand(
+        "schema",
+        "@FILE.json|SCHEMA|off",
+        "Constrain the next replies to JSON matching a schema (off: free text again)",
+    ),
+    SlashCommand(
+        "prompt",
+        "NAME|off",
+        "Use a saved prompt: its system text, sampling, schema and template",
+    ),
     SlashCommand("history", "", "Show or hide the history sidebar"),
     SlashCommand("search", "[TEXT]", "Search every stored conversation"),
     SlashCommand("rename", "TITLE", "Rename this conversation in the history"),

@@ -30,6 +30,9 @@ class StopReason(str, Enum):
     """The context window filled up."""
     FAILED = "failed"
     """A remote server's connection failed mid-reply; the text received so far is kept."""
+    SCHEMA_MISMATCH = "schema_mismatch"
+    """The reply ended, but it is not JSON that matches the schema it was asked for; the
+    text is kept as it came."""
 
 
 @dataclass

@@ -103,17 +103,29 @@ def ask(
     continue_latest: o.ContinueOpt = False,
     conversation: o.ConversationOpt = None,
     no_save: o.NoSaveOpt = False,
+    schema: o.SchemaOpt = None,
+    grammar: o.GrammarOpt = None,
+    prompt_name: o.PromptNameOpt = None,
 ) -> None:
     """Answer one question on stdout, streaming, and save the exchange in the history.
     Ctrl+C stops (exit 130)."""
     from gemma_chat.cli.ask import run_ask
+    from gemma_chat.cli.saved_prompts import choose_prompt
+    from gemma_chat.cli.structured import constraint_from
 
     values = settings_values(options)
     values.update(conversation=conversation, continue_latest=continue_latest, no_save=no_save)
     values = with_root_options(ctx, values)
     run = run_options(values)
     history = history_options(values)
-    raise typer.Exit(run_ask(run_settings.build_settings(**values), question, run, history))
+    # All before the model loads: a bad schema or prompt is exit 2 at once.
+    saved = choose_prompt(prompt_name)
+    constraint = constraint_from(schema, grammar)
+    if constraint is None and saved is not None:
+        constraint = saved.constraint()
+    prompt = None if saved is None else saved.prompt
+    settings = run_settings.build_settings(prompt=prompt, **values)
+    raise typer.Exit(run_ask(settings, question, run, history, constraint, prompt))
 
 
 @app.command()
@@ -124,9 +136,12 @@ def prompt(
     system: o.SystemOpt = None,
     json_out: o.JsonOpt = False,
     debug: o.DebugOpt = False,
+    prompt_name: o.PromptNameOpt = None,
 ) -> None:
-    """Print the exact rendered Gemma prompt, control tokens visible (a template inspector)."""
+    """Print the exact rendered Gemma prompt, control tokens visible (a template inspector).
+    With -p NAME: the saved prompt's system text and template, folded as ``ask`` does."""
     from gemma_chat.cli.prompt import run_prompt
+    from gemma_chat.cli.saved_prompts import choose_prompt
 
     values = with_root_options(
         ctx, {"model": model, "system": system, "json_out": json_out, "debug": debug or None}
@@ -135,8 +150,19 @@ def prompt(
     keep = ("model", "system", "debug", "ctx", "gpu", "threads", "flash_attn")
     # The inspector tokenizes with a local GGUF's vocabulary, whatever the config's backend.
     local = {k: v for k, v in values.items() if k in keep}
-    settings = run_settings.build_settings(**local, backend="local")
-    raise typer.Exit(run_prompt(settings, question, as_json))
+    saved = choose_prompt(prompt_name)
+    prompt = None if saved is None else saved.prompt
+    settings = run_settings.build_settings(prompt=prompt, **local, backend="local")
+    raise typer.Exit(run_prompt(settings, question, as_json, prompt))
+
+
+@app.command("prompts")
+def prompts_command() -> None:
+    """List the saved prompts (shipped, in the prompts folder beside the config, and
+    [prompts.NAME] in the config)."""
+    from gemma_chat.cli.saved_prompts import list_prompts
+
+    raise typer.Exit(list_prompts())
 
 
 def settings_values(options: dict[str, Any]) -> dict[str, Any]:

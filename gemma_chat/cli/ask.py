@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gemma_chat.backend.sse import RemoteError
@@ -19,13 +19,15 @@ from gemma_chat.cli.inputs import combine, read_piped
 from gemma_chat.cli.options import HistoryOptions, RunOptions
 from gemma_chat.cli.output import notify
 from gemma_chat.cli.render import MarkdownWriter, PlainWriter
-from gemma_chat.config.settings import Settings
-from gemma_chat.errors import ContextError, GemmaChatError
+from gemma_chat.config.settings import SavedPrompt, Settings
+from gemma_chat.errors import ContextError, GemmaChatError, UsageError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, TextDelta
 from gemma_chat.models.loader import RemoteModelInfo, load_backend
 from gemma_chat.models.resolve import ModelInfo
 from gemma_chat.sanitize import json_safe, one_line
+from gemma_chat.structured.constraint import OutputConstraint
+from gemma_chat.structured.validate import InvalidReply, check_reply
 
 EXIT_INTERRUPTED = 130
 
@@ -35,14 +37,25 @@ def run_ask(
     question: str | None,
     options: RunOptions,
     history: HistoryOptions | None = None,
+    constraint: OutputConstraint | None = None,
+    prompt: SavedPrompt | None = None,
 ) -> int:
     """Answer one question, saving the exchange in the history; return the exit code.
 
+    A saved ``prompt``'s template makes the user message of the question and piped text
+    (its system text and sampling are already in ``settings``).
+
+    With a ``constraint`` (``--schema``, ``--grammar``) the reply follows it; a schema
+    reply is validated, and one that does not match is an error (exit 1) after it is
+    saved, marked.
+
     Raises:
-        GemmaChatError: Bad input, a bad model or history, or a message too long for
-            the context.
+        GemmaChatError: Bad input, a bad model or history, a message too long for the
+            context, or a reply that does not match the schema.
     """
     message = combine(question, read_piped())
+    if prompt is not None:
+        message = prompt.fill(message)
     cancel = threading.Event()
     with _stop_signals(cancel) as stop:
         # Before the model load: a corrupt history or an unknown id fails at once.
@@ -51,7 +64,7 @@ def run_ask(
             info, backend = load_backend(exchange.settings, notify, message, cancel=cancel)
             if cancel.is_set():  # Ctrl+C (or SIGTERM/SIGHUP) while the model was loading
                 return stop.exit_code
-            code = _answer(exchange, options, message, info, backend, cancel)
+            code = _answer(exchange, options, message, info, backend, cancel, constraint)
         except OSError:
             if not stop.terminated:
                 raise
@@ -69,14 +82,16 @@ def _answer(
     info: ModelInfo | RemoteModelInfo,
     backend: Any,
     cancel: threading.Event,
+    constraint: OutputConstraint | None = None,
 ) -> int:
     settings = exchange.settings
-    engine = Engine(backend, settings.sampling, settings.repeat_guard)
+    engine = Engine(backend, settings.sampling, settings.repeat_guard, constraint)
     conversation = exchange.conversation(info, message)  # the user message is saved here
     exchange.restore_state(engine, conversation, info)  # a continued chat's KV state
     writer = None
     if not options.json:
-        use_markdown = sys.stdout.isatty() and not options.plain
+        # JSON or a grammar's output is data: never rendered as Markdown.
+        use_markdown = sys.stdout.isatty() and not options.plain and constraint is None
         writer = MarkdownWriter() if use_markdown else PlainWriter(raw=options.raw)
     done: ReplyDone | None = None
     lost: OSError | None = None  # why stdout stopped taking the reply
@@ -93,7 +108,8 @@ def _answer(
                         cancel.set()
             else:
                 done = event
-    except (ContextError, RemoteError):
+    except (ContextError, RemoteError, UsageError):
+        # UsageError: a grammar llama.cpp cannot parse, found when the reply starts.
         exchange.unsend()  # nothing was answered: the question is not left alone in the history
         raise
     finally:
@@ -103,6 +119,17 @@ def _answer(
             except OSError as exc:
                 lost = exc
     assert done is not None
+    refused = getattr(backend, "constraint_refused", None)
+    if constraint is not None and refused:
+        notify(
+            f"the server refused the {_kind(constraint)}, so the reply was not constrained "
+            f"(only validated here): {refused}"
+        )
+    data, invalid = None, None
+    if constraint is not None and done.stop_reason is not StopReason.CANCELLED:
+        data, invalid = _check(done, constraint)
+        if invalid is not None and done.stop_reason is StopReason.END_OF_TURN:
+            done = replace(done, stop_reason=StopReason.SCHEMA_MISMATCH)  # saved, marked
     exchange.reply(done, info)  # a reply stopped by Ctrl+C is saved too, marked partial
     conversation.add_model(done.text, done.stop_reason, done.token_ids)
     exchange.save_state(engine, conversation, info)
@@ -110,17 +137,36 @@ def _answer(
         raise lost  # main() exits quietly for a closed pipe, in one line for the rest
     result = result_dict(done, info, backend.info)
     result["conversation_id"] = exchange.conversation_id
+    if constraint is not None and constraint.schema is not None:
+        result["data"] = data  # the validated value (null when the reply did not match)
+    if invalid is not None:
+        result["error"] = str(invalid)
     if options.json:
         print(json_safe(json.dumps(result, ensure_ascii=False)))
     if options.stats:
         print(one_line(stats_line(result)), file=sys.stderr)  # names the model
     if done.stats.dropped_turns:
         notify(f"{done.stats.dropped_turns} old turns were left out to fit the context")
+    if invalid is not None:
+        # One line, exit 1; the raw reply was printed and saved, marked (partial).
+        raise invalid
     if done.stop_reason is StopReason.FAILED:
         # A cut-off answer must not pass for a complete one: one line, exit 1. What
         # arrived was printed and saved (marked partial).
         raise GemmaChatError(f"the reply was cut off: {done.error} (the partial reply is kept)")
     return EXIT_INTERRUPTED if done.stop_reason is StopReason.CANCELLED else 0
+
+
+def _kind(constraint: OutputConstraint) -> str:
+    return "schema" if constraint.schema is not None else "grammar"
+
+
+def _check(done: ReplyDone, constraint: OutputConstraint) -> tuple[Any, InvalidReply | None]:
+    """The reply's validated value (None for a grammar), or why it is not one."""
+    try:
+        return check_reply(done.text, done.stop_reason.value, constraint), None
+    except InvalidReply as exc:
+        return None, exc
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

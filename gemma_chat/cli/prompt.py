@@ -15,14 +15,19 @@ from gemma_chat.chat.conversation import Conversation
 from gemma_chat.chat.template import GemmaTemplate, RenderedToken
 from gemma_chat.cli.inputs import combine, read_piped
 from gemma_chat.cli.output import notify
-from gemma_chat.config.settings import Settings
+from gemma_chat.config.settings import SavedPrompt, Settings
 from gemma_chat.models.loader import inspect_for
 from gemma_chat.sanitize import json_safe, visible
 
 
-def run_prompt(settings: Settings, question: str | None, as_json: bool) -> int:
-    """Render the user message (and system prompt) with the model's own vocabulary."""
+def run_prompt(
+    settings: Settings, question: str | None, as_json: bool, prompt: SavedPrompt | None = None
+) -> int:
+    """Render the user message (and system prompt) with the model's own vocabulary; a
+    saved ``prompt``'s template fills the message as ``ask -p`` does."""
     message = combine(question, read_piped())
+    if prompt is not None:
+        message = prompt.fill(message)
     info = inspect_for(settings, notify)
     from gemma_chat.backend.local import load_vocab
 

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from gemma_chat.config.config_file import describe_validation_error, load_config
 from gemma_chat.config.remote import apply_remote, choose_backend
-from gemma_chat.config.settings import SAMPLING_KEYS, Settings
+from gemma_chat.config.settings import SAMPLING_KEYS, SavedPrompt, Settings
 from gemma_chat.errors import UsageError
 
 
@@ -28,8 +28,10 @@ def parse_gpu_layers(value: str | None) -> int | str | None:
     return layers
 
 
-def build_settings(**cli: Any) -> Settings:
-    """Merge the config file with the command line (the command line wins).
+def build_settings(prompt: SavedPrompt | None = None, **cli: Any) -> Settings:
+    """Merge the config file, a saved prompt and the command line, in that order of
+    precedence from lowest: the command line wins over the prompt, the prompt over the
+    config.
 
     Keyword arguments are the CLI option values, None where not given.
 
@@ -39,6 +41,10 @@ def build_settings(**cli: Any) -> Settings:
     data = load_config()
     sampling = dict(data.get("sampling", {}))
     guard = dict(data.get("repeat_guard", {}))
+    if prompt is not None:
+        sampling.update(prompt.sampling)
+        if prompt.system is not None:
+            data["system"] = prompt.system
     config_backend = data.get("backend")
     backend = choose_backend(data, cli)
     for key in ("system", "ctx", "gpu", "threads", "flash_attn", "debug"):

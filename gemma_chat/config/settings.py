@@ -7,10 +7,10 @@ side effects at import time.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 INT32_MAX = 2**31 - 1
@@ -156,6 +156,46 @@ class RemoteProfile(BaseModel):
     ``Settings.reply_timeout``). Unset: the top-level value."""
 
 
+class SavedPrompt(BaseModel):
+    """A saved prompt: ``[prompts.NAME]`` in the config, or ``NAME.toml`` in the prompts
+    folder beside it; ``ask -p NAME`` and ``/prompt NAME`` use it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str | None = None
+    """One line for ``gemma-chat prompts``."""
+    system: str | None = None
+    """The system text, folded into the first user turn (wins over the config's)."""
+    template: str | None = None
+    """The user message, with ``{input}`` where the question (and piped text) goes;
+    without ``{input}`` the input follows it after a blank line. Unset: the input alone."""
+    sampling: dict[str, Any] = Field(default_factory=dict)
+    """Sampling overrides (``temperature``, ``max_tokens``...): over the config's, under
+    the command line's."""
+    schema_: str | dict[str, Any] | None = Field(None, alias="schema")
+    """A JSON Schema the reply must match: a TOML table, JSON text, ``@file.json``
+    (relative to the file that defines the prompt) or the concise form."""
+
+    @field_validator("sampling")
+    @classmethod
+    def _known_sampling(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            Sampling.model_validate(value)  # the same names and ranges as [sampling]
+        except ValueError as exc:
+            first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": (), "msg": str(exc)}
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"{where}: {first['msg']}" if where else first["msg"]) from None
+        return value
+
+    def fill(self, message: str) -> str:
+        """The user message this prompt makes of ``message``."""
+        if not self.template:
+            return message
+        if "{input}" in self.template:
+            return self.template.replace("{input}", message)
+        return f"{self.template.rstrip()}\n\n{message}"
+
+
 class Settings(BaseModel):
     """Everything that decides how gemma-chat loads a model and generates a reply."""
 
@@ -176,6 +216,8 @@ class Settings(BaseModel):
     reply_timeout: Seconds = 600.0
     """The most seconds one streamed reply from a server may take in all, however steadily
     it trickles; past it the reply stops, kept and marked partial."""
+    prompts: dict[str, SavedPrompt] = Field(default_factory=dict)
+    """Saved prompts, ``[prompts.NAME]`` tables (see :class:`SavedPrompt`)."""
     remote: dict[str, RemoteProfile] = Field(default_factory=dict)
     """Named servers, ``[remote.NAME]`` tables; ``--remote NAME`` picks one."""
     profile: str | None = None

@@ -23,6 +23,7 @@ from gemma_chat.generation.events import ReplyDone, TextDelta
 from gemma_chat.generation.loop import run_reply
 from gemma_chat.generation.sources import source_for
 from gemma_chat.generation.text_counts import count_text_tokens
+from gemma_chat.structured.constraint import OutputConstraint
 
 
 @dataclass
@@ -33,11 +34,13 @@ class Engine:
         backend: The loaded model.
         sampling: Sampling parameters (read at the start of every reply).
         repeat_guard: Repetition-guard settings.
+        constraint: A JSON Schema or grammar the replies must follow (None: free text).
     """
 
     backend: Backend
     sampling: Sampling = field(default_factory=Sampling)
     repeat_guard: RepeatGuard = field(default_factory=RepeatGuard)
+    constraint: OutputConstraint | None = None
 
     def __post_init__(self) -> None:
         backend = self.backend
@@ -66,7 +69,7 @@ class Engine:
             RemoteError: A remote server failed before sending any text.
         """
         sampling, repeat_guard = self.sampling, self.repeat_guard
-        source = source_for(self.backend, conversation, sampling, self.template)
+        source = source_for(self.backend, conversation, sampling, self.template, self.constraint)
         yield from run_reply(
             source,
             sampling=sampling,

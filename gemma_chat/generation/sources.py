@@ -26,6 +26,7 @@ from gemma_chat.chat.template import GemmaTemplate
 from gemma_chat.chat.template_text import STOP_STRINGS, chat_messages, render_text
 from gemma_chat.config.settings import Sampling
 from gemma_chat.generation.text_counts import fit_text, usage_counts
+from gemma_chat.structured.constraint import OutputConstraint
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,17 +103,18 @@ def source_for(
     conversation: Conversation,
     sampling: Sampling,
     template: GemmaTemplate | None = None,
+    constraint: OutputConstraint | None = None,
 ) -> PieceSource:
     """The source for ``backend``'s kind (``backend.is_remote``), with the conversation
-    fitted into its context.
+    fitted into its context; ``constraint`` goes to the backend with the request.
 
     Raises:
         ContextError: The newest message cannot fit into the context.
     """
     if backend.is_remote:
-        return TextSource(backend, conversation, sampling)
+        return TextSource(backend, conversation, sampling, constraint)
     return TokenSource(
-        backend, template or GemmaTemplate(backend.tokenizer), conversation, sampling
+        backend, template or GemmaTemplate(backend.tokenizer), conversation, sampling, constraint
     )
 
 
@@ -135,11 +137,13 @@ class TokenSource:
         template: GemmaTemplate,
         conversation: Conversation,
         sampling: Sampling,
+        constraint: OutputConstraint | None = None,
     ) -> None:
         n_ctx = backend.info.n_ctx
         reserve = reply_reserve(sampling.max_tokens, n_ctx)
         self._prompt = fit_prompt(template, conversation, n_ctx, reserve)
         self._backend, self._template, self._sampling = backend, template, sampling
+        self._constraint = constraint
         self.prompt_tokens = len(self._prompt.ids)
         self.dropped_turns = self._prompt.dropped_turns
 
@@ -148,7 +152,12 @@ class TokenSource:
         tokenizer = self._backend.tokenizer
         ids = self._template.ids
         end_ids = {ids.end_of_turn, ids.eos}
-        tokens = self._backend.generate(self._prompt.ids, self._sampling, seed, cancel)
+        if self._constraint is None:
+            tokens = self._backend.generate(self._prompt.ids, self._sampling, seed, cancel)
+        else:
+            tokens = self._backend.generate(
+                self._prompt.ids, self._sampling, seed, cancel, constraint=self._constraint
+            )
         try:
             for token in tokens:
                 if token in end_ids or tokenizer.is_end_of_generation(token):
@@ -200,13 +209,19 @@ class TextSource:
 
     exact = False
 
-    def __init__(self, backend: TextBackend, conversation: Conversation, sampling: Sampling):
+    def __init__(
+        self,
+        backend: TextBackend,
+        conversation: Conversation,
+        sampling: Sampling,
+        constraint: OutputConstraint | None = None,
+    ):
         n_ctx = backend.info.n_ctx
         reserve = reply_reserve(sampling.max_tokens, n_ctx)
         turns, self.dropped_turns, self.prompt_tokens = fit_text(conversation, n_ctx, reserve)
         self._prompt = render_text(turns, conversation.system)
         self._messages = chat_messages(turns, conversation.system)
-        self._backend, self._sampling = backend, sampling
+        self._backend, self._sampling, self._constraint = backend, sampling, constraint
         self._usage: dict[str, object] | None = None
         self._finish: str | None = None
 
@@ -220,6 +235,7 @@ class TextSource:
             seed=seed,
             stop=list(STOP_STRINGS),
             cancel=cancel,
+            **({} if self._constraint is None else {"constraint": self._constraint}),
         )
         try:
             for chunk in chunks:

@@ -22,11 +22,12 @@ from textual.widgets import Button, Footer, Static
 
 from gemma_chat.chat import commands as slash
 from gemma_chat.chat.conversation import Conversation
-from gemma_chat.config.settings import Settings
+from gemma_chat.config.settings import SavedPrompt, Settings
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone
 from gemma_chat.history.store import HistoryStore
 from gemma_chat.sanitize import one_line, visible
+from gemma_chat.structured.constraint import OutputConstraint
 from gemma_chat.tui.conversations import ConversationSwitcher
 from gemma_chat.tui.history import HistoryKeeper
 from gemma_chat.tui.keys import APP_BINDINGS, KeyBindings
@@ -123,6 +124,10 @@ class GemmaChatApp(App[None]):
         self.conversation = Conversation(system=settings.system)
         self.sampling = settings.sampling
         self.repeat_guard = settings.repeat_guard
+        self.constraint: OutputConstraint | None = None
+        """The schema or grammar replies follow (``/schema``, ``/prompt``); None: free text."""
+        self.saved_prompt: SavedPrompt | None = None
+        """The saved prompt in use (``/prompt NAME``): its template fills each message."""
         self.engine: Engine | None = None
         self.backend: Backend | None = None
         self.model_info: ModelInfo | RemoteModelInfo | None = None

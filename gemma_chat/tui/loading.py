@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from gemma_chat.config.settings import RepeatGuard, Sampling
     from gemma_chat.models.loader import RemoteModelInfo
     from gemma_chat.models.resolve import ModelInfo
+    from gemma_chat.structured.constraint import OutputConstraint
     from gemma_chat.tui.widgets.chat_log import ChatLog
     from gemma_chat.tui.widgets.prompt_input import PromptInput
     from gemma_chat.tui.widgets.status_bar import StatusBar
@@ -111,6 +112,7 @@ class LoadHost(Protocol):
     conversation: Conversation
     sampling: Sampling
     repeat_guard: RepeatGuard
+    constraint: OutputConstraint | None
     engine: Engine | None
     backend: Backend | None
     model_info: ModelInfo | RemoteModelInfo | None
@@ -200,7 +202,7 @@ class ModelLoading:
         if app.backend is not None and app.backend is not message.backend:
             app.backend.close()
         app.backend, app.model_info = message.backend, message.info
-        app.engine = Engine(message.backend, app.sampling, app.repeat_guard)
+        app.engine = Engine(message.backend, app.sampling, app.repeat_guard, app.constraint)
         for turn in app.conversation.turns:
             turn.token_ids = None  # ids of another load's vocabulary or KV cache
         app.history.model_loaded()

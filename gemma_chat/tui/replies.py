@@ -11,12 +11,14 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
-from gemma_chat.chat.conversation import Conversation, Role
+from gemma_chat.chat.conversation import Conversation, Role, StopReason
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, TextDelta
+from gemma_chat.structured.validate import InvalidReply, check_reply
 from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
 from gemma_chat.tui.slash import BUSY_HINT
@@ -29,7 +31,8 @@ if TYPE_CHECKING:
     from textual.timer import Timer
     from textual.worker import Worker
 
-    from gemma_chat.config.settings import Settings
+    from gemma_chat.config.settings import SavedPrompt, Settings
+    from gemma_chat.structured.constraint import OutputConstraint
     from gemma_chat.tui.widgets.prompt_input import PromptInput
     from gemma_chat.tui.widgets.status_bar import StatusBar
 
@@ -57,6 +60,7 @@ class ReplyHost(Protocol):
 
     engine: Engine | None
     conversation: Conversation
+    saved_prompt: SavedPrompt | None
     kv: KVResumeService
     history: ReplyRecorder
     last_done: ReplyDone | None
@@ -96,6 +100,8 @@ class ReplyStreamer:
         self.cancel: threading.Event | None = None
         """Set to stop the reply being generated (None when none is)."""
         self._reply: ModelReply | None = None
+        self._constraint: OutputConstraint | None = None
+        """What the reply being generated must follow (checked when it ends)."""
         self._streamed = 0
         self._stream_started = 0.0
         self._speed_shown = 0.0
@@ -138,6 +144,8 @@ class ReplyStreamer:
                 severity="warning",
             )
             return
+        if app.saved_prompt is not None:  # /prompt NAME: its template makes the message
+            text = app.saved_prompt.fill(text)
         if not self._fits(text, app.engine.n_ctx):
             return
         app.prompt.remember(text)
@@ -166,6 +174,7 @@ class ReplyStreamer:
         engine = app.engine
         assert engine is not None
         self._reply = await app.chat.add_reply()
+        self._constraint = engine.constraint
         self.cancel = cancel = threading.Event()
         self._streamed = 0
         self._stream_started = time.perf_counter()
@@ -308,6 +317,7 @@ class ReplyStreamer:
         self._hold_gc(False)
         if app._gone():  # quit mid-reply: HistoryKeeper.at_exit kept what was shown
             return
+        done = self._checked(done)
         if self._reply is not None:
             self._reply.finish(done.stop_reason)  # it rendered exactly done.text as it streamed
         app.conversation.add_model(done.text, done.stop_reason, done.token_ids)
@@ -325,6 +335,20 @@ class ReplyStreamer:
                 f"The reply was cut off: {done.error}", severity="error", timeout=15, markup=False
             )
         app.schedule_count()
+
+    def _checked(self, done: ReplyDone) -> ReplyDone:
+        """Validate a constrained reply: one that does not match is kept, marked
+        ``schema_mismatch``, and said in one notification; a cut-off one says so too."""
+        constraint, self._constraint = self._constraint, None
+        if constraint is None or done.stop_reason is StopReason.CANCELLED:
+            return done
+        try:
+            check_reply(done.text, done.stop_reason.value, constraint)
+        except InvalidReply as exc:
+            self._app.notify(str(exc), severity="error", timeout=15, markup=False)
+            if done.stop_reason is StopReason.END_OF_TURN:
+                return replace(done, stop_reason=StopReason.SCHEMA_MISMATCH)
+        return done
 
     async def on_failed(self, message: ReplyFailed) -> None:
         """Drop the failed reply; its question goes back into the input."""

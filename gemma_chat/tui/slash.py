@@ -6,24 +6,30 @@ command onto the app's actions.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from textual.app import SystemCommand
+from textual.markup import escape
 
 from gemma_chat.chat import commands as slash
 from gemma_chat.chat.conversation import Conversation, Role
 from gemma_chat.errors import UsageError
+from gemma_chat.sanitize import one_line
 from gemma_chat.tui.theming import ThemeService
 
 if TYPE_CHECKING:
     from textual.screen import Screen
 
     from gemma_chat.backend.base import Backend
-    from gemma_chat.config.settings import RepeatGuard, Sampling, Settings
+    from gemma_chat.config.settings import RepeatGuard, Sampling, SavedPrompt, Settings
     from gemma_chat.generation.engine import Engine
+    from gemma_chat.structured.constraint import OutputConstraint
     from gemma_chat.tui.widgets.prompt_input import PromptInput
+    from gemma_chat.tui.widgets.status_bar import StatusBar
 
+_PALETTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 BUSY_HINT = "A reply is being generated: wait for it, or press Esc to stop it."
 
 
@@ -48,6 +54,8 @@ class SlashHost(Protocol):
     conversation: Conversation
     sampling: Sampling
     repeat_guard: RepeatGuard
+    constraint: OutputConstraint | None
+    saved_prompt: SavedPrompt | None
     engine: Engine | None
     backend: Backend | None
     themes: ThemeService
@@ -57,6 +65,8 @@ class SlashHost(Protocol):
 
     @property
     def prompt(self) -> PromptInput: ...
+    @property
+    def status(self) -> StatusBar: ...
     @property
     def generating(self) -> bool: ...
     @property
@@ -125,6 +135,10 @@ class SlashRouter:
                 self.pick_model()
                 return
             app._start_load(app.settings.model_copy(update={"model": arg}))
+        elif name == "schema":
+            self.set_schema(arg)
+        elif name == "prompt":
+            self.use_prompt(arg)
         elif name == "history":
             app.action_history()
         elif name == "search":
@@ -139,6 +153,75 @@ class SlashRouter:
             self.copy("code" if arg.lower() == "code" else "reply")
         elif name == "quit":
             app.exit()
+
+    def set_schema(self, arg: str) -> None:
+        """``/schema @file.json|SCHEMA|off``: constrain the next replies, or stop.
+
+        Raises:
+            UsageError: No argument, or a schema that cannot be read or used.
+        """
+        from gemma_chat.structured.constraint import parse_schema
+
+        app = self._app
+        if app.generating:
+            raise UsageError(BUSY_HINT)
+        if not arg:
+            raise UsageError(f"usage: {slash.BY_NAME['schema'].usage}")
+        if arg.lower() == "off":
+            self.constrain(None)
+            app.notify("Replies are free text again.")
+            return
+        constraint = parse_schema(arg)
+        self.constrain(constraint)
+        app.notify(
+            f"The next replies are JSON that matches the schema ({constraint.label}).",
+            markup=False,
+        )
+
+    def constrain(self, constraint: OutputConstraint | None) -> None:
+        """Use ``constraint`` from the next reply on, and show it in the status bar."""
+        app = self._app
+        app.constraint = constraint
+        if app.engine is not None:
+            app.engine.constraint = constraint
+        app.status.set_schema(None if constraint is None else constraint.label)
+
+    def use_prompt(self, name: str) -> None:
+        """``/prompt NAME``: the saved prompt's system text, sampling and schema for this
+        conversation, and its template for each message sent; ``/prompt off`` stops the
+        template and the schema.
+
+        Raises:
+            UsageError: No such prompt, a malformed one, or a schema it cannot use.
+        """
+        from gemma_chat.config.prompt_library import failure_lines, find_prompt, load_prompts
+
+        app = self._app
+        if app.generating:
+            raise UsageError(BUSY_HINT)
+        if not name:
+            raise UsageError(f"usage: {slash.BY_NAME['prompt'].usage}")
+        if name.lower() == "off":
+            app.saved_prompt = None
+            self.constrain(None)
+            app.notify("Saved prompt off: messages go as typed, replies are free text.")
+            return
+        found, failures = load_prompts(app.settings.prompts)
+        entry = find_prompt(name, found, failures)
+        constraint = entry.constraint()
+        prompt = entry.prompt
+        if failures:
+            app.notify("\n".join(failure_lines(failures)), severity="warning", markup=False)
+        if prompt.system is not None:
+            app.conversation.system = prompt.system
+        if prompt.sampling:
+            sampling = app.sampling.model_copy(update=prompt.sampling)
+            self.set_params(sampling, app.repeat_guard)
+        app.saved_prompt = prompt
+        self.constrain(constraint)
+        app.history.record_settings()
+        app.schedule_count()
+        app.notify(f"Using the saved prompt {name!r}.", markup=False)
 
     def pick_model(self) -> None:
         """Pick a model from those gemma-chat finds, with their memory plans; the chosen
@@ -196,6 +279,18 @@ class SlashRouter:
                 callback = self._runner(f"/{command.name}")
             yield SystemCommand(command.usage, command.help, callback)
         yield SystemCommand("/copy code", "Copy the last code block", self._runner("/copy code"))
+        yield SystemCommand(
+            "/schema off", "Replies are free text again", self._runner("/schema off")
+        )
+        from gemma_chat.config.prompt_library import load_prompts
+
+        found, _ = load_prompts(self._app.settings.prompts)  # failures: reported on use
+        for name, entry in sorted(found.items()):
+            if not _PALETTE_NAME.fullmatch(name):
+                continue  # a config key the palette could not show as typed: type it
+            # The palette reads its text as markup: a description is the user's text.
+            about = escape(one_line(entry.prompt.description or "Use this saved prompt"))
+            yield SystemCommand(f"/prompt {name}", about, self._runner(f"/prompt {name}"))
 
     def _runner(self, text: str) -> Callable[[], Awaitable[None]]:
         async def run() -> None:

@@ -37,6 +37,7 @@ STOP_MARKERS = {
     StopReason.CONTEXT_FULL: "context full",
     StopReason.NEW_TURN: "stopped: the model tried to start a new turn",
     StopReason.FAILED: "cut off: the connection to the server failed",
+    StopReason.SCHEMA_MISMATCH: "does not match the schema",
 }
 """The quiet marker under a reply that did not end at the end of its turn."""
 

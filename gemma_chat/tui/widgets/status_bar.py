@@ -17,6 +17,7 @@ class StatusBar(Horizontal):
 
     def compose(self):
         yield Static("loading model…", id="status-model")
+        yield Static("", id="status-schema")
         yield Static("", id="status-device")
         yield Static("", id="status-meter")
         yield Static("", id="status-speed")
@@ -30,6 +31,12 @@ class StatusBar(Horizontal):
         """Show the server a remote model runs on, and its id there."""
         # The id comes from the server: shown as plain text, never parsed as markup.
         self.query_one("#status-model", Static).update(Text(one_line(f"remote: {host} · {model}")))
+
+    def set_schema(self, label: str | None) -> None:
+        """Show that replies are constrained (``/schema``), and by what; hide it when not."""
+        schema = self.query_one("#status-schema", Static)
+        schema.update(Text(one_line(f"schema: {label}")) if label else "")
+        schema.display = bool(label)
 
     def set_device(self, device: str, gpu_layers: int, threads: int) -> None:
         """Show where the model runs."""

@@ -1,0 +1,147 @@
+"""llama.cpp's grammar sampler for a constrained reply, applied the way llama.cpp's own
+server applies it.
+
+A grammar check on the whole vocabulary (262,144 tokens for Gemma 3) costs more than a
+decode step of a small model. So each token is first sampled without the grammar, then
+checked against it alone; only a token the grammar refuses costs a full-vocabulary pass
+(the grammar, then the sampling chain again). The result is the same distribution as
+applying the grammar first, at a fraction of the cost.
+
+The end of the turn: llama.cpp's grammar sampler allows an end-of-generation token
+(``<end_of_turn>``, ``<eos>``) exactly when the root rule can be complete, and refuses
+it before. So a constrained reply ends only once its JSON is whole, and the loop's stop
+rules still see the ``<end_of_turn>``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import llama_cpp
+import numpy as np
+from llama_cpp._internals import LlamaTokenDataArray
+from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+from gemma_chat.backend import llama_log
+from gemma_chat.errors import UsageError
+from gemma_chat.sanitize import one_line
+from gemma_chat.structured.constraint import OutputConstraint
+
+
+def gbnf_for(constraint: OutputConstraint) -> str:
+    """The GBNF grammar of a constraint: its own, or its schema's as llama.cpp converts it.
+
+    Raises:
+        UsageError: The schema uses something the converter does not support.
+    """
+    if constraint.grammar is not None:
+        return constraint.grammar
+    try:
+        return json_schema_to_gbnf(constraint.schema_json or "{}")
+    except Exception as exc:  # the converter raises bare Exceptions and KeyErrors
+        raise UsageError(
+            f"--schema: llama.cpp cannot turn this schema into a grammar: {one_line(str(exc))}"
+        ) from None
+
+
+@contextmanager
+def _stderr_captured() -> Iterator[dict[str, str]]:
+    """Capture what C code writes to file descriptor 2 meanwhile.
+
+    llama.cpp's grammar parser prints its errors, and the whole grammar text, straight
+    to stderr: untrusted file text must not reach the terminal, and the reason is wanted
+    for the one-line error instead.
+    """
+    captured: dict[str, str] = {}
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to protect
+        yield captured
+        return
+    with tempfile.TemporaryFile() as sink:
+        try:
+            sys.stderr.flush()
+            os.dup2(sink.fileno(), 2)
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured["text"] = sink.read(64 * 1024).decode("utf-8", "replace")
+
+
+class GrammarSampler:
+    """One reply's grammar state over a model's vocabulary."""
+
+    def __init__(self, model: Any, gbnf: str) -> None:
+        """Parse ``gbnf`` for the model's vocabulary.
+
+        Raises:
+            UsageError: The grammar does not parse (llama.cpp's reason is quoted).
+        """
+        llama_log.clear()
+        with _stderr_captured() as captured:
+            pointer = llama_cpp.llama_sampler_init_grammar(
+                model.vocab, gbnf.encode("utf-8"), b"root"
+            )
+        if not pointer:
+            found = re.search(r"error parsing grammar: (.*)", captured.get("text", ""))
+            reason = found.group(1) if found else llama_log.last_error()
+            reason = one_line(reason or "it does not parse")
+            raise UsageError(f"the grammar cannot be used: {reason}")
+        self._sampler = pointer
+        self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(model.vocab))
+        self._one = (llama_cpp.llama_token_data * 1)()
+        self._one_array = llama_cpp.llama_token_data_array(
+            data=self._one, size=1, selected=-1, sorted=False
+        )
+        self._all: LlamaTokenDataArray | None = None
+        self.resampled = 0
+        """Tokens the grammar refused, which cost a full-vocabulary pass."""
+
+    def sample(self, chain: Any, ctx: Any, idx: int) -> int:
+        """Sample the next token with ``chain`` (llama-cpp-python's ``LlamaSampler``),
+        within the grammar, and advance the grammar past it."""
+        token = int(llama_cpp.llama_sampler_sample(chain.sampler, ctx, idx))
+        if not self._allows(token):
+            self.resampled += 1
+            token = self._resample(chain, ctx, idx)
+        llama_cpp.llama_sampler_accept(self._sampler, token)
+        return token
+
+    def _allows(self, token: int) -> bool:
+        one = self._one[0]
+        one.id, one.logit, one.p = token, 0.0, 0.0
+        self._one_array.size, self._one_array.selected = 1, -1
+        llama_cpp.llama_sampler_apply(self._sampler, ctypes.byref(self._one_array))
+        return not math.isinf(self._one[0].logit)
+
+    def _resample(self, chain: Any, ctx: Any, idx: int) -> int:
+        """The full pass: every token's logit, the grammar, then the sampling chain."""
+        if self._all is None:
+            self._all = LlamaTokenDataArray(n_vocab=self._n_vocab)
+        pointer = llama_cpp.llama_get_logits_ith(ctx, idx)
+        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
+        array = self._all
+        array.copy_logits(logits)
+        array.candidates.selected = -1
+        candidates = ctypes.byref(array.candidates)
+        llama_cpp.llama_sampler_apply(self._sampler, candidates)
+        llama_cpp.llama_sampler_apply(chain.sampler, candidates)
+        token = int(array.candidates_data.id[array.candidates.selected])
+        llama_cpp.llama_sampler_accept(chain.sampler, token)
+        return token
+
+    def close(self) -> None:
+        """Free the grammar."""
+        if self._sampler is not None:
+            llama_cpp.llama_sampler_free(self._sampler)
+            self._sampler = None
