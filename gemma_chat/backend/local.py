@@ -18,6 +18,7 @@ from gemma_chat.backend import kv_state, llama_log
 from gemma_chat.backend.base import BackendInfo, Cancelled, StateError, common_prefix
 from gemma_chat.backend.grammar import GrammarSampler, gbnf_for
 from gemma_chat.backend.offload import OffloadPlan
+from gemma_chat.backend.speculative import PromptLookup, SpecStats, speculate
 from gemma_chat.backend.vocab import LlamaVocab
 from gemma_chat.config.settings import Sampling
 from gemma_chat.errors import ModelError
@@ -146,6 +147,11 @@ class LlamaBackend:
         self._flash_attn = flash_attn
         self._last_prompt_evaluated = 0
         self._lock = threading.Lock()
+        self.speculative = "off"
+        """How replies are decoded: ``off`` (plainly) or ``lookup`` (prompt-lookup
+        drafts verified in batches; see :mod:`gemma_chat.backend.speculative`)."""
+        self.last_speculation = SpecStats()
+        """What speculation did during the last (or current) generation."""
 
     @property
     def llama(self) -> Any:
@@ -191,19 +197,27 @@ class LlamaBackend:
             llm.cancel = cancel
             before = llm.evaluated
             self._last_prompt_evaluated = 0
-            first = True
-            for token in llm.generate(
+            tokens = llm.generate(
                 list(prompt),
                 top_k=sampling.top_k,
                 top_p=sampling.top_p,
                 min_p=sampling.min_p,
                 temp=sampling.temperature,
                 repeat_penalty=sampling.repeat_penalty,
-            ):
-                if first:
-                    self._last_prompt_evaluated = llm.evaluated - before
-                    first = False
-                yield int(token)
+            )
+            stats = self.last_speculation = SpecStats()
+            if constraint is None and self.speculative == "lookup":
+                stats.mode = "lookup"
+                tokens = speculate(llm, tokens, PromptLookup(), stats, cancel)
+            first = True
+            try:
+                for token in tokens:
+                    if first:
+                        self._last_prompt_evaluated = llm.evaluated - before
+                        first = False
+                    yield int(token)
+            finally:
+                tokens.close()  # speculation cuts its cache back to what was yielded
         finally:
             llm.cancel = None
             if llm.grammar is not None:

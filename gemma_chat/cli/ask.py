@@ -19,6 +19,7 @@ from gemma_chat.cli.inputs import combine, read_piped
 from gemma_chat.cli.options import HistoryOptions, RunOptions
 from gemma_chat.cli.output import notify
 from gemma_chat.cli.render import MarkdownWriter, PlainWriter
+from gemma_chat.cli.speculation import speculation_dict, speculation_text
 from gemma_chat.config.settings import SavedPrompt, Settings
 from gemma_chat.errors import ContextError, GemmaChatError, UsageError
 from gemma_chat.generation.engine import Engine
@@ -249,6 +250,7 @@ def result_dict(
         # the server's (`usage`) or gemma-chat's estimates.
         "api_path": getattr(stats, "api_path", None),
         "tokens_estimated": bool(getattr(stats, "estimated", False)),
+        **speculation_dict(stats),
     }
 
 
@@ -273,7 +275,7 @@ def stats_line(result: dict[str, Any]) -> str:
         f"stats: {result['model']} ({about}) | prompt {est}{result['prompt_tokens']} tok, "
         f"evaluated {est}{result['evaluated_tokens']} | generated {est}"
         f"{result['completion_tokens']} tok{' (estimated)' if est else ''} | TTFT {ttft} | "
-        f"{speed} | stop: {result['stop_reason']}{path} | {device}"
+        f"{speed}{speculation_text(result)} | stop: {result['stop_reason']}{path} | {device}"
     )
 
 

@@ -30,6 +30,10 @@ class ReplyStats:
         seed: The sampling seed used.
         estimated: The token counts are estimates (a server that sent no ``usage``).
         api_path: For a remote server, the endpoint used: ``completions`` or ``chat``.
+        speculative: How the reply was decoded: ``lookup`` or ``draft`` (speculative
+            decoding), None when plainly.
+        drafted_tokens: Tokens drafted and verified (speculative decoding).
+        accepted_tokens: Drafted tokens the model agreed with and kept.
     """
 
     prompt_tokens: int
@@ -42,6 +46,14 @@ class ReplyStats:
     seed: int
     estimated: bool = False
     api_path: str | None = None
+    speculative: str | None = None
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
+
+    @property
+    def acceptance(self) -> float | None:
+        """accepted / drafted tokens; None when nothing was drafted."""
+        return self.accepted_tokens / self.drafted_tokens if self.drafted_tokens else None
 
 
 @dataclass(frozen=True)

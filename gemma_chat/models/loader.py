@@ -215,7 +215,21 @@ def load_backend(
         debug=settings.debug,
         keep_stderr=keep_stderr,
     )
+    backend.speculative = speculative_mode(settings)
     return info, backend
+
+
+def speculative_mode(settings: Settings) -> str:
+    """The decoding the local backend uses: ``off`` or ``lookup`` (``auto`` is lookup:
+    see the README's Performance section for why).
+
+    Raises:
+        UsageError: ``draft`` was asked for; drafting with a second model is not
+            available in this version.
+    """
+    if settings.speculative == "draft" or settings.draft_model:
+        raise UsageError("--speculative draft / --draft-model is not available yet")
+    return "off" if settings.speculative == "off" else "lookup"
 
 
 def connect_remote(
