@@ -221,3 +221,76 @@ def test_a_bad_speculative_mode_is_one_line(demo_path) -> None:
     err = proc.stderr.decode()
     assert proc.returncode == 2 and err.count("\n") == 1 and "speculative" in err, err
     assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------- a draft model
+
+
+@pytest.fixture(scope="module")
+def demo_self_draft(demo_path):
+    from gemma_chat.backend.draft_model import DraftModel
+
+    draft = DraftModel(demo_path, n_ctx=2048, threads=2)
+    yield draft
+    draft.close()
+
+
+def test_the_demo_model_drafting_for_itself_is_identical(demo_backend, demo_self_draft) -> None:
+    engine = Engine(demo_backend, GREEDY.model_copy(update={"max_tokens": 32}))
+    demo_backend.draft_model = demo_self_draft
+    try:
+        with mode(demo_backend, "off"):
+            _, plain, _ = run(engine, conversation(DEMO_PROMPTS[2]))
+        with mode(demo_backend, "draft"):
+            _, spec, _ = run(engine, conversation(DEMO_PROMPTS[2]))
+    finally:
+        demo_backend.draft_model = None
+    assert spec.token_ids == plain.token_ids and spec.text == plain.text
+    assert spec.stats.speculative == "draft"
+    assert spec.stats.acceptance is not None and spec.stats.acceptance >= 0.8  # near 1
+
+
+@pytest.mark.parametrize("name", ["runaway", "new_turn", "marker"])
+def test_a_tiny_gemma2_pair_keeps_the_stop_rules(tiny_backends, tiny_models, name) -> None:
+    from gemma_chat.backend.draft_model import DraftModel
+
+    backend = tiny_backends[name]
+    backend.draft_model = DraftModel(tiny_models[name].path, n_ctx=512, threads=1)
+    engine = Engine(backend, GREEDY.model_copy(update={"max_tokens": 200}))
+    try:
+        with mode(backend, "off"):
+            p_deltas, plain, p_cache = run(engine, conversation("Tell a story"))
+        with mode(backend, "draft"):
+            s_deltas, spec, s_cache = run(engine, conversation("Tell a story"))
+    finally:
+        backend.draft_model.close()
+        backend.draft_model = None
+    assert s_deltas == p_deltas and spec.text == plain.text
+    assert spec.stop_reason is plain.stop_reason
+    assert s_cache == p_cache  # nothing drafted past the stop stays in the cache
+    # The draft model follows the same script, so its drafts are accepted: for the
+    # runaway, every reply token after the first and the <end_of_turn> that stops it.
+    assert spec.stats.accepted_tokens > 0
+    if name == "runaway":
+        assert spec.stats.accepted_tokens == spec.stats.completion_tokens
+
+
+def test_a_draft_model_with_another_vocabulary_is_refused(demo_backend, tiny_backends) -> None:
+    from gemma_chat.backend.draft_model import check_same_vocab
+    from gemma_chat.errors import ModelError
+
+    with pytest.raises(ModelError) as caught:
+        check_same_vocab(demo_backend.tokenizer, tiny_backends["runaway"].tokenizer, "tiny.gguf")
+    message = str(caught.value)
+    assert "\n" not in message and "tiny.gguf" in message and "same vocabulary" in message
+    check_same_vocab(tiny_backends["runaway"].tokenizer, tiny_backends["runaway"].tokenizer, "x")
+
+
+def test_ask_refuses_a_mismatched_draft_model_in_one_line(demo_path, tiny_models) -> None:
+    from conftest import run_cli
+
+    draft = str(tiny_models["runaway"].path)
+    proc = run_cli("ask", "hi", "-m", str(demo_path), "--draft-model", draft, "-n", "4")
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and err.count("\n") == 1, err
+    assert "same vocabulary" in err and "Traceback" not in err

@@ -148,8 +148,11 @@ class LlamaBackend:
         self._last_prompt_evaluated = 0
         self._lock = threading.Lock()
         self.speculative = "off"
-        """How replies are decoded: ``off`` (plainly) or ``lookup`` (prompt-lookup
-        drafts verified in batches; see :mod:`gemma_chat.backend.speculative`)."""
+        """How replies are decoded: ``off`` (plainly), ``lookup`` (prompt-lookup drafts
+        verified in batches; see :mod:`gemma_chat.backend.speculative`) or ``draft``
+        (drafts from :attr:`draft_model`)."""
+        self.draft_model: Any = None
+        """The :class:`~gemma_chat.backend.draft_model.DraftModel` for ``draft``."""
         self.last_speculation = SpecStats()
         """What speculation did during the last (or current) generation."""
 
@@ -206,9 +209,10 @@ class LlamaBackend:
                 repeat_penalty=sampling.repeat_penalty,
             )
             stats = self.last_speculation = SpecStats()
-            if constraint is None and self.speculative == "lookup":
-                stats.mode = "lookup"
-                tokens = speculate(llm, tokens, PromptLookup(), stats, cancel)
+            drafter = self._drafter() if constraint is None else None
+            if drafter is not None:
+                stats.mode = self.speculative
+                tokens = speculate(llm, tokens, drafter, stats, cancel)
             first = True
             try:
                 for token in tokens:
@@ -224,6 +228,14 @@ class LlamaBackend:
                 llm.grammar.close()
                 llm.grammar = None
             self._lock.release()
+
+    def _drafter(self) -> Any:
+        """What drafts for this reply (None: plain decoding)."""
+        if self.speculative == "lookup":
+            return PromptLookup()
+        if self.speculative == "draft" and self.draft_model is not None:
+            return self.draft_model
+        return None
 
     # The KV state capability (see ``base.StatefulBackend``). Each method takes the
     # generation lock: a state saved or loaded mid-generation would be inconsistent.
@@ -347,7 +359,9 @@ class LlamaBackend:
             self._clear()
 
     def close(self) -> None:
-        """Free the model and its context."""
+        """Free the model and its context (and the draft model's)."""
+        if self.draft_model is not None:
+            self.draft_model.close()
         self._llm.close()
 
     @contextmanager

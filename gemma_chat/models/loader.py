@@ -215,21 +215,21 @@ def load_backend(
         debug=settings.debug,
         keep_stderr=keep_stderr,
     )
-    backend.speculative = speculative_mode(settings)
+    from gemma_chat.models.draft import attach_draft_model, speculative_mode
+
+    try:
+        backend.speculative = speculative_mode(settings)
+        if backend.speculative == "draft":
+            attach_draft_model(settings, backend, n_ctx, notify, _cpu_plan(settings))
+    except BaseException:
+        backend.close()
+        raise
     return info, backend
 
 
-def speculative_mode(settings: Settings) -> str:
-    """The decoding the local backend uses: ``off`` or ``lookup`` (``auto`` is lookup:
-    see the README's Performance section for why).
-
-    Raises:
-        UsageError: ``draft`` was asked for; drafting with a second model is not
-            available in this version.
-    """
-    if settings.speculative == "draft" or settings.draft_model:
-        raise UsageError("--speculative draft / --draft-model is not available yet")
-    return "off" if settings.speculative == "off" else "lookup"
+def _cpu_plan(settings: Settings) -> Callable[[Path, int], MemoryPlan]:
+    """The memory plan of a model loaded on the CPU (the draft model)."""
+    return lambda path, n_ctx: memory_plan(settings, path, n_ctx, supported=False, gpus=[])
 
 
 def connect_remote(
