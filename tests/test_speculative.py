@@ -294,3 +294,23 @@ def test_ask_refuses_a_mismatched_draft_model_in_one_line(demo_path, tiny_models
     err = proc.stderr.decode()
     assert proc.returncode == 1 and err.count("\n") == 1, err
     assert "same vocabulary" in err and "Traceback" not in err
+
+
+async def test_the_status_bar_shows_the_acceptance(demo_path) -> None:
+    from tui_support import scripted_loader, send, wait_until
+
+    from gemma_chat.backend.local import load_vocab
+    from gemma_chat.backend.speculative import SpecStats
+    from gemma_chat.config.settings import Settings
+    from gemma_chat.tui.app import GemmaChatApp
+
+    loader = scripted_loader(load_vocab(demo_path), ["Hello there, friend."])
+    app = GemmaChatApp(Settings(), loader=loader)
+    async with app.run_test() as pilot:
+        await wait_until(pilot, lambda: app.engine is not None)
+        # What a speculating backend reports after its generation.
+        app.engine.backend.last_speculation = SpecStats("lookup", drafted=10, accepted=8)
+        await send(pilot, "hi")
+        await wait_until(pilot, lambda: not app.generating and len(app.conversation.turns) == 2)
+        speed = str(app.query_one("#status-speed").render())
+        assert "tok/s" in speed and "drafts 80% kept" in speed
