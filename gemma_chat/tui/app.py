@@ -53,6 +53,7 @@ from gemma_chat.tui.widgets.chat_log import (
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
 from gemma_chat.tui.widgets.status_bar import StatusBar
+from gemma_chat.tui.widgets.welcome import WelcomePanel
 
 if TYPE_CHECKING:
     from gemma_chat.backend.base import Backend
@@ -146,6 +147,7 @@ class GemmaChatApp(App[None]):
         with Horizontal(id="body"):
             yield HistorySidebar(id="sidebar")
             with Vertical(id="main"):
+                yield WelcomePanel(id="welcome")
                 yield ChatLog(id="chat")
                 yield Static("", id="completions")
                 yield PromptInput(id="prompt", placeholder=LOADING_PLACEHOLDER)
@@ -256,8 +258,18 @@ class GemmaChatApp(App[None]):
         self.query_one("#completions").set_class(bool(hint), "-visible")
 
     def schedule_count(self) -> None:
-        """Recount the context meter shortly (typing restarts the delay)."""
+        """Recount the context meter shortly (typing restarts the delay). Every change
+        of the conversation or the model comes here, so the welcome panel follows too."""
         self.meter.schedule(self._count_now)
+        self.refresh_welcome()
+
+    def refresh_welcome(self) -> None:
+        """Show the welcome panel while the conversation is empty and a model is loaded."""
+        if self._gone():
+            return
+        name = self.backend.info.model if self.backend is not None else None
+        empty = not self.conversation.turns and self.replies.reply is None
+        self.query_one(WelcomePanel).show_for(name, self.model_info, empty)
 
     def _count_now(self) -> None:
         if self.engine is not None and not self._gone():
