@@ -63,6 +63,9 @@ if TYPE_CHECKING:
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """Signals that end the app like Ctrl+Q (the exit code is 128 + the signal's number)."""
 
+QUIT_HINT = "Ctrl+Q quits (so do /quit, /exit, /bye, and Ctrl+D on an empty input)."
+"""Said when Ctrl+C is pressed with no reply to stop."""
+
 LOADING_PLACEHOLDER = "Loading the model… you can type already"
 """The input's hint until a model is loaded."""
 
@@ -233,6 +236,18 @@ class GemmaChatApp(App[None]):
             return
         await self.replies.send(text[1:] if text.startswith("//") else text)
 
+    def on_prompt_input_scroll_requested(self, event: PromptInput.ScrollRequested) -> None:
+        chat = self.chat
+        {
+            "page_up": lambda: chat.scroll_page_up(animate=False),
+            "page_down": lambda: chat.scroll_page_down(animate=False),
+            "home": lambda: chat.scroll_home(animate=False),
+            "end": lambda: chat.scroll_end(animate=False),
+        }[event.where]()
+
+    def on_prompt_input_quit_requested(self) -> None:
+        self.exit()
+
     def on_reply_delta(self, message: ReplyDelta) -> None:
         self.replies.on_delta(message)
 
@@ -358,6 +373,14 @@ class GemmaChatApp(App[None]):
         """Stop the reply being generated (the partial reply is kept)."""
         self.replies.stop()
 
+    def action_interrupt(self) -> None:
+        """Ctrl+C: stop the reply; when there is none, say how to quit (it never quits:
+        a habit from the shell must not end a chat)."""
+        if self.generating:
+            self.action_stop()
+        else:
+            self.notify(QUIT_HINT, timeout=3)
+
     async def action_retry(self) -> None:
         """Regenerate the last reply."""
         await self.replies.retry()
@@ -370,7 +393,7 @@ class GemmaChatApp(App[None]):
         """Show every key and command."""
         from gemma_chat.tui.screens.help import HelpScreen
 
-        self.push_screen(HelpScreen(self.keys.help_rows()))
+        self.push_screen(HelpScreen(self.keys.help_groups()))
 
     def _all_bindings(self) -> list[Binding]:
         return self.keys.all_bindings()
