@@ -237,13 +237,7 @@ class GemmaChatApp(App[None]):
         await self.replies.send(text[1:] if text.startswith("//") else text)
 
     def on_prompt_input_scroll_requested(self, event: PromptInput.ScrollRequested) -> None:
-        chat = self.chat
-        {
-            "page_up": lambda: chat.scroll_page_up(animate=False),
-            "page_down": lambda: chat.scroll_page_down(animate=False),
-            "home": lambda: chat.scroll_home(animate=False),
-            "end": lambda: chat.scroll_end(animate=False),
-        }[event.where]()
+        self.chat.scroll_for_key(event.where)
 
     def on_prompt_input_quit_requested(self) -> None:
         self.exit()
@@ -359,7 +353,7 @@ class GemmaChatApp(App[None]):
         """Quit; a reply still being generated is stopped first, so its worker thread
         ends within a token instead of keeping the process alive until it is done."""
         self.loads.quit()
-        self.action_stop()
+        self.replies.stop()
         self.history.at_exit()
         super().exit(*args, **kwargs)
 
@@ -370,8 +364,10 @@ class GemmaChatApp(App[None]):
         self.exit(return_code=128 + signum)
 
     def action_stop(self) -> None:
-        """Stop the reply being generated (the partial reply is kept)."""
-        self.replies.stop()
+        """Esc: cancel an edit (Ctrl+O) not sent yet, else stop the reply being
+        generated (the partial reply is kept)."""
+        if not self.replies.cancel_edit():
+            self.replies.stop()
 
     def action_interrupt(self) -> None:
         """Ctrl+C: stop the reply; when there is none, say how to quit (it never quits:
@@ -386,7 +382,8 @@ class GemmaChatApp(App[None]):
         await self.replies.retry()
 
     async def action_edit(self) -> None:
-        """Put the last user message back into the input, removing it and its reply."""
+        """Put the last user message into the input to edit; sending it replaces the
+        exchange, Esc cancels."""
         await self.replies.edit()
 
     def action_help(self) -> None:
