@@ -43,6 +43,7 @@ from gemma_chat.tui.messages import (
     TokensCounted,
 )
 from gemma_chat.tui.meter import ContextMeter
+from gemma_chat.tui.queue import SendQueue
 from gemma_chat.tui.replies import ReplyStreamer
 from gemma_chat.tui.slash import SlashRouter
 from gemma_chat.tui.theming import ThemeService
@@ -66,7 +67,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 QUIT_HINT = "Ctrl+Q quits (so do /quit, /exit, /bye, and Ctrl+D on an empty input)."
 """Said when Ctrl+C is pressed with no reply to stop."""
 
-LOADING_PLACEHOLDER = "Loading the model… you can type already"
+LOADING_PLACEHOLDER = "Loading the model… type now: Enter queues your message"
 """The input's hint until a model is loaded."""
 
 
@@ -137,6 +138,7 @@ class GemmaChatApp(App[None]):
         self.model_info: ModelInfo | RemoteModelInfo | None = None
         self.last_done: ReplyDone | None = None
         self.replies = ReplyStreamer(self)
+        self.queue = SendQueue(self)
         self.slash = SlashRouter(self)
         # The switcher first: the history's callbacks (a store error, a resume) reach it.
         self.switcher = ConversationSwitcher(self)
@@ -221,9 +223,12 @@ class GemmaChatApp(App[None]):
 
     async def on_model_loaded(self, message: ModelLoaded) -> None:
         self.loads.loaded(message)
+        await self.queue.flush()  # a message sent while it loaded
 
     async def on_model_load_failed(self, message: ModelLoadFailed) -> None:
         await self.loads.failed(message)
+        if self._loading is None:
+            self.queue.load_failed()
 
     # ---------------------------------------------------------------------- sending
 
@@ -234,7 +239,9 @@ class GemmaChatApp(App[None]):
             self.prompt.clear()
             await self.slash.run(text.strip())
             return
-        await self.replies.send(text[1:] if text.startswith("//") else text)
+        text = text[1:] if text.startswith("//") else text
+        if not await self.queue.hold(text):  # the model is still loading: queued
+            await self.replies.send(text)
 
     def on_prompt_input_scroll_requested(self, event: PromptInput.ScrollRequested) -> None:
         self.chat.scroll_for_key(event.where)
@@ -366,7 +373,7 @@ class GemmaChatApp(App[None]):
     def action_stop(self) -> None:
         """Esc: cancel an edit (Ctrl+O) not sent yet, else stop the reply being
         generated (the partial reply is kept)."""
-        if not self.replies.cancel_edit():
+        if not (self.replies.cancel_edit() or self.queue.cancel()):
             self.replies.stop()
 
     def action_interrupt(self) -> None:
