@@ -17,6 +17,7 @@ from rich.text import Text
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.notifications import Notification, SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Static
 
@@ -32,7 +33,7 @@ from gemma_chat.tui.conversations import ConversationSwitcher
 from gemma_chat.tui.history import HistoryKeeper
 from gemma_chat.tui.keys import APP_BINDINGS, KeyBindings
 from gemma_chat.tui.kv_resume import KVResumeService
-from gemma_chat.tui.loading import Loader, ModelLoading
+from gemma_chat.tui.loading import LOAD_PROGRESS, Loader, ModelLoading
 from gemma_chat.tui.messages import (
     ModelLoaded,
     ModelLoadFailed,
@@ -43,6 +44,7 @@ from gemma_chat.tui.messages import (
     TokensCounted,
 )
 from gemma_chat.tui.meter import ContextMeter
+from gemma_chat.tui.notices import Notices
 from gemma_chat.tui.queue import SendQueue
 from gemma_chat.tui.replies import ReplyStreamer
 from gemma_chat.tui.slash import SlashRouter
@@ -120,6 +122,7 @@ class GemmaChatApp(App[None]):
         # Set by exit(): a load still waiting for a server that never answers gives up at
         # once, instead of keeping the process (which waits for its worker) for a timeout.
         self.loads = ModelLoading(self, loader)
+        self.notices = Notices(self)
         self.meter = ContextMeter(self, lambda: self.status)
         self.themes = ThemeService(self)
         self.keys = KeyBindings(self)
@@ -219,15 +222,20 @@ class GemmaChatApp(App[None]):
         return self.loads.loading
 
     def on_notice(self, message: Notice) -> None:
-        self.notify(message.text, severity=message.severity, timeout=message.timeout)
+        self.notify(
+            message.text, severity=message.severity, timeout=message.timeout, key=message.key
+        )
 
     async def on_model_loaded(self, message: ModelLoaded) -> None:
         self.loads.loaded(message)
+        if self._loading is None:
+            self.notices.clear(LOAD_PROGRESS)  # "assembling the demo model…" is over
         await self.queue.flush()  # a message sent while it loaded
 
     async def on_model_load_failed(self, message: ModelLoadFailed) -> None:
         await self.loads.failed(message)
         if self._loading is None:
+            self.notices.clear(LOAD_PROGRESS)
             self.queue.load_failed()
 
     # ---------------------------------------------------------------------- sending
@@ -295,12 +303,30 @@ class GemmaChatApp(App[None]):
         if self.engine is not None and not self._gone():
             self.meter.show(message.used, self.engine.n_ctx, estimated=self.remote)
 
-    def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+        key: str | None = None,
+    ) -> None:
         """Show a notification. Many quote untrusted text (a server's error, a title, a
         model's name), so every one passes through the sanitizer here, in one place. They
-        also quote what the user typed (`/theme [/]`), so they are never parsed as markup."""
-        kwargs.setdefault("markup", False)
-        super().notify(visible(message), title=one_line(title), **kwargs)
+        also quote what the user typed (`/theme [/]`), so they are never parsed as markup.
+        Timeouts are short (:data:`~gemma_chat.tui.notices.TIMEOUTS`); a ``key`` replaces
+        the last notice with that key (see :meth:`Notices.clear`)."""
+        notification = Notification(
+            visible(message),
+            one_line(title),
+            severity,
+            # A keyed notice is cleared when it stops being true: it may stay longer.
+            timeout if key is not None and timeout else self.notices.timeout(severity, timeout),
+            markup=markup,
+        )
+        self.notices.show(notification, key)
 
     # ------------------------------------------------------------- conversations
 

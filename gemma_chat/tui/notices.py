@@ -1,0 +1,51 @@
+"""How long notifications stay, and notices that a later one supersedes.
+
+Notifications are short (a few seconds by severity; an error a little longer, since it
+asks for something), they never cover the input (``ToastRack`` sits at the top right, in
+``gemma.tcss``), and a notice given with a ``key`` replaces the previous one with that key
+and can be cleared when it no longer holds ("assembling the demo model…" once the model
+has loaded)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.notifications import Notification, Notify
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+TIMEOUTS = {"information": 4.0, "warning": 6.0, "error": 10.0}
+"""The longest a notification of each severity stays on screen, in seconds."""
+
+
+class Notices:
+    """The app's notifications with a key (a collaborator the app owns).
+
+    Args:
+        app: The app that shows them.
+    """
+
+    def __init__(self, app: App[None]) -> None:
+        self._app = app
+        self._keyed: dict[str, Notification] = {}
+
+    @staticmethod
+    def timeout(severity: str, asked: float | None) -> float:
+        """The timeout to use: what was asked for, capped by :data:`TIMEOUTS`."""
+        longest = TIMEOUTS.get(severity, TIMEOUTS["information"])
+        return longest if asked is None else min(asked, longest)
+
+    def show(self, notification: Notification, key: str | None) -> None:
+        """Show ``notification``; with a ``key``, in place of the last one with that key."""
+        if key is not None:
+            self.clear(key)
+            self._keyed[key] = notification
+        self._app.post_message(Notify(notification))
+
+    def clear(self, key: str) -> None:
+        """Take the notice with ``key`` off the screen (superseded, or no longer true)."""
+        old = self._keyed.pop(key, None)
+        notifications = self._app._notifications  # Textual keeps them here (no public API)
+        if old is not None and old in notifications:
+            self._app._unnotify(old)
