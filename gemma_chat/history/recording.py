@@ -109,13 +109,24 @@ class Recorder:
         assert turn.role is Role.USER
         return self.question(turn.text, conversation.system, params)
 
-    def question(self, text: str, system: str | None, params: dict[str, Any]) -> MessageRecord:
-        """Store a user message, creating the conversation if needed."""
+    def question(
+        self,
+        text: str,
+        system: str | None,
+        params: dict[str, Any],
+        replaces: tuple[int, ...] = (),
+    ) -> MessageRecord:
+        """Store a user message, creating the conversation if needed (``replaces``: the
+        ids of the exchange an edited message takes the place of, marked replaced by it
+        in the same transaction and kept)."""
         if self.conversation_id is None:
             self.conversation_id = self.store.create(
                 system=system, params=params, origin=self.origin
             )
-        return self.store.add(self.conversation_id, MessageRecord(Role.USER.value, text))
+        message = MessageRecord(Role.USER.value, text)
+        if replaces:
+            return self.store.replace(self.conversation_id, replaces, message)
+        return self.store.add(self.conversation_id, message)
 
     def reply(
         self,
