@@ -594,7 +594,7 @@ def test_a_message_too_long_for_the_context_is_not_kept(demo_path: Path, filled)
     before = stored(filled["cats"])[1]
     long = "word " * 600  # passes the byte check, but is more than 256 tokens
     for args in (["ask"], ["ask", "-c"]):
-        proc = run_cli(*args, "--ctx", "256", "-n", "4", stdin=long.encode())
+        proc = run_cli(*args, "--ctx", "256", "-n", "4", "--long", "refuse", stdin=long.encode())
         assert proc.returncode == 1 and b"too long" in proc.stderr, proc.stderr
     with HistoryStore() as store:
         assert {record.id for record in store.conversations()} == set(filled.values())

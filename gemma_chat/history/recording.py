@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from gemma_chat.chat.conversation import Conversation, Role
@@ -79,6 +80,13 @@ def reply_message(
     )
 
 
+def with_meta(record: MessageRecord, meta: dict[str, Any]) -> MessageRecord:
+    """``record`` carrying ``meta`` (kept with the message: attachments, notes)."""
+    if not hasattr(record, "meta"):  # a store before schema v4 keeps none
+        return record
+    return replace(record, meta={**(getattr(record, "meta", None) or {}), **meta})
+
+
 class Recorder:
     """Mirrors one conversation into the store, message by message.
 
@@ -137,6 +145,7 @@ class Recorder:
         reply_to: int | None,
         system: str | None,
         replaces: tuple[int, ...] = (),
+        meta: dict[str, Any] | None = None,
     ) -> MessageRecord | None:
         """Store a finished or stopped reply (``replaces``: the ids of the reply it
         regenerates, marked replaced by it in the same transaction)."""
@@ -145,6 +154,8 @@ class Recorder:
         record = reply_message(
             done, model=model, model_sha256=model_sha256, reply_to=reply_to, system=system
         )
+        if meta:
+            record = with_meta(record, meta)
         if replaces:
             return self.store.replace(self.conversation_id, replaces, record)
         return self.store.add(self.conversation_id, record)

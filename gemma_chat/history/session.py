@@ -166,9 +166,11 @@ class ConversationSession:
         *,
         model: str | None,
         model_sha256: str | None,
+        meta: dict[str, Any] | None = None,
     ) -> int | None:
         """Store a finished or stopped reply, linked to its question, replacing the
         reply a retry regenerated. ``conversation`` may already end with the reply.
+        ``meta`` is kept with it (a long input's notes).
 
         Returns:
             The stored reply's id (None when nothing was saved).
@@ -188,6 +190,7 @@ class ConversationSession:
                     reply_to=self.question_id(turns),
                     system=conversation.system,
                     replaces=replaces,
+                    meta=meta,
                 )
             )
 

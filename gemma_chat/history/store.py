@@ -31,6 +31,7 @@ from typing import Any
 
 from gemma_chat.errors import UsageError
 from gemma_chat.history import connection, ids, schema
+from gemma_chat.history.deletion import delete_ids, with_replaced_ones
 from gemma_chat.history.insert import insert_conversation
 from gemma_chat.history.problems import (
     DRIVER_ERRORS,
@@ -327,27 +328,8 @@ class HistoryStore:
         """
         with self._write() as conn:
             if with_replaced:
-                ids = self._with_replaced(conn, conversation_id, ids)
-            return self._delete_ids(conn, conversation_id, ids)
-
-    @staticmethod
-    def _with_replaced(
-        conn: sqlite3.Connection, conversation_id: int, ids: Iterable[int]
-    ) -> list[int]:
-        found, todo = [], list(ids)
-        while todo:
-            message_id = todo.pop()
-            if message_id in found:
-                continue
-            found.append(message_id)
-            todo += [
-                row[0]
-                for row in conn.execute(
-                    "SELECT id FROM messages WHERE replaced_by = ? AND conversation_id = ?",
-                    (message_id, conversation_id),
-                )
-            ]
-        return found
+                ids = with_replaced_ones(conn, conversation_id, ids)
+            return delete_ids(conn, conversation_id, ids)
 
     def messages(self, conversation_id: int, *, replaced: bool = False) -> list[MessageRecord]:
         """A conversation's messages in the order they were written: those on the path
@@ -381,23 +363,6 @@ class HistoryStore:
             "UPDATE conversations SET updated_at = ? WHERE id = ?", (now(), conversation_id)
         )
         return replace(message, id=int(cursor.lastrowid or 0), seq=seq)
-
-    @staticmethod
-    def _delete_ids(conn: sqlite3.Connection, conversation_id: int, ids: Iterable[int]) -> int:
-        count = 0
-        for message_id in ids:
-            cursor = conn.execute(
-                "DELETE FROM messages WHERE id = ? AND conversation_id = ?",
-                (message_id, conversation_id),
-            )
-            count += cursor.rowcount
-            # What it had replaced comes back on the path shown: nothing is lost.
-            conn.execute(
-                "UPDATE messages SET replaced_by = NULL WHERE replaced_by = ? "
-                "AND conversation_id = ?",
-                (message_id, conversation_id),
-            )
-        return count
 
     # ------------------------------------------------------------------- search
 
