@@ -17,7 +17,6 @@ from rich.text import Text
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.notifications import Notification, SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Static
 
@@ -27,11 +26,10 @@ from gemma_chat.config.settings import SavedPrompt, Settings
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone
 from gemma_chat.history.store import HistoryStore
-from gemma_chat.sanitize import one_line, visible
 from gemma_chat.structured.constraint import OutputConstraint
 from gemma_chat.tui.conversations import ConversationSwitcher
 from gemma_chat.tui.history import HistoryKeeper
-from gemma_chat.tui.keys import APP_BINDINGS, KeyBindings
+from gemma_chat.tui.keys import APP_BINDINGS, QUIT_HINT, KeyBindings
 from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.loading import LOAD_PROGRESS, Loader, ModelLoading
 from gemma_chat.tui.messages import (
@@ -65,9 +63,6 @@ if TYPE_CHECKING:
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """Signals that end the app like Ctrl+Q (the exit code is 128 + the signal's number)."""
-
-QUIT_HINT = "Ctrl+Q quits (so do /quit, /exit, /bye, and Ctrl+D on an empty input)."
-"""Said when Ctrl+C is pressed with no reply to stop."""
 
 LOADING_PLACEHOLDER = "Loading the model… type now: Enter queues your message"
 """The input's hint until a model is loaded."""
@@ -285,15 +280,10 @@ class GemmaChatApp(App[None]):
         """Recount the context meter shortly (typing restarts the delay). Every change
         of the conversation or the model comes here, so the welcome panel follows too."""
         self.meter.schedule(self._count_now)
-        self.refresh_welcome()
-
-    def refresh_welcome(self) -> None:
-        """Show the welcome panel while the conversation is empty and a model is loaded."""
-        if self._gone():
-            return
-        name = self.backend.info.model if self.backend is not None else None
-        empty = not self.conversation.turns and self.replies.reply is None
-        self.query_one(WelcomePanel).show_for(name, self.model_info, empty)
+        if not self._gone():  # the panel: while the conversation is empty
+            empty = not self.conversation.turns and self.replies.reply is None
+            name = self.backend.info.model if self.backend is not None else None
+            self.query_one(WelcomePanel).show_for(name, self.model_info, empty)
 
     def _count_now(self) -> None:
         if self.engine is not None and not self._gone():
@@ -303,30 +293,10 @@ class GemmaChatApp(App[None]):
         if self.engine is not None and not self._gone():
             self.meter.show(message.used, self.engine.n_ctx, estimated=self.remote)
 
-    def notify(
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: SeverityLevel = "information",
-        timeout: float | None = None,
-        markup: bool = False,
-        key: str | None = None,
-    ) -> None:
-        """Show a notification. Many quote untrusted text (a server's error, a title, a
-        model's name), so every one passes through the sanitizer here, in one place. They
-        also quote what the user typed (`/theme [/]`), so they are never parsed as markup.
-        Timeouts are short (:data:`~gemma_chat.tui.notices.TIMEOUTS`); a ``key`` replaces
-        the last notice with that key (see :meth:`Notices.clear`)."""
-        notification = Notification(
-            visible(message),
-            one_line(title),
-            severity,
-            # A keyed notice is cleared when it stops being true: it may stay longer.
-            timeout if key is not None and timeout else self.notices.timeout(severity, timeout),
-            markup=markup,
-        )
-        self.notices.show(notification, key)
+    def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:
+        """Show a notification, sanitized, never parsed as markup, with a short timeout
+        (see :meth:`Notices.notify`; ``key=`` replaces the last notice with that key)."""
+        self.notices.notify(message, title=title, **kwargs)
 
     # ------------------------------------------------------------- conversations
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from textual.notifications import Notification, Notify
+from textual.notifications import Notification, Notify, SeverityLevel
+
+from gemma_chat.sanitize import one_line, visible
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -35,6 +37,28 @@ class Notices:
         """The timeout to use: what was asked for, capped by :data:`TIMEOUTS`."""
         longest = TIMEOUTS.get(severity, TIMEOUTS["information"])
         return longest if asked is None else min(asked, longest)
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+        key: str | None = None,
+    ) -> None:
+        """Show a notification. Many quote untrusted text (a server's error, a title, a
+        model's name), so every one passes through the sanitizer here, in one place. They
+        also quote what the user typed (`/theme [/]`), so they are never parsed as markup.
+        Timeouts are short (:data:`TIMEOUTS`); a keyed notice is cleared when it stops
+        being true (:meth:`clear`), so it may stay longer."""
+        if key is None or not timeout:
+            timeout = self.timeout(severity, timeout)
+        notification = Notification(
+            visible(message), one_line(title), severity, timeout, markup=markup
+        )
+        self.show(notification, key)
 
     def show(self, notification: Notification, key: str | None) -> None:
         """Show ``notification``; with a ``key``, in place of the last one with that key."""
