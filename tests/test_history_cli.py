@@ -123,6 +123,7 @@ def test_list_is_newest_first_with_columns(filled, capsys) -> None:
         "created_at",
         "updated_at",
         "message_count",
+        "origin",
     }
     _, out, _ = run(capsys, "history", "list", "--json", "--limit", "1")
     assert [record["id"] for record in json.loads(out)] == [filled["cats"]]
@@ -535,6 +536,7 @@ def test_ask_saves_the_exchange(demo_path: Path) -> None:
     record, messages = stored(result["conversation_id"])
     assert [m.role for m in messages] == ["user", "model"]
     assert messages[0].text == "Why is the sky blue?" and record.title == "Why is the sky blue?"
+    assert record.origin == "ask"  # the app's sidebar can tell one-shots apart
     reply = messages[1]
     assert reply.text == result["text"] and reply.stop_reason == result["stop_reason"]
     assert reply.prompt_tokens == result["prompt_tokens"] > 0

@@ -105,7 +105,7 @@ async def test_messages_are_saved_as_sent_and_when_finished(vocab, store) -> Non
         assert reply.completion_tokens and reply.sampling["seed"] is not None
         assert reply.token_ids == app.conversation.turns[-1].token_ids
         record = store.get(cid)
-        assert record.title == "hello there"
+        assert record.title == "hello there" and record.origin == "app"
         assert record.params == params_of(app.sampling, app.repeat_guard)
 
 

@@ -247,5 +247,7 @@ def open_exchange(settings: Settings, options: HistoryOptions) -> Exchange:
         settings = continued_settings(settings, record, options.explicit)
     session = None
     if save:
-        session = ConversationSession(store, None if record is None else record.id, messages)
+        session = ConversationSession(
+            store, None if record is None else record.id, messages, origin="ask"
+        )
     return Exchange(settings, record, messages, store, session)

@@ -97,11 +97,15 @@ class Recorder:
     Attributes:
         store: The store.
         conversation_id: The stored conversation, once there is one.
+        origin: What a conversation it creates is marked as started from.
     """
 
-    def __init__(self, store: HistoryStore, conversation_id: int | None = None) -> None:
+    def __init__(
+        self, store: HistoryStore, conversation_id: int | None = None, origin: str | None = None
+    ) -> None:
         self.store = store
         self.conversation_id = conversation_id
+        self.origin = origin
 
     def user(self, conversation: Conversation, params: dict[str, Any]) -> MessageRecord:
         """Store the conversation's newest turn, a user message.
@@ -116,7 +120,9 @@ class Recorder:
     def question(self, text: str, system: str | None, params: dict[str, Any]) -> MessageRecord:
         """Store a user message, creating the conversation if needed."""
         if self.conversation_id is None:
-            self.conversation_id = self.store.create(system=system, params=params)
+            self.conversation_id = self.store.create(
+                system=system, params=params, origin=self.origin
+            )
         return self.store.add(self.conversation_id, MessageRecord(Role.USER.value, text))
 
     def reply(
@@ -131,7 +137,7 @@ class Recorder:
         meta: dict[str, Any] | None = None,
     ) -> MessageRecord | None:
         """Store a finished or stopped reply (``replaces``: the ids of the reply it
-        regenerates, deleted in the same transaction)."""
+        regenerates, marked replaced by it in the same transaction)."""
         if self.conversation_id is None:
             return None
         record = reply_message(
@@ -143,10 +149,12 @@ class Recorder:
             return self.store.replace(self.conversation_id, replaces, record)
         return self.store.add(self.conversation_id, record)
 
-    def delete(self, ids: list[int]) -> None:
-        """Delete stored messages by id (edit, a failed first reply)."""
+    def delete(self, ids: list[int], *, with_replaced: bool = False) -> None:
+        """Delete stored messages by id (edit, a failed first reply); ``with_replaced``
+        also deletes the messages they had replaced (see
+        :meth:`~gemma_chat.history.store.HistoryStore.delete_messages`)."""
         if self.conversation_id is not None and ids:
-            self.store.delete_messages(self.conversation_id, ids)
+            self.store.delete_messages(self.conversation_id, ids, with_replaced=with_replaced)
 
     def settings(self, system: str | None, params: dict[str, Any]) -> None:
         """Store a changed system prompt or parameters."""

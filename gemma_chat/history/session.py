@@ -32,6 +32,8 @@ class ConversationSession:
         enabled: Whether saving is on at all (``save_history``, ``--no-save``).
         on_error: Called with the first store failure, after which nothing more is
             saved; without it, the failure is raised.
+        origin: What a conversation this session creates is marked as started from
+            (``app`` or ``ask``).
     """
 
     def __init__(
@@ -42,8 +44,10 @@ class ConversationSession:
         *,
         enabled: bool = True,
         on_error: Callable[[Exception], None] | None = None,
+        origin: str | None = None,
     ) -> None:
         self.enabled = enabled
+        self.origin = origin
         self._on_error = on_error
         self._recorder: Recorder | None = None
         self._created: int | None = None
@@ -57,7 +61,9 @@ class ConversationSession:
         messages: Sequence[MessageRecord] = (),
     ) -> None:
         """Record into ``store`` (None: stop recording), continuing ``conversation_id``."""
-        self._recorder = Recorder(store, conversation_id) if store is not None else None
+        self._recorder = (
+            Recorder(store, conversation_id, self.origin) if store is not None else None
+        )
         self._saving = True
         # The stored message ids of each turn (aligned with the conversation's turns),
         # and the reply a retry is replacing (it stays stored until replaced).
@@ -215,7 +221,7 @@ class ConversationSession:
         """The turns after the first ``turns_kept`` went back into the input: delete
         them from the store."""
         gone = self._ids_after(turns_kept)
-        if self._save(lambda recorder: recorder.delete(gone)):
+        if self._save(lambda recorder: recorder.delete(gone, with_replaced=True)):
             self._written.difference_update(gone)
 
     def unsend(self, turns_kept: int) -> None:

@@ -87,7 +87,7 @@ class HistoryKeeper:
         self.store = guarded(store)
         # Not recording until the store is open (on mount).
         self.session = ConversationSession(
-            None, enabled=app.settings.save_history, on_error=self._store_failed
+            None, enabled=app.settings.save_history, on_error=self._store_failed, origin="app"
         )
         self._resume_at_start = resume
         self.note = ""
