@@ -58,6 +58,15 @@ def test_ask_answers_part_by_part_on_the_demo_model(demo_path, tmp_path) -> None
         user, reply = store.messages(result["conversation_id"])
     assert user.text.startswith(f"{crates}\n```\nCrate 0 holds 0 pears.")
     assert user.text.endswith(QUESTION) and reply.text == result["text"]
+    assert user.meta["attachments"][0]["name"] == str(crates)
+    assert reply.meta["map_reduce"]["steps"] == steps  # every note kept with the answer
+    cid = str(result["conversation_id"])
+    brief = run_cli("history", "show", cid).stdout.decode()
+    assert f"Answered part by part: {long_input['chunks']} parts" in brief
+    assert "part 1 of" not in brief  # the notes only with --verbose
+    verbose = run_cli("history", "show", cid, "--verbose").stdout.decode()
+    assert f"**map: part 1 of {long_input['chunks']} of {crates}**" in verbose
+    assert "**reduce: the answer**" in verbose
     # --long refuse: the old refusal, before the model loads.
     refused = run_cli("ask", "-m", "demo", *ARGS, "--long", "refuse", "-f", str(crates), "q")
     assert refused.returncode == 1 and b"too long" in refused.stderr

@@ -82,9 +82,7 @@ def reply_message(
 
 def with_meta(record: MessageRecord, meta: dict[str, Any]) -> MessageRecord:
     """``record`` carrying ``meta`` (kept with the message: attachments, notes)."""
-    if not hasattr(record, "meta"):  # a store before schema v4 keeps none
-        return record
-    return replace(record, meta={**(getattr(record, "meta", None) or {}), **meta})
+    return replace(record, meta={**(record.meta or {}), **meta})
 
 
 class Recorder:
@@ -117,13 +115,21 @@ class Recorder:
         assert turn.role is Role.USER
         return self.question(turn.text, conversation.system, params)
 
-    def question(self, text: str, system: str | None, params: dict[str, Any]) -> MessageRecord:
-        """Store a user message, creating the conversation if needed."""
+    def question(
+        self,
+        text: str,
+        system: str | None,
+        params: dict[str, Any],
+        meta: dict[str, Any] | None = None,
+    ) -> MessageRecord:
+        """Store a user message (``meta``: its attached files), creating the
+        conversation if needed."""
         if self.conversation_id is None:
             self.conversation_id = self.store.create(
                 system=system, params=params, origin=self.origin
             )
-        return self.store.add(self.conversation_id, MessageRecord(Role.USER.value, text))
+        record = MessageRecord(Role.USER.value, text, meta=meta or None)
+        return self.store.add(self.conversation_id, record)
 
     def reply(
         self,

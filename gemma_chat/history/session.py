@@ -125,10 +125,15 @@ class ConversationSession:
         return gone
 
     def record_user(
-        self, conversation: Conversation, params: dict[str, Any], text: str | None = None
+        self,
+        conversation: Conversation,
+        params: dict[str, Any],
+        text: str | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> int | None:
         """Store the conversation's newest turn, a user message (``text``: only this part
-        of it, when a new message was joined to an unanswered one already stored).
+        of it, when a new message was joined to an unanswered one already stored; ``meta``:
+        its attached files).
 
         Returns:
             The stored message's id (None when nothing was saved).
@@ -139,7 +144,9 @@ class ConversationSession:
         fresh = self.conversation_id is None
         stored: list[MessageRecord] = []
         asked = turn.text if text is None else text
-        if not self._save(lambda r: stored.append(r.question(asked, conversation.system, params))):
+        if not self._save(
+            lambda r: stored.append(r.question(asked, conversation.system, params, meta))
+        ):
             return None
         message_id = stored[0].id
         if fresh:
