@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gemma_chat.chat.conversation import StopReason
 from gemma_chat.config.plain_errors import plain_message
 from gemma_chat.errors import UsageError
+from gemma_chat.history.meta_text import attachment_line, map_reduce_lines
 from gemma_chat.history.store import ConversationRecord, HistoryStore, MessageRecord
 from gemma_chat.sanitize import json_safe, one_line, visible
 
@@ -209,9 +210,10 @@ def _short(part: str) -> str:
     return part if len(part) <= _PART_LENGTH else part[: _PART_LENGTH - 1] + "…"
 
 
-def export_markdown(store: HistoryStore, conversation_id: int) -> str:
+def export_markdown(store: HistoryStore, conversation_id: int, verbose: bool = False) -> str:
     """A conversation as a readable Markdown transcript, safe for a terminal (control
-    characters shown as visible stand-ins; the JSON export keeps them)."""
+    characters shown as visible stand-ins; the JSON export keeps them). Attached files
+    are named; ``verbose`` adds a long input's notes, step by step."""
     record = store.get(conversation_id)
     lines = [f"# {one_line(record.title)}", ""]
     lines.append(f"*Conversation {record.id} · started {_when(record.created_at)}*")
@@ -220,10 +222,13 @@ def export_markdown(store: HistoryStore, conversation_id: int) -> str:
         lines += ["**System prompt:**", "", *_quoted(record.system), ""]
     for message in store.messages(conversation_id):
         if message.role == "user":
-            lines += ["## You", "", message.text.rstrip(), ""]
+            attached = attachment_line(message.meta)
+            lines += ["## You", "", *([attached, ""] if attached else [])]
+            lines += [message.text.rstrip(), ""]
             continue
         heading = f"## Gemma ({one_line(message.model)})" if message.model else "## Gemma"
-        lines += [heading, "", message.text.rstrip(), ""]
+        lines += [heading, "", *map_reduce_lines(message.meta, verbose)]
+        lines += [message.text.rstrip(), ""]
         if message.partial:
             lines += [f"*(reply stopped: {message.stop_reason})*", ""]
     return visible("\n".join(lines).rstrip() + "\n")
