@@ -154,7 +154,14 @@ def test_bad_input_is_one_line(stdin: bytes, args: list[str], code: int, message
 
 def test_stdin_larger_than_the_context(tiny_models) -> None:
     proc = run_cli(
-        "ask", "-m", str(tiny_models["runaway"].path), "--ctx", "256", stdin=b"word " * 3000
+        "ask",
+        "-m",
+        str(tiny_models["runaway"].path),
+        "--ctx",
+        "256",
+        "--long",
+        "refuse",
+        stdin=b"word " * 3000,
     )
     one_line_error(proc, 1, "too long")
 
@@ -236,7 +243,14 @@ def test_nul_bytes_after_the_first_8k_are_binary() -> None:
 def test_huge_stdin_is_refused_before_tokenizing(tiny_models) -> None:
     start = time.monotonic()
     proc = run_cli(
-        "ask", "-m", str(tiny_models["runaway"].path), "--ctx", "256", stdin=b"word " * 200_000
+        "ask",
+        "-m",
+        str(tiny_models["runaway"].path),
+        "--ctx",
+        "256",
+        "--long",
+        "refuse",
+        stdin=b"word " * 200_000,
     )
     one_line_error(proc, 1, "bytes cannot fit in a context of 256")
     assert time.monotonic() - start < 30

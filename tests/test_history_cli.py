@@ -123,6 +123,7 @@ def test_list_is_newest_first_with_columns(filled, capsys) -> None:
         "created_at",
         "updated_at",
         "message_count",
+        "origin",
     }
     _, out, _ = run(capsys, "history", "list", "--json", "--limit", "1")
     assert [record["id"] for record in json.loads(out)] == [filled["cats"]]
@@ -535,6 +536,7 @@ def test_ask_saves_the_exchange(demo_path: Path) -> None:
     record, messages = stored(result["conversation_id"])
     assert [m.role for m in messages] == ["user", "model"]
     assert messages[0].text == "Why is the sky blue?" and record.title == "Why is the sky blue?"
+    assert record.origin == "ask"  # the app's sidebar can tell one-shots apart
     reply = messages[1]
     assert reply.text == result["text"] and reply.stop_reason == result["stop_reason"]
     assert reply.prompt_tokens == result["prompt_tokens"] > 0
@@ -592,7 +594,7 @@ def test_a_message_too_long_for_the_context_is_not_kept(demo_path: Path, filled)
     before = stored(filled["cats"])[1]
     long = "word " * 600  # passes the byte check, but is more than 256 tokens
     for args in (["ask"], ["ask", "-c"]):
-        proc = run_cli(*args, "--ctx", "256", "-n", "4", stdin=long.encode())
+        proc = run_cli(*args, "--ctx", "256", "-n", "4", "--long", "refuse", stdin=long.encode())
         assert proc.returncode == 1 and b"too long" in proc.stderr, proc.stderr
     with HistoryStore() as store:
         assert {record.id for record in store.conversations()} == set(filled.values())

@@ -55,7 +55,7 @@ def test_default_location_follows_the_data_dir(tmp_path: Path) -> None:
 def test_new_store_uses_wal_and_the_current_schema(store: HistoryStore) -> None:
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 4
 
 
 def test_migrates_a_first_version_database_keeping_its_data(tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_migrates_a_first_version_database_keeping_its_data(tmp_path: Path) -> N
         )
     conn.close()
     with HistoryStore(db) as store:
-        assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 3
+        assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 4
         assert store.get(1).title == "Old chat"
         messages = store.messages(1)
         assert [m.text for m in messages] == ["what do axolotls eat", "Worms.", "and", "Fish"]
@@ -87,6 +87,9 @@ def test_migrates_a_first_version_database_keeping_its_data(tmp_path: Path) -> N
         # version 3 linked each old reply to its question, and counts ids on from 1
         assert [m.reply_to for m in messages] == [None, messages[0].id, None, messages[2].id]
         assert store.create() == 2
+        # version 4: every old message is on the path shown, with no meta; no origin
+        assert all(m.replaced_by is None and m.meta is None for m in messages)
+        assert store.get(1).origin is None and store.get(1).message_count == 4
 
 
 def test_a_newer_schema_is_refused_not_guessed(tmp_path: Path) -> None:
@@ -541,12 +544,67 @@ def test_replace_and_delete_if_empty_are_single_transactions(store: HistoryStore
     q = store.add(cid, MessageRecord("user", "q"))
     old = store.add(cid, MessageRecord("model", "old", reply_to=q.id))
     new = store.replace(cid, [old.id], MessageRecord("model", "new", reply_to=q.id))
-    assert [m.text for m in store.messages(cid)] == ["q", "new"] and new.seq == 1
+    assert [m.text for m in store.messages(cid)] == ["q", "new"] and new.seq == 2
     assert store.delete_if_empty(cid) is False  # it has messages
     store.delete_messages(cid, [q.id, new.id])
+    assert [m.text for m in store.messages(cid)] == ["old"]  # what "new" replaced is back
+    assert store.delete_if_empty(cid) is False
+    store.delete_messages(cid, [old.id])
     assert store.delete_if_empty(cid) is True
     with pytest.raises(NotFound):
         store.get(cid)
+
+
+def test_a_replaced_message_is_kept_hidden_and_exported(store: HistoryStore) -> None:
+    """Regenerating or editing never deletes: the old rows stay, marked replaced_by the
+    new one, out of the path shown, the count and search, and in the JSON export."""
+    cid = store.create(origin="app")
+    q = store.add(cid, MessageRecord("user", "name a zebu"))
+    old = store.add(cid, MessageRecord("model", "okapi", reply_to=q.id, meta={"n": 1}))
+    new = store.replace(cid, [old.id], MessageRecord("model", "gaur", reply_to=q.id))
+    assert [m.text for m in store.messages(cid)] == ["name a zebu", "gaur"]
+    everything = store.messages(cid, replaced=True)
+    assert [(m.text, m.replaced_by) for m in everything] == [
+        ("name a zebu", None),
+        ("okapi", new.id),
+        ("gaur", None),
+    ]
+    assert everything[1].meta == {"n": 1}
+    assert store.get(cid).message_count == 2 and store.get(cid).origin == "app"
+    assert store.search("okapi") == [] and len(store.search("gaur")) == 1
+    # an edited question replaces the question and its reply with a new question
+    edited = store.replace(cid, [q.id, new.id], MessageRecord("user", "name a yak"))
+    assert [m.text for m in store.messages(cid)] == ["name a yak"]
+    document = json.loads(transfer.export_json(store, cid))
+    assert [(m["text"], m["replaced_by"]) for m in document["messages"]] == [
+        ("name a zebu", 3),
+        ("okapi", 2),
+        ("gaur", 3),
+        ("name a yak", None),
+    ]
+    assert document["conversation"]["origin"] == "app"
+    document["conversation"]["uuid"] = "another"
+    again = transfer.import_json(store, json.dumps(document))
+    assert [m.text for m in store.messages(again)] == ["name a yak"]
+    assert [m.replaced_by is None for m in store.messages(again, replaced=True)] == [
+        False,
+        False,
+        False,
+        True,
+    ]
+    assert edited.seq == 3
+
+
+def test_deleting_a_replacement_shows_or_deletes_what_it_replaced(store: HistoryStore) -> None:
+    cid = store.create()
+    q = store.add(cid, MessageRecord("user", "q"))
+    first = store.add(cid, MessageRecord("model", "first", reply_to=q.id))
+    second = store.replace(cid, [first.id], MessageRecord("model", "second", reply_to=q.id))
+    third = store.replace(cid, [second.id], MessageRecord("model", "third", reply_to=q.id))
+    store.delete_messages(cid, [third.id])  # taken back: the one it replaced is shown again
+    assert [m.text for m in store.messages(cid)] == ["q", "second"]
+    store.delete_messages(cid, [second.id], with_replaced=True)  # removed with its past
+    assert [m.text for m in store.messages(cid, replaced=True)] == ["q"]
 
 
 def test_conversation_ids_are_never_reused(store: HistoryStore) -> None:

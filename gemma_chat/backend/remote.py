@@ -35,6 +35,7 @@ from gemma_chat.backend import bounded
 from gemma_chat.backend.base import BackendInfo
 from gemma_chat.backend.llama_server import LlamaServerAPI, TokenChunk, is_llama_server
 from gemma_chat.backend.redact import Redactor
+from gemma_chat.backend.remote_constraint import constraint_fields
 from gemma_chat.backend.remote_http import DEFAULT_PORTS, RemoteClient, Unsupported
 from gemma_chat.backend.sse import (
     RemoteCancelled,
@@ -266,9 +267,9 @@ class OpenAIBackend:
         """Stream a reply: the text prompt on ``/completions``, else ``messages`` on chat.
 
         A ``constraint`` is sent in every form the known servers read (see
-        :func:`constraint_fields`). A server that refuses it with an HTTP 4xx is asked
-        again without it, once; :attr:`constraint_refused` then says why, and the caller
-        validates the reply alone.
+        :func:`~gemma_chat.backend.remote_constraint.constraint_fields`). A server that
+        refuses it with an HTTP 4xx is asked again without it, once;
+        :attr:`constraint_refused` then says why, and the caller validates the reply alone.
 
         Stops at once, without an error, when ``cancel`` is set. The whole reply must
         arrive within ``reply_timeout_s`` and :data:`bounded.MAX_STREAM_BYTES`.
@@ -429,37 +430,6 @@ class OpenAIBackend:
                 yield TextChunk(tail)
         finally:
             chunks.close()  # type: ignore[attr-defined]
-
-
-def constraint_fields(constraint: OutputConstraint, server_kind: str | None) -> dict[str, Any]:
-    """The request fields that carry a constraint, in each form the known servers read.
-
-    * llama-server: ``json_schema`` (it builds the grammar) or ``grammar`` (GBNF);
-    * vLLM: ``guided_json`` / ``guided_grammar``, and ``response_format``;
-    * OpenAI's API: ``response_format`` with a ``json_schema``;
-    * llama-cpp-python's server reads only ``grammar`` on completions, so it gets the
-      schema as the GBNF grammar llama.cpp's own converter makes of it.
-
-    Servers ignore the fields they do not know; one that refuses them is handled by the
-    caller. llama-server refuses ``json_schema`` and ``grammar`` together, so a schema
-    is never sent as both.
-    """
-    if constraint.schema is None:
-        grammar = constraint.grammar or ""
-        return {"grammar": grammar, "guided_grammar": grammar}
-    if server_kind == "llama-cpp-python":
-        from gemma_chat.backend.grammar import gbnf_for  # loads llama.cpp: only here
-
-        return {"grammar": gbnf_for(constraint)}
-    schema = constraint.schema
-    return {
-        "json_schema": schema,
-        "guided_json": schema,
-        "response_format": {
-            "type": "json_schema",
-            "json_schema": {"name": "reply", "schema": schema},
-        },
-    }
 
 
 def _props_ctx(props: Any) -> int | None:

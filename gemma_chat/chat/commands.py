@@ -72,9 +72,11 @@ COMMANDS: tuple[SlashCommand, ...] = (
     SlashCommand("rename", "TITLE", "Rename this conversation in the history"),
     SlashCommand("theme", "NAME", "Switch the theme (remembered)"),
     SlashCommand("copy", "[code]", "Copy the last reply, or its last code block"),
-    SlashCommand("quit", "", "Quit"),
+    SlashCommand("quit", "", "Quit (also /exit, /bye)"),
 )
 BY_NAME = {command.name: command for command in COMMANDS}
+ALIASES = {"exit": "quit", "bye": "quit"}
+"""Other names of commands (what users of other chat clients type)."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def parse(text: str) -> ParsedCommand:
         UsageError: Unknown command (the message suggests the closest ones).
     """
     name, _, arg = text.strip()[1:].partition(" ")
-    command = BY_NAME.get(name.lower())
+    command = BY_NAME.get(ALIASES.get(name.lower(), name.lower()))
     if command is None:
         close = complete("/" + name[:2]) if name else []
         hint = f"; did you mean {', '.join(close)}?" if close else "; /help lists them"

@@ -106,6 +106,8 @@ def ask(
     schema: o.SchemaOpt = None,
     grammar: o.GrammarOpt = None,
     prompt_name: o.PromptNameOpt = None,
+    files: o.FileOpt = None,
+    long: o.LongOpt = None,
 ) -> None:
     """Answer one question on stdout, streaming, and save the exchange in the history.
     Ctrl+C stops (exit 130)."""
@@ -124,8 +126,8 @@ def ask(
     if constraint is None and saved is not None:
         constraint = saved.constraint()
     prompt = None if saved is None else saved.prompt
-    settings = run_settings.build_settings(prompt=prompt, **values)
-    raise typer.Exit(run_ask(settings, question, run, history, constraint, prompt))
+    settings = run_settings.build_settings(prompt=prompt, long_input=long, **values)
+    raise typer.Exit(run_ask(settings, question, run, history, constraint, prompt, files or ()))
 
 
 @app.command()
@@ -137,6 +139,7 @@ def prompt(
     json_out: o.JsonOpt = False,
     debug: o.DebugOpt = False,
     prompt_name: o.PromptNameOpt = None,
+    files: o.FileOpt = None,
 ) -> None:
     """Print the exact rendered Gemma prompt, control tokens visible (a template inspector).
     With -p NAME: the saved prompt's system text and template, folded as ``ask`` does."""
@@ -153,7 +156,7 @@ def prompt(
     saved = choose_prompt(prompt_name)
     prompt = None if saved is None else saved.prompt
     settings = run_settings.build_settings(prompt=prompt, **local, backend="local")
-    raise typer.Exit(run_prompt(settings, question, as_json, prompt))
+    raise typer.Exit(run_prompt(settings, question, as_json, prompt, files or ()))
 
 
 @app.command("prompts")

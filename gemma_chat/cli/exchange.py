@@ -8,7 +8,7 @@ database or an unknown id fails in a moment rather than after a long load.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gemma_chat.backend.kv_cache import KVStateCache, resume_ids
 from gemma_chat.chat.conversation import Conversation
@@ -158,11 +158,21 @@ class Exchange:
         if (system, params) != (self.record.system, self.record.params):
             session.record_settings(system, params)
 
-    def reply(self, done: ReplyDone, info: ModelInfo | RemoteModelInfo) -> None:
-        """Save the finished or stopped reply, linked to its question."""
+    def reply(
+        self,
+        done: ReplyDone,
+        info: ModelInfo | RemoteModelInfo,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Save the finished or stopped reply, linked to its question (``meta``: what
+        else to keep with it, such as a long input's notes)."""
         if self.session is not None and self._conversation is not None:
             self.session.record_reply(
-                done, self._conversation, model=info.display_name, model_sha256=info.sha256
+                done,
+                self._conversation,
+                model=info.display_name,
+                model_sha256=info.sha256,
+                meta=meta,
             )
 
     def unsend(self) -> None:
@@ -237,5 +247,7 @@ def open_exchange(settings: Settings, options: HistoryOptions) -> Exchange:
         settings = continued_settings(settings, record, options.explicit)
     session = None
     if save:
-        session = ConversationSession(store, None if record is None else record.id, messages)
+        session = ConversationSession(
+            store, None if record is None else record.id, messages, origin="ask"
+        )
     return Exchange(settings, record, messages, store, session)

@@ -47,7 +47,7 @@ def build_settings(prompt: SavedPrompt | None = None, **cli: Any) -> Settings:
             data["system"] = prompt.system
     config_backend = data.get("backend")
     backend = choose_backend(data, cli)
-    for key in ("system", "ctx", "gpu", "threads", "flash_attn", "debug"):
+    for key in ("system", "ctx", "gpu", "threads", "flash_attn", "debug", "long_input"):
         if cli.get(key) is not None:
             data[key] = cli[key]
     if backend == "openai":

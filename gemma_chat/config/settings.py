@@ -265,5 +265,8 @@ class Settings(BaseModel):
     """Save conversations to the history database (``ask --no-save`` skips one)."""
     state_cache: KVCacheSettings = Field(default_factory=KVCacheSettings)
     """The KV state cache for resuming conversations."""
+    long_input: Literal["map", "refuse"] = "map"
+    """An ``ask`` input larger than the context: answer it part by part and combine the
+    notes (``map``), or refuse it (``refuse``). ``--long`` overrides it."""
     debug: bool = False
     """Show llama.cpp's log and full tracebacks."""

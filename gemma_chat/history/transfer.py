@@ -20,7 +20,9 @@ from gemma_chat.history.store import ConversationRecord, HistoryStore, MessageRe
 from gemma_chat.sanitize import json_safe, one_line, visible
 
 FORMAT_NAME = "gemma-chat-conversation"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 adds ``meta`` and ``replaced_by`` to messages and ``origin`` to the
+conversation; version 1 documents import as before."""
 
 
 _INT64 = 2**63 - 1
@@ -46,6 +48,9 @@ class _Message(BaseModel):
     reply_to: Count | None = None
     """The position (in this list) of the question a reply answers."""
     system: str | None = None
+    meta: dict[str, Any] | None = None
+    replaced_by: Count | None = None
+    """The position (in this list) of the message that replaced this one."""
     created_at: str
 
 
@@ -59,13 +64,14 @@ class _Conversation(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     created_at: str
     updated_at: str
+    origin: Literal["app", "ask"] | None = None
 
 
 class _Document(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format: Literal["gemma-chat-conversation"]
-    version: Literal[1]
+    version: Literal[1, 2]
     conversation: _Conversation
     messages: list[_Message]
 
@@ -73,7 +79,7 @@ class _Document(BaseModel):
 def export_json(store: HistoryStore, conversation_id: int) -> str:
     """A conversation as one lossless JSON document."""
     record = store.get(conversation_id)
-    messages = store.messages(conversation_id)
+    messages = store.messages(conversation_id, replaced=True)
     positions = {message.id: index for index, message in enumerate(messages)}
     document = {
         "format": FORMAT_NAME,
@@ -86,6 +92,7 @@ def export_json(store: HistoryStore, conversation_id: int) -> str:
             "params": record.params,
             "created_at": record.created_at,
             "updated_at": record.updated_at,
+            "origin": record.origin,
         },
         "messages": [_message_dict(message, positions) for message in messages],
     }
@@ -108,6 +115,8 @@ def _message_dict(message: MessageRecord, positions: dict[int, int]) -> dict[str
         "token_ids": None if message.token_ids is None else list(message.token_ids),
         "reply_to": None if message.reply_to is None else positions.get(message.reply_to),
         "system": message.system,
+        "meta": message.meta,
+        "replaced_by": None if message.replaced_by is None else positions.get(message.replaced_by),
         "created_at": message.created_at,
     }
 
@@ -134,6 +143,7 @@ def import_json(store: HistoryStore, text: str, source: str = "the file") -> int
         params=conv.params,
         created_at=conv.created_at,
         updated_at=conv.updated_at,
+        origin=conv.origin,
     )
     messages = [
         MessageRecord(

@@ -43,6 +43,7 @@ from gemma_chat.tui.messages import (
     TokensCounted,
 )
 from gemma_chat.tui.meter import ContextMeter
+from gemma_chat.tui.queue import SendQueue
 from gemma_chat.tui.replies import ReplyStreamer
 from gemma_chat.tui.slash import SlashRouter
 from gemma_chat.tui.theming import ThemeService
@@ -53,6 +54,7 @@ from gemma_chat.tui.widgets.chat_log import (
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
 from gemma_chat.tui.widgets.status_bar import StatusBar
+from gemma_chat.tui.widgets.welcome import WelcomePanel
 
 if TYPE_CHECKING:
     from gemma_chat.backend.base import Backend
@@ -62,7 +64,10 @@ if TYPE_CHECKING:
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """Signals that end the app like Ctrl+Q (the exit code is 128 + the signal's number)."""
 
-LOADING_PLACEHOLDER = "Loading the model… you can type already"
+QUIT_HINT = "Ctrl+Q quits (so do /quit, /exit, /bye, and Ctrl+D on an empty input)."
+"""Said when Ctrl+C is pressed with no reply to stop."""
+
+LOADING_PLACEHOLDER = "Loading the model… type now: Enter queues your message"
 """The input's hint until a model is loaded."""
 
 
@@ -133,6 +138,7 @@ class GemmaChatApp(App[None]):
         self.model_info: ModelInfo | RemoteModelInfo | None = None
         self.last_done: ReplyDone | None = None
         self.replies = ReplyStreamer(self)
+        self.queue = SendQueue(self)
         self.slash = SlashRouter(self)
         # The switcher first: the history's callbacks (a store error, a resume) reach it.
         self.switcher = ConversationSwitcher(self)
@@ -146,6 +152,7 @@ class GemmaChatApp(App[None]):
         with Horizontal(id="body"):
             yield HistorySidebar(id="sidebar")
             with Vertical(id="main"):
+                yield WelcomePanel(id="welcome")
                 yield ChatLog(id="chat")
                 yield Static("", id="completions")
                 yield PromptInput(id="prompt", placeholder=LOADING_PLACEHOLDER)
@@ -216,9 +223,12 @@ class GemmaChatApp(App[None]):
 
     async def on_model_loaded(self, message: ModelLoaded) -> None:
         self.loads.loaded(message)
+        await self.queue.flush()  # a message sent while it loaded
 
     async def on_model_load_failed(self, message: ModelLoadFailed) -> None:
         await self.loads.failed(message)
+        if self._loading is None:
+            self.queue.load_failed()
 
     # ---------------------------------------------------------------------- sending
 
@@ -229,7 +239,15 @@ class GemmaChatApp(App[None]):
             self.prompt.clear()
             await self.slash.run(text.strip())
             return
-        await self.replies.send(text[1:] if text.startswith("//") else text)
+        text = text[1:] if text.startswith("//") else text
+        if not await self.queue.hold(text):  # the model is still loading: queued
+            await self.replies.send(text)
+
+    def on_prompt_input_scroll_requested(self, event: PromptInput.ScrollRequested) -> None:
+        self.chat.scroll_for_key(event.where)
+
+    def on_prompt_input_quit_requested(self) -> None:
+        self.exit()
 
     def on_reply_delta(self, message: ReplyDelta) -> None:
         self.replies.on_delta(message)
@@ -256,8 +274,18 @@ class GemmaChatApp(App[None]):
         self.query_one("#completions").set_class(bool(hint), "-visible")
 
     def schedule_count(self) -> None:
-        """Recount the context meter shortly (typing restarts the delay)."""
+        """Recount the context meter shortly (typing restarts the delay). Every change
+        of the conversation or the model comes here, so the welcome panel follows too."""
         self.meter.schedule(self._count_now)
+        self.refresh_welcome()
+
+    def refresh_welcome(self) -> None:
+        """Show the welcome panel while the conversation is empty and a model is loaded."""
+        if self._gone():
+            return
+        name = self.backend.info.model if self.backend is not None else None
+        empty = not self.conversation.turns and self.replies.reply is None
+        self.query_one(WelcomePanel).show_for(name, self.model_info, empty)
 
     def _count_now(self) -> None:
         if self.engine is not None and not self._gone():
@@ -332,7 +360,7 @@ class GemmaChatApp(App[None]):
         """Quit; a reply still being generated is stopped first, so its worker thread
         ends within a token instead of keeping the process alive until it is done."""
         self.loads.quit()
-        self.action_stop()
+        self.replies.stop()
         self.history.at_exit()
         super().exit(*args, **kwargs)
 
@@ -343,22 +371,33 @@ class GemmaChatApp(App[None]):
         self.exit(return_code=128 + signum)
 
     def action_stop(self) -> None:
-        """Stop the reply being generated (the partial reply is kept)."""
-        self.replies.stop()
+        """Esc: cancel an edit (Ctrl+O) not sent yet, else stop the reply being
+        generated (the partial reply is kept)."""
+        if not (self.replies.cancel_edit() or self.queue.cancel()):
+            self.replies.stop()
+
+    def action_interrupt(self) -> None:
+        """Ctrl+C: stop the reply; when there is none, say how to quit (it never quits:
+        a habit from the shell must not end a chat)."""
+        if self.generating:
+            self.action_stop()
+        else:
+            self.notify(QUIT_HINT, timeout=3)
 
     async def action_retry(self) -> None:
         """Regenerate the last reply."""
         await self.replies.retry()
 
     async def action_edit(self) -> None:
-        """Put the last user message back into the input, removing it and its reply."""
+        """Put the last user message into the input to edit; sending it replaces the
+        exchange, Esc cancels."""
         await self.replies.edit()
 
     def action_help(self) -> None:
         """Show every key and command."""
         from gemma_chat.tui.screens.help import HelpScreen
 
-        self.push_screen(HelpScreen(self.keys.help_rows()))
+        self.push_screen(HelpScreen(self.keys.help_groups()))
 
     def _all_bindings(self) -> list[Binding]:
         return self.keys.all_bindings()

@@ -268,6 +268,17 @@ class ChatLog(VerticalScroll):
     def on_mount(self) -> None:
         self.anchor()
 
+    def scroll_for_key(self, where: str) -> None:
+        """Scroll as a key pressed in the input asks: ``page_up``, ``page_down``,
+        ``home`` or ``end`` (back at the end, the view follows new text again)."""
+        scroll = {
+            "page_up": self.scroll_page_up,
+            "page_down": self.scroll_page_down,
+            "home": self.scroll_home,
+            "end": self.scroll_end,
+        }[where]
+        scroll(animate=False)
+
     async def add_user(self, text: str) -> UserMessage:
         """Show a user message."""
         message = UserMessage(text)
