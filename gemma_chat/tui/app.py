@@ -412,8 +412,11 @@ class GemmaChatApp(App[None]):
         self.slash.edit_settings()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """Textual's commands, then every slash command (the command palette, Ctrl+P)."""
-        yield from super().get_system_commands(screen)
+        """Textual's commands, then every slash command (the command palette, Ctrl+P).
+        Themes have one entry, ``/theme`` (Textual's own "Theme" is left out)."""
+        for command in super().get_system_commands(screen):
+            if command.title != "Theme":
+                yield command
         yield from self.slash.palette()
 
 
