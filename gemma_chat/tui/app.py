@@ -254,11 +254,15 @@ class GemmaChatApp(App[None]):
 
     def on_reply_delta(self, message: ReplyDelta) -> None:
         self.replies.on_delta(message)
+        if self.engine is not None and not self._gone():
+            self.meter.streamed(message.tokens, self.engine.n_ctx, estimated=self.remote)
 
     def on_reply_finished(self, message: ReplyFinished) -> None:
+        self.meter.reply_ended()
         self.replies.on_finished(message)
 
     async def on_reply_failed(self, message: ReplyFailed) -> None:
+        self.meter.reply_ended()
         await self.replies.on_failed(message)
 
     def on_whole_text_requested(self, message: WholeTextRequested) -> None:
