@@ -254,11 +254,15 @@ class GemmaChatApp(App[None]):
 
     def on_reply_delta(self, message: ReplyDelta) -> None:
         self.replies.on_delta(message)
+        if self.engine is not None and not self._gone():
+            self.meter.streamed(message.tokens, self.engine.n_ctx, estimated=self.remote)
 
     def on_reply_finished(self, message: ReplyFinished) -> None:
+        self.meter.reply_ended()
         self.replies.on_finished(message)
 
     async def on_reply_failed(self, message: ReplyFailed) -> None:
+        self.meter.reply_ended()
         await self.replies.on_failed(message)
 
     def on_whole_text_requested(self, message: WholeTextRequested) -> None:
@@ -412,8 +416,11 @@ class GemmaChatApp(App[None]):
         self.slash.edit_settings()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """Textual's commands, then every slash command (the command palette, Ctrl+P)."""
-        yield from super().get_system_commands(screen)
+        """Textual's commands, then every slash command (the command palette, Ctrl+P).
+        Themes have one entry, ``/theme`` (Textual's own "Theme" is left out)."""
+        for command in super().get_system_commands(screen):
+            if command.title != "Theme":
+                yield command
         yield from self.slash.palette()
 
 
