@@ -86,3 +86,18 @@ def test_a_reply_the_validator_cannot_check_is_exit_1_and_kept(strict) -> None: 
 
 def test_unchecked_constraint_types_still_pass() -> None:
     assert parse_reply("anything", OutputConstraint(grammar='root ::= "a"')) is None
+
+
+def test_a_line_break_never_enters_a_json_string(demo_path) -> None:
+    """llama-cpp-python's converter let a raw newline into a string (the reviewer's seed:
+    'Invalid control character', exit 1); the grammar now excludes control characters,
+    as llama.cpp's own converter does."""
+    schema = '{"type":"object","properties":{"poem":{"type":"string"}},"required":["poem"]}'
+    proc = run_cli(
+        "ask", "--model", str(demo_path), "--seed", "1", "--temperature", "1.0",
+        "--max-tokens", "150", "--json", "--no-save", "--schema", schema,
+        "Write a four-line poem about the sea. Put each line on its own line.",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    result = json.loads(proc.stdout)
+    assert result["stop_reason"] == "end_of_turn" and isinstance(result["data"]["poem"], str)
