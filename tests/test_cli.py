@@ -154,7 +154,14 @@ def test_bad_input_is_one_line(stdin: bytes, args: list[str], code: int, message
 
 def test_stdin_larger_than_the_context(tiny_models) -> None:
     proc = run_cli(
-        "ask", "-m", str(tiny_models["runaway"].path), "--ctx", "256", stdin=b"word " * 3000
+        "ask",
+        "-m",
+        str(tiny_models["runaway"].path),
+        "--ctx",
+        "256",
+        "--long",
+        "refuse",
+        stdin=b"word " * 3000,
     )
     one_line_error(proc, 1, "too long")
 
@@ -236,7 +243,14 @@ def test_nul_bytes_after_the_first_8k_are_binary() -> None:
 def test_huge_stdin_is_refused_before_tokenizing(tiny_models) -> None:
     start = time.monotonic()
     proc = run_cli(
-        "ask", "-m", str(tiny_models["runaway"].path), "--ctx", "256", stdin=b"word " * 200_000
+        "ask",
+        "-m",
+        str(tiny_models["runaway"].path),
+        "--ctx",
+        "256",
+        "--long",
+        "refuse",
+        stdin=b"word " * 200_000,
     )
     one_line_error(proc, 1, "bytes cannot fit in a context of 256")
     assert time.monotonic() - start < 30
@@ -269,3 +283,21 @@ def test_bare_command_on_a_terminal_opens_the_app(tiny_models) -> None:
     os.write(main_fd, b"\x11")  # Ctrl+Q
     assert proc.wait(timeout=30) == 0
     os.close(main_fd)
+
+
+@pytest.mark.slow
+def test_version_names_gemma_chat_llama_cpp_python_and_the_build() -> None:
+    import llama_cpp
+
+    from gemma_chat.backend.build_info import llama_backends
+
+    for flag in ("--version", "-V"):
+        proc = run_cli(flag)
+        assert proc.returncode == 0 and proc.stderr == b""
+        lines = proc.stdout.decode().splitlines()
+        build = "GPU build" if llama_cpp.llama_supports_gpu_offload() else "CPU-only build"
+        assert lines == [
+            "gemma-chat 0.1.0",
+            f"llama-cpp-python {llama_cpp.__version__} ({build}; backends: "
+            f"{', '.join(llama_backends())})",
+        ]

@@ -123,6 +123,7 @@ def test_list_is_newest_first_with_columns(filled, capsys) -> None:
         "created_at",
         "updated_at",
         "message_count",
+        "origin",
     }
     _, out, _ = run(capsys, "history", "list", "--json", "--limit", "1")
     assert [record["id"] for record in json.loads(out)] == [filled["cats"]]
@@ -214,7 +215,7 @@ def test_import_from_stdin_takes_a_free_id(filled, capsys, monkeypatch) -> None:
     [
         (None, "no such file"),
         ("{not json", "is not valid JSON"),
-        ('{"format": "gemma-chat-conversation", "version": 1}', "conversation: Field required"),
+        ('{"format": "gemma-chat-conversation", "version": 1}', "conversation: is required"),
         ("[1, 2]", "not a gemma-chat conversation export"),
         ('{"format": "other", "version": 1, "conversation": {}, "messages": []}', "format"),
     ],
@@ -395,7 +396,8 @@ def test_move_aside_refuses_a_healthy_store(filled, capsys) -> None:
 def ask_in_process(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
     """``ask`` in-process, for errors that come before any model is loaded."""
     # (`gemma_chat.cli.ask` as a dotted name is the `ask` command, not the module.)
-    monkeypatch.setattr(importlib.import_module("gemma_chat.cli.ask"), "read_piped", lambda: None)
+    inputs = importlib.import_module("gemma_chat.cli.inputs")
+    monkeypatch.setattr(inputs, "read_piped", lambda: None)
     return run(capsys, "ask", *args)
 
 
@@ -535,6 +537,7 @@ def test_ask_saves_the_exchange(demo_path: Path) -> None:
     record, messages = stored(result["conversation_id"])
     assert [m.role for m in messages] == ["user", "model"]
     assert messages[0].text == "Why is the sky blue?" and record.title == "Why is the sky blue?"
+    assert record.origin == "ask"  # the app's sidebar can tell one-shots apart
     reply = messages[1]
     assert reply.text == result["text"] and reply.stop_reason == result["stop_reason"]
     assert reply.prompt_tokens == result["prompt_tokens"] > 0
@@ -592,7 +595,7 @@ def test_a_message_too_long_for_the_context_is_not_kept(demo_path: Path, filled)
     before = stored(filled["cats"])[1]
     long = "word " * 600  # passes the byte check, but is more than 256 tokens
     for args in (["ask"], ["ask", "-c"]):
-        proc = run_cli(*args, "--ctx", "256", "-n", "4", stdin=long.encode())
+        proc = run_cli(*args, "--ctx", "256", "-n", "4", "--long", "refuse", stdin=long.encode())
         assert proc.returncode == 1 and b"too long" in proc.stderr, proc.stderr
     with HistoryStore() as store:
         assert {record.id for record in store.conversations()} == set(filled.values())
@@ -857,9 +860,10 @@ def test_import_lists_every_problem_on_one_line(capsys, tmp_path) -> None:
     path = tmp_path / "in.json"
     path.write_text(json.dumps(document))
     code, out, err = run(capsys, "history", "import", str(path))
-    assert_one_line_error((code, out, err), 2, "messages.0.role: Input should be")
-    assert "messages.0.text: Input should be a valid string" in err
-    assert "conversation.uuid: String should have at least 1 character" in err
+    assert_one_line_error((code, out, err), 2, "messages.0.role: must be 'user' or 'model'")
+    assert "messages.0.text: must be text" in err
+    assert "conversation.uuid: must not be empty" in err
+    assert "Input should" not in err and "String should" not in err  # plain words only
     assert "; and 7 more" in err  # 27 problems (3 in conversation, 2 per message): 20 shown
     assert "\x1b" not in err and "k" * 50 not in err
 

@@ -67,7 +67,9 @@ def _import_or_usage_error(store: HistoryStore, text: str) -> None:
 @st.composite
 def messages(draw: st.DrawFn) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
-    for position in range(draw(st.integers(0, 4))):
+    count = draw(st.integers(0, 4))
+    for position in range(count):
+        later = st.integers(position + 1, count - 1) if position < count - 1 else st.none()
         found.append(
             {
                 "role": draw(st.sampled_from(["user", "model"])),
@@ -84,6 +86,8 @@ def messages(draw: st.DrawFn) -> list[dict[str, Any]]:
                 "token_ids": draw(st.none() | st.lists(st.integers(0, 2**31 - 1), max_size=5)),
                 "reply_to": draw(st.none() | st.integers(0, position - 1)) if position else None,
                 "system": draw(st.none() | TEXT),
+                "meta": draw(st.none() | st.dictionaries(TEXT, VALID_JSON, max_size=3)),
+                "replaced_by": draw(st.none() | later),
                 "created_at": draw(TEXT),
             }
         )
@@ -94,7 +98,7 @@ def messages(draw: st.DrawFn) -> list[dict[str, Any]]:
 def exports(draw: st.DrawFn) -> dict[str, Any]:
     return {
         "format": "gemma-chat-conversation",
-        "version": 1,
+        "version": 2,
         "conversation": {
             "id": draw(INT64),
             "uuid": draw(TEXT.filter(bool)),
@@ -103,6 +107,7 @@ def exports(draw: st.DrawFn) -> dict[str, Any]:
             "params": draw(st.dictionaries(TEXT, VALID_JSON, max_size=3)),
             "created_at": draw(TEXT),
             "updated_at": draw(TEXT),
+            "origin": draw(st.sampled_from([None, "app", "ask"])),
         },
         "messages": draw(messages()),
     }
@@ -114,6 +119,25 @@ def test_a_valid_export_round_trips(store: HistoryStore, document: dict[str, Any
     new_id = transfer.import_json(store, json.dumps(document))
     again = json.loads(transfer.export_json(store, new_id))
     assert again == {**document, "conversation": {**document["conversation"], "id": new_id}}
+
+
+@given(document=exports())
+def test_a_version_1_export_imports_as_it_did(
+    store: HistoryStore, document: dict[str, Any]
+) -> None:
+    """Documents from before version 2 (no meta, replaced_by, origin) still import, and
+    export again as version 2 with those fields empty."""
+    document["conversation"]["uuid"] += f"-{next(_UNIQUE)}"
+    old = {**document, "version": 1, "conversation": dict(document["conversation"])}
+    del old["conversation"]["origin"]
+    old["messages"] = [
+        {k: v for k, v in m.items() if k not in ("meta", "replaced_by")} for m in old["messages"]
+    ]
+    new_id = transfer.import_json(store, json.dumps(old))
+    again = json.loads(transfer.export_json(store, new_id))
+    assert again["version"] == 2 and again["conversation"]["origin"] is None
+    assert all(m["meta"] is None and m["replaced_by"] is None for m in again["messages"])
+    assert [m["text"] for m in again["messages"]] == [m["text"] for m in old["messages"]]
 
 
 @given(value=JSONISH)

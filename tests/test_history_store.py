@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -55,7 +56,7 @@ def test_default_location_follows_the_data_dir(tmp_path: Path) -> None:
 def test_new_store_uses_wal_and_the_current_schema(store: HistoryStore) -> None:
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 4
 
 
 def test_migrates_a_first_version_database_keeping_its_data(tmp_path: Path) -> None:
@@ -78,7 +79,7 @@ def test_migrates_a_first_version_database_keeping_its_data(tmp_path: Path) -> N
         )
     conn.close()
     with HistoryStore(db) as store:
-        assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 3
+        assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 4
         assert store.get(1).title == "Old chat"
         messages = store.messages(1)
         assert [m.text for m in messages] == ["what do axolotls eat", "Worms.", "and", "Fish"]
@@ -87,6 +88,9 @@ def test_migrates_a_first_version_database_keeping_its_data(tmp_path: Path) -> N
         # version 3 linked each old reply to its question, and counts ids on from 1
         assert [m.reply_to for m in messages] == [None, messages[0].id, None, messages[2].id]
         assert store.create() == 2
+        # version 4: every old message is on the path shown, with no meta; no origin
+        assert all(m.replaced_by is None and m.meta is None for m in messages)
+        assert store.get(1).origin is None and store.get(1).message_count == 4
 
 
 def test_a_newer_schema_is_refused_not_guessed(tmp_path: Path) -> None:
@@ -541,12 +545,67 @@ def test_replace_and_delete_if_empty_are_single_transactions(store: HistoryStore
     q = store.add(cid, MessageRecord("user", "q"))
     old = store.add(cid, MessageRecord("model", "old", reply_to=q.id))
     new = store.replace(cid, [old.id], MessageRecord("model", "new", reply_to=q.id))
-    assert [m.text for m in store.messages(cid)] == ["q", "new"] and new.seq == 1
+    assert [m.text for m in store.messages(cid)] == ["q", "new"] and new.seq == 2
     assert store.delete_if_empty(cid) is False  # it has messages
     store.delete_messages(cid, [q.id, new.id])
+    assert [m.text for m in store.messages(cid)] == ["old"]  # what "new" replaced is back
+    assert store.delete_if_empty(cid) is False
+    store.delete_messages(cid, [old.id])
     assert store.delete_if_empty(cid) is True
     with pytest.raises(NotFound):
         store.get(cid)
+
+
+def test_a_replaced_message_is_kept_hidden_and_exported(store: HistoryStore) -> None:
+    """Regenerating or editing never deletes: the old rows stay, marked replaced_by the
+    new one, out of the path shown, the count and search, and in the JSON export."""
+    cid = store.create(origin="app")
+    q = store.add(cid, MessageRecord("user", "name a zebu"))
+    old = store.add(cid, MessageRecord("model", "okapi", reply_to=q.id, meta={"n": 1}))
+    new = store.replace(cid, [old.id], MessageRecord("model", "gaur", reply_to=q.id))
+    assert [m.text for m in store.messages(cid)] == ["name a zebu", "gaur"]
+    everything = store.messages(cid, replaced=True)
+    assert [(m.text, m.replaced_by) for m in everything] == [
+        ("name a zebu", None),
+        ("okapi", new.id),
+        ("gaur", None),
+    ]
+    assert everything[1].meta == {"n": 1}
+    assert store.get(cid).message_count == 2 and store.get(cid).origin == "app"
+    assert store.search("okapi") == [] and len(store.search("gaur")) == 1
+    # an edited question replaces the question and its reply with a new question
+    edited = store.replace(cid, [q.id, new.id], MessageRecord("user", "name a yak"))
+    assert [m.text for m in store.messages(cid)] == ["name a yak"]
+    document = json.loads(transfer.export_json(store, cid))
+    assert [(m["text"], m["replaced_by"]) for m in document["messages"]] == [
+        ("name a zebu", 3),
+        ("okapi", 2),
+        ("gaur", 3),
+        ("name a yak", None),
+    ]
+    assert document["conversation"]["origin"] == "app"
+    document["conversation"]["uuid"] = "another"
+    again = transfer.import_json(store, json.dumps(document))
+    assert [m.text for m in store.messages(again)] == ["name a yak"]
+    assert [m.replaced_by is None for m in store.messages(again, replaced=True)] == [
+        False,
+        False,
+        False,
+        True,
+    ]
+    assert edited.seq == 3
+
+
+def test_deleting_a_replacement_shows_or_deletes_what_it_replaced(store: HistoryStore) -> None:
+    cid = store.create()
+    q = store.add(cid, MessageRecord("user", "q"))
+    first = store.add(cid, MessageRecord("model", "first", reply_to=q.id))
+    second = store.replace(cid, [first.id], MessageRecord("model", "second", reply_to=q.id))
+    third = store.replace(cid, [second.id], MessageRecord("model", "third", reply_to=q.id))
+    store.delete_messages(cid, [third.id])  # taken back: the one it replaced is shown again
+    assert [m.text for m in store.messages(cid)] == ["q", "second"]
+    store.delete_messages(cid, [second.id], with_replaced=True)  # removed with its past
+    assert [m.text for m in store.messages(cid, replaced=True)] == ["q"]
 
 
 def test_conversation_ids_are_never_reused(store: HistoryStore) -> None:
@@ -725,3 +784,43 @@ def test_search_snippets_are_bounded(store: HistoryStore) -> None:
     for hit in hits:
         assert len(hit.snippet) <= SNIPPET_LENGTH + 2
         assert hit.snippet.count(SNIPPET_OPEN) == hit.snippet.count(SNIPPET_CLOSE) >= 1
+
+
+@pytest.mark.parametrize(
+    ("links", "problem"),
+    [
+        ([1, 0], "messages.1.replaced_by: 0 is not the position of a later message"),
+        ([0, None], "messages.0.replaced_by: 0 is not the position of a later message"),
+        ([5, None], "messages.0.replaced_by: 5 is not the position of a later message"),
+    ],
+)
+def test_an_import_whose_replaced_by_loops_back_or_points_nowhere_is_refused(
+    store: HistoryStore, links: list[int | None], problem: str
+) -> None:
+    """A cycle or a backward link would hide messages for good (review of schema 4)."""
+    messages = [
+        {"role": role, "text": role, "created_at": "t", "replaced_by": link}
+        for role, link in zip(("user", "model"), links, strict=True)
+    ]
+    document = {
+        "format": "gemma-chat-conversation",
+        "version": 2,
+        "conversation": {"uuid": "u", "title": "t", "created_at": "t", "updated_at": "t"},
+        "messages": messages,
+    }
+    with pytest.raises(UsageError, match=re.escape(problem)):
+        transfer.import_json(store, json.dumps(document))
+
+
+def test_an_import_with_a_meta_nested_too_deep_is_refused(store: HistoryStore) -> None:
+    meta: dict = {}
+    for _ in range(40):
+        meta = {"a": meta}
+    document = {
+        "format": "gemma-chat-conversation",
+        "version": 2,
+        "conversation": {"uuid": "deep", "title": "t", "created_at": "t", "updated_at": "t"},
+        "messages": [{"role": "user", "text": "x", "created_at": "t", "meta": meta}],
+    }
+    with pytest.raises(UsageError, match=r"messages\.0\.meta: .*nested more than 16 deep"):
+        transfer.import_json(store, json.dumps(document))

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from conftest import run_cli
 
-from gemma_chat.backend.remote import constraint_fields
+from gemma_chat.backend.remote_constraint import constraint_fields
 from gemma_chat.history.store import HistoryStore
 from gemma_chat.structured.constraint import OutputConstraint, parse_schema
 

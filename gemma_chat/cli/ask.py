@@ -7,15 +7,16 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
 from gemma_chat.backend.sse import RemoteError
 from gemma_chat.chat.conversation import StopReason
+from gemma_chat.cli import long_ask
 from gemma_chat.cli.exchange import Exchange, open_exchange
-from gemma_chat.cli.inputs import combine, read_piped
+from gemma_chat.cli.inputs import read_input
 from gemma_chat.cli.options import HistoryOptions, RunOptions
 from gemma_chat.cli.output import notify
 from gemma_chat.cli.render import MarkdownWriter, PlainWriter
@@ -40,8 +41,10 @@ def run_ask(
     history: HistoryOptions | None = None,
     constraint: OutputConstraint | None = None,
     prompt: SavedPrompt | None = None,
+    files: Sequence[str] = (),
 ) -> int:
-    """Answer one question, saving the exchange in the history; return the exit code.
+    """Answer one question (after the attached ``files`` and piped text), saving the
+    exchange in the history; return the exit code.
 
     A saved ``prompt``'s template makes the user message of the question and piped text
     (its system text and sampling are already in ``settings``).
@@ -54,18 +57,30 @@ def run_ask(
         GemmaChatError: Bad input, a bad model or history, a message too long for the
             context, or a reply that does not match the schema.
     """
-    message = combine(question, read_piped())
+    user_input = read_input(question, files)
+    message = user_input.message
     if prompt is not None:
         message = prompt.fill(message)
     cancel = threading.Event()
     with _stop_signals(cancel) as stop:
         # Before the model load: a corrupt history or an unknown id fails at once.
         exchange = open_exchange(settings, history or HistoryOptions())
+        # --long map: an input larger than the context is answered part by part.
+        long_map = exchange.settings.long_input == "map" and constraint is None
         try:
-            info, backend = load_backend(exchange.settings, notify, message, cancel=cancel)
+            checked = None if long_map else message  # refused before the load otherwise
+            info, backend = load_backend(exchange.settings, notify, checked, cancel=cancel)
             if cancel.is_set():  # Ctrl+C (or SIGTERM/SIGHUP) while the model was loading
                 return stop.exit_code
-            code = _answer(exchange, options, message, info, backend, cancel, constraint)
+            exchange.user_meta = long_ask.input_meta(user_input, backend)  # attached files
+            code = None
+            if long_map:
+                report = long_ask.Report(result_dict, stats_line)
+                code = long_ask.answer_if_long(
+                    exchange, options, user_input, info, backend, cancel, report
+                )
+            if code is None:
+                code = _answer(exchange, options, message, info, backend, cancel, constraint)
         except OSError:
             if not stop.terminated:
                 raise
@@ -250,6 +265,8 @@ def result_dict(
         # the server's (`usage`) or gemma-chat's estimates.
         "api_path": getattr(stats, "api_path", None),
         "tokens_estimated": bool(getattr(stats, "estimated", False)),
+        # How the reply's end was found on a server: by token id, or by stop strings.
+        "stop_method": getattr(stats, "stop_method", None),
         **speculation_dict(stats),
     }
 
@@ -271,6 +288,8 @@ def stats_line(result: dict[str, Any]) -> str:
     )
     est = "~" if result.get("tokens_estimated") else ""  # estimates, not the server's count
     path = f" | path: {result['api_path']}" if result.get("api_path") else ""
+    if result.get("stop_method"):
+        path += f" (stop by {result['stop_method']})"
     return (
         f"stats: {result['model']} ({about}) | prompt {est}{result['prompt_tokens']} tok, "
         f"evaluated {est}{result['evaluated_tokens']} | generated {est}"

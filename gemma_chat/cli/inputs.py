@@ -1,19 +1,29 @@
-"""Reading the user's input: the question argument and piped stdin.
+"""Reading the user's input: attached files (``-f``), the question argument and piped stdin.
 
-Layout when both are given (documented in the README): the piped text comes first, then
-a blank line, then the question, all in one user turn. This is the order ``llm`` uses,
+Layout when several are given (documented in the README): each file as a labelled block
+(see :mod:`gemma_chat.chat.attachments`), then the piped text, then a blank line, then
+the question, all in one user turn. This is the order ``llm`` uses,
 and it puts the instruction right before the model's turn.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
+from gemma_chat.chat.attachments import (
+    TEXT_LIMIT_BYTES,
+    Attachment,
+    compose_message,
+    decode_text,
+    read_attachment,
+)
 from gemma_chat.errors import UsageError
-from gemma_chat.units import format_bytes
 
-STDIN_LIMIT_BYTES = 16 * 1024 * 1024
+STDIN_LIMIT_BYTES = TEXT_LIMIT_BYTES
 """Far beyond any Gemma context (8192 tokens is roughly 32 KB of text)."""
 
 
@@ -47,46 +57,49 @@ def read_piped(stream: BinaryIO | None = None) -> str | None:
 
 def decode_input(data: bytes) -> str:
     """Decode piped bytes as UTF-8 text, refusing binary data with a clear message."""
-    if len(data) > STDIN_LIMIT_BYTES:
-        raise UsageError(
-            f"stdin is larger than {format_bytes(STDIN_LIMIT_BYTES)}; pipe a smaller text"
-        )
-    if looks_binary(data):
-        raise UsageError("stdin looks like binary data, not text; pipe a text file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(
-            f"stdin is not valid UTF-8 (bad byte 0x{data[exc.start]:02x} at offset "
-            f"{exc.start}); convert it first, e.g. with iconv -f latin1 -t utf-8"
-        ) from None
-    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+    return decode_text(data, "stdin", "pipe")
 
 
-def looks_binary(data: bytes) -> bool:
-    """A NUL byte anywhere, or many control characters in the first 8 KiB."""
-    if b"\x00" in data:
-        return True
-    head = data[:8192]
-    if not head:
-        return False
-    controls = sum(1 for byte in head if byte < 32 and byte not in (9, 10, 12, 13, 27))
-    return controls / len(head) > 0.1
-
-
-def combine(question: str | None, piped: str | None) -> str:
-    """Build the user message from the question and the piped text.
+def combine(question: str | None, piped: str | None, attachments: Sequence[Attachment] = ()) -> str:
+    """Build the user message from the attached files, the piped text and the question,
+    in that order (see :func:`~gemma_chat.chat.attachments.compose_message`).
 
     Raises:
-        UsageError: Both are missing or blank.
+        UsageError: All are missing or blank.
     """
-    was_piped = piped is not None
-    question = (question or "").strip()
-    piped = (piped or "").strip()
-    if piped and question:
-        return f"{piped}\n\n{question}"
-    if piped or question:
-        return piped or question
-    if was_piped:
+    message = compose_message(attachments, piped, question)
+    if message:
+        return message
+    if piped is not None:
         raise UsageError("empty prompt: stdin was empty and no question was given")
     raise UsageError('empty prompt: give a question, e.g. gemma-chat ask "why is the sky blue?"')
+
+
+@dataclass(frozen=True)
+class UserInput:
+    """What one ``ask`` was given: files (``-f``), piped text and a question.
+
+    Attributes:
+        attachments: The files, in the order given.
+        piped: The piped text (None when stdin is a terminal).
+        question: The question argument.
+    """
+
+    attachments: tuple[Attachment, ...]
+    piped: str | None
+    question: str | None
+
+    @property
+    def message(self) -> str:
+        """The one user message (raises UsageError when it would be empty)."""
+        return combine(self.question, self.piped, self.attachments)
+
+
+def read_input(question: str | None, files: Sequence[str | Path] = ()) -> UserInput:
+    """Read the files (first: a missing file fails before stdin is read), then stdin.
+
+    Raises:
+        UsageError: A file or stdin is not text, too large or unreadable.
+    """
+    attachments = tuple(read_attachment(path) for path in files)
+    return UserInput(attachments, read_piped(), question)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from gemma_chat.chat.conversation import Conversation
 from gemma_chat.chat.template import GemmaTemplate, RenderedToken
-from gemma_chat.cli.inputs import combine, read_piped
+from gemma_chat.cli.inputs import read_input
 from gemma_chat.cli.output import notify
 from gemma_chat.config.settings import SavedPrompt, Settings
 from gemma_chat.models.loader import inspect_for
@@ -21,11 +22,16 @@ from gemma_chat.sanitize import json_safe, visible
 
 
 def run_prompt(
-    settings: Settings, question: str | None, as_json: bool, prompt: SavedPrompt | None = None
+    settings: Settings,
+    question: str | None,
+    as_json: bool,
+    prompt: SavedPrompt | None = None,
+    files: Sequence[str] = (),
 ) -> int:
-    """Render the user message (and system prompt) with the model's own vocabulary; a
-    saved ``prompt``'s template fills the message as ``ask -p`` does."""
-    message = combine(question, read_piped())
+    """Render the user message (attached ``files``, piped text, the question; and the
+    system prompt) with the model's own vocabulary; a saved ``prompt``'s template fills
+    the message as ``ask -p`` does."""
+    message = read_input(question, files).message
     if prompt is not None:
         message = prompt.fill(message)
     info = inspect_for(settings, notify)

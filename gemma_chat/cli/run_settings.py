@@ -28,7 +28,7 @@ def parse_gpu_layers(value: str | None) -> int | str | None:
     return layers
 
 
-_SPECULATION = ("speculative", "draft_model")
+_SPEC = ("speculative", "draft_model")
 
 
 def build_settings(prompt: SavedPrompt | None = None, **cli: Any) -> Settings:
@@ -50,7 +50,7 @@ def build_settings(prompt: SavedPrompt | None = None, **cli: Any) -> Settings:
             data["system"] = prompt.system
     config_backend = data.get("backend")
     backend = choose_backend(data, cli)
-    for key in ("system", "ctx", "gpu", "threads", "flash_attn", "debug", *_SPECULATION):
+    for key in ("system", "ctx", "gpu", "threads", "flash_attn", "debug", "long_input", *_SPEC):
         if cli.get(key) is not None:
             data[key] = cli[key]
     if backend == "openai":

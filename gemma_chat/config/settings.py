@@ -6,11 +6,14 @@ side effects at import time.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from gemma_chat.config.plain_errors import plain_message
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 INT32_MAX = 2**31 - 1
@@ -176,6 +179,19 @@ class SavedPrompt(BaseModel):
     """A JSON Schema the reply must match: a TOML table, JSON text, ``@file.json``
     (relative to the file that defines the prompt) or the concise form."""
 
+    @field_validator("schema_")
+    @classmethod
+    def _json_schema_table(cls, value: Any) -> Any:
+        # A TOML table may hold dates and times, which JSON (and so a schema) cannot.
+        if isinstance(value, dict):
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    "the schema holds a value JSON cannot carry (a TOML date or time?)"
+                ) from None
+        return value
+
     @field_validator("sampling")
     @classmethod
     def _known_sampling(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +200,8 @@ class SavedPrompt(BaseModel):
         except ValueError as exc:
             first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": (), "msg": str(exc)}
             where = ".".join(str(part) for part in first["loc"])
-            raise ValueError(f"{where}: {first['msg']}" if where else first["msg"]) from None
+            message = plain_message(first)
+            raise ValueError(f"{where}: {message}" if where else message) from None
         return value
 
     def fill(self, message: str) -> str:
@@ -274,5 +291,8 @@ class Settings(BaseModel):
     """Save conversations to the history database (``ask --no-save`` skips one)."""
     state_cache: KVCacheSettings = Field(default_factory=KVCacheSettings)
     """The KV state cache for resuming conversations."""
+    long_input: Literal["map", "refuse"] = "map"
+    """An ``ask`` input larger than the context: answer it part by part and combine the
+    notes (``map``), or refuse it (``refuse``). ``--long`` overrides it."""
     debug: bool = False
     """Show llama.cpp's log and full tracebacks."""

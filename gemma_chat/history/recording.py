@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from gemma_chat.chat.conversation import Conversation, Role
@@ -79,6 +80,11 @@ def reply_message(
     )
 
 
+def with_meta(record: MessageRecord, meta: dict[str, Any]) -> MessageRecord:
+    """``record`` carrying ``meta`` (kept with the message: attachments, notes)."""
+    return replace(record, meta={**(record.meta or {}), **meta})
+
+
 class Recorder:
     """Mirrors one conversation into the store, message by message.
 
@@ -89,11 +95,15 @@ class Recorder:
     Attributes:
         store: The store.
         conversation_id: The stored conversation, once there is one.
+        origin: What a conversation it creates is marked as started from.
     """
 
-    def __init__(self, store: HistoryStore, conversation_id: int | None = None) -> None:
+    def __init__(
+        self, store: HistoryStore, conversation_id: int | None = None, origin: str | None = None
+    ) -> None:
         self.store = store
         self.conversation_id = conversation_id
+        self.origin = origin
 
     def user(self, conversation: Conversation, params: dict[str, Any]) -> MessageRecord:
         """Store the conversation's newest turn, a user message.
@@ -105,11 +115,25 @@ class Recorder:
         assert turn.role is Role.USER
         return self.question(turn.text, conversation.system, params)
 
-    def question(self, text: str, system: str | None, params: dict[str, Any]) -> MessageRecord:
-        """Store a user message, creating the conversation if needed."""
+    def question(
+        self,
+        text: str,
+        system: str | None,
+        params: dict[str, Any],
+        replaces: tuple[int, ...] = (),
+        meta: dict[str, Any] | None = None,
+    ) -> MessageRecord:
+        """Store a user message, creating the conversation if needed (``replaces``: the
+        ids of the exchange an edited message takes the place of, marked replaced by it
+        in the same transaction and kept; ``meta``: its attached files)."""
         if self.conversation_id is None:
-            self.conversation_id = self.store.create(system=system, params=params)
-        return self.store.add(self.conversation_id, MessageRecord(Role.USER.value, text))
+            self.conversation_id = self.store.create(
+                system=system, params=params, origin=self.origin
+            )
+        message = MessageRecord(Role.USER.value, text, meta=meta or None)
+        if replaces:
+            return self.store.replace(self.conversation_id, replaces, message)
+        return self.store.add(self.conversation_id, message)
 
     def reply(
         self,
@@ -120,22 +144,27 @@ class Recorder:
         reply_to: int | None,
         system: str | None,
         replaces: tuple[int, ...] = (),
+        meta: dict[str, Any] | None = None,
     ) -> MessageRecord | None:
         """Store a finished or stopped reply (``replaces``: the ids of the reply it
-        regenerates, deleted in the same transaction)."""
+        regenerates, marked replaced by it in the same transaction)."""
         if self.conversation_id is None:
             return None
         record = reply_message(
             done, model=model, model_sha256=model_sha256, reply_to=reply_to, system=system
         )
+        if meta:
+            record = with_meta(record, meta)
         if replaces:
             return self.store.replace(self.conversation_id, replaces, record)
         return self.store.add(self.conversation_id, record)
 
-    def delete(self, ids: list[int]) -> None:
-        """Delete stored messages by id (edit, a failed first reply)."""
+    def delete(self, ids: list[int], *, with_replaced: bool = False) -> None:
+        """Delete stored messages by id (edit, a failed first reply); ``with_replaced``
+        also deletes the messages they had replaced (see
+        :meth:`~gemma_chat.history.store.HistoryStore.delete_messages`)."""
         if self.conversation_id is not None and ids:
-            self.store.delete_messages(self.conversation_id, ids)
+            self.store.delete_messages(self.conversation_id, ids, with_replaced=with_replaced)
 
     def settings(self, system: str | None, params: dict[str, Any]) -> None:
         """Store a changed system prompt or parameters."""

@@ -50,7 +50,8 @@ class ConversationRecord:
             "repeat_guard": {...}}``), restored on resume.
         created_at: ISO 8601 UTC.
         updated_at: ISO 8601 UTC: the last message added (renaming is not activity).
-        message_count: How many messages it has.
+        message_count: How many messages it shows (replaced ones not counted).
+        origin: Where it was started: ``app`` or ``ask`` (None: before this was kept).
     """
 
     id: int
@@ -61,6 +62,7 @@ class ConversationRecord:
     created_at: str
     updated_at: str
     message_count: int = 0
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,10 @@ class MessageRecord:
         reply_to: For replies, the id of the user message answered (two processes
             adding to one conversation at once can interleave their rows).
         system: For replies, the system prompt in force when it was generated.
+        meta: Anything else worth keeping about it, as a JSON object: the files
+            attached to a question, the notes of a map-reduce answer, a compaction.
+        replaced_by: The id of the message that replaced this one (an edited question,
+            a regenerated reply); None while it is on the path shown. Never deleted.
         created_at: ISO 8601 UTC.
         id: The row id (0 before it is stored).
         seq: The position in the conversation, from 0.
@@ -104,6 +110,8 @@ class MessageRecord:
     token_ids: tuple[int, ...] | None = None
     reply_to: int | None = None
     system: str | None = None
+    meta: dict[str, Any] | None = None
+    replaced_by: int | None = None
     created_at: str = field(default_factory=now)
     id: int = 0
     seq: int = 0
@@ -124,14 +132,16 @@ MESSAGE_COLUMNS = (
     "token_ids",
     "reply_to",
     "system",
+    "meta",
+    "replaced_by",
     "created_at",
 )
 MESSAGE_INSERT = (
     f"INSERT INTO messages (conversation_id, seq, {', '.join(MESSAGE_COLUMNS)}) "
     f"VALUES ({', '.join('?' * (len(MESSAGE_COLUMNS) + 2))})"
 )
-"""Insert one message row: its conversation, its position, then :data:`MESSAGE_COLUMNS`."""
-"""The message columns a writer fills (besides conversation_id and seq)."""
+"""Insert one message row: its conversation, its position, then :data:`MESSAGE_COLUMNS`
+(the message columns a writer fills)."""
 
 
 def message_values(message: MessageRecord) -> tuple[Any, ...]:
@@ -151,6 +161,8 @@ def message_values(message: MessageRecord) -> tuple[Any, ...]:
         pack_ids(message.token_ids),
         message.reply_to,
         message.system,
+        None if message.meta is None else dumps(message.meta),
+        message.replaced_by,
         message.created_at,
     )
 
@@ -195,6 +207,7 @@ def conversation_from_row(row: sqlite3.Row) -> ConversationRecord:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         message_count=row["message_count"],
+        origin=row["origin"],
     )
 
 
@@ -217,6 +230,8 @@ def message_from_row(row: sqlite3.Row) -> MessageRecord:
         token_ids=unpack_ids(row["token_ids"]),
         reply_to=row["reply_to"],
         system=row["system"],
+        meta=loads(row["meta"]),
+        replaced_by=row["replaced_by"],
         created_at=row["created_at"],
     )
 

@@ -85,7 +85,19 @@ INSERT INTO counters (name, value)
     VALUES ('conversation', (SELECT coalesce(max(id), 0) FROM conversations));
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+# Version 4: nothing a user saw is deleted by an edit or a regenerate any more. A replaced
+# message stays, naming the message that replaced it (``replaced_by``; NULL = on the path
+# shown), so a later conversation tree can turn replaced exchanges into branches. A
+# message carries a JSON ``meta`` object (attached files, map-reduce notes, compaction),
+# and a conversation its ``origin`` (``app`` or ``ask``; NULL for older ones).
+_V4 = """
+ALTER TABLE messages ADD COLUMN meta TEXT;
+ALTER TABLE messages ADD COLUMN replaced_by INTEGER;
+ALTER TABLE conversations ADD COLUMN origin TEXT;
+CREATE INDEX messages_shown ON messages (conversation_id, seq) WHERE replaced_by IS NULL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 """``MIGRATIONS[n]`` upgrades a version-``n`` database to version ``n + 1``."""
 
 VERSION = len(MIGRATIONS)

@@ -32,6 +32,8 @@ class ConversationSession:
         enabled: Whether saving is on at all (``save_history``, ``--no-save``).
         on_error: Called with the first store failure, after which nothing more is
             saved; without it, the failure is raised.
+        origin: What a conversation this session creates is marked as started from
+            (``app`` or ``ask``).
     """
 
     def __init__(
@@ -42,8 +44,10 @@ class ConversationSession:
         *,
         enabled: bool = True,
         on_error: Callable[[Exception], None] | None = None,
+        origin: str | None = None,
     ) -> None:
         self.enabled = enabled
+        self.origin = origin
         self._on_error = on_error
         self._recorder: Recorder | None = None
         self._created: int | None = None
@@ -57,12 +61,17 @@ class ConversationSession:
         messages: Sequence[MessageRecord] = (),
     ) -> None:
         """Record into ``store`` (None: stop recording), continuing ``conversation_id``."""
-        self._recorder = Recorder(store, conversation_id) if store is not None else None
+        self._recorder = (
+            Recorder(store, conversation_id, self.origin) if store is not None else None
+        )
         self._saving = True
         # The stored message ids of each turn (aligned with the conversation's turns),
         # and the reply a retry is replacing (it stays stored until replaced).
         self._turn_ids: list[list[int]] = [turn.ids for turn in stored_turns(list(messages))]
         self._replacing: tuple[int, ...] = ()
+        # The stored turns an edited message is taking the place of (kept, marked
+        # replaced by it once it is stored; back on the path if it is taken back).
+        self._edited: list[list[int]] = []
 
     # ------------------------------------------------------------------ what it knows
 
@@ -119,10 +128,15 @@ class ConversationSession:
         return gone
 
     def record_user(
-        self, conversation: Conversation, params: dict[str, Any], text: str | None = None
+        self,
+        conversation: Conversation,
+        params: dict[str, Any],
+        text: str | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> int | None:
         """Store the conversation's newest turn, a user message (``text``: only this part
-        of it, when a new message was joined to an unanswered one already stored).
+        of it, when a new message was joined to an unanswered one already stored; ``meta``:
+        its attached files).
 
         Returns:
             The stored message's id (None when nothing was saved).
@@ -133,7 +147,12 @@ class ConversationSession:
         fresh = self.conversation_id is None
         stored: list[MessageRecord] = []
         asked = turn.text if text is None else text
-        if not self._save(lambda r: stored.append(r.question(asked, conversation.system, params))):
+        replaces = tuple(i for ids in self._edited for i in ids)
+        if not self._save(
+            lambda r: stored.append(
+                r.question(asked, conversation.system, params, replaces, meta=meta)
+            )
+        ):
             return None
         message_id = stored[0].id
         if fresh:
@@ -154,9 +173,11 @@ class ConversationSession:
         *,
         model: str | None,
         model_sha256: str | None,
+        meta: dict[str, Any] | None = None,
     ) -> int | None:
         """Store a finished or stopped reply, linked to its question, replacing the
         reply a retry regenerated. ``conversation`` may already end with the reply.
+        ``meta`` is kept with it (a long input's notes).
 
         Returns:
             The stored reply's id (None when nothing was saved).
@@ -176,11 +197,13 @@ class ConversationSession:
                     reply_to=self.question_id(turns),
                     system=conversation.system,
                     replaces=replaces,
+                    meta=meta,
                 )
             )
 
         if not self._save(write) or not stored or stored[0] is None:
             return None
+        self._edited = []  # the edited message has its reply: no going back
         reply_id = stored[0].id
         self._ids_after(turns)
         self._turn_ids.append([reply_id])
@@ -208,11 +231,25 @@ class ConversationSession:
         stored until the new one replaces it (a failed or interrupted retry keeps it)."""
         self._replacing = tuple(self._ids_after(turns_kept))
 
+    def cancel_retry(self) -> None:
+        """The regenerated reply failed: the reply it was to replace is the last turn
+        again (it was never unstored)."""
+        if self._replacing:
+            self._turn_ids.append(list(self._replacing))
+            self._replacing = ()
+
+    def begin_edit(self, turns_kept: int) -> None:
+        """An edited message is being sent in place of the turns after the first
+        ``turns_kept``: they stay stored, and :meth:`record_user` marks them replaced by
+        it (``replaced_by``), so the exchange stays recoverable."""
+        self._edited = self._turn_ids[turns_kept:]
+        del self._turn_ids[turns_kept:]
+
     def edit(self, turns_kept: int) -> None:
         """The turns after the first ``turns_kept`` went back into the input: delete
         them from the store."""
         gone = self._ids_after(turns_kept)
-        if self._save(lambda recorder: recorder.delete(gone)):
+        if self._save(lambda recorder: recorder.delete(gone, with_replaced=True)):
             self._written.difference_update(gone)
 
     def unsend(self, turns_kept: int) -> None:
@@ -222,9 +259,12 @@ class ConversationSession:
         stored) stays."""
         gone = self._ids_after(turns_kept)
         retried, self._replacing = self._replacing, ()
+        edited, self._edited = self._edited, []
         mine = [i for i in gone if i in self._written]
         if mine and not retried and self._save(lambda recorder: recorder.delete(mine)):
             self._written.difference_update(mine)
+        # The store puts back what a deleted message had replaced: so does the session.
+        self._turn_ids.extend(edited)
 
     def forget(self) -> None:
         """The stored conversation was deleted: there is nothing left to record into."""

@@ -31,6 +31,7 @@ from typing import Any
 
 from gemma_chat.errors import UsageError
 from gemma_chat.history import connection, ids, schema
+from gemma_chat.history.deletion import delete_ids, with_replaced_ones
 from gemma_chat.history.insert import insert_conversation
 from gemma_chat.history.problems import (
     DRIVER_ERRORS,
@@ -171,16 +172,27 @@ class HistoryStore:
         title: str | None = None,
         system: str | None = None,
         params: dict[str, Any] | None = None,
+        origin: str | None = None,
     ) -> int:
         """Start a conversation and return its id (its title comes from the first
-        message when not given). Ids only go up: a deleted one is never re-used."""
+        message when not given; ``origin``: ``app`` or ``ask``). Ids only go up: a
+        deleted one is never re-used."""
         stamp = now()
         with self._write() as conn:
             new_id = ids.next_id(conn)
             conn.execute(
                 "INSERT INTO conversations (id, uuid, title, system, params, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (new_id, str(uuid.uuid4()), title or "", system, dumps(params or {}), stamp, stamp),
+                "updated_at, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    new_id,
+                    str(uuid.uuid4()),
+                    title or "",
+                    system,
+                    dumps(params or {}),
+                    stamp,
+                    stamp,
+                    origin,
+                ),
             )
             return new_id
 
@@ -205,10 +217,20 @@ class HistoryStore:
             rows = conn.execute(query + " LIMIT ?", (sql_limit(limit),)).fetchall()
         return [conversation_from_row(row) for row in rows]
 
-    def latest(self) -> ConversationRecord | None:
-        """The conversation with the latest message, if any."""
-        found = self.conversations(limit=1)
-        return found[0] if found else None
+    def latest(self, *, origin: str | None = None) -> ConversationRecord | None:
+        """The conversation with the latest message, if any (``origin``: only one
+        started from there, ``ask`` or ``app``; one from before origins were kept counts
+        as any)."""
+        if origin is None:
+            found = self.conversations(limit=1)
+            return found[0] if found else None
+        query = (
+            _CONVERSATION_SELECT + " WHERE c.origin = ? OR c.origin IS NULL"
+            " ORDER BY c.updated_at DESC, c.id DESC LIMIT 1"
+        )
+        with self._read() as conn:
+            row = conn.execute(query, (origin,)).fetchone()
+        return conversation_from_row(row) if row is not None else None
 
     def rename(self, conversation_id: int, title: str) -> None:
         """Give a conversation a new title.
@@ -282,26 +304,50 @@ class HistoryStore:
     def replace(
         self, conversation_id: int, old_ids: Iterable[int], message: MessageRecord
     ) -> MessageRecord:
-        """Delete messages and append one, in one transaction (a regenerated reply
-        replaces the old one only once it exists)."""
-        with self._write() as conn:
-            self._delete_ids(conn, conversation_id, old_ids)
-            return self._append(conn, conversation_id, message)
+        """Append a message that replaces others (a regenerated reply, an edited
+        question and its reply), in one transaction: the old ones are kept, marked
+        ``replaced_by`` the new one, and leave the path shown only once it exists.
 
-    def delete_messages(self, conversation_id: int, ids: Iterable[int]) -> int:
-        """Delete the given messages of a conversation (edit in the app).
+        Returns:
+            The new message with its id and position.
+        """
+        with self._write() as conn:
+            added = self._append(conn, conversation_id, message)
+            for old_id in old_ids:
+                conn.execute(
+                    "UPDATE messages SET replaced_by = ? WHERE id = ? AND conversation_id = ? "
+                    "AND replaced_by IS NULL",
+                    (added.id, old_id, conversation_id),
+                )
+            return added
+
+    def delete_messages(
+        self, conversation_id: int, ids: Iterable[int], *, with_replaced: bool = False
+    ) -> int:
+        """Delete the given messages of a conversation.
+
+        Args:
+            conversation_id: The conversation.
+            ids: The messages.
+            with_replaced: Also delete the messages they had replaced (the user removed
+                the exchange itself). Otherwise those are shown again: a question taken
+                back after its reply failed leaves what it was to replace in place.
 
         Returns:
             How many were deleted.
         """
         with self._write() as conn:
-            return self._delete_ids(conn, conversation_id, ids)
+            if with_replaced:
+                ids = with_replaced_ones(conn, conversation_id, ids)
+            return delete_ids(conn, conversation_id, ids)
 
-    def messages(self, conversation_id: int) -> list[MessageRecord]:
-        """A conversation's messages in the order they were written."""
+    def messages(self, conversation_id: int, *, replaced: bool = False) -> list[MessageRecord]:
+        """A conversation's messages in the order they were written: those on the path
+        shown, or with ``replaced`` every one ever kept (exports)."""
+        shown = "" if replaced else " AND replaced_by IS NULL"
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq",
+                f"SELECT * FROM messages WHERE conversation_id = ?{shown} ORDER BY seq",
                 (conversation_id,),
             ).fetchall()
         return [message_from_row(row) for row in rows]
@@ -327,17 +373,6 @@ class HistoryStore:
             "UPDATE conversations SET updated_at = ? WHERE id = ?", (now(), conversation_id)
         )
         return replace(message, id=int(cursor.lastrowid or 0), seq=seq)
-
-    @staticmethod
-    def _delete_ids(conn: sqlite3.Connection, conversation_id: int, ids: Iterable[int]) -> int:
-        count = 0
-        for message_id in ids:
-            cursor = conn.execute(
-                "DELETE FROM messages WHERE id = ? AND conversation_id = ?",
-                (message_id, conversation_id),
-            )
-            count += cursor.rowcount
-        return count
 
     # ------------------------------------------------------------------- search
 
@@ -369,6 +404,7 @@ class HistoryStore:
 
 
 _CONVERSATION_SELECT = (
-    "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) "
+    "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id "
+    "AND m.replaced_by IS NULL) "
     "AS message_count FROM conversations c"
 )

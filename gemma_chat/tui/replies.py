@@ -19,6 +19,7 @@ from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, TextDelta
 from gemma_chat.structured.validate import InvalidReply, check_reply
+from gemma_chat.tui.editing import EDIT_HINT, Edits, PendingEdit
 from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
 from gemma_chat.tui.slash import BUSY_HINT
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from textual.message import Message
     from textual.timer import Timer
+    from textual.widget import Widget
     from textual.worker import Worker
 
     from gemma_chat.config.settings import SavedPrompt, Settings
@@ -51,7 +53,8 @@ class ReplyRecorder(Protocol):
     def record_user(self) -> None: ...
     def record_reply(self, done: ReplyDone) -> None: ...
     def record_retry(self) -> None: ...
-    def record_edit(self) -> None: ...
+    def record_retry_failed(self) -> None: ...
+    def record_edit(self, turns_kept: int) -> None: ...
     def record_failed(self) -> None: ...
 
 
@@ -107,6 +110,7 @@ class ReplyStreamer:
         self._speed_shown = 0.0
         self._delta_taken = threading.Event()
         self._gc_timer: Timer | None = None
+        self._edits = Edits()
 
     @property
     def generating(self) -> bool:
@@ -123,6 +127,21 @@ class ReplyStreamer:
         if self.cancel is not None:
             self.cancel.set()
 
+    @property
+    def editing(self) -> PendingEdit | None:
+        """The edit started with Ctrl+O and not sent yet, if it still applies."""
+        return self._edits.pending(self._app.conversation)
+
+    def cancel_edit(self) -> bool:
+        """Esc while editing: the exchange stays as it was and the input gets back what
+        it held before Ctrl+O. Returns whether there was an edit to cancel."""
+        draft = self._edits.cancel(self._app.conversation)
+        if draft is None:
+            return False
+        self._app.prompt.set_text(draft)
+        self._app.notify("Edit cancelled.", timeout=3)
+        return True
+
     async def send(self, text: str) -> None:
         """Send typed text, unless it must stay in the input (a reply or a load is
         under way, no model is loaded, or it cannot fit the context)."""
@@ -132,7 +151,8 @@ class ReplyStreamer:
         if self.generating:
             app.notify(BUSY_HINT, severity="warning")
             return
-        if app.history.reply_missing():
+        edit = self.editing
+        if edit is None and app.history.reply_missing():
             return
         if app.engine is None or app._loading is not None:
             # While another model loads, the working one is replaced (and closed) as
@@ -148,6 +168,9 @@ class ReplyStreamer:
             text = app.saved_prompt.fill(text)
         if not self._fits(text, app.engine.n_ctx):
             return
+        if edit is not None:  # now, and only now, the edited exchange goes
+            self._edits.commit(edit)
+            app.history.record_edit(edit.turns_kept)
         app.prompt.remember(text)
         app.prompt.clear()
         app.conversation.add_user(text)
@@ -203,36 +226,33 @@ class ReplyStreamer:
         if app._loading is not None:
             app.notify("A model is loading: retry once it is loaded.", severity="warning")
             return
+        self.cancel_edit()
         if app.conversation.turns[-1].role is Role.MODEL:
-            app.conversation.turns.pop()
-            reply = app.chat.last(ModelReply)
-            if reply is not None:
-                await reply.remove()
+            # Hidden until the new reply exists; a failed retry shows it again.
+            self._edits.retry(app.conversation.turns.pop(), app.chat.last(ModelReply))
             app.history.record_retry()
         await self.start()
 
     async def edit(self) -> None:
-        """Put the last user message back into the input, removing it and its reply."""
+        """Ctrl+O: put the last user message into the input to edit it. Nothing is
+        removed yet: the exchange is marked, sending replaces it, Esc cancels."""
         app = self._app
         if self.generating:
             app.notify(BUSY_HINT, severity="warning")
+            return
+        if self.editing is not None:
+            app.prompt.focus()
             return
         turns = app.conversation.turns
         if not turns:
             app.notify("Nothing to edit.")
             return
-        if turns[-1].role is Role.MODEL:
-            turns.pop()
-            reply = app.chat.last(ModelReply)
-            if reply is not None:
-                await reply.remove()
-        user = turns.pop()
-        app.history.record_edit()
-        widget = app.chat.last(UserMessage)
-        if widget is not None:
-            await widget.remove()
-        app.prompt.set_text(user.text)
+        widgets: list[Widget] = [w for w in (app.chat.last(UserMessage),) if w is not None]
+        if turns[-1].role is Role.MODEL and (reply := app.chat.last(ModelReply)) is not None:
+            widgets.append(reply)
+        app.prompt.set_text(self._edits.start(app.conversation, app.prompt.text, widgets))
         app.prompt.focus()
+        app.notify(EDIT_HINT, timeout=6)
 
     def _hold_gc(self, streaming: bool) -> None:
         """Keep Python's full garbage collections off the settled widget tree while a
@@ -322,6 +342,7 @@ class ReplyStreamer:
             self._reply.finish(done.stop_reason)  # it rendered exactly done.text as it streamed
         app.conversation.add_model(done.text, done.stop_reason, done.token_ids)
         app.history.record_reply(done)
+        self._edits.finished()
         app.last_done = done
         self._reply, self.cancel = None, None
         stats = done.stats
@@ -359,6 +380,13 @@ class ReplyStreamer:
         if self._reply is not None:
             await self._reply.remove()
         self._reply, self.cancel = None, None
+        replaced, retrying = self._edits.failed()
+        if retrying and replaced is not None:  # the old reply is back, and stays
+            replaced.restore(app.conversation)
+            app.history.record_retry_failed()
+            app.status.set_speed("")
+            await app.chat.add_notice(f"The reply failed: {message.reason}", error=True)
+            return
         pending = app.conversation.pending_user
         if pending is not None:  # nothing typed is lost: it goes back into the input
             app.conversation.turns.pop()
@@ -368,5 +396,7 @@ class ReplyStreamer:
                 await user.remove()
             if not app.prompt.text.strip():
                 app.prompt.set_text(pending.text)
+            if replaced is not None:  # an edited message: the exchange it replaced is back
+                replaced.restore(app.conversation)
         app.status.set_speed("")
         await app.chat.add_notice(f"The reply failed: {message.reason}", error=True)
