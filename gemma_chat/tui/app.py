@@ -28,6 +28,7 @@ from gemma_chat.generation.events import ReplyDone
 from gemma_chat.history.store import HistoryStore
 from gemma_chat.sanitize import one_line, visible
 from gemma_chat.structured.constraint import OutputConstraint
+from gemma_chat.tui.attachments import AttachmentTray
 from gemma_chat.tui.conversations import ConversationSwitcher
 from gemma_chat.tui.history import HistoryKeeper
 from gemma_chat.tui.keys import APP_BINDINGS, KeyBindings
@@ -46,10 +47,8 @@ from gemma_chat.tui.meter import ContextMeter
 from gemma_chat.tui.replies import ReplyStreamer
 from gemma_chat.tui.slash import SlashRouter
 from gemma_chat.tui.theming import ThemeService
-from gemma_chat.tui.widgets.chat_log import (
-    ChatLog,
-    WholeTextRequested,
-)
+from gemma_chat.tui.widgets.attachment_chips import AttachmentChips
+from gemma_chat.tui.widgets.chat_log import ChatLog, WholeTextRequested
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
 from gemma_chat.tui.widgets.status_bar import StatusBar
@@ -133,6 +132,7 @@ class GemmaChatApp(App[None]):
         self.model_info: ModelInfo | RemoteModelInfo | None = None
         self.last_done: ReplyDone | None = None
         self.replies = ReplyStreamer(self)
+        self.attachments = AttachmentTray(self)
         self.slash = SlashRouter(self)
         # The switcher first: the history's callbacks (a store error, a resume) reach it.
         self.switcher = ConversationSwitcher(self)
@@ -148,6 +148,7 @@ class GemmaChatApp(App[None]):
             with Vertical(id="main"):
                 yield ChatLog(id="chat")
                 yield Static("", id="completions")
+                yield AttachmentChips(id="chips")
                 yield PromptInput(id="prompt", placeholder=LOADING_PLACEHOLDER)
         yield Footer()
 
@@ -261,7 +262,8 @@ class GemmaChatApp(App[None]):
 
     def _count_now(self) -> None:
         if self.engine is not None and not self._gone():
-            self.meter.count(self.engine, self.conversation, self.prompt.text)
+            draft = self.attachments.draft(self.prompt.text)  # attached files count too
+            self.meter.count(self.engine, self.conversation, draft)
 
     def on_tokens_counted(self, message: TokensCounted) -> None:
         if self.engine is not None and not self._gone():

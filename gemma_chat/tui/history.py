@@ -176,11 +176,11 @@ class HistoryKeeper:
             timeout=15,
         )
 
-    def record_user(self) -> None:
-        """Store the message just sent."""
+    def record_user(self, meta: dict[str, Any] | None = None) -> None:
+        """Store the message just sent (``meta``: its attached files)."""
         app = self._app
         params = params_of(app.sampling, app.repeat_guard)
-        if self.session.record_user(app.conversation, params) is not None:
+        if self.session.record_user(app.conversation, params, None, meta) is not None:
             app.switcher.refresh_sidebar()
 
     def record_reply(self, done: ReplyDone) -> None:

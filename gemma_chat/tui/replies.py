@@ -12,7 +12,7 @@ import gc
 import threading
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gemma_chat.chat.conversation import Conversation, Role, StopReason
 from gemma_chat.errors import GemmaChatError
@@ -48,11 +48,20 @@ class ReplyRecorder(Protocol):
     """What the streamer records into the history (:class:`HistoryKeeper`)."""
 
     def reply_missing(self) -> bool: ...
-    def record_user(self) -> None: ...
+    def record_user(self, meta: dict[str, Any] | None = None) -> None: ...
     def record_reply(self, done: ReplyDone) -> None: ...
     def record_retry(self) -> None: ...
     def record_edit(self) -> None: ...
     def record_failed(self) -> None: ...
+
+
+class Attachments(Protocol):
+    """The files attached to the next message (:class:`AttachmentTray`)."""
+
+    def sync(self, text: str) -> None: ...
+    def message(self, text: str) -> str: ...
+    def meta(self) -> dict[str, Any] | None: ...
+    def clear(self) -> None: ...
 
 
 class ReplyHost(Protocol):
@@ -63,6 +72,7 @@ class ReplyHost(Protocol):
     saved_prompt: SavedPrompt | None
     kv: KVResumeService
     history: ReplyRecorder
+    attachments: Attachments
     last_done: ReplyDone | None
 
     @property
@@ -144,14 +154,18 @@ class ReplyStreamer:
                 severity="warning",
             )
             return
+        typed = text
         if app.saved_prompt is not None:  # /prompt NAME: its template makes the message
             text = app.saved_prompt.fill(text)
+        app.attachments.sync(typed)  # @path words attach their files
+        text = app.attachments.message(text)  # the attached files first
         if not self._fits(text, app.engine.n_ctx):
             return
-        app.prompt.remember(text)
+        app.prompt.remember(typed)
         app.prompt.clear()
         app.conversation.add_user(text)
-        app.history.record_user()
+        app.history.record_user(app.attachments.meta())
+        app.attachments.clear()
         await app.chat.add_user(text)
         await self.start()
 
