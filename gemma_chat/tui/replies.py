@@ -19,6 +19,7 @@ from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, TextDelta
 from gemma_chat.structured.validate import InvalidReply, check_reply
+from gemma_chat.tui.compaction import Compactor
 from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
 from gemma_chat.tui.slash import BUSY_HINT
@@ -117,6 +118,8 @@ class ReplyStreamer:
         self._speed_shown = 0.0
         self._delta_taken = threading.Event()
         self._gc_timer: Timer | None = None
+        self.compactor = Compactor(app, self)
+        """Summarises the oldest turns (``/compact``, ``context_policy``)."""
 
     @property
     def generating(self) -> bool:
@@ -164,7 +167,8 @@ class ReplyStreamer:
         app.prompt.remember(typed)
         app.prompt.clear()
         app.conversation.add_user(text)
-        app.history.record_user(app.attachments.meta())
+        meta = {**(app.attachments.meta() or {}), **self.compactor.take_meta()}
+        app.history.record_user(meta or None)
         app.attachments.clear()
         await app.chat.add_user(text)
         await self.start()
@@ -182,11 +186,15 @@ class ReplyStreamer:
             return False
         return True
 
-    async def start(self) -> None:
-        """Add a reply widget and start generating into it."""
+    async def start(self, compact: bool = True) -> None:
+        """Add a reply widget and start generating into it (with ``context_policy =
+        "compact"``, after compacting a conversation that would not fit)."""
         app = self._app
         engine = app.engine
         assert engine is not None
+        if compact and self.compactor.needed():
+            self.compactor.run(then=lambda: self.start(compact=False))
+            return
         self._reply = await app.chat.add_reply()
         self._constraint = engine.constraint
         self.cancel = cancel = threading.Event()
@@ -344,6 +352,8 @@ class ReplyStreamer:
         app.status.set_speed(f"{ttft} · {speed}")
         if stats.dropped_turns:
             app.notify(f"{stats.dropped_turns} old turns were left out to fit the context.")
+            marker = f"— {stats.dropped_turns} earlier turns were left out to fit the context —"
+            app.call_next(app.chat.add_notice, marker)
         if done.error:  # the server failed mid-reply: the partial reply stays
             app.notify(
                 f"The reply was cut off: {done.error}", severity="error", timeout=15, markup=False

@@ -68,6 +68,7 @@ class SlashHost(Protocol):
     history: SettingsRecorder
     switcher: Renamer
     attachments: Reader
+    replies: Any  # its compactor: /compact
     _gpu_supported: Callable[[], bool]
 
     @property
@@ -119,6 +120,8 @@ class SlashRouter:
             app.schedule_count()
         elif name == "read":
             app.attachments.add(arg)
+        elif name == "compact":
+            app.replies.compactor.run()
         elif name == "retry":
             await app.action_retry()
         elif name == "edit":
