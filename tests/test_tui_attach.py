@@ -115,3 +115,37 @@ async def test_tab_completes_paths_after_read_and_at(vocab, files) -> None:
         await settle(pilot)
         await pilot.press("tab")
         assert app.prompt.text == "see @docs/guide.md "
+
+
+async def test_a_file_larger_than_the_context_is_answered_part_by_part(vocab, files) -> None:
+    text = "\n\n".join(f"Crate {i} holds {i * 3 % 17} pears.\nLot {1000 + i}." for i in range(150))
+    (files / "crates.txt").write_text(text + "\n")
+    store = HistoryStore(files / "history.db")
+    loader = scripted_loader(vocab, lambda n: f"note {n}", 0.002, n_ctx=512)
+    app = GemmaChatApp(Settings(), loader=loader, store=store)
+    progress: list[str] = []
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None)
+        speed = app.query_one("#status-speed")
+        await send(pilot, "/read crates.txt")
+        await send(pilot, "Which crate holds the most pears?")
+
+        def seen() -> bool:
+            shown = str(speed.render())
+            if shown.startswith(("map", "reduce")) and shown not in progress:
+                progress.append(shown)
+            return len(app.conversation.turns) == 2 and not app.generating
+
+        await wait_until(pilot, seen, timeout=60)
+        reply = app.conversation.turns[1]
+        cid = app.conversation_id
+    assert progress and progress[0].startswith("map 1/")
+    assert "part 1 of" in progress[0] and "crates.txt" in progress[0]
+    with HistoryStore(files / "history.db") as reopened:
+        user, answer = reopened.messages(cid)
+    run = answer.meta["map_reduce"]
+    assert run["chunks"] >= 5 and run["calls"] == len(run["steps"])
+    assert run["steps"][-1]["title"] == "the answer"
+    assert reply.text == answer.text == f"note {run['calls'] - 1}"
+    assert user.meta["attachments"][0]["name"] == "crates.txt"
+    assert user.text.startswith("crates.txt\n```\nCrate 0 holds 0 pears.")

@@ -21,6 +21,7 @@ from gemma_chat.generation.events import ReplyDone, TextDelta
 from gemma_chat.structured.validate import InvalidReply, check_reply
 from gemma_chat.tui.compaction import Compactor
 from gemma_chat.tui.kv_resume import KVResumeService
+from gemma_chat.tui.long_reply import Plan, events_for, long_plan
 from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
 from gemma_chat.tui.slash import BUSY_HINT
 from gemma_chat.tui.widgets.chat_log import ChatLog, ModelReply, UserMessage
@@ -119,6 +120,8 @@ class ReplyStreamer:
         self._delta_taken = threading.Event()
         self._gc_timer: Timer | None = None
         self.compactor = Compactor(app, self)
+        self._plan: Plan | None = None  # the next message, when answered part by part
+        self._status: Any = None
         """Summarises the oldest turns (``/compact``, ``context_policy``)."""
 
     @property
@@ -162,7 +165,8 @@ class ReplyStreamer:
             text = app.saved_prompt.fill(text)
         app.attachments.sync(typed)  # @path words attach their files
         text = app.attachments.message(text)  # the attached files first
-        if not self._fits(text, app.engine.n_ctx):
+        self._plan = long_plan(app, text, typed)  # too long: answered part by part
+        if self._plan is None and not self._fits(text, app.engine.n_ctx):
             return
         app.prompt.remember(typed)
         app.prompt.clear()
@@ -198,14 +202,14 @@ class ReplyStreamer:
         self._reply = await app.chat.add_reply()
         self._constraint = engine.constraint
         self.cancel = cancel = threading.Event()
-        self._streamed = 0
+        self._status, self._streamed = app.status, 0  # the status bar: progress lines
         self._stream_started = time.perf_counter()
         app.status.set_speed("…")
         self._hold_gc(True)
         app.kv.generation_started()
         conversation = app.conversation
         app.run_worker(
-            lambda: self._generate(engine, conversation, cancel),
+            lambda plan=self._plan: self._generate(engine, conversation, cancel, plan),
             thread=True,
             name="generate",
             exclusive=True,
@@ -276,7 +280,7 @@ class ReplyStreamer:
         gc.unfreeze()
 
     def _generate(
-        self, engine: Engine, conversation: Conversation, cancel: threading.Event
+        self, engine: Engine, conversation: Conversation, cancel: threading.Event, plan: Any
     ) -> None:
         """Worker: stream one reply, posting the text and then the result.
 
@@ -289,8 +293,7 @@ class ReplyStreamer:
         last_post = 0.0
         taken = self._delta_taken
         taken.set()
-        post_message = self._app.post_message
-        kv = self._app.kv
+        post_message, kv, status = self._app.post_message, self._app.kv, self._status
 
         def post() -> None:
             nonlocal last_post
@@ -302,14 +305,15 @@ class ReplyStreamer:
 
         try:
             kv.wait()  # a saved KV state being written or restored
-            for event in engine.stream(conversation, cancel):
+            notes: dict[str, Any] = {}  # a long message's notes, for the history
+            for event in events_for(engine, conversation, cancel, plan, status, notes):
                 if isinstance(event, TextDelta):
                     pending.append(event.text)
                     if taken.is_set() and time.perf_counter() - last_post >= FRAME_S:
                         post()
                 else:
                     post()
-                    post_message(ReplyFinished(event))
+                    post_message(ReplyFinished(event, notes or None))
         except GemmaChatError as exc:
             post()
             post_message(ReplyFailed(str(exc)))
@@ -343,7 +347,7 @@ class ReplyStreamer:
         if self._reply is not None:
             self._reply.finish(done.stop_reason)  # it rendered exactly done.text as it streamed
         app.conversation.add_model(done.text, done.stop_reason, done.token_ids)
-        app.history.record_reply(done)
+        app.history.record_reply(done, message.meta)
         app.last_done = done
         self._reply, self.cancel = None, None
         stats = done.stats
