@@ -98,8 +98,8 @@ class Conversation:
     def prompt_view(self) -> tuple[list[Turn], str | None]:
         """The turns a prompt is made of, and the text to fold into its first user turn
         (the system prompt, then the summary)."""
-        if self.summary is None:
-            return self.turns, self.system
+        if self.summary is None or self.summary.turns > len(self.turns):
+            return self.turns, self.system  # (edited back past what it summarised: unused)
         folded = f"{SUMMARY_INTRO}\n{self.summary.text.strip()}"
         system = f"{self.system.strip()}\n\n{folded}" if self.system else folded
         return self.turns[self.summary.turns :], system
