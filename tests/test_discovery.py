@@ -29,7 +29,7 @@ RECORD_KEYS = {
     "name", "path", "source", "aliases", "repo", "assembled", "error", "architecture",
     "model_name", "size_label", "n_params", "quantization", "file_type", "context_length",
     "file_size", "shards", "n_tensors", "start_of_turn", "end_of_turn", "turn_tokens",
-    "softcapping",
+    "softcapping", "kind",
 }  # fmt: skip
 
 
@@ -255,10 +255,11 @@ def test_models_json_and_table(tmp_path: Path, machine, monkeypatch) -> None:
     proc = run_cli("models", env={"PYTHONIOENCODING": "utf-8"})
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.decode().splitlines()
-    assert lines[0].split() == ["NAME", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE", "TURNS",
+    assert lines[0].split() == ["NAME", "TYPE", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE", "TURNS",
                                 "SOFTCAP", "SOURCE", "PATH"]  # fmt: skip
     alpha = next(line for line in lines if line.startswith("alpha-Q4_K_M "))
-    cells = alpha.split()
+    cells = alpha.split()[:1] + alpha.split()[2:]  # without the TYPE
+    assert alpha.split()[1] == "base"
     assert cells[1:5] == ["gemma2", f"{by_name['alpha-Q4_K_M']['n_params'] / 1000:.3g}K", "F16",
                           "1024"] and cells[6:9] == ["KiB", "✓", "✓"]  # fmt: skip
     broken = lines.index(next(line for line in lines if line.startswith("broken ")))

@@ -17,6 +17,7 @@ from conftest import run_cli
 
 from gemma_chat.backend import build_info
 from gemma_chat.backend.offload import CUDA_HINT
+from gemma_chat.models.kind import pull_hint
 from gemma_chat.models.resolve import NO_MODEL_HINT
 from gemma_chat.planning import hardware
 
@@ -99,10 +100,19 @@ def test_doctor_json_holds_true_facts(demo_path: Path) -> None:
     data = Path(os.environ["GEMMA_CHAT_DATA_DIR"])
     assert report["paths"]["history_db"]["path"] == str(data / "history.db")
     assert report["paths"]["models_dir"]["path"] == str(data / "models")
-    if gpus and not gpu_build():  # a GPU this build cannot use: the one thing to do
-        assert len(report["next_steps"]) == 1 and CUDA_HINT in report["next_steps"][0]
+    assert (model["kind"], model["kind_reason"]) == (
+        "base",
+        "no chat template, and its name does not say instruction-tuned",
+    )
+    assert report["models_found"] == [{"name": "demo", "kind": "base"}]
+    # Only a base model on this machine: the one thing to do (besides a GPU build) is
+    # getting an instruction-tuned model.
+    steps = report["next_steps"]
+    assert steps[-1] == pull_hint(["base"]) and "gemma-chat pull gemma2:2b" in steps[-1]
+    if gpus and not gpu_build():  # a GPU this build cannot use
+        assert len(steps) == 2 and CUDA_HINT in steps[0]
     else:
-        assert report["next_steps"] == []  # all set: the model fits where it can go
+        assert len(steps) == 1  # otherwise all set: the model fits where it can go
     assert report["config_error"] is None
 
 
@@ -201,3 +211,21 @@ def test_doctor_sees_a_gpu_through_nvidia_smi(tmp_path: Path) -> None:
     assert report["model"]["gpu_build_plan"]["gpu_layers"] == 19
     text = run_cli("doctor", env=env).stdout.decode()
     assert "NVIDIA H100 80GB HBM3: 79.1 GiB free of 79.6 GiB (nvidia-smi)" in text
+
+
+def test_doctor_points_at_a_chat_model_found(tmp_path: Path, demo_path: Path) -> None:
+    from tinygemma import build_tiny_gemma2
+
+    models = Path(os.environ["GEMMA_CHAT_DATA_DIR"]) / "models"
+    models.mkdir(parents=True)
+    build_tiny_gemma2(models / "tiny-chat-it.gguf", ("▁Hi",))
+    report = doctor_json()
+    assert {"name": "tiny-chat-it", "kind": "instruct"} in report["models_found"]
+    steps = report["next_steps"]
+    assert not any("only base models" in step for step in steps)  # a chat model is here
+    assert steps[-1] == (
+        f"{demo_path.name} is a base model (it continues text rather than answer it): "
+        "chat with an instruction-tuned one, --model tiny-chat-it"
+    )
+    text = run_cli("doctor").stdout.decode()
+    assert "  type              base (no chat template, and its name does not say" in text

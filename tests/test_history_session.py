@@ -143,6 +143,60 @@ def test_edit_deletes_the_message_and_its_reply(store) -> None:
     assert session.turn_of(store.messages(cid)[-1].id) == 2
 
 
+def test_an_edited_message_replaces_the_exchange_which_stays_recoverable(store) -> None:
+    session = ConversationSession(store)
+    conversation = Conversation()
+    ask(session, conversation, "Q1")
+    answer(session, conversation, "A1")
+    old_q = ask(session, conversation, "Q2")
+    old_a = answer(session, conversation, "A2")
+    cid = session.conversation_id
+    assert cid is not None
+    # Sent in place of the last exchange: the old question and reply are kept, marked
+    # replaced by the new question, and leave the path shown.
+    del conversation.turns[2:]
+    session.begin_edit(len(conversation.turns))
+    new_q = ask(session, conversation, "Q2 edited")
+    assert new_q is not None
+    answer(session, conversation, "A2'")
+    assert [text for _, text, _ in rows(store, cid)] == ["Q1", "A1", "Q2 edited", "A2'"]
+    everything = {m.id: m for m in store.messages(cid, replaced=True)}
+    assert everything[old_q].replaced_by == new_q and everything[old_a].replaced_by == new_q
+    assert everything[new_q].replaced_by is None
+    assert session.turn_of(new_q) == 2
+
+
+def test_an_edited_message_whose_reply_fails_gives_the_exchange_back(store) -> None:
+    session = ConversationSession(store)
+    conversation = Conversation()
+    old_q = ask(session, conversation, "Q")
+    old_a = answer(session, conversation, "A")
+    cid = session.conversation_id
+    assert cid is not None
+    kept = conversation.turns[:]
+    del conversation.turns[:]
+    session.begin_edit(0)
+    ask(session, conversation, "Q edited")
+    assert [text for _, text, _ in rows(store, cid)] == ["Q edited"]
+    conversation.turns.pop()  # its reply failed: it goes back into the input
+    session.unsend(0)
+    conversation.turns.extend(kept)  # and the exchange it was to replace is back
+    assert [text for _, text, _ in rows(store, cid)] == ["Q", "A"]
+    assert session.turn_of(old_q) == 0 and session.turn_of(old_a) == 1
+    assert session.close() is False  # not an empty conversation
+
+
+def test_a_failed_retry_puts_the_old_reply_back_as_the_last_turn(store) -> None:
+    session = ConversationSession(store)
+    conversation = Conversation()
+    ask(session, conversation, "Q")
+    old = answer(session, conversation, "A1")
+    conversation.turns.pop()
+    session.begin_retry(len(conversation.turns))
+    session.cancel_retry()
+    assert session.turn_of(old) == 1 and not session.replacing
+
+
 def test_the_first_store_failure_is_reported_once_and_ends_saving(store, tmp_path) -> None:
     errors: list[Exception] = []
     session = ConversationSession(store, on_error=errors.append)

@@ -142,20 +142,33 @@ async def test_retry_edit_and_a_failed_reply_truncate_the_store(vocab, store) ->
             ("user", "next"),
             ("model", "four"),
         ]
+        before = stored(store, cid)
         await pilot.press("ctrl+o")
         await settle(pilot)
         assert app.prompt.text == "next"
-        assert stored(store, cid) == [("user", "question"), ("model", "two")]
+        assert stored(store, cid) == before  # nothing goes before the edit is sent
+        await pilot.press("escape")
+        await settle(pilot)
+        assert stored(store, cid) == before and app.prompt.text == ""
         await pilot.press("ctrl+o")
         await settle(pilot)
-        assert stored(store, cid) == []
-        await send(pilot, "question again")
-        await replies(pilot)
-        assert stored(store, cid) == [("user", "question again"), ("model", "five")]
+        await send(pilot, "next, edited")
+        await replies(pilot, 2)
+        assert stored(store, cid) == [
+            ("user", "question"),
+            ("model", "two"),
+            ("user", "next, edited"),
+            ("model", "five"),
+        ]
+        # The exchange it replaced is kept, for a conversation tree to show later.
+        kept = {m.text: m for m in store.messages(cid, replaced=True)}
+        edited_id = kept["next, edited"].id
+        assert kept["next"].replaced_by == edited_id and kept["four"].replaced_by == edited_id
         app.prompt.clear()
+        shown = stored(store, cid)
         await send(pilot, LONG * 40)  # cannot fit: the reply fails, the text goes back
         await wait_until(pilot, lambda: bool(app.query(Notice)))
-        assert stored(store, cid) == [("user", "question again"), ("model", "five")]
+        assert stored(store, cid) == shown
 
 
 async def test_retry_and_edit_never_delete_what_another_process_wrote(vocab, store) -> None:
@@ -178,7 +191,14 @@ async def test_retry_and_edit_never_delete_what_another_process_wrote(vocab, sto
         ]
         await pilot.press("ctrl+o")
         await settle(pilot)
-        assert stored(store, cid) == [("user", "from ask"), ("model", "ask reply")]
+        await send(pilot, "question, edited")
+        await wait_until(pilot, lambda: app.conversation.turns[-1].text == "three")
+        assert stored(store, cid) == [
+            ("user", "from ask"),
+            ("model", "ask reply"),
+            ("user", "question, edited"),
+            ("model", "three"),
+        ]
 
 
 async def test_a_failed_retry_keeps_the_old_reply(vocab, store) -> None:
@@ -292,7 +312,7 @@ async def test_history_keys_can_be_remapped_and_are_listed(vocab, store) -> None
         await pilot.press("n")
         await pilot.press("f1")
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
-        ids = [binding_id for _, _, binding_id in app.screen._keys]
+        ids = [binding_id for _, rows in app.screen._groups for _, _, binding_id in rows]
         for wanted in ("gemma.history", "gemma.search", "gemma.history_rename"):
             assert wanted in ids
 

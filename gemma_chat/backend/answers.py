@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,9 +101,15 @@ class AnswerReader:
         return one_line(payload_message(payload) or text)
 
     def events(
-        self, response: Any, cancel: threading.Event | None, deadline: float
+        self,
+        response: Any,
+        cancel: threading.Event | None,
+        deadline: float,
+        parse: Callable[[Any, str], Any] = parse_chunk,
     ) -> Iterator[TextChunk]:
-        """A streamed reply's chunks (or a non-streamed answer's one chunk).
+        """A streamed reply's chunks (or a non-streamed answer's one chunk), each event
+        read by ``parse`` (an OpenAI chunk unless told otherwise; it needs a
+        ``finish_reason``).
 
         Raises:
             RemoteError: A broken, malformed, oversized or too slow stream; nothing is
@@ -115,7 +121,7 @@ class AnswerReader:
         try:
             content_type = response.headers.get("content-type", "")
             if "application/json" in content_type:  # a server that does not stream
-                yield parse_chunk(self._json_body(response, watcher), base)
+                yield parse(self._json_body(response, watcher), base)
                 return
             if "text/event-stream" not in content_type:
                 raise RemoteError(f"{base} did not answer with SSE (content-type {content_type!r})")
@@ -133,7 +139,7 @@ class AnswerReader:
                     raise RemoteError(
                         f"malformed SSE from {base}: {one_line(data, 80)!r}"
                     ) from None
-                chunk = parse_chunk(payload, base)
+                chunk = parse(payload, base)
                 received = True
                 finished = finished or chunk.finish_reason is not None
                 yield chunk

@@ -58,6 +58,9 @@ def probe(path: str, flash_attn: bool = True) -> dict[str, object]:
         return {
             "architecture": arch,
             "name": meta.get("general.name"),
+            "basename": meta.get("general.basename"),
+            "finetune": meta.get("general.finetune"),
+            "chat_template": "tokenizer.chat_template" in meta,
             "size_label": meta.get("general.size_label"),
             "file_type": _int(meta.get("general.file_type")),
             "context_length": _int(meta.get(f"{arch}.context_length")),

@@ -33,6 +33,7 @@ import httpx2 as httpx
 
 from gemma_chat.backend import bounded
 from gemma_chat.backend.base import BackendInfo
+from gemma_chat.backend.llama_server import LlamaServerAPI, TokenChunk, is_llama_server
 from gemma_chat.backend.redact import Redactor
 from gemma_chat.backend.remote_constraint import constraint_fields
 from gemma_chat.backend.remote_http import DEFAULT_PORTS, RemoteClient, Unsupported
@@ -66,6 +67,7 @@ class OpenAIBackend:
         timeout_s: float = 60.0,
         reply_timeout_s: float = 600.0,
         connect_retries: int = 3,
+        token_ids: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         try:
@@ -85,9 +87,11 @@ class OpenAIBackend:
         self.server_kind: str | None = None
         """``llama-cpp-python`` when its own tokenizer endpoint answered (it takes a
         schema only as a ``grammar``), else None."""
-        self.constraint_refused: str | None = None
-        """Why the server refused a schema or grammar (then it is no longer sent; the
-        reply is validated on the client alone); None while it takes them."""
+        self._constraint_refused: str | None = None
+        self.token_ids = token_ids
+        """Use llama-server's native token-id API when the server is llama-server."""
+        self.llama_server: LlamaServerAPI | None = None
+        """llama-server's native API (prompt and reply as token ids), once detected."""
         self._http = RemoteClient(
             self.base_url,
             self._base,
@@ -132,6 +136,24 @@ class OpenAIBackend:
         return True
 
     @property
+    def constraint_refused(self) -> str | None:
+        """Why the server refused a schema or grammar (then it is no longer sent; the
+        reply is validated on the client alone); None while it takes them."""
+        native = self.llama_server
+        refused = native.constraint_refused if native is not None else None
+        return self.redactor.text(refused) if refused else self._constraint_refused
+
+    @constraint_refused.setter
+    def constraint_refused(self, value: str | None) -> None:
+        self._constraint_refused = value
+
+    @property
+    def stop_method(self) -> str:
+        """How a reply's end is found: ``token_id`` (llama-server reports each token's
+        id) or ``stop_string`` (the text, with ``<start_of_turn>`` biased away)."""
+        return "token_id" if self.llama_server is not None else "stop_string"
+
+    @property
     def last_attempts(self) -> int:
         """Connection attempts the last request needed."""
         return self._http.last_attempts
@@ -151,9 +173,20 @@ class OpenAIBackend:
                 f"{self.base_url} has no model {self.model!r} (it serves: {', '.join(ids)})"
             )
         self.turn_bias = self._start_of_turn_bias(cancel)
+        root = self._server_root()
+        props = self._http.probe("GET", f"{root}/props", None, cancel) if root else None
+        if self.token_ids and root is not None and is_llama_server(props):
+            http = self._http
+            self.llama_server = LlamaServerAPI.connect(
+                root,
+                api_key=self.redactor.key or None,
+                timeout_s=http.timeout_s,
+                reply_timeout_s=http.reply_timeout_s,
+                connect_retries=http.connect_retries,
+            )
         if n_ctx is None:
             card = next((m for m in models if m.get("id") == self.model), {})
-            n_ctx = self._props_ctx(cancel) or _card_ctx(card)
+            n_ctx = _props_ctx(props) or _card_ctx(card)
         self.info = self._make_info(n_ctx)
 
     def _start_of_turn_bias(self, cancel: threading.Event | None = None) -> dict[str, int]:
@@ -197,16 +230,6 @@ class OpenAIBackend:
         if path not in ("", "/v1"):
             return None
         return f"{self._base.scheme}://{self._base.netloc.decode()}"
-
-    def _props_ctx(self, cancel: threading.Event | None = None) -> int | None:
-        """llama-server's serving context per slot (``GET /props``), if it has one."""
-        root = self._server_root()
-        if root is None:
-            return None
-        payload = self._http.probe("GET", f"{root}/props", None, cancel)
-        settings = payload.get("default_generation_settings") if isinstance(payload, dict) else None
-        n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
-        return n_ctx if isinstance(n_ctx, int) and 0 < n_ctx < 2**31 else None
 
     def models(self, cancel: threading.Event | None = None) -> list[dict[str, Any]]:
         """The server's model list (``GET {base}/models``), complete within ``timeout_s``.
@@ -331,8 +354,33 @@ class OpenAIBackend:
             )
         return response
 
+    def stream_tokens(
+        self,
+        prompt: list[int],
+        *,
+        sampling: Sampling,
+        seed: int,
+        cancel: threading.Event | None = None,
+        constraint: OutputConstraint | None = None,
+    ) -> Iterator[TokenChunk | TextChunk]:
+        """Stream a reply to prompt ids through llama-server's native API (only when
+        :attr:`llama_server` is set): one chunk per token, with its id.
+
+        Raises:
+            RemoteError: Any failure, before or during the stream.
+        """
+        native = self.llama_server
+        assert native is not None, "not llama-server: use stream_text"
+        chunks = native.stream(
+            prompt, sampling=sampling, seed=seed, cancel=cancel, constraint=constraint
+        )
+        with self._redacting():
+            yield from self._redact_stream(chunks)  # type: ignore[arg-type]
+
     def close(self) -> None:
         """Close the connection pool."""
+        if self.llama_server is not None:
+            self.llama_server.close()
         self._http.close()
 
     # -- internals ---------------------------------------------------------------------
@@ -382,6 +430,13 @@ class OpenAIBackend:
                 yield TextChunk(tail)
         finally:
             chunks.close()  # type: ignore[attr-defined]
+
+
+def _props_ctx(props: Any) -> int | None:
+    """llama-server's serving context per slot (``GET /props``), if it has one."""
+    settings = props.get("default_generation_settings") if isinstance(props, dict) else None
+    n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
+    return n_ctx if isinstance(n_ctx, int) and 0 < n_ctx < 2**31 else None
 
 
 def _card_ctx(card: dict[str, Any]) -> int | None:

@@ -49,6 +49,26 @@ ThemeOpt = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from gemma_chat.backend.build_info import version_lines
+
+        print("\n".join(version_lines()))
+        raise typer.Exit(0)
+
+
+VersionOpt = Annotated[
+    bool,
+    typer.Option(
+        "--version",
+        "-V",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version, llama-cpp-python's version and its build (CPU or GPU).",
+    ),
+]
+
+
 @app.callback(invoke_without_command=True)
 @o.shared_options
 def root(
@@ -58,6 +78,7 @@ def root(
     resume: o.ResumeOpt = None,
     continue_latest: o.ContinueOpt = False,
     no_save: o.NoSaveOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     """Chat with Gemma in the terminal. With text piped in, answer it like ``ask``."""
     values = settings_values(options)

@@ -264,6 +264,8 @@ def result_dict(
         # the server's (`usage`) or gemma-chat's estimates.
         "api_path": getattr(stats, "api_path", None),
         "tokens_estimated": bool(getattr(stats, "estimated", False)),
+        # How the reply's end was found on a server: by token id, or by stop strings.
+        "stop_method": getattr(stats, "stop_method", None),
     }
 
 
@@ -284,6 +286,8 @@ def stats_line(result: dict[str, Any]) -> str:
     )
     est = "~" if result.get("tokens_estimated") else ""  # estimates, not the server's count
     path = f" | path: {result['api_path']}" if result.get("api_path") else ""
+    if result.get("stop_method"):
+        path += f" (stop by {result['stop_method']})"
     return (
         f"stats: {result['model']} ({about}) | prompt {est}{result['prompt_tokens']} tok, "
         f"evaluated {est}{result['evaluated_tokens']} | generated {est}"

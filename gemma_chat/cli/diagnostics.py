@@ -39,6 +39,7 @@ def gather(settings: Settings, config_error: str | None = None) -> dict[str, Any
         },
         "model": model_section(settings, build["gpu_offload"], gpus),
         "paths": file_paths(settings),
+        "models_found": models_found(settings),
         "config_error": config_error,
     }
     report["next_steps"] = next_steps(report)
@@ -81,6 +82,8 @@ def model_section(settings: Settings, gpu_build: bool, gpus: list[hardware.Gpu])
         architecture=info.architecture,
         size_label=info.size_label,
         quantization=info.quantization,
+        kind=info.kind.kind,
+        kind_reason=info.kind.reason,
         file_size=info.file_size,
         context_length=info.context_length,
         n_ctx=n_ctx,
@@ -102,6 +105,22 @@ def model_section(settings: Settings, gpu_build: bool, gpus: list[hardware.Gpu])
     else:
         section["plan"] = plan.to_dict()
     return section
+
+
+def models_found(settings: Settings) -> list[dict[str, str]]:
+    """The models discovery finds (``gemma-chat models``): name and kind of each one
+    that can be read."""
+    from gemma_chat.models.discovery import entry_kind, list_models
+
+    try:
+        entries = list_models(settings)
+    except GemmaChatError:
+        return []
+    return [
+        {"name": entry.name, "kind": entry_kind(entry).kind}
+        for entry in entries
+        if entry.error is None
+    ]
 
 
 def file_paths(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -162,4 +181,21 @@ def next_steps(report: dict[str, Any]) -> list[str]:
                 f"{fit} in the {format_bytes(plan['free_vram'])} of free VRAM: a smaller --ctx or "
                 "quantization puts more on the GPU"
             )
+    steps.extend(_chat_model_steps(model, report["models_found"]))
     return steps
+
+
+def _chat_model_steps(model: dict[str, Any], found: list[dict[str, str]]) -> list[str]:
+    """A pull when only base models are found; another model when this one is base."""
+    from gemma_chat.models.kind import pull_hint
+
+    hint = pull_hint([entry["kind"] for entry in found] + [model.get("kind", "unknown")])
+    if hint:
+        return [hint]
+    chat = [entry["name"] for entry in found if entry["kind"] == "instruct"]
+    if model.get("kind") == "base" and chat:
+        return [
+            f"{model['name']} is a base model (it continues text rather than answer it): "
+            f"chat with an instruction-tuned one, --model {chat[0]}"
+        ]
+    return []

@@ -144,6 +144,7 @@ def _model_rows(model: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(
         ("model", f"{details}, {format_bytes(model['file_size'])}, trained context {context}")
     )
+    rows.append(("type", f"{model['kind']} ({model['kind_reason']})"))
     rows.append(("context", f"{model['n_ctx']} tokens"))
     plan = model["plan"]
     if plan:

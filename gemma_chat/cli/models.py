@@ -44,7 +44,19 @@ ModelArg = Annotated[
         "gemma-chat would use.",
     ),
 ]
-COLUMNS = ("NAME", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE", "TURNS", "SOFTCAP", "SOURCE", "PATH")
+COLUMNS = (
+    "NAME",
+    "TYPE",
+    "ARCH",
+    "PARAMS",
+    "QUANT",
+    "CTX",
+    "SIZE",
+    "TURNS",
+    "SOFTCAP",
+    "SOURCE",
+    "PATH",
+)
 
 
 @models_app.callback(invoke_without_command=True)
@@ -53,6 +65,7 @@ def list_models(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from gemma_chat.models import discovery
+    from gemma_chat.models.kind import pull_hint
 
     settings = _settings(ctx)
     entries = discovery.list_models(settings)
@@ -64,6 +77,9 @@ def list_models(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         notify(_nothing_found(settings))
         return
     _print_table(entries)
+    hint = pull_hint([discovery.entry_kind(entry).kind for entry in entries if not entry.error])
+    if hint:
+        notify(f"note: {hint}")
 
 
 @models_app.command()
@@ -171,6 +187,7 @@ def _row(data: dict[str, Any]) -> tuple[str, ...]:
         one_line(str(cell))
         for cell in (
             data["name"],
+            data["kind"],
             data["architecture"] or "-",
             params_text,
             data["quantization"] or "-",
@@ -189,7 +206,7 @@ def _line(cells: tuple[str, ...], widths: list[int]) -> str:
 
 
 def _print_info(entry: ModelEntry, meta: GGUFMeta, n_ctx: int, plan: dict[str, Any]) -> None:
-    from gemma_chat.models.discovery import record
+    from gemma_chat.models.discovery import entry_kind, record
 
     data = record(entry)
     print(f"{one_line(entry.name)}  {one_line(str(entry.path))}")
@@ -198,6 +215,7 @@ def _print_info(entry: ModelEntry, meta: GGUFMeta, n_ctx: int, plan: dict[str, A
         "aliases": ", ".join(entry.aliases) or None,
         "architecture": data["architecture"],
         "name": data["model_name"],
+        "type": f"{data['kind']} ({entry_kind(entry).reason})",
         "size": data["size_label"],
         "parameters": f"{data['n_params']:,}",
         "quantization": data["quantization"],

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from gemma_chat.config.plain_errors import plain_message
+
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 INT32_MAX = 2**31 - 1
 """llama.cpp takes counts as C ints: a larger value would wrap, so it is refused."""
@@ -184,7 +186,8 @@ class SavedPrompt(BaseModel):
         except ValueError as exc:
             first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": (), "msg": str(exc)}
             where = ".".join(str(part) for part in first["loc"])
-            raise ValueError(f"{where}: {first['msg']}" if where else first["msg"]) from None
+            message = plain_message(first)
+            raise ValueError(f"{where}: {message}" if where else message) from None
         return value
 
     def fill(self, message: str) -> str:

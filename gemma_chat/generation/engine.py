@@ -21,7 +21,8 @@ from gemma_chat.chat.template import GemmaTemplate
 from gemma_chat.config.settings import RepeatGuard, Sampling
 from gemma_chat.generation.events import ReplyDone, TextDelta
 from gemma_chat.generation.loop import run_reply
-from gemma_chat.generation.sources import source_for
+from gemma_chat.generation.server_source import ServerTokenSource
+from gemma_chat.generation.sources import PieceSource, source_for
 from gemma_chat.generation.text_counts import count_text_tokens
 from gemma_chat.structured.constraint import OutputConstraint
 
@@ -69,7 +70,12 @@ class Engine:
             RemoteError: A remote server failed before sending any text.
         """
         sampling, repeat_guard = self.sampling, self.repeat_guard
-        source = source_for(self.backend, conversation, sampling, self.template, self.constraint)
+        backend, constraint = self.backend, self.constraint
+        source: PieceSource
+        if getattr(backend, "llama_server", None) is not None:  # ids in, ids out
+            source = ServerTokenSource(backend, conversation, sampling, constraint)
+        else:
+            source = source_for(backend, conversation, sampling, self.template, constraint)
         yield from run_reply(
             source,
             sampling=sampling,

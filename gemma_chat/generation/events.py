@@ -29,7 +29,10 @@ class ReplyStats:
         dropped_turns: Oldest turns left out to fit the context.
         seed: The sampling seed used.
         estimated: The token counts are estimates (a server that sent no ``usage``).
-        api_path: For a remote server, the endpoint used: ``completions`` or ``chat``.
+        api_path: For a remote server, the endpoint used: ``completions`` or ``chat``
+            (OpenAI), ``completion`` (llama-server's native API).
+        stop_method: For a remote server, how the reply's end was found: ``token_id``
+            (the server reports each token's id) or ``stop_string`` (text only).
     """
 
     prompt_tokens: int
@@ -42,6 +45,7 @@ class ReplyStats:
     seed: int
     estimated: bool = False
     api_path: str | None = None
+    stop_method: str | None = None
 
 
 @dataclass(frozen=True)

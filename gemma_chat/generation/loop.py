@@ -162,6 +162,7 @@ class _Reply:
             seed=self.seed,
             estimated=counts.estimated,
             api_path=counts.api_path,
+            stop_method=counts.stop_method,
         )
         ids = None if self.markers.found else self.source.history_ids(self.generated, text)
         return ReplyDone(text, stop, ids, stats, self.sampling, self.repeat_guard, error)

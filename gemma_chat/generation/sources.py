@@ -60,6 +60,7 @@ class Counts:
     completion_tokens: int
     estimated: bool = False
     api_path: str | None = None
+    stop_method: str | None = None
 
 
 class PieceSource(Protocol):
@@ -257,12 +258,15 @@ class TextSource:
         """The server's ``usage`` when complete and plausible, else the estimates (the
         prompt's, and one token per chunk)."""
         api_path = self._backend.api_path
+        method = getattr(self._backend, "stop_method", None)
         reported = usage_counts(self._usage)
         if reported is None:
             prompt = self.prompt_tokens
-            return Counts(prompt, prompt, completion, estimated=True, api_path=api_path)
+            return Counts(
+                prompt, prompt, completion, estimated=True, api_path=api_path, stop_method=method
+            )
         prompt, completion, cached = reported
-        return Counts(prompt, prompt - cached, completion, api_path=api_path)
+        return Counts(prompt, prompt - cached, completion, api_path=api_path, stop_method=method)
 
     def history_ids(self, generated: Sequence[Piece], text: str) -> tuple[int, ...] | None:
         """None: there are no ids without a tokenizer."""

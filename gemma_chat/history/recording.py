@@ -120,16 +120,20 @@ class Recorder:
         text: str,
         system: str | None,
         params: dict[str, Any],
+        replaces: tuple[int, ...] = (),
         meta: dict[str, Any] | None = None,
     ) -> MessageRecord:
-        """Store a user message (``meta``: its attached files), creating the
-        conversation if needed."""
+        """Store a user message, creating the conversation if needed (``replaces``: the
+        ids of the exchange an edited message takes the place of, marked replaced by it
+        in the same transaction and kept; ``meta``: its attached files)."""
         if self.conversation_id is None:
             self.conversation_id = self.store.create(
                 system=system, params=params, origin=self.origin
             )
-        record = MessageRecord(Role.USER.value, text, meta=meta or None)
-        return self.store.add(self.conversation_id, record)
+        message = MessageRecord(Role.USER.value, text, meta=meta or None)
+        if replaces:
+            return self.store.replace(self.conversation_id, replaces, message)
+        return self.store.add(self.conversation_id, message)
 
     def reply(
         self,

@@ -69,6 +69,9 @@ class ConversationSession:
         # and the reply a retry is replacing (it stays stored until replaced).
         self._turn_ids: list[list[int]] = [turn.ids for turn in stored_turns(list(messages))]
         self._replacing: tuple[int, ...] = ()
+        # The stored turns an edited message is taking the place of (kept, marked
+        # replaced by it once it is stored; back on the path if it is taken back).
+        self._edited: list[list[int]] = []
 
     # ------------------------------------------------------------------ what it knows
 
@@ -144,8 +147,11 @@ class ConversationSession:
         fresh = self.conversation_id is None
         stored: list[MessageRecord] = []
         asked = turn.text if text is None else text
+        replaces = tuple(i for ids in self._edited for i in ids)
         if not self._save(
-            lambda r: stored.append(r.question(asked, conversation.system, params, meta))
+            lambda r: stored.append(
+                r.question(asked, conversation.system, params, replaces, meta=meta)
+            )
         ):
             return None
         message_id = stored[0].id
@@ -197,6 +203,7 @@ class ConversationSession:
 
         if not self._save(write) or not stored or stored[0] is None:
             return None
+        self._edited = []  # the edited message has its reply: no going back
         reply_id = stored[0].id
         self._ids_after(turns)
         self._turn_ids.append([reply_id])
@@ -224,6 +231,20 @@ class ConversationSession:
         stored until the new one replaces it (a failed or interrupted retry keeps it)."""
         self._replacing = tuple(self._ids_after(turns_kept))
 
+    def cancel_retry(self) -> None:
+        """The regenerated reply failed: the reply it was to replace is the last turn
+        again (it was never unstored)."""
+        if self._replacing:
+            self._turn_ids.append(list(self._replacing))
+            self._replacing = ()
+
+    def begin_edit(self, turns_kept: int) -> None:
+        """An edited message is being sent in place of the turns after the first
+        ``turns_kept``: they stay stored, and :meth:`record_user` marks them replaced by
+        it (``replaced_by``), so the exchange stays recoverable."""
+        self._edited = self._turn_ids[turns_kept:]
+        del self._turn_ids[turns_kept:]
+
     def edit(self, turns_kept: int) -> None:
         """The turns after the first ``turns_kept`` went back into the input: delete
         them from the store."""
@@ -238,9 +259,12 @@ class ConversationSession:
         stored) stays."""
         gone = self._ids_after(turns_kept)
         retried, self._replacing = self._replacing, ()
+        edited, self._edited = self._edited, []
         mine = [i for i in gone if i in self._written]
         if mine and not retried and self._save(lambda recorder: recorder.delete(mine)):
             self._written.difference_update(mine)
+        # The store puts back what a deleted message had replaced: so does the session.
+        self._turn_ids.extend(edited)
 
     def forget(self) -> None:
         """The stored conversation was deleted: there is nothing left to record into."""

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gemma_chat.chat.conversation import StopReason
+from gemma_chat.config.plain_errors import plain_message
 from gemma_chat.errors import UsageError
 from gemma_chat.history.meta_text import attachment_line, compaction_line, map_reduce_lines
 from gemma_chat.history.store import ConversationRecord, HistoryStore, MessageRecord
@@ -199,7 +200,7 @@ def _problems(exc: ValidationError) -> str:
     shown = []
     for error in errors[:MAX_PROBLEMS]:
         where = ".".join(_short(str(part)) for part in error["loc"]) or "the document"
-        shown.append(f"{where}: {one_line(error['msg'])}")
+        shown.append(f"{where}: {plain_message(error)}")
     more = len(errors) - len(shown)
     return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
 

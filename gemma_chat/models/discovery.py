@@ -31,6 +31,7 @@ from gemma_chat.config.settings import Settings
 from gemma_chat.errors import ModelError, UsageError
 from gemma_chat.files import read_regular_file
 from gemma_chat.models.gguf_meta import SHARD_RE, GGUFMeta, read_many
+from gemma_chat.models.kind import ModelKind, classify, kind_of_metadata
 
 SOURCES = ("models-dir", "config", "alias", "hf-cache", "demo")
 """Where discovery finds files, in order (``"path"`` marks a file named on the command line)."""
@@ -199,7 +200,19 @@ def record(entry: ModelEntry) -> dict[str, Any]:
         "end_of_turn": turns.get("<end_of_turn>"),
         "turn_tokens": len(turns) == 2 if meta else None,
         "softcapping": meta.softcapping if meta else None,
+        "kind": entry_kind(entry).kind,
     }
+
+
+def entry_kind(entry: ModelEntry) -> ModelKind:
+    """Whether the entry is a base or an instruction-tuned model (see
+    :mod:`gemma_chat.models.kind`); the demo model is known to be a base model before
+    it is assembled."""
+    if entry.meta is not None:
+        return kind_of_metadata(entry.meta.kv, entry.path.name)
+    if entry.source == "demo":
+        return ModelKind("base", "the demo model is Gemma 3 270M, a base model")
+    return classify(names=(entry.path.name,), metadata_read=False)
 
 
 def _file_size(entry: ModelEntry) -> int | None:

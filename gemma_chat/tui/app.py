@@ -26,14 +26,13 @@ from gemma_chat.config.settings import SavedPrompt, Settings
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone
 from gemma_chat.history.store import HistoryStore
-from gemma_chat.sanitize import one_line, visible
 from gemma_chat.structured.constraint import OutputConstraint
 from gemma_chat.tui.attachments import AttachmentTray
 from gemma_chat.tui.conversations import ConversationSwitcher
 from gemma_chat.tui.history import HistoryKeeper
-from gemma_chat.tui.keys import APP_BINDINGS, KeyBindings
+from gemma_chat.tui.keys import APP_BINDINGS, QUIT_HINT, KeyBindings
 from gemma_chat.tui.kv_resume import KVResumeService
-from gemma_chat.tui.loading import Loader, ModelLoading
+from gemma_chat.tui.loading import LOAD_PROGRESS, Loader, ModelLoading
 from gemma_chat.tui.messages import (
     ModelLoaded,
     ModelLoadFailed,
@@ -44,6 +43,8 @@ from gemma_chat.tui.messages import (
     TokensCounted,
 )
 from gemma_chat.tui.meter import ContextMeter
+from gemma_chat.tui.notices import Notices
+from gemma_chat.tui.queue import SendQueue
 from gemma_chat.tui.replies import ReplyStreamer
 from gemma_chat.tui.slash import SlashRouter
 from gemma_chat.tui.theming import ThemeService
@@ -52,6 +53,7 @@ from gemma_chat.tui.widgets.chat_log import ChatLog, WholeTextRequested
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
 from gemma_chat.tui.widgets.status_bar import StatusBar
+from gemma_chat.tui.widgets.welcome import WelcomePanel
 
 if TYPE_CHECKING:
     from gemma_chat.backend.base import Backend
@@ -61,7 +63,7 @@ if TYPE_CHECKING:
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """Signals that end the app like Ctrl+Q (the exit code is 128 + the signal's number)."""
 
-LOADING_PLACEHOLDER = "Loading the model… you can type already"
+LOADING_PLACEHOLDER = "Loading the model… type now: Enter queues your message"
 """The input's hint until a model is loaded."""
 
 
@@ -114,6 +116,7 @@ class GemmaChatApp(App[None]):
         # Set by exit(): a load still waiting for a server that never answers gives up at
         # once, instead of keeping the process (which waits for its worker) for a timeout.
         self.loads = ModelLoading(self, loader)
+        self.notices = Notices(self)
         self.meter = ContextMeter(self, lambda: self.status)
         self.themes = ThemeService(self)
         self.keys = KeyBindings(self)
@@ -133,6 +136,7 @@ class GemmaChatApp(App[None]):
         self.last_done: ReplyDone | None = None
         self.replies = ReplyStreamer(self)
         self.attachments = AttachmentTray(self)
+        self.queue = SendQueue(self)
         self.slash = SlashRouter(self)
         # The switcher first: the history's callbacks (a store error, a resume) reach it.
         self.switcher = ConversationSwitcher(self)
@@ -146,6 +150,7 @@ class GemmaChatApp(App[None]):
         with Horizontal(id="body"):
             yield HistorySidebar(id="sidebar")
             with Vertical(id="main"):
+                yield WelcomePanel(id="welcome")
                 yield ChatLog(id="chat")
                 yield Static("", id="completions")
                 yield AttachmentChips(id="chips")
@@ -213,13 +218,21 @@ class GemmaChatApp(App[None]):
         return self.loads.loading
 
     def on_notice(self, message: Notice) -> None:
-        self.notify(message.text, severity=message.severity, timeout=message.timeout)
+        self.notify(
+            message.text, severity=message.severity, timeout=message.timeout, key=message.key
+        )
 
     async def on_model_loaded(self, message: ModelLoaded) -> None:
         self.loads.loaded(message)
+        if self._loading is None:
+            self.notices.clear(LOAD_PROGRESS)  # "assembling the demo model…" is over
+        await self.queue.flush()  # a message sent while it loaded
 
     async def on_model_load_failed(self, message: ModelLoadFailed) -> None:
         await self.loads.failed(message)
+        if self._loading is None:
+            self.notices.clear(LOAD_PROGRESS)
+            self.queue.load_failed()
 
     # ---------------------------------------------------------------------- sending
 
@@ -230,15 +243,27 @@ class GemmaChatApp(App[None]):
             self.prompt.clear()
             await self.slash.run(text.strip())
             return
-        await self.replies.send(text[1:] if text.startswith("//") else text)
+        text = text[1:] if text.startswith("//") else text
+        if not await self.queue.hold(text):  # the model is still loading: queued
+            await self.replies.send(text)
+
+    def on_prompt_input_scroll_requested(self, event: PromptInput.ScrollRequested) -> None:
+        self.chat.scroll_for_key(event.where)
+
+    def on_prompt_input_quit_requested(self) -> None:
+        self.exit()
 
     def on_reply_delta(self, message: ReplyDelta) -> None:
         self.replies.on_delta(message)
+        if self.engine is not None and not self._gone():
+            self.meter.streamed(message.tokens, self.engine.n_ctx, estimated=self.remote)
 
     def on_reply_finished(self, message: ReplyFinished) -> None:
+        self.meter.reply_ended()
         self.replies.on_finished(message)
 
     async def on_reply_failed(self, message: ReplyFailed) -> None:
+        self.meter.reply_ended()
         await self.replies.on_failed(message)
 
     def on_whole_text_requested(self, message: WholeTextRequested) -> None:
@@ -257,8 +282,13 @@ class GemmaChatApp(App[None]):
         self.query_one("#completions").set_class(bool(hint), "-visible")
 
     def schedule_count(self) -> None:
-        """Recount the context meter shortly (typing restarts the delay)."""
+        """Recount the context meter shortly (typing restarts the delay). Every change
+        of the conversation or the model comes here, so the welcome panel follows too."""
         self.meter.schedule(self._count_now)
+        if not self._gone():  # the panel: while the conversation is empty
+            empty = not self.conversation.turns and self.replies.reply is None
+            name = self.backend.info.model if self.backend is not None else None
+            self.query_one(WelcomePanel).show_for(name, self.model_info, empty)
 
     def _count_now(self) -> None:
         if self.engine is not None and not self._gone():
@@ -270,11 +300,9 @@ class GemmaChatApp(App[None]):
             self.meter.show(message.used, self.engine.n_ctx, estimated=self.remote)
 
     def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:
-        """Show a notification. Many quote untrusted text (a server's error, a title, a
-        model's name), so every one passes through the sanitizer here, in one place. They
-        also quote what the user typed (`/theme [/]`), so they are never parsed as markup."""
-        kwargs.setdefault("markup", False)
-        super().notify(visible(message), title=one_line(title), **kwargs)
+        """Show a notification, sanitized, never parsed as markup, with a short timeout
+        (see :meth:`Notices.notify`; ``key=`` replaces the last notice with that key)."""
+        self.notices.notify(message, title=title, **kwargs)
 
     # ------------------------------------------------------------- conversations
 
@@ -334,7 +362,7 @@ class GemmaChatApp(App[None]):
         """Quit; a reply still being generated is stopped first, so its worker thread
         ends within a token instead of keeping the process alive until it is done."""
         self.loads.quit()
-        self.action_stop()
+        self.replies.stop()
         self.history.at_exit()
         super().exit(*args, **kwargs)
 
@@ -345,22 +373,33 @@ class GemmaChatApp(App[None]):
         self.exit(return_code=128 + signum)
 
     def action_stop(self) -> None:
-        """Stop the reply being generated (the partial reply is kept)."""
-        self.replies.stop()
+        """Esc: cancel an edit (Ctrl+O) not sent yet, else stop the reply being
+        generated (the partial reply is kept)."""
+        if not (self.replies.cancel_edit() or self.queue.cancel()):
+            self.replies.stop()
+
+    def action_interrupt(self) -> None:
+        """Ctrl+C: stop the reply; when there is none, say how to quit (it never quits:
+        a habit from the shell must not end a chat)."""
+        if self.generating:
+            self.action_stop()
+        else:
+            self.notify(QUIT_HINT, timeout=3)
 
     async def action_retry(self) -> None:
         """Regenerate the last reply."""
         await self.replies.retry()
 
     async def action_edit(self) -> None:
-        """Put the last user message back into the input, removing it and its reply."""
+        """Put the last user message into the input to edit; sending it replaces the
+        exchange, Esc cancels."""
         await self.replies.edit()
 
     def action_help(self) -> None:
         """Show every key and command."""
         from gemma_chat.tui.screens.help import HelpScreen
 
-        self.push_screen(HelpScreen(self.keys.help_rows()))
+        self.push_screen(HelpScreen(self.keys.help_groups()))
 
     def _all_bindings(self) -> list[Binding]:
         return self.keys.all_bindings()
@@ -379,8 +418,11 @@ class GemmaChatApp(App[None]):
         self.slash.edit_settings()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """Textual's commands, then every slash command (the command palette, Ctrl+P)."""
-        yield from super().get_system_commands(screen)
+        """Textual's commands, then every slash command (the command palette, Ctrl+P).
+        Themes have one entry, ``/theme`` (Textual's own "Theme" is left out)."""
+        for command in super().get_system_commands(screen):
+            if command.title != "Theme":
+                yield command
         yield from self.slash.palette()
 
 

@@ -94,6 +94,12 @@ class AttachmentTray:
         ]
         return {"attachments": files}
 
+    def take_meta(self) -> dict[str, Any] | None:
+        """:meth:`meta`, then nothing is attached any more (the message was sent)."""
+        meta = self.meta()
+        self.clear()
+        return meta
+
     def count(self) -> None:
         """Count the tokens of the files not counted yet, in a thread worker."""
         engine: Engine | None = getattr(self._app, "engine", None)

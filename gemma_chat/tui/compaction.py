@@ -32,10 +32,19 @@ class Compactor:
         self._streamer = streamer
         self._meta: dict[str, Any] | None = None
 
-    def take_meta(self) -> dict[str, Any]:
-        """The compaction to store with the next message (once)."""
-        meta, self._meta = self._meta, None
-        return meta or {}
+    def take_meta(self, other: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """What to store with the next message: ``other`` (its attached files) and a
+        compaction since the last one (once)."""
+        meta, self._meta = {**(other or {}), **(self._meta or {})}, None
+        return meta or None
+
+    def dropped(self, turns: int) -> None:
+        """Turns were left out of the last prompt (``context_policy = "drop"``): say so,
+        and mark the place in the conversation."""
+        app = self._app
+        app.notify(f"{turns} old turns were left out to fit the context.")
+        marker = f"— {turns} earlier turns were left out to fit the context —"
+        app.call_next(app.chat.add_notice, marker)
 
     def needed(self) -> bool:
         """Whether ``context_policy = "compact"`` should compact before the next reply."""

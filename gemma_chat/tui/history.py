@@ -202,9 +202,14 @@ class HistoryKeeper:
         new one replaces it (a failed or interrupted retry keeps it)."""
         self.session.begin_retry(len(self._app.conversation.turns))
 
-    def record_edit(self) -> None:
-        """The last message (and its reply) went back into the input: delete them."""
-        self.session.edit(len(self._app.conversation.turns))
+    def record_retry_failed(self) -> None:
+        """The regenerated reply failed: the old one is the last turn again."""
+        self.session.cancel_retry()
+
+    def record_edit(self, turns_kept: int) -> None:
+        """An edited message is being sent in place of the turns after the first
+        ``turns_kept``: they are kept, marked replaced by it once it is stored."""
+        self.session.begin_edit(turns_kept)
 
     def record_failed(self) -> None:
         """The reply failed and its question went back into the input (see

@@ -10,12 +10,15 @@ from textual.binding import Binding, BindingType
 from gemma_chat.tui.keyspec import check_keymap, keymap_message
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 
+QUIT_HINT = "Ctrl+Q quits (so do /quit, /exit, /bye, and Ctrl+D on an empty input)."
+"""Said when Ctrl+C is pressed with no reply to stop."""
+
 APP_BINDINGS: list[BindingType] = [
     Binding("escape", "stop", "Stop", id="gemma.stop"),
     Binding(
         "ctrl+c",
-        "stop",
-        "Stop (never quits)",
+        "interrupt",
+        "Stop the reply (never quits)",
         id="gemma.stop_ctrl_c",
         show=False,
         priority=True,
@@ -71,6 +74,48 @@ class KeyBindings:
     def help_rows(self) -> list[tuple[str, str, str]]:
         """``(keys, description, binding id)`` for every binding, as remapped."""
         return [(self._display(b), b.description, b.id or "") for b in self.all_bindings()]
+
+    def help_groups(self) -> list[tuple[str, list[tuple[str, str, str]]]]:
+        """The F1 help's keys by where they work: ``(title, rows)`` with rows as in
+        :meth:`help_rows`, plus the keys that are not bindings (Enter, Up/Down, Tab)."""
+        from gemma_chat.tui.screens.dialogs import ConfirmScreen, CorruptStoreScreen, RenameScreen
+        from gemma_chat.tui.screens.help import HelpScreen
+        from gemma_chat.tui.screens.search import SearchScreen
+        from gemma_chat.tui.screens.settings import SettingsScreen
+        from gemma_chat.tui.widgets.sidebar import HistorySidebar
+
+        def rows(owner: type, prefix: str = "") -> list[tuple[str, str, str]]:
+            return [
+                (self._display(b), prefix + b.description, b.id or "")
+                for b in owner.BINDINGS
+                if isinstance(b, Binding)
+            ]
+
+        dialogs = (
+            ("Help", HelpScreen),
+            ("Settings (F2)", SettingsScreen),
+            ("Rename", RenameScreen),
+            ("Confirm", ConfirmScreen),
+            ("Unreadable history", CorruptStoreScreen),
+        )
+        return [
+            ("Anywhere", [*rows(type(self._app)), ("Ctrl+P", "Command palette", "")]),
+            (
+                "In the input",
+                [
+                    ("Enter", "Send (a /command runs it)", ""),
+                    *rows(PromptInput),
+                    ("Up / Down", "Earlier prompts (on the first / last line)", ""),
+                    ("Tab", "Complete a /command", ""),
+                ],
+            ),
+            (
+                "In the history sidebar (Ctrl+B)",
+                [("Enter", "Open the conversation", ""), *rows(HistorySidebar)],
+            ),
+            ("In search (Ctrl+F)", [("Enter", "Open the result", ""), *rows(SearchScreen)]),
+            ("In dialogs", [row for name, owner in dialogs for row in rows(owner, f"{name}: ")]),
+        ]
 
     def _display(self, binding: Binding) -> str:
         keymap = self._app._keymap  # Textual keeps the remapping here (no public getter)

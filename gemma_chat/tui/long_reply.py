@@ -16,10 +16,25 @@ from typing import Any
 
 from gemma_chat.chat.context import reply_reserve
 from gemma_chat.chat.conversation import Conversation, Role, StopReason, Turn
+from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, ReplyStats, TextDelta
 from gemma_chat.longinput.runner import LongDone, MapReduce, StepStarted
 from gemma_chat.longinput.split import Source
+
+
+def fits(app: Any, text: str, n_ctx: int) -> bool:
+    """Whether ``text`` can fit the context at all (the bound ``ask`` checks before
+    tokenizing): tokenizing megabytes would hold the reply worker, and quitting,
+    which waits for it, for minutes. The text stays in the input."""
+    from gemma_chat.models.loader import check_input_size
+
+    try:
+        check_input_size(text, n_ctx)
+    except GemmaChatError as exc:
+        app.notify(f"{exc}; it stays in the input.", severity="warning", timeout=10)
+        return False
+    return True
 
 
 def too_long(engine: Engine, system: str | None, message: str) -> bool:

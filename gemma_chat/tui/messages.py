@@ -49,6 +49,8 @@ class Notice(Message):
     text: str
     severity: Severity = "information"
     timeout: float | None = None
+    key: str | None = None
+    """A notice with a key replaces the last one with that key (see ``Notices``)."""
 
 
 @dataclass(eq=False)  # identity, as for every Message (and hashable)

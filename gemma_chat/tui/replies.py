@@ -20,8 +20,9 @@ from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, TextDelta
 from gemma_chat.structured.validate import InvalidReply, check_reply
 from gemma_chat.tui.compaction import Compactor
+from gemma_chat.tui.editing import EDIT_HINT, Edits, PendingEdit
 from gemma_chat.tui.kv_resume import KVResumeService
-from gemma_chat.tui.long_reply import Plan, events_for, long_plan
+from gemma_chat.tui.long_reply import Plan, events_for, fits, long_plan
 from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
 from gemma_chat.tui.slash import BUSY_HINT
 from gemma_chat.tui.widgets.chat_log import ChatLog, ModelReply, UserMessage
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
     from textual.message import Message
     from textual.timer import Timer
+    from textual.widget import Widget
     from textual.worker import Worker
 
     from gemma_chat.config.settings import SavedPrompt, Settings
@@ -51,19 +53,11 @@ class ReplyRecorder(Protocol):
 
     def reply_missing(self) -> bool: ...
     def record_user(self, meta: dict[str, Any] | None = None) -> None: ...
-    def record_reply(self, done: ReplyDone) -> None: ...
+    def record_reply(self, done: ReplyDone, meta: dict[str, Any] | None = None) -> None: ...
     def record_retry(self) -> None: ...
-    def record_edit(self) -> None: ...
+    def record_retry_failed(self) -> None: ...
+    def record_edit(self, turns_kept: int) -> None: ...
     def record_failed(self) -> None: ...
-
-
-class Attachments(Protocol):
-    """The files attached to the next message (:class:`AttachmentTray`)."""
-
-    def sync(self, text: str) -> None: ...
-    def message(self, text: str) -> str: ...
-    def meta(self) -> dict[str, Any] | None: ...
-    def clear(self) -> None: ...
 
 
 class ReplyHost(Protocol):
@@ -74,7 +68,7 @@ class ReplyHost(Protocol):
     saved_prompt: SavedPrompt | None
     kv: KVResumeService
     history: ReplyRecorder
-    attachments: Attachments
+    attachments: Any  # AttachmentTray: the files for the next message
     last_done: ReplyDone | None
 
     @property
@@ -119,10 +113,9 @@ class ReplyStreamer:
         self._speed_shown = 0.0
         self._delta_taken = threading.Event()
         self._gc_timer: Timer | None = None
-        self.compactor = Compactor(app, self)
+        self.compactor = Compactor(app, self)  # /compact, context_policy = "compact"
         self._plan: Plan | None = None  # the next message, when answered part by part
-        self._status: Any = None
-        """Summarises the oldest turns (``/compact``, ``context_policy``)."""
+        self._edits = Edits()
 
     @property
     def generating(self) -> bool:
@@ -139,6 +132,21 @@ class ReplyStreamer:
         if self.cancel is not None:
             self.cancel.set()
 
+    @property
+    def editing(self) -> PendingEdit | None:
+        """The edit started with Ctrl+O and not sent yet, if it still applies."""
+        return self._edits.pending(self._app.conversation)
+
+    def cancel_edit(self) -> bool:
+        """Esc while editing: the exchange stays as it was and the input gets back what
+        it held before Ctrl+O. Returns whether there was an edit to cancel."""
+        draft = self._edits.cancel(self._app.conversation)
+        if draft is None:
+            return False
+        self._app.prompt.set_text(draft)
+        self._app.notify("Edit cancelled.", timeout=3)
+        return True
+
     async def send(self, text: str) -> None:
         """Send typed text, unless it must stay in the input (a reply or a load is
         under way, no model is loaded, or it cannot fit the context)."""
@@ -148,7 +156,8 @@ class ReplyStreamer:
         if self.generating:
             app.notify(BUSY_HINT, severity="warning")
             return
-        if app.history.reply_missing():
+        edit = self.editing
+        if edit is None and app.history.reply_missing():
             return
         if app.engine is None or app._loading is not None:
             # While another model loads, the working one is replaced (and closed) as
@@ -166,33 +175,21 @@ class ReplyStreamer:
         app.attachments.sync(typed)  # @path words attach their files
         text = app.attachments.message(text)  # the attached files first
         self._plan = long_plan(app, text, typed)  # too long: answered part by part
-        if self._plan is None and not self._fits(text, app.engine.n_ctx):
+        if self._plan is None and not fits(app, text, app.engine.n_ctx):
             return
+        if edit is not None:  # now, and only now, the edited exchange goes
+            self._edits.commit(edit)
+            app.history.record_edit(edit.turns_kept)
         app.prompt.remember(typed)
         app.prompt.clear()
         app.conversation.add_user(text)
-        meta = {**(app.attachments.meta() or {}), **self.compactor.take_meta()}
-        app.history.record_user(meta or None)
-        app.attachments.clear()
+        app.history.record_user(self.compactor.take_meta(app.attachments.take_meta()))
         await app.chat.add_user(text)
         await self.start()
 
-    def _fits(self, text: str, n_ctx: int) -> bool:
-        """Whether ``text`` can fit the context at all (the bound ``ask`` checks before
-        tokenizing): tokenizing megabytes would hold the reply worker, and quitting,
-        which waits for it, for minutes. The text stays in the input."""
-        from gemma_chat.models.loader import check_input_size
-
-        try:
-            check_input_size(text, n_ctx)
-        except GemmaChatError as exc:
-            self._app.notify(f"{exc}; it stays in the input.", severity="warning", timeout=10)
-            return False
-        return True
-
     async def start(self, compact: bool = True) -> None:
-        """Add a reply widget and start generating into it (with ``context_policy =
-        "compact"``, after compacting a conversation that would not fit)."""
+        """Add a reply widget and start generating into it (``compact``: first compact a
+        conversation that would not fit, with ``context_policy = "compact"``)."""
         app = self._app
         engine = app.engine
         assert engine is not None
@@ -229,36 +226,33 @@ class ReplyStreamer:
         if app._loading is not None:
             app.notify("A model is loading: retry once it is loaded.", severity="warning")
             return
+        self.cancel_edit()
         if app.conversation.turns[-1].role is Role.MODEL:
-            app.conversation.turns.pop()
-            reply = app.chat.last(ModelReply)
-            if reply is not None:
-                await reply.remove()
+            # Hidden until the new reply exists; a failed retry shows it again.
+            self._edits.retry(app.conversation.turns.pop(), app.chat.last(ModelReply))
             app.history.record_retry()
         await self.start()
 
     async def edit(self) -> None:
-        """Put the last user message back into the input, removing it and its reply."""
+        """Ctrl+O: put the last user message into the input to edit it. Nothing is
+        removed yet: the exchange is marked, sending replaces it, Esc cancels."""
         app = self._app
         if self.generating:
             app.notify(BUSY_HINT, severity="warning")
+            return
+        if self.editing is not None:
+            app.prompt.focus()
             return
         turns = app.conversation.turns
         if not turns:
             app.notify("Nothing to edit.")
             return
-        if turns[-1].role is Role.MODEL:
-            turns.pop()
-            reply = app.chat.last(ModelReply)
-            if reply is not None:
-                await reply.remove()
-        user = turns.pop()
-        app.history.record_edit()
-        widget = app.chat.last(UserMessage)
-        if widget is not None:
-            await widget.remove()
-        app.prompt.set_text(user.text)
+        widgets: list[Widget] = [w for w in (app.chat.last(UserMessage),) if w is not None]
+        if turns[-1].role is Role.MODEL and (reply := app.chat.last(ModelReply)) is not None:
+            widgets.append(reply)
+        app.prompt.set_text(self._edits.start(app.conversation, app.prompt.text, widgets))
         app.prompt.focus()
+        app.notify(EDIT_HINT, timeout=6)
 
     def _hold_gc(self, streaming: bool) -> None:
         """Keep Python's full garbage collections off the settled widget tree while a
@@ -348,16 +342,15 @@ class ReplyStreamer:
             self._reply.finish(done.stop_reason)  # it rendered exactly done.text as it streamed
         app.conversation.add_model(done.text, done.stop_reason, done.token_ids)
         app.history.record_reply(done, message.meta)
+        self._edits.finished()
         app.last_done = done
         self._reply, self.cancel = None, None
         stats = done.stats
         ttft = f"TTFT {stats.ttft_s:.2f}s" if stats.ttft_s is not None else "TTFT –"
         speed = f"{stats.tokens_per_s:.1f} tok/s" if stats.tokens_per_s else "– tok/s"
         app.status.set_speed(f"{ttft} · {speed}")
-        if stats.dropped_turns:
-            app.notify(f"{stats.dropped_turns} old turns were left out to fit the context.")
-            marker = f"— {stats.dropped_turns} earlier turns were left out to fit the context —"
-            app.call_next(app.chat.add_notice, marker)
+        if stats.dropped_turns:  # notified, and a marker in the conversation
+            self.compactor.dropped(stats.dropped_turns)
         if done.error:  # the server failed mid-reply: the partial reply stays
             app.notify(
                 f"The reply was cut off: {done.error}", severity="error", timeout=15, markup=False
@@ -385,6 +378,13 @@ class ReplyStreamer:
         if self._reply is not None:
             await self._reply.remove()
         self._reply, self.cancel = None, None
+        replaced, retrying = self._edits.failed()
+        if retrying and replaced is not None:  # the old reply is back, and stays
+            replaced.restore(app.conversation)
+            app.history.record_retry_failed()
+            app.status.set_speed("")
+            await app.chat.add_notice(f"The reply failed: {message.reason}", error=True)
+            return
         pending = app.conversation.pending_user
         if pending is not None:  # nothing typed is lost: it goes back into the input
             app.conversation.turns.pop()
@@ -394,5 +394,7 @@ class ReplyStreamer:
                 await user.remove()
             if not app.prompt.text.strip():
                 app.prompt.set_text(pending.text)
+            if replaced is not None:  # an edited message: the exchange it replaced is back
+                replaced.restore(app.conversation)
         app.status.set_speed("")
         await app.chat.add_notice(f"The reply failed: {message.reason}", error=True)

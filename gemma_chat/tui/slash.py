@@ -131,7 +131,8 @@ class SlashRouter:
         elif name in ("temp", "set"):
             key, _, value = (f"temperature {arg}" if name == "temp" else arg).partition(" ")
             if not value.strip():
-                raise UsageError(f"usage: {slash.BY_NAME[name].usage}")
+                self.show_settings(key)
+                return
             sampling, guard = slash.apply_setting(
                 app.sampling, app.repeat_guard, key, value.strip()
             )
@@ -165,6 +166,22 @@ class SlashRouter:
             self.copy("code" if arg.lower() == "code" else "reply")
         elif name == "quit":
             app.exit()
+
+    def show_settings(self, key: str) -> None:
+        """``/set KEY`` (``/temp``): the current value; ``/set`` alone: every one.
+
+        Raises:
+            UsageError: Unknown key.
+        """
+        app = self._app
+        if key.strip():
+            name, value = slash.current_setting(app.sampling, app.repeat_guard, key)
+            app.notify(f"{name} = {value}  (/set {name} VALUE changes it)")
+            return
+        rows = slash.current_settings(app.sampling, app.repeat_guard)
+        listing = "\n".join(f"{name} = {value}" for name, value in rows)
+        # Keyed: the next listing replaces it, and it may stay long enough to read.
+        app.notify(listing, title="Current settings", timeout=12, key="settings")
 
     def set_schema(self, arg: str) -> None:
         """``/schema @file.json|SCHEMA|off``: constrain the next replies, or stop.

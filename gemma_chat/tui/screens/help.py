@@ -19,18 +19,13 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,f1,q", "dismiss", "Close", id="gemma.help_close"),
     ]
 
-    def __init__(self, keys: list[tuple[str, str, str]]) -> None:
-        """Args: keys: ``(key, description, binding id)`` for every binding."""
+    def __init__(self, groups: list[tuple[str, list[tuple[str, str, str]]]]) -> None:
+        """Args: groups: ``(title, rows)`` by where the keys work (anywhere, the input,
+        the sidebar, search, dialogs); each row is ``(key, description, binding id)``."""
         super().__init__()
-        self._keys = keys
+        self._groups = groups
 
     def compose(self):
-        keys = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
-        keys.add_column("Key")
-        keys.add_column("Does")
-        keys.add_column("Binding id", style="dim")
-        for key, description, binding_id in self._keys:
-            keys.add_row(key, description, binding_id)
         commands = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
         commands.add_column("Command")
         commands.add_column("Does")
@@ -38,17 +33,21 @@ class HelpScreen(ModalScreen[None]):
             commands.add_row(command.usage, command.help)
         with VerticalScroll(id="help-body"):
             yield Static(Text("gemma-chat help", style="bold"), classes="help-title")
-            yield Static(keys)
-            yield Static("")
+            for title, rows in self._groups:
+                keys = Table(box=None, show_header=False, pad_edge=False)
+                keys.add_column("Key", min_width=14)
+                keys.add_column("Does")
+                keys.add_column("Binding id", style="dim")
+                for key, description, binding_id in rows:
+                    keys.add_row(key, description, binding_id)
+                yield Static(Text(title, style="bold underline"), classes="help-group")
+                yield Static(keys)
+            yield Static(Text("Slash commands", style="bold underline"), classes="help-group")
             yield Static(commands)
             yield Static(
                 Text(
-                    "Enter sends · Ctrl+J or Shift+Enter: new line · Up/Down at the first or "
-                    "last line: earlier prompts · Tab completes a /command · Ctrl+P: command "
-                    "palette · Ctrl+B: the history sidebar (Enter opens, n new, r renames, "
-                    "d deletes) · Ctrl+F: search every conversation · Esc closes this help. "
-                    "Remap a key in the config file: "
-                    '[keys] "gemma.retry" = "f5".',
+                    "Remap a key in the config file by its binding id: "
+                    '[keys] "gemma.retry" = "f5". Esc, F1 or q closes this help.',
                     style="dim",
                 )
             )

@@ -19,7 +19,14 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from gemma_chat.errors import GemmaChatError
+from gemma_chat.models.kind import PULL_HINT, PULLED_NAME
 from gemma_chat.sanitize import one_line
+
+NO_CHAT_MODEL = (
+    "No instruction-tuned model found: base models continue text rather than answer it. "
+    f"Get one with `{PULL_HINT}` in a shell, then /model {PULLED_NAME}."
+)
+"""The picker's hint when nothing listed is tuned for chat."""
 
 
 def choice_prompt(choice: Any) -> Text:
@@ -85,11 +92,14 @@ class ModelPicker(ModalScreen[str | None]):
             return
         if not self.choices:
             status.update(
-                "No models found. Download one with `gemma-chat pull gemma2:9b`, or load a "
+                f"No models found. Download one with `{PULL_HINT}`, or load a "
                 "file with /model PATH."
             )
             return
-        status.update(f"{len(self.choices)} found · Enter loads (the conversation stays)")
+        found = f"{len(self.choices)} found · Enter loads (the conversation stays)"
+        if not any(getattr(choice, "kind", "unknown") == "instruct" for choice in self.choices):
+            found += f"\n{NO_CHAT_MODEL}"
+        status.update(Text(found))
         options: list[Option | None] = []
         for index, choice in enumerate(self.choices):
             options += [None] if index else []

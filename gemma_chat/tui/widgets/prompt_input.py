@@ -20,7 +20,19 @@ class PromptInput(TextArea):
     BINDINGS = [
         Binding("ctrl+j", "newline", "New line", id="gemma.newline", show=False),
         Binding("shift+enter", "newline", "New line", id="gemma.newline_shift", show=False),
-    ]
+        # The conversation scrolls from the input, as in every chat client: the input
+        # rarely holds a page of text to move through.
+        Binding("pageup", "scroll_chat('page_up')", "Scroll the conversation up a page",
+                id="gemma.page_up", show=False),
+        Binding("pagedown", "scroll_chat('page_down')", "Scroll the conversation down a page",
+                id="gemma.page_down", show=False),
+        Binding("ctrl+home", "scroll_chat('home')", "Scroll to the conversation's start",
+                id="gemma.scroll_home", show=False),
+        Binding("ctrl+end", "scroll_chat('end')", "Scroll to the conversation's end",
+                id="gemma.scroll_end", show=False),
+        Binding("ctrl+d", "quit_if_empty", "Quit (on an empty input; else delete right)",
+                id="gemma.quit_empty", show=False),
+    ]  # fmt: skip
 
     class Submitted(Message):
         """The user pressed Enter."""
@@ -28,6 +40,17 @@ class PromptInput(TextArea):
         def __init__(self, text: str) -> None:
             self.text = text
             super().__init__()
+
+    class ScrollRequested(Message):
+        """A scroll key was pressed in the input: ``where`` is ``page_up``,
+        ``page_down``, ``home`` or ``end``."""
+
+        def __init__(self, where: str) -> None:
+            self.where = where
+            super().__init__()
+
+    class QuitRequested(Message):
+        """Ctrl+D on an empty input (as in a shell)."""
 
     class CompletionsChanged(Message):
         """The slash-command completions for the current text changed."""
@@ -46,6 +69,17 @@ class PromptInput(TextArea):
     def action_newline(self) -> None:
         """Insert a line break."""
         self.insert("\n")
+
+    def action_scroll_chat(self, where: str) -> None:
+        """Scroll the conversation (the app does it)."""
+        self.post_message(self.ScrollRequested(where))
+
+    def action_quit_if_empty(self) -> None:
+        """Ctrl+D: quit when the input is empty, else delete the character on the right."""
+        if self.text:
+            self.action_delete_right()
+        else:
+            self.post_message(self.QuitRequested())
 
     async def _on_key(self, event: events.Key) -> None:
         if event.key == "enter":
