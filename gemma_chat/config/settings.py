@@ -285,5 +285,8 @@ class Settings(BaseModel):
     long_input: Literal["map", "refuse"] = "map"
     """An ``ask`` input larger than the context: answer it part by part and combine the
     notes (``map``), or refuse it (``refuse``). ``--long`` overrides it."""
+    context_policy: Literal["drop", "compact"] = "drop"
+    """When a chat in the app no longer fits the context: leave the oldest turns out
+    (``drop``), or have the model summarise them first (``compact``, as ``/compact``)."""
     debug: bool = False
     """Show llama.cpp's log and full tracebacks."""
