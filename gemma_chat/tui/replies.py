@@ -19,7 +19,7 @@ from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, TextDelta
 from gemma_chat.structured.validate import InvalidReply, check_reply
-from gemma_chat.tui.editing import EDIT_HINT, Edits, PendingEdit
+from gemma_chat.tui.editing import EDIT_HINT, Edits, PendingEdit, input_text
 from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
 from gemma_chat.tui.slash import BUSY_HINT
@@ -105,6 +105,8 @@ class ReplyStreamer:
         self._reply: ModelReply | None = None
         self._constraint: OutputConstraint | None = None
         """What the reply being generated must follow (checked when it ends)."""
+        self._refusal_told: OutputConstraint | None = None
+        """The constraint whose refusal by the server was said (it is said once)."""
         self._streamed = 0
         self._stream_started = 0.0
         self._speed_shown = 0.0
@@ -164,6 +166,7 @@ class ReplyStreamer:
                 severity="warning",
             )
             return
+        typed = text  # what Ctrl+O and the input history give back
         if app.saved_prompt is not None:  # /prompt NAME: its template makes the message
             text = app.saved_prompt.fill(text)
         if not self._fits(text, app.engine.n_ctx):
@@ -171,9 +174,9 @@ class ReplyStreamer:
         if edit is not None:  # now, and only now, the edited exchange goes
             self._edits.commit(edit)
             app.history.record_edit(edit.turns_kept)
-        app.prompt.remember(text)
+        app.prompt.remember(typed)
         app.prompt.clear()
-        app.conversation.add_user(text)
+        app.conversation.add_user(text, typed)
         app.history.record_user()
         await app.chat.add_user(text)
         await self.start()
@@ -250,7 +253,10 @@ class ReplyStreamer:
         widgets: list[Widget] = [w for w in (app.chat.last(UserMessage),) if w is not None]
         if turns[-1].role is Role.MODEL and (reply := app.chat.last(ModelReply)) is not None:
             widgets.append(reply)
-        app.prompt.set_text(self._edits.start(app.conversation, app.prompt.text, widgets))
+        template_on = app.saved_prompt is not None
+        app.prompt.set_text(
+            self._edits.start(app.conversation, app.prompt.text, widgets, template_on)
+        )
         app.prompt.focus()
         app.notify(EDIT_HINT, timeout=6)
 
@@ -361,8 +367,11 @@ class ReplyStreamer:
         """Validate a constrained reply: one that does not match is kept, marked
         ``schema_mismatch``, and said in one notification; a cut-off one says so too."""
         constraint, self._constraint = self._constraint, None
-        if constraint is None or done.stop_reason is StopReason.CANCELLED:
+        if constraint is None:
             return done
+        self._tell_refusal(constraint)
+        if done.stop_reason is StopReason.CANCELLED or done.error:
+            return done  # a failed reply's own notice says the real cause
         try:
             check_reply(done.text, done.stop_reason.value, constraint)
         except InvalidReply as exc:
@@ -370,6 +379,20 @@ class ReplyStreamer:
             if done.stop_reason is StopReason.END_OF_TURN:
                 return replace(done, stop_reason=StopReason.SCHEMA_MISMATCH)
         return done
+
+    def _tell_refusal(self, constraint: OutputConstraint) -> None:
+        """Say once, as ``ask`` does, that the server refused ``constraint``."""
+        refused_by = getattr(self._app.engine and self._app.engine.backend, "refused", None)
+        refused = refused_by(constraint) if refused_by is not None else None
+        if refused and self._refusal_told is not constraint:
+            self._refusal_told = constraint
+            kind = "schema" if constraint.schema is not None else "grammar"
+            self._app.notify(
+                f"The server refused the {kind}, so replies are not constrained (only "
+                f"validated here): {refused}",
+                severity="warning",
+                timeout=15,
+            )
 
     async def on_failed(self, message: ReplyFailed) -> None:
         """Drop the failed reply; its question goes back into the input."""
@@ -393,7 +416,7 @@ class ReplyStreamer:
             if user is not None:
                 await user.remove()
             if not app.prompt.text.strip():
-                app.prompt.set_text(pending.text)
+                app.prompt.set_text(input_text(pending, app.saved_prompt is not None))
             if replaced is not None:  # an edited message: the exchange it replaced is back
                 replaced.restore(app.conversation)
         app.status.set_speed("")
