@@ -123,7 +123,8 @@ def _error(status: int, message: str) -> RemoteError:
 def test_only_a_400_or_422_about_the_constraint_is_a_refusal() -> None:
     fields = {"json_schema": {}, "guided_json": {}, "response_format": {}}
     assert refuses_constraint(_error(*REFUSAL), fields)
-    assert refuses_constraint(_error(422, "body.guided_json: Extra inputs are not permitted"), fields)
+    extra = "body.guided_json: Extra inputs are not permitted"
+    assert refuses_constraint(_error(422, extra), fields)
     assert refuses_constraint(_error(400, "'response_format.type' must be 'json_object'"), fields)
     assert refuses_constraint(_error(400, "parameter not supported"), fields)
     for status, message in (
