@@ -192,6 +192,13 @@ class SavedPrompt(BaseModel):
             raise ValueError(f"{where}: {message}" if where else message) from None
         return sampling.model_dump(include=set(value))
 
+    @property
+    def conversation_settings(self) -> frozenset[str]:
+        """The conversation settings this prompt sets (its system text, its sampling
+        keys): like the command line's, they win over a continued conversation's own."""
+        system = {"system"} if self.system is not None else set()
+        return frozenset({*system, *self.sampling})
+
     def fill(self, message: str) -> str:
         """The user message this prompt makes of ``message``."""
         if not self.template:
