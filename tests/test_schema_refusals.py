@@ -228,3 +228,17 @@ async def test_the_app_is_not_told_of_a_refusal_for_a_rate_limit(serve) -> None:
         await send(pilot, "Hello")  # the failed question went back into the input
         await _replies(pilot, 1)
         assert server.constrained == [True, True]  # still constrained after the 429
+
+
+async def test_the_app_says_why_a_reply_under_a_schema_was_cut_off(serve) -> None:
+    server = serve(lambda body: None, reply='{"name": "A', cut=True)
+    app = GemmaChatApp(Settings(backend="openai", base_url=server.url))
+    async with app.run_test(size=(100, 24)) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None)
+        await send(pilot, "/schema name")
+        await send(pilot, "Hello")
+        await _replies(pilot, 1)
+        assert app.conversation.turns[-1].text == '{"name": "A'  # kept, partial
+        shown = notifications(app)
+        assert any("cut off" in n and "malformed SSE" in n for n in shown), shown
+        assert not any("cut off (failed)" in n for n in shown), shown
