@@ -22,7 +22,7 @@ from tui_support import notifications, send, settle, wait_until
 from gemma_chat.backend.remote_constraint import refuses_constraint
 from gemma_chat.backend.sse import RemoteError
 from gemma_chat.chat.conversation import Role
-from gemma_chat.config.settings import Settings
+from gemma_chat.config.settings import SavedPrompt, Settings
 from gemma_chat.tui.app import GemmaChatApp
 
 CONSTRAINT_FIELDS = {"json_schema", "guided_json", "response_format", "grammar", "guided_grammar"}
@@ -242,3 +242,19 @@ async def test_the_app_says_why_a_reply_under_a_schema_was_cut_off(serve) -> Non
         shown = notifications(app)
         assert any("cut off" in n and "malformed SSE" in n for n in shown), shown
         assert not any("cut off (failed)" in n for n in shown), shown
+
+
+async def test_a_failed_reply_under_a_prompt_gives_back_what_was_typed(serve) -> None:
+    server = serve(lambda body: (401, "invalid api key"))
+    extract = SavedPrompt.model_validate({"template": "Extract: {input}", "schema": "name"})
+    settings = Settings(backend="openai", base_url=server.url, prompts={"ex": extract})
+    app = GemmaChatApp(settings)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None)
+        await send(pilot, "/prompt ex")
+        await send(pilot, "Ada is 36")
+        await wait_until(pilot, lambda: not app.generating and not app.conversation.turns)
+        await settle(pilot)
+        assert app.prompt.text == "Ada is 36"  # not "Extract: Ada is 36"
+        assert not [n for n in notifications(app) if "refused" in n]
+        assert "Extract: Ada is 36" in server.posts[0]["prompt"]  # the template was sent
