@@ -283,3 +283,21 @@ def test_bare_command_on_a_terminal_opens_the_app(tiny_models) -> None:
     os.write(main_fd, b"\x11")  # Ctrl+Q
     assert proc.wait(timeout=30) == 0
     os.close(main_fd)
+
+
+@pytest.mark.slow
+def test_version_names_gemma_chat_llama_cpp_python_and_the_build() -> None:
+    import llama_cpp
+
+    from gemma_chat.backend.build_info import llama_backends
+
+    for flag in ("--version", "-V"):
+        proc = run_cli(flag)
+        assert proc.returncode == 0 and proc.stderr == b""
+        lines = proc.stdout.decode().splitlines()
+        build = "GPU build" if llama_cpp.llama_supports_gpu_offload() else "CPU-only build"
+        assert lines == [
+            "gemma-chat 0.1.0",
+            f"llama-cpp-python {llama_cpp.__version__} ({build}; backends: "
+            f"{', '.join(llama_backends())})",
+        ]

@@ -49,10 +49,10 @@ def test_arguments_that_are_not_utf8_are_a_usage_error(args: list[str], shown: s
         (
             "--threads",
             "99999999999",
-            "threads (--threads): Input should be less than or equal to 512",
+            "threads (--threads): must be 512 or less, not 99999999999",
         ),
-        ("--threads", "513", "less than or equal to 512"),
-        ("--top-k", "99999999999999", "top_k (--top-k): Input should be less than or equal to"),
+        ("--threads", "513", "must be 512 or less"),
+        ("--top-k", "99999999999999", "top_k (--top-k): must be 2147483647 or less"),
     ],
     ids=["threads-wraps", "threads-over-ggml-max", "top-k-wraps"],
 )

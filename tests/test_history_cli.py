@@ -215,7 +215,7 @@ def test_import_from_stdin_takes_a_free_id(filled, capsys, monkeypatch) -> None:
     [
         (None, "no such file"),
         ("{not json", "is not valid JSON"),
-        ('{"format": "gemma-chat-conversation", "version": 1}', "conversation: Field required"),
+        ('{"format": "gemma-chat-conversation", "version": 1}', "conversation: is required"),
         ("[1, 2]", "not a gemma-chat conversation export"),
         ('{"format": "other", "version": 1, "conversation": {}, "messages": []}', "format"),
     ],
@@ -396,7 +396,8 @@ def test_move_aside_refuses_a_healthy_store(filled, capsys) -> None:
 def ask_in_process(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
     """``ask`` in-process, for errors that come before any model is loaded."""
     # (`gemma_chat.cli.ask` as a dotted name is the `ask` command, not the module.)
-    monkeypatch.setattr(importlib.import_module("gemma_chat.cli.ask"), "read_piped", lambda: None)
+    inputs = importlib.import_module("gemma_chat.cli.inputs")
+    monkeypatch.setattr(inputs, "read_piped", lambda: None)
     return run(capsys, "ask", *args)
 
 
@@ -859,9 +860,10 @@ def test_import_lists_every_problem_on_one_line(capsys, tmp_path) -> None:
     path = tmp_path / "in.json"
     path.write_text(json.dumps(document))
     code, out, err = run(capsys, "history", "import", str(path))
-    assert_one_line_error((code, out, err), 2, "messages.0.role: Input should be")
-    assert "messages.0.text: Input should be a valid string" in err
-    assert "conversation.uuid: String should have at least 1 character" in err
+    assert_one_line_error((code, out, err), 2, "messages.0.role: must be 'user' or 'model'")
+    assert "messages.0.text: must be text" in err
+    assert "conversation.uuid: must not be empty" in err
+    assert "Input should" not in err and "String should" not in err  # plain words only
     assert "; and 7 more" in err  # 27 problems (3 in conversation, 2 per message): 20 shown
     assert "\x1b" not in err and "k" * 50 not in err
 

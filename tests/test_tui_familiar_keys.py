@@ -11,7 +11,8 @@ from tui_support import notifications, scripted_loader, send, settle, wait_until
 from gemma_chat.backend.local import load_vocab
 from gemma_chat.chat.conversation import Role
 from gemma_chat.config.settings import Settings
-from gemma_chat.tui.app import QUIT_HINT, GemmaChatApp
+from gemma_chat.tui.app import GemmaChatApp
+from gemma_chat.tui.keys import QUIT_HINT
 from gemma_chat.tui.screens.help import HelpScreen
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 

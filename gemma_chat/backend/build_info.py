@@ -54,6 +54,28 @@ def llama_build() -> dict[str, Any]:
     }
 
 
+def version_lines() -> list[str]:
+    """``gemma-chat --version``: gemma-chat's version, llama-cpp-python's, and whether
+    its llama.cpp build can use a GPU (with the backends it registered)."""
+    from importlib import metadata
+
+    import llama_cpp
+
+    def version(package: str) -> str:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    gpu = bool(llama_cpp.llama_supports_gpu_offload())
+    build = "GPU build" if gpu else "CPU-only build"
+    return [
+        f"gemma-chat {version('gemma-chat')}",
+        f"llama-cpp-python {llama_cpp.__version__} ({build}; backends: "
+        f"{', '.join(llama_backends()) or 'none'})",
+    ]
+
+
 def system_features(info: str) -> dict[str, list[str]]:
     """``llama_print_system_info()`` as the features each backend has switched on:
     ``"CPU : SSE3 = 1 | AVX = 1 | ..."`` gives ``{"CPU": ["SSE3", "AVX", ...]}``."""

@@ -45,11 +45,13 @@ COMMANDS: tuple[SlashCommand, ...] = (
     SlashCommand("retry", "", "Regenerate the last reply"),
     SlashCommand("edit", "", "Put the last message back into the input to edit and resend"),
     SlashCommand("gpu", "on|off|N", "Reload the model on the GPU, on the CPU, or with N layers"),
-    SlashCommand("temp", "X", "Set the temperature (0 is greedy)"),
+    SlashCommand("temp", "[X]", "Set the temperature (0 is greedy); alone: show it"),
     SlashCommand(
         "set",
-        "KEY VALUE",
-        "Set a parameter: " + ", ".join([*SAMPLING_KEYS, "repeat_guard"]),
+        "[KEY [VALUE]]",
+        "Set a parameter ("
+        + ", ".join([*SAMPLING_KEYS, "repeat_guard"])
+        + "); /set KEY shows it, /set alone lists them all",
     ),
     SlashCommand("settings", "", "Edit the system prompt and parameters in a form"),
     SlashCommand(
@@ -67,6 +69,8 @@ COMMANDS: tuple[SlashCommand, ...] = (
         "NAME|off",
         "Use a saved prompt: its system text, sampling, schema and template",
     ),
+    SlashCommand("compact", "", "Summarise the oldest turns to free the context (kept in history)"),
+    SlashCommand("read", "PATH", "Attach a text file to the next message (@path does too)"),
     SlashCommand("history", "", "Show or hide the history sidebar"),
     SlashCommand("search", "[TEXT]", "Search every stored conversation"),
     SlashCommand("rename", "TITLE", "Rename this conversation in the history"),
@@ -115,6 +119,33 @@ def complete(prefix: str) -> list[str]:
     return [f"/{c.name}" for c in COMMANDS if c.name.startswith(word)]
 
 
+def _setting_key(key: str) -> str:
+    key = key.lower().replace("-", "_")
+    return "temperature" if key == "temp" else key
+
+
+def current_settings(sampling: Sampling, guard: RepeatGuard) -> list[tuple[str, str]]:
+    """Every parameter ``/set`` takes, with its current value as ``/set`` spells it."""
+    values = sampling.model_dump()
+    rows = [(key, "random" if values[key] is None else str(values[key])) for key in SAMPLING_KEYS]
+    return [*rows, ("repeat_guard", "on" if guard.enabled else "off")]
+
+
+def current_setting(sampling: Sampling, guard: RepeatGuard, key: str) -> tuple[str, str]:
+    """``/set KEY`` (and ``/temp``): the parameter's name and current value.
+
+    Raises:
+        UsageError: Unknown key.
+    """
+    wanted = _setting_key(key)
+    for name, value in current_settings(sampling, guard):
+        if name == wanted:
+            return name, value
+    raise UsageError(
+        f"unknown parameter {wanted!r}; one of: {', '.join(SAMPLING_KEYS)}, repeat_guard"
+    )
+
+
 def apply_setting(
     sampling: Sampling, guard: RepeatGuard, key: str, value: str
 ) -> tuple[Sampling, RepeatGuard]:
@@ -123,9 +154,7 @@ def apply_setting(
     Raises:
         UsageError: Unknown key or invalid value.
     """
-    key = key.lower().replace("-", "_")
-    if key in ("temp",):
-        key = "temperature"
+    key = _setting_key(key)
     if key == "repeat_guard":
         flag = _parse_bool(value)
         return sampling, guard.model_copy(update={"enabled": flag})

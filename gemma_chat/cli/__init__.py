@@ -10,10 +10,12 @@ through :func:`~gemma_chat.sanitize.one_line`.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
 
+from gemma_chat.cli import input_options as inp
 from gemma_chat.cli import options as o
 from gemma_chat.cli import run_settings
 from gemma_chat.cli.doctor import doctor as doctor_command
@@ -48,6 +50,26 @@ ThemeOpt = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from gemma_chat.backend.build_info import version_lines
+
+        print("\n".join(version_lines()))
+        raise typer.Exit(0)
+
+
+VersionOpt = Annotated[
+    bool,
+    typer.Option(
+        "--version",
+        "-V",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version, llama-cpp-python's version and its build (CPU or GPU).",
+    ),
+]
+
+
 @app.callback(invoke_without_command=True)
 @o.shared_options
 def root(
@@ -57,6 +79,7 @@ def root(
     resume: o.ResumeOpt = None,
     continue_latest: o.ContinueOpt = False,
     no_save: o.NoSaveOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     """Chat with Gemma in the terminal. With text piped in, answer it like ``ask``."""
     values = settings_values(options)
@@ -106,8 +129,8 @@ def ask(
     schema: o.SchemaOpt = None,
     grammar: o.GrammarOpt = None,
     prompt_name: o.PromptNameOpt = None,
-    files: o.FileOpt = None,
-    long: o.LongOpt = None,
+    files: inp.FileOpt = None,
+    long: inp.LongOpt = None,
 ) -> None:
     """Answer one question on stdout, streaming, and save the exchange in the history.
     Ctrl+C stops (exit 130)."""
@@ -126,6 +149,8 @@ def ask(
     if constraint is None and saved is not None:
         constraint = saved.constraint()
     prompt = None if saved is None else saved.prompt
+    if prompt is not None:  # -p is a command-line choice: it wins over a continued chat's
+        history = replace(history, explicit=history.explicit | prompt.conversation_settings)
     settings = run_settings.build_settings(prompt=prompt, long_input=long, **values)
     raise typer.Exit(run_ask(settings, question, run, history, constraint, prompt, files or ()))
 
@@ -139,7 +164,7 @@ def prompt(
     json_out: o.JsonOpt = False,
     debug: o.DebugOpt = False,
     prompt_name: o.PromptNameOpt = None,
-    files: o.FileOpt = None,
+    files: inp.FileOpt = None,
 ) -> None:
     """Print the exact rendered Gemma prompt, control tokens visible (a template inspector).
     With -p NAME: the saved prompt's system text and template, folded as ``ask`` does."""

@@ -71,6 +71,7 @@ def run_ask(
             info, backend = load_backend(exchange.settings, notify, checked, cancel=cancel)
             if cancel.is_set():  # Ctrl+C (or SIGTERM/SIGHUP) while the model was loading
                 return stop.exit_code
+            exchange.user_meta = long_ask.input_meta(user_input, backend)  # attached files
             code = None
             if long_map:
                 report = long_ask.Report(result_dict, stats_line)
@@ -142,6 +143,12 @@ def _answer(
     data, invalid = None, None
     if constraint is not None and done.stop_reason is not StopReason.CANCELLED:
         data, invalid = _check(done, constraint)
+        if invalid is not None and done.error:  # a server failure cut it: say the cause
+            what = "JSON" if constraint.schema is not None else "grammar"
+            invalid = InvalidReply(
+                f"the reply was cut off before its {what} was complete: {done.error} "
+                "(the partial reply is kept)"
+            )
         if invalid is not None and done.stop_reason is StopReason.END_OF_TURN:
             done = replace(done, stop_reason=StopReason.SCHEMA_MISMATCH)  # saved, marked
     exchange.reply(done, info)  # a reply stopped by Ctrl+C is saved too, marked partial

@@ -32,9 +32,17 @@ if TYPE_CHECKING:
 
 
 def find_conversation(
-    store: HistoryStore, continue_latest: bool, conversation_id: int | None, option: str
+    store: HistoryStore,
+    continue_latest: bool,
+    conversation_id: int | None,
+    option: str,
+    origin: str | None = None,
 ) -> ConversationRecord | None:
     """The conversation ``--continue`` or ``--conversation``/``--resume ID`` names.
+
+    ``ask -c`` (``origin="ask"``) continues the most recent conversation that ``ask``
+    started, never a chat from the app; the app's ``--continue`` opens the most recent of
+    any. ``--conversation ID`` reaches any conversation.
 
     Returns:
         The record, or None when neither was given.
@@ -49,7 +57,12 @@ def find_conversation(
         return store.get(conversation_id)
     if not continue_latest:
         return None
-    record = store.latest()
+    record = store.latest(origin=origin)
+    if record is None and origin is not None and store.latest() is not None:
+        raise UsageError(
+            f"no conversation started by {origin} to continue ({option} ID continues any; "
+            "'gemma-chat history list' shows them)"
+        )
     if record is None:
         raise UsageError("the history is empty: there is no conversation to continue")
     return record
@@ -119,6 +132,8 @@ class Exchange:
     messages: list[MessageRecord] = field(default_factory=list)
     store: HistoryStore | None = None
     session: ConversationSession | None = None
+    user_meta: dict[str, Any] | None = None
+    """Kept with the user message when it is saved (the attached files)."""
     _conversation: Conversation | None = None
 
     @property
@@ -146,7 +161,7 @@ class Exchange:
             return conversation
         self._save_settings(self.session)
         params = params_of(self.settings.sampling, self.settings.repeat_guard)
-        self.session.record_user(conversation, params, message if pending else None)
+        self.session.record_user(conversation, params, message if pending else None, self.user_meta)
         return conversation
 
     def _save_settings(self, session: ConversationSession) -> None:
@@ -237,7 +252,7 @@ def open_exchange(settings: Settings, options: HistoryOptions) -> Exchange:
     store = HistoryStore()
     try:
         record = find_conversation(
-            store, options.continue_latest, options.conversation, options.option
+            store, options.continue_latest, options.conversation, options.option, origin="ask"
         )
         messages = [] if record is None else store.messages(record.id)
     except BaseException:

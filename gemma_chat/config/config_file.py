@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gemma_chat import paths
+from gemma_chat.config.plain_errors import plain_message
 from gemma_chat.config.settings import Settings
 from gemma_chat.errors import UsageError
 from gemma_chat.files import read_regular_file
@@ -110,6 +111,5 @@ def describe_validation_error(exc: ValidationError) -> str:
         return f"{where}: takes a number of layers (0 or more), 'all' or 'auto'"
     more = len({tuple(err["loc"][:1]) for err in exc.errors()}) - 1
     suffix = f" (and {more} more)" if more else ""
-    # Our own validators' messages are whole sentences; pydantic prefixes them.
-    msg = first["msg"].removeprefix("Value error, ")
-    return f"{where}: {msg}{suffix}"
+    # In plain words (our own validators' messages are whole sentences already).
+    return f"{where}: {plain_message(first)}{suffix}"

@@ -6,11 +6,14 @@ side effects at import time.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from gemma_chat.config.plain_errors import plain_message
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 INT32_MAX = 2**31 - 1
@@ -176,16 +179,39 @@ class SavedPrompt(BaseModel):
     """A JSON Schema the reply must match: a TOML table, JSON text, ``@file.json``
     (relative to the file that defines the prompt) or the concise form."""
 
+    @field_validator("schema_")
+    @classmethod
+    def _json_schema_table(cls, value: Any) -> Any:
+        # A TOML table may hold dates and times, which JSON (and so a schema) cannot.
+        if isinstance(value, dict):
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    "the schema holds a value JSON cannot carry (a TOML date or time?)"
+                ) from None
+        return value
+
     @field_validator("sampling")
     @classmethod
     def _known_sampling(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """The same names and ranges as ``[sampling]``, and the values as it converts
+        them (``"0.2"`` is 0.2, ``8.0`` is 8): the app applies them as they are."""
         try:
-            Sampling.model_validate(value)  # the same names and ranges as [sampling]
+            sampling = Sampling.model_validate(value)
         except ValueError as exc:
             first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": (), "msg": str(exc)}
             where = ".".join(str(part) for part in first["loc"])
-            raise ValueError(f"{where}: {first['msg']}" if where else first["msg"]) from None
-        return value
+            message = plain_message(first)
+            raise ValueError(f"{where}: {message}" if where else message) from None
+        return sampling.model_dump(include=set(value))
+
+    @property
+    def conversation_settings(self) -> frozenset[str]:
+        """The conversation settings this prompt sets (its system text, its sampling
+        keys): like the command line's, they win over a continued conversation's own."""
+        system = {"system"} if self.system is not None else set()
+        return frozenset({*system, *self.sampling})
 
     def fill(self, message: str) -> str:
         """The user message this prompt makes of ``message``."""
@@ -268,5 +294,8 @@ class Settings(BaseModel):
     long_input: Literal["map", "refuse"] = "map"
     """An ``ask`` input larger than the context: answer it part by part and combine the
     notes (``map``), or refuse it (``refuse``). ``--long`` overrides it."""
+    context_policy: Literal["drop", "compact"] = "drop"
+    """When a chat in the app no longer fits the context: leave the oldest turns out
+    (``drop``), or have the model summarise them first (``compact``, as ``/compact``)."""
     debug: bool = False
     """Show llama.cpp's log and full tracebacks."""

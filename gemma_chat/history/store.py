@@ -217,10 +217,20 @@ class HistoryStore:
             rows = conn.execute(query + " LIMIT ?", (sql_limit(limit),)).fetchall()
         return [conversation_from_row(row) for row in rows]
 
-    def latest(self) -> ConversationRecord | None:
-        """The conversation with the latest message, if any."""
-        found = self.conversations(limit=1)
-        return found[0] if found else None
+    def latest(self, *, origin: str | None = None) -> ConversationRecord | None:
+        """The conversation with the latest message, if any (``origin``: only one
+        started from there, ``ask`` or ``app``; one from before origins were kept counts
+        as any)."""
+        if origin is None:
+            found = self.conversations(limit=1)
+            return found[0] if found else None
+        query = (
+            _CONVERSATION_SELECT + " WHERE c.origin = ? OR c.origin IS NULL"
+            " ORDER BY c.updated_at DESC, c.id DESC LIMIT 1"
+        )
+        with self._read() as conn:
+            row = conn.execute(query, (origin,)).fetchone()
+        return conversation_from_row(row) if row is not None else None
 
     def rename(self, conversation_id: int, title: str) -> None:
         """Give a conversation a new title.

@@ -26,13 +26,13 @@ from gemma_chat.config.settings import SavedPrompt, Settings
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone
 from gemma_chat.history.store import HistoryStore
-from gemma_chat.sanitize import one_line, visible
 from gemma_chat.structured.constraint import OutputConstraint
+from gemma_chat.tui.attachments import AttachmentTray
 from gemma_chat.tui.conversations import ConversationSwitcher
 from gemma_chat.tui.history import HistoryKeeper
-from gemma_chat.tui.keys import APP_BINDINGS, KeyBindings
+from gemma_chat.tui.keys import APP_BINDINGS, QUIT_HINT, KeyBindings
 from gemma_chat.tui.kv_resume import KVResumeService
-from gemma_chat.tui.loading import Loader, ModelLoading
+from gemma_chat.tui.loading import LOAD_PROGRESS, Loader, ModelLoading
 from gemma_chat.tui.messages import (
     ModelLoaded,
     ModelLoadFailed,
@@ -43,14 +43,13 @@ from gemma_chat.tui.messages import (
     TokensCounted,
 )
 from gemma_chat.tui.meter import ContextMeter
+from gemma_chat.tui.notices import Notices
 from gemma_chat.tui.queue import SendQueue
 from gemma_chat.tui.replies import ReplyStreamer
 from gemma_chat.tui.slash import SlashRouter
 from gemma_chat.tui.theming import ThemeService
-from gemma_chat.tui.widgets.chat_log import (
-    ChatLog,
-    WholeTextRequested,
-)
+from gemma_chat.tui.widgets.attachment_chips import AttachmentChips
+from gemma_chat.tui.widgets.chat_log import ChatLog, WholeTextRequested
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
 from gemma_chat.tui.widgets.status_bar import StatusBar
@@ -63,9 +62,6 @@ if TYPE_CHECKING:
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """Signals that end the app like Ctrl+Q (the exit code is 128 + the signal's number)."""
-
-QUIT_HINT = "Ctrl+Q quits (so do /quit, /exit, /bye, and Ctrl+D on an empty input)."
-"""Said when Ctrl+C is pressed with no reply to stop."""
 
 LOADING_PLACEHOLDER = "Loading the model… type now: Enter queues your message"
 """The input's hint until a model is loaded."""
@@ -120,6 +116,7 @@ class GemmaChatApp(App[None]):
         # Set by exit(): a load still waiting for a server that never answers gives up at
         # once, instead of keeping the process (which waits for its worker) for a timeout.
         self.loads = ModelLoading(self, loader)
+        self.notices = Notices(self)
         self.meter = ContextMeter(self, lambda: self.status)
         self.themes = ThemeService(self)
         self.keys = KeyBindings(self)
@@ -138,6 +135,7 @@ class GemmaChatApp(App[None]):
         self.model_info: ModelInfo | RemoteModelInfo | None = None
         self.last_done: ReplyDone | None = None
         self.replies = ReplyStreamer(self)
+        self.attachments = AttachmentTray(self)
         self.queue = SendQueue(self)
         self.slash = SlashRouter(self)
         # The switcher first: the history's callbacks (a store error, a resume) reach it.
@@ -155,6 +153,7 @@ class GemmaChatApp(App[None]):
                 yield WelcomePanel(id="welcome")
                 yield ChatLog(id="chat")
                 yield Static("", id="completions")
+                yield AttachmentChips(id="chips")
                 yield PromptInput(id="prompt", placeholder=LOADING_PLACEHOLDER)
         yield Footer()
 
@@ -219,15 +218,20 @@ class GemmaChatApp(App[None]):
         return self.loads.loading
 
     def on_notice(self, message: Notice) -> None:
-        self.notify(message.text, severity=message.severity, timeout=message.timeout)
+        self.notify(
+            message.text, severity=message.severity, timeout=message.timeout, key=message.key
+        )
 
     async def on_model_loaded(self, message: ModelLoaded) -> None:
         self.loads.loaded(message)
+        if self._loading is None:
+            self.notices.clear(LOAD_PROGRESS)  # "assembling the demo model…" is over
         await self.queue.flush()  # a message sent while it loaded
 
     async def on_model_load_failed(self, message: ModelLoadFailed) -> None:
         await self.loads.failed(message)
         if self._loading is None:
+            self.notices.clear(LOAD_PROGRESS)
             self.queue.load_failed()
 
     # ---------------------------------------------------------------------- sending
@@ -251,11 +255,15 @@ class GemmaChatApp(App[None]):
 
     def on_reply_delta(self, message: ReplyDelta) -> None:
         self.replies.on_delta(message)
+        if self.engine is not None and not self._gone():
+            self.meter.streamed(message.tokens, self.engine.n_ctx, estimated=self.remote)
 
     def on_reply_finished(self, message: ReplyFinished) -> None:
+        self.meter.reply_ended()
         self.replies.on_finished(message)
 
     async def on_reply_failed(self, message: ReplyFailed) -> None:
+        self.meter.reply_ended()
         await self.replies.on_failed(message)
 
     def on_whole_text_requested(self, message: WholeTextRequested) -> None:
@@ -277,30 +285,24 @@ class GemmaChatApp(App[None]):
         """Recount the context meter shortly (typing restarts the delay). Every change
         of the conversation or the model comes here, so the welcome panel follows too."""
         self.meter.schedule(self._count_now)
-        self.refresh_welcome()
-
-    def refresh_welcome(self) -> None:
-        """Show the welcome panel while the conversation is empty and a model is loaded."""
-        if self._gone():
-            return
-        name = self.backend.info.model if self.backend is not None else None
-        empty = not self.conversation.turns and self.replies.reply is None
-        self.query_one(WelcomePanel).show_for(name, self.model_info, empty)
+        if not self._gone():  # the panel: while the conversation is empty
+            empty = not self.conversation.turns and self.replies.reply is None
+            name = self.backend.info.model if self.backend is not None else None
+            self.query_one(WelcomePanel).show_for(name, self.model_info, empty)
 
     def _count_now(self) -> None:
         if self.engine is not None and not self._gone():
-            self.meter.count(self.engine, self.conversation, self.prompt.text)
+            draft = self.attachments.draft(self.prompt.text)  # attached files count too
+            self.meter.count(self.engine, self.conversation, draft)
 
     def on_tokens_counted(self, message: TokensCounted) -> None:
         if self.engine is not None and not self._gone():
             self.meter.show(message.used, self.engine.n_ctx, estimated=self.remote)
 
     def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:
-        """Show a notification. Many quote untrusted text (a server's error, a title, a
-        model's name), so every one passes through the sanitizer here, in one place. They
-        also quote what the user typed (`/theme [/]`), so they are never parsed as markup."""
-        kwargs.setdefault("markup", False)
-        super().notify(visible(message), title=one_line(title), **kwargs)
+        """Show a notification, sanitized, never parsed as markup, with a short timeout
+        (see :meth:`Notices.notify`; ``key=`` replaces the last notice with that key)."""
+        self.notices.notify(message, title=title, **kwargs)
 
     # ------------------------------------------------------------- conversations
 
@@ -416,8 +418,11 @@ class GemmaChatApp(App[None]):
         self.slash.edit_settings()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """Textual's commands, then every slash command (the command palette, Ctrl+P)."""
-        yield from super().get_system_commands(screen)
+        """Textual's commands, then every slash command (the command palette, Ctrl+P).
+        Themes have one entry, ``/theme`` (Textual's own "Theme" is left out)."""
+        for command in super().get_system_commands(screen):
+            if command.title != "Theme":
+                yield command
         yield from self.slash.palette()
 
 

@@ -10,6 +10,9 @@ from textual.binding import Binding, BindingType
 from gemma_chat.tui.keyspec import check_keymap, keymap_message
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 
+QUIT_HINT = "Ctrl+Q quits (so do /quit, /exit, /bye, and Ctrl+D on an empty input)."
+"""Said when Ctrl+C is pressed with no reply to stop."""
+
 APP_BINDINGS: list[BindingType] = [
     Binding("escape", "stop", "Stop", id="gemma.stop"),
     Binding(

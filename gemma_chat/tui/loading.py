@@ -39,8 +39,13 @@ Loader = Callable[[Settings, Callable[[str], None]], tuple[Any, Any]]
 """Loads a model: ``(settings, notify) -> (model info, backend)`` (tests pass scripted
 ones; the info is None for a scripted model)."""
 
-WARNING_S = 10
+WARNING_S = 6
 """How long a loader's warning stays on screen."""
+PROGRESS_S = 120
+"""How long a progress notice may stay (it is cleared as soon as the load ends)."""
+LOAD_PROGRESS = "load-progress"
+"""The key of a loader's progress notice ("assembling the demo model…"), cleared once the
+load has ended."""
 READY_PLACEHOLDER = "Message Gemma · Enter sends · Ctrl+J new line · F1 help"
 """The input's hint once a model is loaded."""
 
@@ -243,7 +248,10 @@ class ModelLoading:
         """Worker: load, then post the outcome (and each warning) to the app."""
 
         def warn(text: str) -> None:
-            self._post(Notice(text, "warning", WARNING_S))
+            if text.startswith("warning:"):
+                self._post(Notice(text, "warning", WARNING_S))
+            else:  # progress: it holds until the load ends
+                self._post(Notice(text, "information", PROGRESS_S, key=LOAD_PROGRESS))
 
         try:
             info, backend = self._loader(settings, warn)

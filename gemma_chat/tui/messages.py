@@ -49,6 +49,8 @@ class Notice(Message):
     text: str
     severity: Severity = "information"
     timeout: float | None = None
+    key: str | None = None
+    """A notice with a key replaces the last one with that key (see ``Notices``)."""
 
 
 @dataclass(eq=False)  # identity, as for every Message (and hashable)
@@ -61,9 +63,11 @@ class ReplyDelta(Message):
 
 @dataclass(eq=False)  # identity, as for every Message (and hashable)
 class ReplyFinished(Message):
-    """The reply ended; ``done`` carries its text, stop reason and stats."""
+    """The reply ended; ``done`` carries its text, stop reason and stats (``meta``:
+    what the history keeps with it, such as a long input's notes)."""
 
     done: ReplyDone
+    meta: dict | None = None
 
 
 @dataclass(eq=False)  # identity, as for every Message (and hashable)

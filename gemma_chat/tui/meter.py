@@ -32,6 +32,10 @@ class ContextMeter:
         self._app = app
         self._status = status
         self._timer: Timer | None = None
+        self._counted: int | None = None
+        """The last count (the conversation and the draft, without a streaming reply)."""
+        self._streamed = 0
+        """Tokens of the reply streaming now, added to the last count."""
 
     def schedule(self, count: Callable[[], None]) -> None:
         """Run ``count`` shortly (typing restarts the delay)."""
@@ -64,5 +68,20 @@ class ContextMeter:
         self._app.post_message(TokensCounted(engine.count_tokens(conversation, draft)))
 
     def show(self, used: int, n_ctx: int, *, estimated: bool) -> None:
-        """Show a count."""
-        self._status().set_meter(used, n_ctx, estimated=estimated)
+        """Show a count (while a reply streams, its tokens so far are added: they are
+        not in the conversation yet)."""
+        self._counted = used
+        self._status().set_meter(used + self._streamed, n_ctx, estimated=estimated)
+
+    def reply_ended(self) -> None:
+        """The reply is in the conversation now (or gone): the next count has it."""
+        if self._counted is not None:
+            self._counted += self._streamed
+        self._streamed = 0
+
+    def streamed(self, tokens: int, n_ctx: int, *, estimated: bool) -> None:
+        """``tokens`` more of the reply arrived: the meter moves while it streams."""
+        self._streamed += tokens
+        if self._counted is not None:
+            used = self._counted + self._streamed
+            self._status().set_meter(used, n_ctx, estimated=estimated)

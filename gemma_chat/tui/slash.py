@@ -47,6 +47,12 @@ class Renamer(Protocol):
     def rename(self, conversation_id: int | None, title: str = "", current: str = "") -> None: ...
 
 
+class Reader(Protocol):
+    """Attaches files to the next message (:class:`AttachmentTray`)."""
+
+    def add(self, path: str, *, quiet: bool = False) -> bool: ...
+
+
 class SlashHost(Protocol):
     """What :class:`SlashRouter` uses of the app: its state and the actions commands run."""
 
@@ -61,6 +67,8 @@ class SlashHost(Protocol):
     themes: ThemeService
     history: SettingsRecorder
     switcher: Renamer
+    attachments: Reader
+    replies: Any  # its compactor: /compact
     _gpu_supported: Callable[[], bool]
 
     @property
@@ -110,6 +118,10 @@ class SlashRouter:
             app.history.record_settings()
             app.notify("System prompt set." if arg else "System prompt cleared.")
             app.schedule_count()
+        elif name == "read":
+            app.attachments.add(arg)
+        elif name == "compact":
+            app.replies.compactor.run()
         elif name == "retry":
             await app.action_retry()
         elif name == "edit":
@@ -119,7 +131,8 @@ class SlashRouter:
         elif name in ("temp", "set"):
             key, _, value = (f"temperature {arg}" if name == "temp" else arg).partition(" ")
             if not value.strip():
-                raise UsageError(f"usage: {slash.BY_NAME[name].usage}")
+                self.show_settings(key)
+                return
             sampling, guard = slash.apply_setting(
                 app.sampling, app.repeat_guard, key, value.strip()
             )
@@ -153,6 +166,22 @@ class SlashRouter:
             self.copy("code" if arg.lower() == "code" else "reply")
         elif name == "quit":
             app.exit()
+
+    def show_settings(self, key: str) -> None:
+        """``/set KEY`` (``/temp``): the current value; ``/set`` alone: every one.
+
+        Raises:
+            UsageError: Unknown key.
+        """
+        app = self._app
+        if key.strip():
+            name, value = slash.current_setting(app.sampling, app.repeat_guard, key)
+            app.notify(f"{name} = {value}  (/set {name} VALUE changes it)")
+            return
+        rows = slash.current_settings(app.sampling, app.repeat_guard)
+        listing = "\n".join(f"{name} = {value}" for name, value in rows)
+        # Keyed: the next listing replaces it, and it may stay long enough to read.
+        app.notify(listing, title="Current settings", timeout=12, key="settings")
 
     def set_schema(self, arg: str) -> None:
         """``/schema @file.json|SCHEMA|off``: constrain the next replies, or stop.

@@ -30,6 +30,7 @@ from pydantic_core import PydanticCustomError
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
+from gemma_chat.config.plain_errors import plain_message
 from gemma_chat.files import read_regular_file
 
 if sys.version_info >= (3, 11):
@@ -215,7 +216,7 @@ def _describe(error: ValidationError) -> str:
         elif kind == "string_pattern_mismatch":
             parts.append(f"{key} = {item['input']!r}: use letters, digits, '-', '_' or '.'")
         else:
-            parts.append(f"{key}: {item['msg']}")
+            parts.append(f"{key}: {plain_message(item)}")
     shown = "; ".join(parts[:_MAX_ERRORS_SHOWN])
     hidden = len(parts) - _MAX_ERRORS_SHOWN
     return f"{shown} (and {hidden} more)" if hidden > 0 else shown

@@ -3,7 +3,10 @@ app owns)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual.app import App
+from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from gemma_chat import paths
 from gemma_chat.config import ui_prefs as state
@@ -40,16 +43,56 @@ class ThemeService:
         app.watch(app, "theme", self._remember, init=False)
 
     def select(self, name: str) -> None:
-        """``/theme NAME``; with no name, open Textual's theme picker."""
+        """``/theme NAME``; with no name, open the theme picker (the current theme
+        marked). Either way the change is confirmed in a notification."""
         app = self._app
         if not name:
-            app.action_change_theme()
+            self.pick()
             return
         if name not in app.available_themes:
             names = ", ".join(sorted(app.available_themes))
             app.notify(f"Unknown theme {name!r}. Themes: {names}", severity="error")
             return
+        if name == app.theme:
+            app.notify(f"The theme is {name} already.")
+            return
         app.theme = name
+
+    def pick(self) -> None:
+        """The theme picker: every theme, the current one marked."""
+        from textual.command import CommandPalette
+
+        self._app.push_screen(
+            CommandPalette(providers=[ThemePicker], placeholder="Search for themes…")
+        )
 
     def _remember(self, name: str) -> None:
         state.save_state(theme=name)
+        self._app.notify(f"Theme: {name} (remembered for next time).", key="theme")
+
+
+class ThemePicker(Provider):
+    """The themes, for the command palette: the current one marked, sorted by name."""
+
+    def _themes(self) -> list[tuple[str, str]]:
+        current = self.app.theme
+        return [
+            (name, f"{name}  ● current" if name == current else name)
+            for name in sorted(self.app.available_themes)
+        ]
+
+    def _choose(self, name: str) -> Callable[[], None]:
+        def choose() -> None:
+            self.app.theme = name
+
+        return choose
+
+    async def discover(self) -> Hits:
+        for name, shown in self._themes():
+            yield DiscoveryHit(shown, self._choose(name))
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, shown in self._themes():
+            if (score := matcher.match(shown)) > 0:
+                yield Hit(score, matcher.highlight(shown), self._choose(name))

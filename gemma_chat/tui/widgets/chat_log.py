@@ -9,7 +9,7 @@ in, so escape sequences are shown (``␛``), never sent to the terminal. The wid
 from __future__ import annotations
 
 import asyncio
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rich.text import Text
 from textual.binding import Binding
@@ -263,10 +263,43 @@ class Notice(Static):
 
 class ChatLog(VerticalScroll):
     """Scrollable conversation. It follows new text only while the user is at the
-    bottom: scrolling up releases the anchor, scrolling back down restores it."""
+    bottom: scrolling up releases the anchor, scrolling back down restores it.
+
+    It is anchored only while its content is taller than the view: Textual keeps an
+    anchored view's content bottom-aligned, so a short conversation (after Ctrl+N, or a
+    resize) would start below rows of empty space."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._follow = True
+        """Whether the view should follow new text (the anchor asked for)."""
 
     def on_mount(self) -> None:
         self.anchor()
+
+    def anchor(self, anchor: bool = True) -> None:
+        """Follow new text (see the class docstring: only once the content overflows)."""
+        self._follow = anchor
+        super().anchor(anchor and self._overflows())
+        if not self._overflows():
+            self.set_scroll(None, 0)
+
+    def _overflows(self) -> bool:
+        return self.virtual_size.height > self.scrollable_content_region.height
+
+    def watch_virtual_size(self) -> None:
+        self.on_resize()
+
+    def on_resize(self) -> None:
+        # The view or its content changed size: anchor once the content overflows, and
+        # put a short conversation back at the top.
+        if not self._follow or self._anchor_released:
+            return
+        overflows = self._overflows()
+        if overflows != self.is_anchored:
+            super().anchor(overflows)
+        if not overflows and self.scroll_y != 0:
+            self.set_scroll(None, 0)
 
     def scroll_for_key(self, where: str) -> None:
         """Scroll as a key pressed in the input asks: ``page_up``, ``page_down``,

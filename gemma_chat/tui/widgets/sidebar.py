@@ -56,6 +56,14 @@ def relative_time(stamp: str, now: datetime | None = None) -> str:
     return local.strftime("%d %b %Y")
 
 
+HINT = "Enter open · n new · a ask\nr rename · d delete"
+"""The keys under the list."""
+
+
+def _from_ask(record: Any) -> bool:
+    return getattr(record, "origin", None) == "ask"
+
+
 class HistorySidebar(Vertical):
     """Lists stored conversations. The app fills it (:meth:`show`) and handles what the
     user asks for through the messages below; the sidebar itself never touches the
@@ -65,6 +73,7 @@ class HistorySidebar(Vertical):
         Binding("n", "new", "New", id="gemma.history_new"),
         Binding("r", "rename", "Rename", id="gemma.history_rename"),
         Binding("d,delete", "delete", "Delete", id="gemma.history_delete"),
+        Binding("a", "toggle_ask", "Hide ask", id="gemma.history_ask"),
         Binding("escape", "close", "Close", id="gemma.history_close"),
     ]
 
@@ -101,11 +110,19 @@ class HistorySidebar(Vertical):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._records: dict[int, Any] = {}
+        self._shown: tuple[list[Any], int | None, str] = ([], None, "")
+        self.hide_ask = False
+        """Whether conversations started by ``gemma-chat ask`` are left out (``a``)."""
 
     def compose(self):
         yield Static("History", classes="sidebar-title")
         yield OptionList(id="sidebar-list")
-        yield Static("Enter open · n new\nr rename · d delete", classes="sidebar-hint")
+        yield Static(HINT, classes="sidebar-hint")
+
+    def action_toggle_ask(self) -> None:
+        """Hide (or show again) the conversations ``gemma-chat ask`` started."""
+        self.hide_ask = not self.hide_ask
+        self.show(*self._shown)
 
     @property
     def listing(self) -> OptionList:
@@ -121,6 +138,11 @@ class HistorySidebar(Vertical):
             current: The id of the conversation on screen, if it is stored.
             note: A line shown instead of the list when there is nothing to list.
         """
+        self._shown = (records, current, note)
+        hidden = [r for r in records if self.hide_ask and _from_ask(r) and r.id != current]
+        records = [record for record in records if record not in hidden]
+        shown_hint = f"{HINT}\n{len(hidden)} from ask hidden (a shows)" if hidden else HINT
+        self.query_one(".sidebar-hint", Static).update(shown_hint)
         options = self.listing
         keep = self.highlighted_id
         self._records = {record.id: record for record in records}
@@ -131,7 +153,8 @@ class HistorySidebar(Vertical):
             line = Text(mark + shorten(one_line(record.title), TITLE_WIDTH))
             count = record.message_count
             when = relative_time(record.updated_at, now)
-            detail = f"{when} · {count} message{'s' if count != 1 else ''}"
+            origin = "ask · " if _from_ask(record) else ""
+            detail = f"{origin}{when} · {count} message{'s' if count != 1 else ''}"
             line.append("\n  " + detail, style="dim")
             items.append(Option(line, id=str(record.id)))
         if not records and note:
