@@ -25,8 +25,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, Literal
 
 import httpx2 as httpx
@@ -35,8 +33,10 @@ from gemma_chat.backend import bounded
 from gemma_chat.backend.base import BackendInfo
 from gemma_chat.backend.llama_server import LlamaServerAPI, TokenChunk, is_llama_server
 from gemma_chat.backend.redact import Redactor
+from gemma_chat.backend.redacting import redacted_chunks, redacting_errors
 from gemma_chat.backend.remote_constraint import Refusals, constraint_fields, refuses_constraint
 from gemma_chat.backend.remote_http import DEFAULT_PORTS, RemoteClient, Unsupported
+from gemma_chat.backend.server_cards import card_ctx, props_ctx, server_root
 from gemma_chat.backend.sse import (
     RemoteCancelled,
     RemoteError,
@@ -45,7 +45,6 @@ from gemma_chat.backend.sse import (
 )
 from gemma_chat.chat.context import DEFAULT_MAX_CTX
 from gemma_chat.config.settings import Sampling
-from gemma_chat.errors import GemmaChatError
 from gemma_chat.structured.constraint import OutputConstraint
 
 
@@ -124,7 +123,7 @@ class OpenAIBackend:
         """
         backend = cls(base_url, **kwargs)
         try:
-            with backend._redacting():
+            with redacting_errors(backend.redactor):
                 backend._check_server(kwargs.get("n_ctx"), cancel)
         except BaseException:
             backend.close()
@@ -177,7 +176,7 @@ class OpenAIBackend:
                 f"{self.base_url} has no model {self.model!r} (it serves: {', '.join(ids)})"
             )
         self.turn_bias = self._start_of_turn_bias(cancel)
-        root = self._server_root()
+        root = server_root(self._base)
         props = self._http.probe("GET", f"{root}/props", None, cancel) if root else None
         if self.token_ids and root is not None and is_llama_server(props):
             http = self._http
@@ -190,7 +189,7 @@ class OpenAIBackend:
             )
         if n_ctx is None:
             card = next((m for m in models if m.get("id") == self.model), {})
-            n_ctx = _props_ctx(props) or _card_ctx(card)
+            n_ctx = props_ctx(props) or card_ctx(card)
         self.info = self._make_info(n_ctx)
 
     def _start_of_turn_bias(self, cancel: threading.Event | None = None) -> dict[str, int]:
@@ -204,7 +203,7 @@ class OpenAIBackend:
         ``/extras/tokenize``, or ``/tokenize`` (llama-server, vLLM). Without one, the
         stop strings and the marker filter are the guard.
         """
-        root = self._server_root()
+        root = server_root(self._base)
         if root is None:
             return {}
         attempts = (
@@ -226,15 +225,6 @@ class OpenAIBackend:
                 return {str(tokens[-1]): -100}
         return {}
 
-    def _server_root(self) -> str | None:
-        """The server's root URL, for its tokenizer and props endpoints, when the base URL
-        is the plain ``/v1`` of a server (not a path behind a gateway, where the root may
-        be another service: the key is never sent there)."""
-        path = self._base.path.rstrip("/")
-        if path not in ("", "/v1"):
-            return None
-        return f"{self._base.scheme}://{self._base.netloc.decode()}"
-
     def models(self, cancel: threading.Event | None = None) -> list[dict[str, Any]]:
         """The server's model list (``GET {base}/models``), complete within ``timeout_s``.
 
@@ -242,7 +232,7 @@ class OpenAIBackend:
             RemoteError: No answer, an error, or not a model list.
             RemoteCancelled: ``cancel`` was set.
         """
-        with self._redacting():
+        with redacting_errors(self.redactor):
             where = f"{self.base_url}/models"
             deadline = time.monotonic() + self.timeout_s
             response = self._http.request("GET", "models", None, cancel, deadline)
@@ -285,9 +275,10 @@ class OpenAIBackend:
         fields: dict[str, Any] = {}
         if constraint is not None and self.refusals.refused(constraint) is None:
             fields = constraint_fields(constraint, self.server_kind)
-        with self._redacting():
-            yield from self._redact_stream(
-                self._stream(prompt, messages, sampling, seed, stop, cancel, fields, constraint)
+        with redacting_errors(self.redactor):
+            yield from redacted_chunks(
+                self.redactor,
+                self._stream(prompt, messages, sampling, seed, stop, cancel, fields, constraint),
             )
 
     def _stream(
@@ -379,8 +370,8 @@ class OpenAIBackend:
         chunks = native.stream(
             prompt, sampling=sampling, seed=seed, cancel=cancel, constraint=constraint
         )
-        with self._redacting():
-            yield from self._redact_stream(chunks)  # type: ignore[arg-type]
+        with redacting_errors(self.redactor):
+            yield from redacted_chunks(self.redactor, chunks)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -402,53 +393,3 @@ class OpenAIBackend:
             gpu_layers=0,
             threads=0,
         )
-
-    @contextmanager
-    def _redacting(self) -> Iterator[None]:
-        """Redact the API key from any error raised inside: the one place where server
-        text in errors (bodies, redirect targets, model ids, SSE excerpts) is made safe."""
-        try:
-            yield
-        except GemmaChatError as error:
-            error.args = tuple(
-                self.redactor.text(a) if isinstance(a, str) else a for a in error.args
-            )
-            raise
-
-    def _redact_stream(self, chunks: Iterator[TextChunk]) -> Iterator[TextChunk]:
-        """The reply with the API key redacted, also when a chunk boundary splits it."""
-        redactor = self.redactor.stream()
-        try:
-            for chunk in chunks:
-                text = redactor.feed(chunk.text)
-                if chunk.finish_reason is not None:
-                    text += redactor.flush()
-                yield replace(chunk, text=text) if text != chunk.text else chunk
-        except RemoteError:
-            tail = redactor.flush()  # what arrived is kept, also when the stream fails
-            if tail:
-                yield TextChunk(tail)
-            raise
-        else:
-            tail = redactor.flush()
-            if tail:
-                yield TextChunk(tail)
-        finally:
-            chunks.close()  # type: ignore[attr-defined]
-
-
-def _props_ctx(props: Any) -> int | None:
-    """llama-server's serving context per slot (``GET /props``), if it has one."""
-    settings = props.get("default_generation_settings") if isinstance(props, dict) else None
-    n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
-    return n_ctx if isinstance(n_ctx, int) and 0 < n_ctx < 2**31 else None
-
-
-def _card_ctx(card: dict[str, Any]) -> int | None:
-    """The context a server's model card reports, if any."""
-    if isinstance(card.get("max_model_len"), int):  # vLLM: the serving context
-        return card["max_model_len"]
-    meta = card.get("meta")
-    if isinstance(meta, dict) and isinstance(meta.get("n_ctx_train"), int):
-        return min(meta["n_ctx_train"], DEFAULT_MAX_CTX)  # llama-server: trained context
-    return None
