@@ -353,7 +353,9 @@ class ReplyStreamer:
         stats = done.stats
         ttft = f"TTFT {stats.ttft_s:.2f}s" if stats.ttft_s is not None else "TTFT –"
         speed = f"{stats.tokens_per_s:.1f} tok/s" if stats.tokens_per_s else "– tok/s"
-        app.status.set_speed(f"{ttft} · {speed}")
+        rate = stats.acceptance
+        drafts = f" · drafts {rate:.0%} kept" if rate is not None else ""
+        app.status.set_speed(f"{ttft} · {speed}{drafts}")
         if stats.dropped_turns:  # notified, and a marker in the conversation
             self.compactor.dropped(stats.dropped_turns)
         if done.error:  # the server failed mid-reply: the partial reply stays
