@@ -21,6 +21,7 @@ from gemma_chat.chat.attachments import (
 from gemma_chat.chat.conversation import Conversation
 from gemma_chat.chat.template import GemmaTemplate
 from gemma_chat.errors import UsageError
+from gemma_chat.history.store import HistoryStore
 
 
 def test_the_fence_outgrows_every_backtick_run_in_the_file() -> None:
@@ -125,6 +126,16 @@ def test_ask_answers_over_an_attached_file(tiny_models, tmp_path) -> None:
     result = json.loads(proc.stdout)
     assert result["stop_reason"] == "end_of_turn"
     assert result["prompt_tokens"] == len(TINY_IDS)  # the prompt `prompt -f` shows
+    # The history keeps the text, and the file's name, size and tokens with it.
+    with HistoryStore() as store:
+        user, _ = store.messages(result["conversation_id"])
+    assert user.text == "t1.txt\n```\na `` b\n```\n\nq"
+    block_tokens = 21  # the block alone, by the model's tokenizer
+    assert user.meta == {"attachments": [{"name": "t1.txt", "size": 7, "tokens": block_tokens}]}
+    shown = run_cli("history", "show", str(result["conversation_id"])).stdout.decode()
+    assert f"*Attached: `t1.txt` (7 bytes, {block_tokens} tokens)*" in shown
+    exported = run_cli("history", "export", str(result["conversation_id"])).stdout.decode()
+    assert "*Attached: `t1.txt`" in exported
 
 
 @pytest.mark.slow

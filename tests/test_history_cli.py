@@ -396,7 +396,8 @@ def test_move_aside_refuses_a_healthy_store(filled, capsys) -> None:
 def ask_in_process(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
     """``ask`` in-process, for errors that come before any model is loaded."""
     # (`gemma_chat.cli.ask` as a dotted name is the `ask` command, not the module.)
-    monkeypatch.setattr(importlib.import_module("gemma_chat.cli.ask"), "read_piped", lambda: None)
+    inputs = importlib.import_module("gemma_chat.cli.inputs")
+    monkeypatch.setattr(inputs, "read_piped", lambda: None)
     return run(capsys, "ask", *args)
 
 

@@ -34,6 +34,7 @@ from gemma_chat.backend import llama_log
 from gemma_chat.errors import UsageError
 from gemma_chat.sanitize import one_line
 from gemma_chat.structured.constraint import OutputConstraint
+from gemma_chat.structured.grammar_depth import check_nesting
 
 
 def gbnf_for(constraint: OutputConstraint) -> str:
@@ -43,13 +44,32 @@ def gbnf_for(constraint: OutputConstraint) -> str:
         UsageError: The schema uses something the converter does not support.
     """
     if constraint.grammar is not None:
+        check_nesting(constraint.grammar, "--grammar")
         return constraint.grammar
     try:
-        return json_schema_to_gbnf(constraint.schema_json or "{}")
+        grammar = json_schema_to_gbnf(constraint.schema_json or "{}")
+    except RecursionError:
+        raise UsageError("--schema: the schema is too deep to turn into a grammar") from None
     except Exception as exc:  # the converter raises bare Exceptions and KeyErrors
         raise UsageError(
             f"--schema: llama.cpp cannot turn this schema into a grammar: {one_line(str(exc))}"
         ) from None
+    check_nesting(grammar, "--schema")
+    return _strict_strings(grammar)
+
+
+_LAX_CHAR = 'char ::= [^"\\\\]'
+_STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F]'
+
+
+def _strict_strings(grammar: str) -> str:
+    """llama-cpp-python's converter lets a raw control character (a line break) into a
+    JSON string, which no JSON parser accepts; llama.cpp's own converter excludes
+    U+0000-U+001F and DEL, and so does this."""
+    return "\n".join(
+        _STRICT_CHAR + line[len(_LAX_CHAR) :] if line.startswith(_LAX_CHAR) else line
+        for line in grammar.split("\n")
+    )
 
 
 @contextmanager

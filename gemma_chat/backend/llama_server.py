@@ -69,17 +69,18 @@ class ServerTokenizer:
     """The model's vocabulary as llama-server's ``/tokenize`` and ``/detokenize`` tell it
     (the :class:`~gemma_chat.chat.tokenizer.Tokenizer` protocol).
 
-    Raises (every method): RemoteError when the server does not answer properly.
+    Every method raises RemoteError when the server does not answer properly; the
+    constructor raises ModelError when the vocabulary has no ``<bos>`` or ``<eos>``.
     """
 
     def __init__(self, probe: Probe, where: str) -> None:
         self._probe, self._where = probe, where
         self._tokens: dict[tuple[str, bool], list[int]] = {}
         self._texts: dict[int, str] = {}
-        bos = self._tokenize("<bos>", special=True)
-        eos = self._tokenize("<eos>", special=True)
-        self.bos_id = bos[0] if len(bos) == 1 else 2
-        self.eos_id = eos[0] if len(eos) == 1 else 1
+        bos, eos = self.control_id("<bos>"), self.control_id("<eos>")
+        if bos is None or eos is None:  # ids are looked up, never assumed
+            raise ModelError("not a Gemma vocabulary: no <bos> or <eos> control token")
+        self.bos_id, self.eos_id = bos, eos
         self._end_of_turn = self.control_id(END_OF_TURN)
 
     def tokenize(self, text: str) -> list[int]:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from gemma_chat.cli import input_options as inp
 from gemma_chat.cli import options as o
 from gemma_chat.cli import run_settings
 from gemma_chat.cli.doctor import doctor as doctor_command
@@ -127,8 +128,8 @@ def ask(
     schema: o.SchemaOpt = None,
     grammar: o.GrammarOpt = None,
     prompt_name: o.PromptNameOpt = None,
-    files: o.FileOpt = None,
-    long: o.LongOpt = None,
+    files: inp.FileOpt = None,
+    long: inp.LongOpt = None,
 ) -> None:
     """Answer one question on stdout, streaming, and save the exchange in the history.
     Ctrl+C stops (exit 130)."""
@@ -160,7 +161,7 @@ def prompt(
     json_out: o.JsonOpt = False,
     debug: o.DebugOpt = False,
     prompt_name: o.PromptNameOpt = None,
-    files: o.FileOpt = None,
+    files: inp.FileOpt = None,
 ) -> None:
     """Print the exact rendered Gemma prompt, control tokens visible (a template inspector).
     With -p NAME: the saved prompt's system text and template, folded as ``ask`` does."""

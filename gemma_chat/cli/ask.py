@@ -71,6 +71,7 @@ def run_ask(
             info, backend = load_backend(exchange.settings, notify, checked, cancel=cancel)
             if cancel.is_set():  # Ctrl+C (or SIGTERM/SIGHUP) while the model was loading
                 return stop.exit_code
+            exchange.user_meta = long_ask.input_meta(user_input, backend)  # attached files
             code = None
             if long_map:
                 report = long_ask.Report(result_dict, stats_line)

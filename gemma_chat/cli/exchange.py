@@ -132,6 +132,8 @@ class Exchange:
     messages: list[MessageRecord] = field(default_factory=list)
     store: HistoryStore | None = None
     session: ConversationSession | None = None
+    user_meta: dict[str, Any] | None = None
+    """Kept with the user message when it is saved (the attached files)."""
     _conversation: Conversation | None = None
 
     @property
@@ -159,7 +161,7 @@ class Exchange:
             return conversation
         self._save_settings(self.session)
         params = params_of(self.settings.sampling, self.settings.repeat_guard)
-        self.session.record_user(conversation, params, message if pending else None)
+        self.session.record_user(conversation, params, message if pending else None, self.user_meta)
         return conversation
 
     def _save_settings(self, session: ConversationSession) -> None:

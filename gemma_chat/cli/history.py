@@ -102,12 +102,24 @@ def list_(json_out: JsonOpt = False, limit: LimitOpt = None) -> None:
 
 
 @history_app.command()
-def show(conversation_id: IdArg, json_out: JsonOpt = False) -> None:
+def show(
+    conversation_id: IdArg,
+    json_out: JsonOpt = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Also show how a long input was answered: every note."
+        ),
+    ] = False,
+) -> None:
     """Print a conversation as a readable transcript (--json: the lossless export)."""
     from gemma_chat.history.transfer import export_json, export_markdown
 
     with _store() as store:
-        text = (export_json if json_out else export_markdown)(store, conversation_id)
+        if json_out:
+            text = export_json(store, conversation_id)
+        else:
+            text = export_markdown(store, conversation_id, verbose)
     if json_out or not _on_terminal():
         sys.stdout.write(text)
         return

@@ -26,6 +26,7 @@ from gemma_chat.cli.render import MarkdownWriter, PlainWriter
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, ReplyStats, TextDelta
+from gemma_chat.generation.text_counts import estimate_tokens
 from gemma_chat.longinput.runner import LongDone, MapReduce, StepStarted
 from gemma_chat.longinput.split import Source
 from gemma_chat.sanitize import json_safe, one_line
@@ -56,6 +57,27 @@ def sources_of(user_input: UserInput) -> tuple[list[Source], str | None]:
     if not sources:
         return [Source("the message", user_input.question or "")], None
     return sources, user_input.question
+
+
+def input_meta(user_input: UserInput, backend: Any) -> dict[str, Any] | None:
+    """The attached files' names, sizes and tokens (the model's tokenizer; an estimate
+    for a server), kept with the user message."""
+    if not user_input.attachments:
+        return None
+    tokenizer = None if backend.is_remote else backend.tokenizer
+    files = [
+        {
+            "name": a.name,
+            "size": a.size,
+            "tokens": (
+                len(tokenizer.tokenize(a.block()))
+                if tokenizer is not None
+                else estimate_tokens(a.block())
+            ),
+        }
+        for a in user_input.attachments
+    ]
+    return {"attachments": files}
 
 
 def plan_line(runner: MapReduce) -> str:

@@ -6,6 +6,7 @@ side effects at import time.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -177,6 +178,19 @@ class SavedPrompt(BaseModel):
     schema_: str | dict[str, Any] | None = Field(None, alias="schema")
     """A JSON Schema the reply must match: a TOML table, JSON text, ``@file.json``
     (relative to the file that defines the prompt) or the concise form."""
+
+    @field_validator("schema_")
+    @classmethod
+    def _json_schema_table(cls, value: Any) -> Any:
+        # A TOML table may hold dates and times, which JSON (and so a schema) cannot.
+        if isinstance(value, dict):
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    "the schema holds a value JSON cannot carry (a TOML date or time?)"
+                ) from None
+        return value
 
     @field_validator("sampling")
     @classmethod

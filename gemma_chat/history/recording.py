@@ -82,9 +82,7 @@ def reply_message(
 
 def with_meta(record: MessageRecord, meta: dict[str, Any]) -> MessageRecord:
     """``record`` carrying ``meta`` (kept with the message: attachments, notes)."""
-    if not hasattr(record, "meta"):  # a store before schema v4 keeps none
-        return record
-    return replace(record, meta={**(getattr(record, "meta", None) or {}), **meta})
+    return replace(record, meta={**(record.meta or {}), **meta})
 
 
 class Recorder:
@@ -123,15 +121,16 @@ class Recorder:
         system: str | None,
         params: dict[str, Any],
         replaces: tuple[int, ...] = (),
+        meta: dict[str, Any] | None = None,
     ) -> MessageRecord:
         """Store a user message, creating the conversation if needed (``replaces``: the
         ids of the exchange an edited message takes the place of, marked replaced by it
-        in the same transaction and kept)."""
+        in the same transaction and kept; ``meta``: its attached files)."""
         if self.conversation_id is None:
             self.conversation_id = self.store.create(
                 system=system, params=params, origin=self.origin
             )
-        message = MessageRecord(Role.USER.value, text)
+        message = MessageRecord(Role.USER.value, text, meta=meta or None)
         if replaces:
             return self.store.replace(self.conversation_id, replaces, message)
         return self.store.add(self.conversation_id, message)

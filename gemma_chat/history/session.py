@@ -128,10 +128,15 @@ class ConversationSession:
         return gone
 
     def record_user(
-        self, conversation: Conversation, params: dict[str, Any], text: str | None = None
+        self,
+        conversation: Conversation,
+        params: dict[str, Any],
+        text: str | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> int | None:
         """Store the conversation's newest turn, a user message (``text``: only this part
-        of it, when a new message was joined to an unanswered one already stored).
+        of it, when a new message was joined to an unanswered one already stored; ``meta``:
+        its attached files).
 
         Returns:
             The stored message's id (None when nothing was saved).
@@ -144,7 +149,9 @@ class ConversationSession:
         asked = turn.text if text is None else text
         replaces = tuple(i for ids in self._edited for i in ids)
         if not self._save(
-            lambda r: stored.append(r.question(asked, conversation.system, params, replaces))
+            lambda r: stored.append(
+                r.question(asked, conversation.system, params, replaces, meta=meta)
+            )
         ):
             return None
         message_id = stored[0].id

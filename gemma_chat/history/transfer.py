@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gemma_chat.chat.conversation import StopReason
 from gemma_chat.config.plain_errors import plain_message
 from gemma_chat.errors import UsageError
+from gemma_chat.history.meta_text import attachment_line, map_reduce_lines
 from gemma_chat.history.store import ConversationRecord, HistoryStore, MessageRecord
 from gemma_chat.sanitize import json_safe, one_line, visible
 
@@ -51,8 +52,15 @@ class _Message(BaseModel):
     system: str | None = None
     meta: dict[str, Any] | None = None
     replaced_by: Count | None = None
-    """The position (in this list) of the message that replaced this one."""
+    """The position (in this list) of the message that replaced this one: a later one."""
     created_at: str
+
+    @field_validator("meta")
+    @classmethod
+    def _shallow(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and _depth(value) > META_DEPTH:
+            raise ValueError(f"nested more than {META_DEPTH} deep")
+        return value
 
 
 class _Conversation(BaseModel):
@@ -75,6 +83,34 @@ class _Document(BaseModel):
     version: Literal[1, 2]
     conversation: _Conversation
     messages: list[_Message]
+
+    @model_validator(mode="after")
+    def _replaced_by_a_later_one(self) -> _Document:
+        # A link back or to itself would hide messages for good (a cycle is never shown).
+        for position, message in enumerate(self.messages):
+            by = message.replaced_by
+            if by is not None and not position < by < len(self.messages):
+                raise ValueError(
+                    f"messages.{position}.replaced_by: {by} is not the position of a later message"
+                )
+        return self
+
+
+META_DEPTH = 16
+"""How deeply an imported message's ``meta`` may nest (gemma-chat writes 3 levels)."""
+
+
+def _depth(value: Any) -> int:
+    """How deeply a JSON value nests (iteratively: the value comes from a file)."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, level = todo.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            todo += [(child, level + 1) for child in item.values()]
+        elif isinstance(item, list):
+            todo += [(child, level + 1) for child in item]
+    return deepest
 
 
 def export_json(store: HistoryStore, conversation_id: int) -> str:
@@ -209,9 +245,10 @@ def _short(part: str) -> str:
     return part if len(part) <= _PART_LENGTH else part[: _PART_LENGTH - 1] + "…"
 
 
-def export_markdown(store: HistoryStore, conversation_id: int) -> str:
+def export_markdown(store: HistoryStore, conversation_id: int, verbose: bool = False) -> str:
     """A conversation as a readable Markdown transcript, safe for a terminal (control
-    characters shown as visible stand-ins; the JSON export keeps them)."""
+    characters shown as visible stand-ins; the JSON export keeps them). Attached files
+    are named; ``verbose`` adds a long input's notes, step by step."""
     record = store.get(conversation_id)
     lines = [f"# {one_line(record.title)}", ""]
     lines.append(f"*Conversation {record.id} · started {_when(record.created_at)}*")
@@ -220,10 +257,13 @@ def export_markdown(store: HistoryStore, conversation_id: int) -> str:
         lines += ["**System prompt:**", "", *_quoted(record.system), ""]
     for message in store.messages(conversation_id):
         if message.role == "user":
-            lines += ["## You", "", message.text.rstrip(), ""]
+            attached = attachment_line(message.meta)
+            lines += ["## You", "", *([attached, ""] if attached else [])]
+            lines += [message.text.rstrip(), ""]
             continue
         heading = f"## Gemma ({one_line(message.model)})" if message.model else "## Gemma"
-        lines += [heading, "", message.text.rstrip(), ""]
+        lines += [heading, "", *map_reduce_lines(message.meta, verbose)]
+        lines += [message.text.rstrip(), ""]
         if message.partial:
             lines += [f"*(reply stopped: {message.stop_reason})*", ""]
     return visible("\n".join(lines).rstrip() + "\n")

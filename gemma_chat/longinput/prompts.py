@@ -47,12 +47,14 @@ class Note:
     """What one step produced for the next.
 
     Attributes:
-        title: What it covers (``part 2 of 9 of notes.md``, ``parts 1-4``).
+        title: What it covers (``part 2 of 9 of notes.md``, ``notes on parts 1-4 of 9``).
         text: The model's note.
+        span: The parts it covers, numbered across all sources from 1.
     """
 
     title: str
     text: str
+    span: tuple[int, int] = (0, 0)
 
 
 def map_prompt(chunk: Chunk, question: str) -> str:

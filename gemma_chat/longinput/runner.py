@@ -193,7 +193,8 @@ class MapReduce:
 
     def _worst_reduces(self, notes: int) -> int:
         """Reduce calls when every note is as long as allowed."""
-        note = Note(f"part {_PLACEHOLDER} of {_PLACEHOLDER} of {max(self.labels, key=len)}", "")
+        title = f"part {_PLACEHOLDER} of {_PLACEHOLDER} of {max(self.labels, key=len)}"
+        note = Note(title, "")
         overhead = self.prompt_tokens(reduce_prompt([], self.labels, self.question, False))
         each = self.prompt_tokens(reduce_prompt([note], [], "", False)) - self.prompt_tokens(
             reduce_prompt([], [], "", False)
@@ -222,13 +223,22 @@ class MapReduce:
             if step is None:
                 yield result
                 return
-            notes.append(Note(chunk.title, step.text))
+            notes.append(Note(chunk.title, step.text, (number, number)))
         while True:
-            groups = self._groups(notes)
+            try:
+                groups = self._groups(notes)
+            except ContextError as exc:
+                failed = Step("reduce", "the notes", 0, 0, 0, "failed", str(exc), 0.0, "")
+                result.steps.append(failed)
+                result.failed = failed
+                yield StepFinished(failed)
+                yield result
+                return
             final = len(groups) == 1
             next_notes: list[Note] = []
             for group in groups:
-                title = "the answer" if final else _span(group)
+                span = (group[0].span[0], group[-1].span[1])
+                title = "the answer" if final else _span(span, len(self.plan.chunks))
                 calls = max(calls, len(result.steps) + 1)
                 yield StepStarted(len(result.steps) + 1, calls, "reduce", title)
                 message = reduce_prompt(group, self.labels, self.question, final)
@@ -236,7 +246,7 @@ class MapReduce:
                 if step is None:
                     yield result
                     return
-                next_notes.append(Note(title, step.text))
+                next_notes.append(Note(title, step.text, span))
             if final:
                 yield result
                 return
@@ -320,7 +330,6 @@ class MapReduce:
         return step
 
 
-def _span(notes: Sequence[Note]) -> str:
-    """The title of a combined note: ``notes on part 1 of 9 of a.md to part 4 ...``."""
-    first, last = notes[0].title, notes[-1].title
-    return f"notes from {first} to {last}" if first != last else f"notes from {first}"
+def _span(span: tuple[int, int], parts: int) -> str:
+    """The title of a combined note: ``notes on parts 1-4 of 9``."""
+    return f"notes on parts {span[0]}-{span[1]} of {parts}"

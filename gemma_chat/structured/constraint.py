@@ -10,6 +10,8 @@ from typing import Any
 from gemma_chat.errors import UsageError
 from gemma_chat.files import read_regular_file
 from gemma_chat.structured.concise import concise_schema
+from gemma_chat.structured.grammar_depth import check_nesting
+from gemma_chat.structured.refs import check_refs
 
 SCHEMA_FILE_LIMIT = 1024 * 1024
 """The largest schema or grammar file read: a real one is a few KiB."""
@@ -74,6 +76,7 @@ def read_grammar(path: Path) -> OutputConstraint:
     text = _read(path, "grammar")
     if not text.strip():
         raise UsageError(f"--grammar: {path.name} is empty")
+    check_nesting(text, "--grammar")
     return OutputConstraint(grammar=text, label=path.name)
 
 
@@ -87,6 +90,10 @@ def check_schema(schema: Any) -> None:
 
     if not isinstance(schema, dict):
         raise UsageError('--schema: a JSON Schema is an object, e.g. {"type": "object"}')
+    try:
+        json.dumps(schema, allow_nan=False)
+    except (TypeError, ValueError):
+        raise UsageError("--schema: the schema holds a value JSON cannot carry") from None
     if _depth(schema) > _MAX_DEPTH:
         raise UsageError(f"--schema: the schema is nested more than {_MAX_DEPTH} deep")
     validator = jsonschema.validators.validator_for(schema)
@@ -95,6 +102,7 @@ def check_schema(schema: Any) -> None:
     except jsonschema.SchemaError as exc:
         where = "/".join(str(part) for part in exc.path) or "the schema"
         raise UsageError(f"--schema: not a valid JSON Schema at {where}: {exc.message}") from None
+    check_refs(schema)
 
 
 def _read(path: Path, what: str) -> str:

@@ -42,7 +42,14 @@ def parse_reply(text: str, constraint: OutputConstraint) -> Any:
     except RecursionError:
         raise InvalidReply("the reply is JSON nested too deeply") from None
     validator = jsonschema.validators.validator_for(constraint.schema)(constraint.schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    except RecursionError:
+        raise InvalidReply("the reply is nested too deeply to check against the schema") from None
+    except Exception as exc:  # referencing's errors, and whatever a validator may raise
+        raise InvalidReply(
+            f"the reply could not be checked against the schema: {type(exc).__name__}"
+        ) from None
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "the top level"
         message = error.message
