@@ -123,7 +123,9 @@ async def test_a_stopped_reply_is_saved_as_partial(vocab, store) -> None:
 
 
 async def test_retry_edit_and_a_failed_reply_truncate_the_store(vocab, store) -> None:
-    app = make_app(vocab, ["one", "two", "three", "four", "five"], store=store)
+    # long_input = "refuse": the message that cannot fit fails (not answered part by part)
+    refuse = Settings(long_input="refuse")
+    app = make_app(vocab, ["one", "two", "three", "four", "five"], settings=refuse, store=store)
     async with app.run_test() as pilot:
         await ready(pilot)
         await send(pilot, "question")
@@ -287,7 +289,7 @@ async def test_ctrl_n_starts_a_new_stored_conversation(vocab, store) -> None:
 
 
 async def test_an_emptied_conversation_is_not_left_behind(vocab, store) -> None:
-    app = make_app(vocab, store=store)
+    app = make_app(vocab, settings=Settings(long_input="refuse"), store=store)
     async with app.run_test() as pilot:
         await ready(pilot)
         await send(pilot, LONG * 40)  # stored, then the reply fails: nothing is left

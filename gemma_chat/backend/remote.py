@@ -35,7 +35,7 @@ from gemma_chat.backend import bounded
 from gemma_chat.backend.base import BackendInfo
 from gemma_chat.backend.llama_server import LlamaServerAPI, TokenChunk, is_llama_server
 from gemma_chat.backend.redact import Redactor
-from gemma_chat.backend.remote_constraint import constraint_fields
+from gemma_chat.backend.remote_constraint import Refusals, constraint_fields, refuses_constraint
 from gemma_chat.backend.remote_http import DEFAULT_PORTS, RemoteClient, Unsupported
 from gemma_chat.backend.sse import (
     RemoteCancelled,
@@ -87,7 +87,8 @@ class OpenAIBackend:
         self.server_kind: str | None = None
         """``llama-cpp-python`` when its own tokenizer endpoint answered (it takes a
         schema only as a ``grammar``), else None."""
-        self._constraint_refused: str | None = None
+        self.refusals = Refusals()
+        """The schemas and grammars the server refused (see :meth:`refused`)."""
         self.token_ids = token_ids
         """Use llama-server's native token-id API when the server is llama-server."""
         self.llama_server: LlamaServerAPI | None = None
@@ -137,15 +138,18 @@ class OpenAIBackend:
 
     @property
     def constraint_refused(self) -> str | None:
-        """Why the server refused a schema or grammar (then it is no longer sent; the
-        reply is validated on the client alone); None while it takes them."""
+        """Why the server refused the last schema or grammar it refused; None while it
+        takes them."""
         native = self.llama_server
-        refused = native.constraint_refused if native is not None else None
-        return self.redactor.text(refused) if refused else self._constraint_refused
+        refused = native.refusals.last if native is not None else None
+        return self.redactor.text(refused) if refused else self.refusals.last
 
-    @constraint_refused.setter
-    def constraint_refused(self, value: str | None) -> None:
-        self._constraint_refused = value
+    def refused(self, constraint: OutputConstraint) -> str | None:
+        """Why the server refused ``constraint`` (then it is no longer sent, and the
+        replies are validated on the client alone); None while it takes it."""
+        native = self.llama_server
+        refused = native.refusals.refused(constraint) if native is not None else None
+        return self.redactor.text(refused) if refused else self.refusals.refused(constraint)
 
     @property
     def stop_method(self) -> str:
@@ -268,8 +272,9 @@ class OpenAIBackend:
 
         A ``constraint`` is sent in every form the known servers read (see
         :func:`~gemma_chat.backend.remote_constraint.constraint_fields`). A server that
-        refuses it with an HTTP 4xx is asked again without it, once;
-        :attr:`constraint_refused` then says why, and the caller validates the reply alone.
+        refuses it (:func:`~gemma_chat.backend.remote_constraint.refuses_constraint`) is
+        asked again without it, once; :meth:`refused` then says why, and the caller
+        validates the reply alone.
 
         Stops at once, without an error, when ``cancel`` is set. The whole reply must
         arrive within ``reply_timeout_s`` and :data:`bounded.MAX_STREAM_BYTES`.
@@ -278,11 +283,11 @@ class OpenAIBackend:
             RemoteError: Any failure, before or during the stream.
         """
         fields: dict[str, Any] = {}
-        if constraint is not None and self.constraint_refused is None:
+        if constraint is not None and self.refusals.refused(constraint) is None:
             fields = constraint_fields(constraint, self.server_kind)
         with self._redacting():
             yield from self._redact_stream(
-                self._stream(prompt, messages, sampling, seed, stop, cancel, fields)
+                self._stream(prompt, messages, sampling, seed, stop, cancel, fields, constraint)
             )
 
     def _stream(
@@ -294,6 +299,7 @@ class OpenAIBackend:
         stop: list[str],
         cancel: threading.Event | None,
         fields: dict[str, Any] | None = None,
+        constraint: OutputConstraint | None = None,
     ) -> Iterator[TextChunk]:
         body: dict[str, Any] = {
             "max_tokens": sampling.max_tokens,
@@ -320,12 +326,11 @@ class OpenAIBackend:
         try:
             response = self._post(prompt, messages, {**body, **(fields or {})}, cancel, deadline)
         except RemoteError as error:
-            status = getattr(error, "status", None)
-            if not fields or status is None or not 400 <= status < 500:
+            if constraint is None or not refuses_constraint(error, fields or {}):
                 raise
             # The server refused the schema or grammar: one line for the user, then the
             # same request without it; the reply is validated on the client either way.
-            self.constraint_refused = self.redactor.text(str(error))
+            self.refusals.note(constraint, self.redactor.text(str(error)))
             response = self._post(prompt, messages, body, cancel, deadline)
         if response is None:  # cancelled before the server answered
             return

@@ -27,6 +27,7 @@ from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone
 from gemma_chat.history.store import HistoryStore
 from gemma_chat.structured.constraint import OutputConstraint
+from gemma_chat.tui.attachments import AttachmentTray
 from gemma_chat.tui.conversations import ConversationSwitcher
 from gemma_chat.tui.history import HistoryKeeper
 from gemma_chat.tui.keys import APP_BINDINGS, QUIT_HINT, KeyBindings
@@ -47,10 +48,8 @@ from gemma_chat.tui.queue import SendQueue
 from gemma_chat.tui.replies import ReplyStreamer
 from gemma_chat.tui.slash import SlashRouter
 from gemma_chat.tui.theming import ThemeService
-from gemma_chat.tui.widgets.chat_log import (
-    ChatLog,
-    WholeTextRequested,
-)
+from gemma_chat.tui.widgets.attachment_chips import AttachmentChips
+from gemma_chat.tui.widgets.chat_log import ChatLog, WholeTextRequested
 from gemma_chat.tui.widgets.footer import HelpFirstFooter
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
@@ -137,6 +136,7 @@ class GemmaChatApp(App[None]):
         self.model_info: ModelInfo | RemoteModelInfo | None = None
         self.last_done: ReplyDone | None = None
         self.replies = ReplyStreamer(self)
+        self.attachments = AttachmentTray(self)
         self.queue = SendQueue(self)
         self.slash = SlashRouter(self)
         # The switcher first: the history's callbacks (a store error, a resume) reach it.
@@ -155,6 +155,7 @@ class GemmaChatApp(App[None]):
                 yield WelcomePanel(id="welcome")
                 yield ChatLog(id="chat")
                 yield Static("", id="completions")
+                yield AttachmentChips(id="chips")
                 yield PromptInput(id="prompt", placeholder=LOADING_PLACEHOLDER)
         yield HelpFirstFooter()
 
@@ -296,7 +297,8 @@ class GemmaChatApp(App[None]):
 
     def _count_now(self) -> None:
         if self.engine is not None and not self._gone():
-            self.meter.count(self.engine, self.conversation, self.prompt.text)
+            draft = self.attachments.draft(self.prompt.text)  # attached files count too
+            self.meter.count(self.engine, self.conversation, draft)
 
     def on_tokens_counted(self, message: TokensCounted) -> None:
         if self.engine is not None and not self._gone():

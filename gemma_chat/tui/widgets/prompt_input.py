@@ -1,5 +1,6 @@
 """The multi-line input: Enter sends, Ctrl+J (or Shift+Enter) adds a line, Up/Down at
-the edges recall earlier prompts, Tab completes slash commands."""
+the edges recall earlier prompts, Tab completes slash commands and paths (after
+``/read`` and ``@``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from textual.message import Message
 from textual.widgets import TextArea
 
 from gemma_chat.chat.commands import complete
+from gemma_chat.chat.path_complete import complete_paths
 from gemma_chat.sanitize import visible
 
 
@@ -157,8 +159,9 @@ class PromptInput(TextArea):
             following = self._matches[(self._matches.index(current) + 1) % len(self._matches)]
         else:
             following = self._matches[0]
-        self.set_text(following + " ")
-        self._matches = complete(following)
+        folder = following.endswith("/")  # a folder's path goes on; a file's is done
+        self.set_text(following if folder else following + " ")
+        self._matches = complete(following) or complete_paths(self.text)
 
     async def _on_paste(self, event: events.Paste) -> None:
         # Pasted text may carry escape sequences (copied from a hostile page): shown in
@@ -167,7 +170,9 @@ class PromptInput(TextArea):
         await super()._on_paste(event)
 
     def _on_text_area_changed(self, event: TextArea.Changed) -> None:
-        matches = complete(self.text) if "\n" not in self.text else []
+        matches = (
+            (complete(self.text) or complete_paths(self.text)) if "\n" not in self.text else []
+        )
         if matches != self._matches:
             self._matches = matches
             self.post_message(self.CompletionsChanged(matches))
