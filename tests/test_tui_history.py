@@ -237,7 +237,8 @@ async def test_changed_settings_are_stored(vocab, store) -> None:
         app.screen.query_one("#settings-top_k", Input).value = "7"
         app.screen.query_one("#settings-save", Button).press()
         await wait_until(pilot, lambda: not isinstance(app.screen, SettingsScreen))
-        assert store.get(cid).params["sampling"]["top_k"] == 7
+        # The form's result is applied by a callback after the screen has gone: waited for.
+        await wait_until(pilot, lambda: store.get(cid).params["sampling"]["top_k"] == 7)
 
 
 async def test_saving_off_stores_nothing(vocab, store) -> None:
@@ -327,7 +328,7 @@ async def test_sidebar_resumes_a_conversation_with_its_settings(vocab, store) ->
     old = seed_conversation(store, "Saturn", pairs=2, system="Talk like a pirate.", params=params)
     seed_conversation(store, "Jupiter")
     app = make_app(vocab, ["fresh reply"], store=store)
-    async with app.run_test() as pilot:
+    async with app.run_test(size=(110, 30)) as pilot:  # the sidebar at its widest
         await ready(pilot)
         await pilot.press("ctrl+b")
         sidebar = app.sidebar
