@@ -123,8 +123,7 @@ async def test_a_stopped_reply_is_saved_as_partial(vocab, store) -> None:
 
 
 async def test_retry_edit_and_a_failed_reply_truncate_the_store(vocab, store) -> None:
-    # long_input = "refuse": the message that cannot fit fails (not answered part by part)
-    refuse = Settings(long_input="refuse")
+    refuse = Settings(long_input="refuse")  # a message too long fails, not answered in parts
     app = make_app(vocab, ["one", "two", "three", "four", "five"], settings=refuse, store=store)
     async with app.run_test() as pilot:
         await ready(pilot)
@@ -237,8 +236,7 @@ async def test_changed_settings_are_stored(vocab, store) -> None:
         app.screen.query_one("#settings-top_k", Input).value = "7"
         app.screen.query_one("#settings-save", Button).press()
         await wait_until(pilot, lambda: not isinstance(app.screen, SettingsScreen))
-        # The form's result is applied by a callback after the screen has gone: waited for.
-        await wait_until(pilot, lambda: store.get(cid).params["sampling"]["top_k"] == 7)
+        assert store.get(cid).params["sampling"]["top_k"] == 7
 
 
 async def test_saving_off_stores_nothing(vocab, store) -> None:
@@ -328,7 +326,7 @@ async def test_sidebar_resumes_a_conversation_with_its_settings(vocab, store) ->
     old = seed_conversation(store, "Saturn", pairs=2, system="Talk like a pirate.", params=params)
     seed_conversation(store, "Jupiter")
     app = make_app(vocab, ["fresh reply"], store=store)
-    async with app.run_test(size=(110, 30)) as pilot:  # the sidebar at its widest
+    async with app.run_test() as pilot:
         await ready(pilot)
         await pilot.press("ctrl+b")
         sidebar = app.sidebar

@@ -28,9 +28,10 @@ def store(tmp_path):
         yield opened
 
 
-def make_app(vocab, store, replies, settings: Settings | None = None) -> GemmaChatApp:
-    loader = scripted_loader(vocab, replies)
-    return GemmaChatApp(settings or Settings(), loader=loader, store=store)
+def make_app(vocab, store, replies) -> GemmaChatApp:
+    # long_input = "refuse": a message too long fails (map would answer it in parts).
+    settings = Settings(long_input="refuse")
+    return GemmaChatApp(settings, loader=scripted_loader(vocab, replies), store=store)
 
 
 async def answered(pilot, count: int) -> None:
@@ -94,9 +95,7 @@ async def test_ctrl_o_removes_nothing_until_sent_and_esc_restores(vocab, store) 
 
 
 async def test_an_edit_whose_reply_fails_gives_the_exchange_back(vocab, store) -> None:
-    # long_input = "refuse": a message that cannot fit fails (by default it would be
-    # answered part by part)
-    app = make_app(vocab, store, ["A1"], Settings(long_input="refuse"))
+    app = make_app(vocab, store, ["A1"])
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: app.engine is not None)
         await send(pilot, "Q1")

@@ -56,6 +56,9 @@ class Compactor:
     def run(self, then: Callable[[], Awaitable[None]] | None = None) -> None:
         """Compact now (``then``: what to run after, whatever happened)."""
         app = self._app
+        if self._streamer.generating:
+            app.notify("A reply is being generated: compact once it is done.", severity="warning")
+            return
         turns = compactable(app.conversation)
         if app.engine is None or turns == 0:
             app.notify("Nothing to compact yet: it takes an exchange before the last one.")
