@@ -171,3 +171,23 @@ def test_a_failing_call_ends_the_run_and_is_reported(vocab) -> None:
     assert result.failed.stop_reason == "failed"
     assert "closed the connection" in (result.failed.error or "")
     assert result.failed.title == f"part 3 of {len(runner.plan.chunks)} of crates.txt"
+
+
+def test_the_progress_bar_only_on_a_terminal() -> None:
+    import io
+
+    from gemma_chat.cli.long_ask import ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Terminal(), io.StringIO()
+    for stream in (tty, pipe):
+        bar = ProgressBar(stream)
+        bar.update(StepStarted(3, 11, "map", "part 3 of 9 of \x1b]0;x\x07.log"))
+        bar.clear()
+    assert pipe.getvalue() == ""
+    assert tty.getvalue() == (
+        "\r\x1b[2K[###-----------------] 3/11 map: part 3 of 9 of ␛]0;x␇.log\r\x1b[2K"
+    )

@@ -304,11 +304,15 @@ async def test_dropped_turns_are_notified(vocab) -> None:
         for count in range(1, 4):
             await send(pilot, f"question {count}")
             await reply_done(pilot, count)
-        assert any("old turns were left out" in n for n in notifications(app))
+        # Notifications arrive as messages (Notify): wait for it to be shown.
+        await wait_until(
+            pilot, lambda: any("old turns were left out" in n for n in notifications(app))
+        )
 
 
 async def test_a_reply_that_cannot_fit_gives_the_text_back(vocab) -> None:
-    app, _ = make_app(vocab, n_ctx=256)
+    # long_input = "refuse": otherwise it is answered part by part (test_tui_attach.py).
+    app, _ = make_app(vocab, n_ctx=256, settings=Settings(long_input="refuse"))
     async with app.run_test() as pilot:
         await ready(pilot)
         await send(pilot, LONG)

@@ -123,7 +123,8 @@ async def test_a_stopped_reply_is_saved_as_partial(vocab, store) -> None:
 
 
 async def test_retry_edit_and_a_failed_reply_truncate_the_store(vocab, store) -> None:
-    app = make_app(vocab, ["one", "two", "three", "four", "five"], store=store)
+    refuse = Settings(long_input="refuse")  # a message too long fails, not answered in parts
+    app = make_app(vocab, ["one", "two", "three", "four", "five"], settings=refuse, store=store)
     async with app.run_test() as pilot:
         await ready(pilot)
         await send(pilot, "question")
@@ -286,7 +287,7 @@ async def test_ctrl_n_starts_a_new_stored_conversation(vocab, store) -> None:
 
 
 async def test_an_emptied_conversation_is_not_left_behind(vocab, store) -> None:
-    app = make_app(vocab, store=store)
+    app = make_app(vocab, settings=Settings(long_input="refuse"), store=store)
     async with app.run_test() as pilot:
         await ready(pilot)
         await send(pilot, LONG * 40)  # stored, then the reply fails: nothing is left

@@ -69,6 +69,8 @@ COMMANDS: tuple[SlashCommand, ...] = (
         "NAME|off",
         "Use a saved prompt: its system text, sampling, schema and template",
     ),
+    SlashCommand("compact", "", "Summarise the oldest turns to free the context (kept in history)"),
+    SlashCommand("read", "PATH", "Attach a text file to the next message (@path does too)"),
     SlashCommand("history", "", "Show or hide the history sidebar"),
     SlashCommand("search", "[TEXT]", "Search every stored conversation"),
     SlashCommand("rename", "TITLE", "Rename this conversation in the history"),

@@ -64,7 +64,7 @@ def fit_prompt(
         ContextError: Even the newest message alone does not fit.
         ValueError: The conversation does not end with a user turn.
     """
-    turns = conversation.turns
+    turns, system = conversation.prompt_view()  # a summary stands for the oldest turns
     if conversation.pending_user is None:
         raise ValueError("the conversation must end with a user turn")
     budget = n_ctx - reserve
@@ -74,10 +74,10 @@ def fit_prompt(
     sizes = [0] + [len(template.turn_ids(turn)) for turn in turns[1:]]
     total = 0
     for start in range(0, len(turns), 2):
-        first = template.turn_ids(turns[start], conversation.system)
+        first = template.turn_ids(turns[start], system)
         total = fixed + len(first) + sum(sizes[start + 1 :])
         if total <= budget:
-            ids = template.render(turns[start:], conversation.system)
+            ids = template.render(turns[start:], system)
             return FittedPrompt(ids, start, reserve)
     raise ContextError(
         f"the message is too long: {total} tokens, but the context holds {n_ctx} "

@@ -48,12 +48,15 @@ class Turn:
             whitespace. Re-sending them (rather than re-tokenizing the text)
             keeps the prompt identical to what the KV cache holds, so the next turn
             only evaluates its new tokens.
+        typed: For user turns a saved prompt's template made, what the user typed
+            (what Ctrl+O and the input history give back, to be filled again).
     """
 
     role: Role
     text: str
     stop_reason: StopReason | None = None
     token_ids: tuple[int, ...] | None = None
+    typed: str | None = None
 
     @property
     def partial(self) -> bool:
@@ -64,25 +67,55 @@ class Turn:
         )
 
 
+SUMMARY_INTRO = "A summary of our conversation so far:"
+"""How a compacted conversation's summary opens, folded into the first user turn."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The oldest turns of a conversation, compacted (``/compact``).
+
+    Attributes:
+        turns: How many of the first turns it stands for (whole user/model pairs).
+        text: The model's summary of them.
+    """
+
+    turns: int
+    text: str
+
+
 @dataclass
 class Conversation:
     """Ordered user and model turns plus an optional system prompt.
 
-    Turns strictly alternate, starting with the user, as Gemma requires.
+    Turns strictly alternate, starting with the user, as Gemma requires. With a
+    ``summary``, prompts leave out the turns it stands for and fold it into the first
+    user turn kept, after the system prompt (the turns themselves stay, on screen and
+    in the history).
     """
 
     system: str | None = None
     turns: list[Turn] = field(default_factory=list)
+    summary: Summary | None = None
 
-    def add_user(self, text: str) -> Turn:
-        """Append a user turn.
+    def prompt_view(self) -> tuple[list[Turn], str | None]:
+        """The turns a prompt is made of, and the text to fold into its first user turn
+        (the system prompt, then the summary)."""
+        if self.summary is None or self.summary.turns > len(self.turns):
+            return self.turns, self.system  # (edited back past what it summarised: unused)
+        folded = f"{SUMMARY_INTRO}\n{self.summary.text.strip()}"
+        system = f"{self.system.strip()}\n\n{folded}" if self.system else folded
+        return self.turns[self.summary.turns :], system
+
+    def add_user(self, text: str, typed: str | None = None) -> Turn:
+        """Append a user turn (``typed``: what a saved prompt's template made ``text`` of).
 
         Raises:
             ValueError: The previous turn is also a user turn.
         """
         if self.turns and self.turns[-1].role is Role.USER:
             raise ValueError("a user turn must follow a model turn")
-        turn = Turn(Role.USER, text)
+        turn = Turn(Role.USER, text, typed=typed if typed != text else None)
         self.turns.append(turn)
         return turn
 

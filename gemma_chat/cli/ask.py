@@ -144,6 +144,12 @@ def _answer(
     data, invalid = None, None
     if constraint is not None and done.stop_reason is not StopReason.CANCELLED:
         data, invalid = _check(done, constraint)
+        if invalid is not None and done.error:  # a server failure cut it: say the cause
+            what = "JSON" if constraint.schema is not None else "grammar"
+            invalid = InvalidReply(
+                f"the reply was cut off before its {what} was complete: {done.error} "
+                "(the partial reply is kept)"
+            )
         if invalid is not None and done.stop_reason is StopReason.END_OF_TURN:
             done = replace(done, stop_reason=StopReason.SCHEMA_MISMATCH)  # saved, marked
     exchange.reply(done, info)  # a reply stopped by Ctrl+C is saved too, marked partial

@@ -195,14 +195,23 @@ class SavedPrompt(BaseModel):
     @field_validator("sampling")
     @classmethod
     def _known_sampling(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """The same names and ranges as ``[sampling]``, and the values as it converts
+        them (``"0.2"`` is 0.2, ``8.0`` is 8): the app applies them as they are."""
         try:
-            Sampling.model_validate(value)  # the same names and ranges as [sampling]
+            sampling = Sampling.model_validate(value)
         except ValueError as exc:
             first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": (), "msg": str(exc)}
             where = ".".join(str(part) for part in first["loc"])
             message = plain_message(first)
             raise ValueError(f"{where}: {message}" if where else message) from None
-        return value
+        return sampling.model_dump(include=set(value))
+
+    @property
+    def conversation_settings(self) -> frozenset[str]:
+        """The conversation settings this prompt sets (its system text, its sampling
+        keys): like the command line's, they win over a continued conversation's own."""
+        system = {"system"} if self.system is not None else set()
+        return frozenset({*system, *self.sampling})
 
     def fill(self, message: str) -> str:
         """The user message this prompt makes of ``message``."""
@@ -294,5 +303,8 @@ class Settings(BaseModel):
     long_input: Literal["map", "refuse"] = "map"
     """An ``ask`` input larger than the context: answer it part by part and combine the
     notes (``map``), or refuse it (``refuse``). ``--long`` overrides it."""
+    context_policy: Literal["drop", "compact"] = "drop"
+    """When a chat in the app no longer fits the context: leave the oldest turns out
+    (``drop``), or have the model summarise them first (``compact``, as ``/compact``)."""
     debug: bool = False
     """Show llama.cpp's log and full tracebacks."""

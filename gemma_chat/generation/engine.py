@@ -131,10 +131,11 @@ class Engine:
         template = self.template
         if template is None:  # a remote backend: no tokenizer here
             return count_text_tokens(conversation, draft)
-        turns = list(conversation.turns)
+        view, system = conversation.prompt_view()  # a summary stands for compacted turns
+        turns = list(view)
         if draft.strip() and conversation.pending_user is None:
             turns.append(Turn(Role.USER, draft))
-        count = len(template.render(turns, conversation.system))
+        count = len(template.render(turns, system))
         if not turns or turns[-1].role is not Role.USER:
             count -= len(template.generation_prompt())  # no reply is pending
         return count

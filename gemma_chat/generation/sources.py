@@ -220,8 +220,9 @@ class TextSource:
         n_ctx = backend.info.n_ctx
         reserve = reply_reserve(sampling.max_tokens, n_ctx)
         turns, self.dropped_turns, self.prompt_tokens = fit_text(conversation, n_ctx, reserve)
-        self._prompt = render_text(turns, conversation.system)
-        self._messages = chat_messages(turns, conversation.system)
+        system = conversation.prompt_view()[1]  # with a summary of compacted turns
+        self._prompt = render_text(turns, system)
+        self._messages = chat_messages(turns, system)
         self._backend, self._sampling, self._constraint = backend, sampling, constraint
         self._usage: dict[str, object] | None = None
         self._finish: str | None = None

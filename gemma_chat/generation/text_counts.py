@@ -28,10 +28,11 @@ def estimate_tokens(text: str) -> int:
 
 def count_text_tokens(conversation: Conversation, draft: str = "") -> int:
     """The estimated tokens of the conversation (plus a draft), for the context meter."""
-    turns = list(conversation.turns)
+    view, system = conversation.prompt_view()
+    turns = list(view)
     if draft.strip() and conversation.pending_user is None:
         turns.append(Turn(Role.USER, draft))
-    text = render_text(turns, conversation.system)
+    text = render_text(turns, system)
     if not turns or turns[-1].role is not Role.USER:
         text = text.removesuffix(generation_prompt())  # no reply is pending
     return 1 + estimate_tokens(text)  # 1: BOS
@@ -47,7 +48,7 @@ def fit_text(
     Raises:
         ContextError: Even the newest message alone does not fit.
     """
-    turns, system = conversation.turns, conversation.system
+    turns, system = conversation.prompt_view()  # a summary stands for the oldest turns
     if conversation.pending_user is None:
         raise ValueError("the conversation must end with a user turn")
     budget = n_ctx - reserve

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gemma_chat.chat.conversation import StopReason
 from gemma_chat.config.plain_errors import plain_message
 from gemma_chat.errors import UsageError
-from gemma_chat.history.meta_text import attachment_line, map_reduce_lines
+from gemma_chat.history.meta_text import attachment_line, compaction_line, map_reduce_lines
 from gemma_chat.history.store import ConversationRecord, HistoryStore, MessageRecord
 from gemma_chat.sanitize import json_safe, one_line, visible
 
@@ -258,6 +258,8 @@ def export_markdown(store: HistoryStore, conversation_id: int, verbose: bool = F
     for message in store.messages(conversation_id):
         if message.role == "user":
             attached = attachment_line(message.meta)
+            if marker := compaction_line(message.meta):
+                lines += [marker, ""]
             lines += ["## You", "", *([attached, ""] if attached else [])]
             lines += [message.text.rstrip(), ""]
             continue

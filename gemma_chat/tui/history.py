@@ -176,18 +176,23 @@ class HistoryKeeper:
             timeout=15,
         )
 
-    def record_user(self) -> None:
-        """Store the message just sent."""
+    def record_user(self, meta: dict[str, Any] | None = None) -> None:
+        """Store the message just sent (``meta``: its attached files)."""
         app = self._app
         params = params_of(app.sampling, app.repeat_guard)
-        if self.session.record_user(app.conversation, params) is not None:
+        if self.session.record_user(app.conversation, params, None, meta) is not None:
             app.switcher.refresh_sidebar()
 
-    def record_reply(self, done: ReplyDone) -> None:
-        """Store a finished or stopped reply, replacing the one a retry regenerated."""
+    def record_reply(self, done: ReplyDone, meta: dict[str, Any] | None = None) -> None:
+        """Store a finished or stopped reply, replacing the one a retry regenerated
+        (``meta``: a long input's notes)."""
         app = self._app
         stored = self.session.record_reply(
-            done, app.conversation, model=self._model_name(), model_sha256=self._sha256()
+            done,
+            app.conversation,
+            model=self._model_name(),
+            model_sha256=self._sha256(),
+            meta=meta,
         )
         if stored is not None:
             app.switcher.refresh_sidebar()

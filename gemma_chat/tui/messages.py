@@ -63,9 +63,11 @@ class ReplyDelta(Message):
 
 @dataclass(eq=False)  # identity, as for every Message (and hashable)
 class ReplyFinished(Message):
-    """The reply ended; ``done`` carries its text, stop reason and stats."""
+    """The reply ended; ``done`` carries its text, stop reason and stats (``meta``:
+    what the history keeps with it, such as a long input's notes)."""
 
     done: ReplyDone
+    meta: dict | None = None
 
 
 @dataclass(eq=False)  # identity, as for every Message (and hashable)

@@ -12,15 +12,17 @@ import gc
 import threading
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gemma_chat.chat.conversation import Conversation, Role, StopReason
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, TextDelta
 from gemma_chat.structured.validate import InvalidReply, check_reply
-from gemma_chat.tui.editing import EDIT_HINT, Edits, PendingEdit
+from gemma_chat.tui.compaction import Compactor
+from gemma_chat.tui.editing import EDIT_HINT, Edits, PendingEdit, input_text
 from gemma_chat.tui.kv_resume import KVResumeService
+from gemma_chat.tui.long_reply import Plan, events_for, fits, long_plan
 from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
 from gemma_chat.tui.slash import BUSY_HINT
 from gemma_chat.tui.widgets.chat_log import ChatLog, ModelReply, UserMessage
@@ -50,8 +52,8 @@ class ReplyRecorder(Protocol):
     """What the streamer records into the history (:class:`HistoryKeeper`)."""
 
     def reply_missing(self) -> bool: ...
-    def record_user(self) -> None: ...
-    def record_reply(self, done: ReplyDone) -> None: ...
+    def record_user(self, meta: dict[str, Any] | None = None) -> None: ...
+    def record_reply(self, done: ReplyDone, meta: dict[str, Any] | None = None) -> None: ...
     def record_retry(self) -> None: ...
     def record_retry_failed(self) -> None: ...
     def record_edit(self, turns_kept: int) -> None: ...
@@ -66,6 +68,7 @@ class ReplyHost(Protocol):
     saved_prompt: SavedPrompt | None
     kv: KVResumeService
     history: ReplyRecorder
+    attachments: Any  # AttachmentTray: the files for the next message
     last_done: ReplyDone | None
 
     @property
@@ -105,11 +108,15 @@ class ReplyStreamer:
         self._reply: ModelReply | None = None
         self._constraint: OutputConstraint | None = None
         """What the reply being generated must follow (checked when it ends)."""
+        self._refusal_told: OutputConstraint | None = None
+        """The constraint whose refusal by the server was said (it is said once)."""
         self._streamed = 0
         self._stream_started = 0.0
         self._speed_shown = 0.0
         self._delta_taken = threading.Event()
         self._gc_timer: Timer | None = None
+        self.compactor = Compactor(app, self)  # /compact, context_policy = "compact"
+        self._plan: Plan | None = None  # the next message, when answered part by part
         self._edits = Edits()
 
     @property
@@ -164,49 +171,44 @@ class ReplyStreamer:
                 severity="warning",
             )
             return
+        typed = text  # what Ctrl+O and the input history give back
         if app.saved_prompt is not None:  # /prompt NAME: its template makes the message
             text = app.saved_prompt.fill(text)
-        if not self._fits(text, app.engine.n_ctx):
+        app.attachments.sync(typed)  # @path words attach their files
+        text = app.attachments.message(text)  # the attached files first
+        self._plan = long_plan(app, text, typed)  # too long: answered part by part
+        if self._plan is None and not fits(app, text, app.engine.n_ctx):
             return
         if edit is not None:  # now, and only now, the edited exchange goes
             self._edits.commit(edit)
             app.history.record_edit(edit.turns_kept)
-        app.prompt.remember(text)
+        app.prompt.remember(typed)
         app.prompt.clear()
-        app.conversation.add_user(text)
-        app.history.record_user()
+        app.conversation.add_user(text, typed)
+        app.history.record_user(self.compactor.take_meta(app.attachments.take_meta()))
         await app.chat.add_user(text)
         await self.start()
 
-    def _fits(self, text: str, n_ctx: int) -> bool:
-        """Whether ``text`` can fit the context at all (the bound ``ask`` checks before
-        tokenizing): tokenizing megabytes would hold the reply worker, and quitting,
-        which waits for it, for minutes. The text stays in the input."""
-        from gemma_chat.models.loader import check_input_size
-
-        try:
-            check_input_size(text, n_ctx)
-        except GemmaChatError as exc:
-            self._app.notify(f"{exc}; it stays in the input.", severity="warning", timeout=10)
-            return False
-        return True
-
-    async def start(self) -> None:
-        """Add a reply widget and start generating into it."""
+    async def start(self, compact: bool = True) -> None:
+        """Add a reply widget and start generating into it (``compact``: first compact a
+        conversation that would not fit, with ``context_policy = "compact"``)."""
         app = self._app
         engine = app.engine
         assert engine is not None
+        if compact and self.compactor.needed():
+            self.compactor.run(then=lambda: self.start(compact=False))
+            return
         self._reply = await app.chat.add_reply()
         self._constraint = engine.constraint
         self.cancel = cancel = threading.Event()
-        self._streamed = 0
+        self._status, self._streamed = app.status, 0  # the status bar: progress lines
         self._stream_started = time.perf_counter()
         app.status.set_speed("…")
         self._hold_gc(True)
         app.kv.generation_started()
         conversation = app.conversation
         app.run_worker(
-            lambda: self._generate(engine, conversation, cancel),
+            lambda plan=self._plan: self._generate(engine, conversation, cancel, plan),
             thread=True,
             name="generate",
             exclusive=True,
@@ -250,7 +252,10 @@ class ReplyStreamer:
         widgets: list[Widget] = [w for w in (app.chat.last(UserMessage),) if w is not None]
         if turns[-1].role is Role.MODEL and (reply := app.chat.last(ModelReply)) is not None:
             widgets.append(reply)
-        app.prompt.set_text(self._edits.start(app.conversation, app.prompt.text, widgets))
+        template_on = app.saved_prompt is not None
+        app.prompt.set_text(
+            self._edits.start(app.conversation, app.prompt.text, widgets, template_on)
+        )
         app.prompt.focus()
         app.notify(EDIT_HINT, timeout=6)
 
@@ -274,7 +279,7 @@ class ReplyStreamer:
         gc.unfreeze()
 
     def _generate(
-        self, engine: Engine, conversation: Conversation, cancel: threading.Event
+        self, engine: Engine, conversation: Conversation, cancel: threading.Event, plan: Any
     ) -> None:
         """Worker: stream one reply, posting the text and then the result.
 
@@ -287,8 +292,7 @@ class ReplyStreamer:
         last_post = 0.0
         taken = self._delta_taken
         taken.set()
-        post_message = self._app.post_message
-        kv = self._app.kv
+        post_message, kv, status = self._app.post_message, self._app.kv, self._status
 
         def post() -> None:
             nonlocal last_post
@@ -300,14 +304,15 @@ class ReplyStreamer:
 
         try:
             kv.wait()  # a saved KV state being written or restored
-            for event in engine.stream(conversation, cancel):
+            notes: dict[str, Any] = {}  # a long message's notes, for the history
+            for event in events_for(engine, conversation, cancel, plan, status, notes):
                 if isinstance(event, TextDelta):
                     pending.append(event.text)
                     if taken.is_set() and time.perf_counter() - last_post >= FRAME_S:
                         post()
                 else:
                     post()
-                    post_message(ReplyFinished(event))
+                    post_message(ReplyFinished(event, notes or None))
         except GemmaChatError as exc:
             post()
             post_message(ReplyFailed(str(exc)))
@@ -341,7 +346,7 @@ class ReplyStreamer:
         if self._reply is not None:
             self._reply.finish(done.stop_reason)  # it rendered exactly done.text as it streamed
         app.conversation.add_model(done.text, done.stop_reason, done.token_ids)
-        app.history.record_reply(done)
+        app.history.record_reply(done, message.meta)
         self._edits.finished()
         app.last_done = done
         self._reply, self.cancel = None, None
@@ -351,8 +356,8 @@ class ReplyStreamer:
         rate = stats.acceptance
         drafts = f" · drafts {rate:.0%} kept" if rate is not None else ""
         app.status.set_speed(f"{ttft} · {speed}{drafts}")
-        if stats.dropped_turns:
-            app.notify(f"{stats.dropped_turns} old turns were left out to fit the context.")
+        if stats.dropped_turns:  # notified, and a marker in the conversation
+            self.compactor.dropped(stats.dropped_turns)
         if done.error:  # the server failed mid-reply: the partial reply stays
             app.notify(
                 f"The reply was cut off: {done.error}", severity="error", timeout=15, markup=False
@@ -363,8 +368,11 @@ class ReplyStreamer:
         """Validate a constrained reply: one that does not match is kept, marked
         ``schema_mismatch``, and said in one notification; a cut-off one says so too."""
         constraint, self._constraint = self._constraint, None
-        if constraint is None or done.stop_reason is StopReason.CANCELLED:
+        if constraint is None:
             return done
+        self._tell_refusal(constraint)
+        if done.stop_reason is StopReason.CANCELLED or done.error:
+            return done  # a failed reply's own notice says the real cause
         try:
             check_reply(done.text, done.stop_reason.value, constraint)
         except InvalidReply as exc:
@@ -372,6 +380,20 @@ class ReplyStreamer:
             if done.stop_reason is StopReason.END_OF_TURN:
                 return replace(done, stop_reason=StopReason.SCHEMA_MISMATCH)
         return done
+
+    def _tell_refusal(self, constraint: OutputConstraint) -> None:
+        """Say once, as ``ask`` does, that the server refused ``constraint``."""
+        refused_by = getattr(self._app.engine and self._app.engine.backend, "refused", None)
+        refused = refused_by(constraint) if refused_by is not None else None
+        if refused and self._refusal_told is not constraint:
+            self._refusal_told = constraint
+            kind = "schema" if constraint.schema is not None else "grammar"
+            self._app.notify(
+                f"The server refused the {kind}, so replies are not constrained (only "
+                f"validated here): {refused}",
+                severity="warning",
+                timeout=15,
+            )
 
     async def on_failed(self, message: ReplyFailed) -> None:
         """Drop the failed reply; its question goes back into the input."""
@@ -395,7 +417,7 @@ class ReplyStreamer:
             if user is not None:
                 await user.remove()
             if not app.prompt.text.strip():
-                app.prompt.set_text(pending.text)
+                app.prompt.set_text(input_text(pending, app.saved_prompt is not None))
             if replaced is not None:  # an edited message: the exchange it replaced is back
                 replaced.restore(app.conversation)
         app.status.set_speed("")

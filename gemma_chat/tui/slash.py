@@ -47,6 +47,12 @@ class Renamer(Protocol):
     def rename(self, conversation_id: int | None, title: str = "", current: str = "") -> None: ...
 
 
+class Reader(Protocol):
+    """Attaches files to the next message (:class:`AttachmentTray`)."""
+
+    def add(self, path: str, *, quiet: bool = False) -> bool: ...
+
+
 class SlashHost(Protocol):
     """What :class:`SlashRouter` uses of the app: its state and the actions commands run."""
 
@@ -61,6 +67,8 @@ class SlashHost(Protocol):
     themes: ThemeService
     history: SettingsRecorder
     switcher: Renamer
+    attachments: Reader
+    replies: Any  # its compactor: /compact
     _gpu_supported: Callable[[], bool]
 
     @property
@@ -110,6 +118,10 @@ class SlashRouter:
             app.history.record_settings()
             app.notify("System prompt set." if arg else "System prompt cleared.")
             app.schedule_count()
+        elif name == "read":
+            app.attachments.add(arg)
+        elif name == "compact":
+            app.replies.compactor.run()
         elif name == "retry":
             await app.action_retry()
         elif name == "edit":

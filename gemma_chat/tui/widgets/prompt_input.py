@@ -1,5 +1,6 @@
 """The multi-line input: Enter sends, Ctrl+J (or Shift+Enter) adds a line, Up/Down at
-the edges recall earlier prompts, Tab completes slash commands."""
+the edges recall earlier prompts, Tab completes slash commands and paths (after
+``/read`` and ``@``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from textual.message import Message
 from textual.widgets import TextArea
 
 from gemma_chat.chat.commands import complete
+from gemma_chat.chat.path_complete import complete_paths
 from gemma_chat.sanitize import visible
 
 
@@ -79,7 +81,22 @@ class PromptInput(TextArea):
         else:
             self.post_message(self.QuitRequested())
 
+    def _bound_to(self, key: str, action: str) -> bool:
+        """Whether ``key`` runs ``action`` here, as remapped by ``[keys]``."""
+        bindings = self._bindings.copy()
+        keymap = self.app._keymap  # Textual keeps the remapping here (no public getter)
+        if keymap:
+            bindings.apply_keymap(keymap)
+        return any(binding.action == action for binding in bindings.key_to_bindings.get(key, []))
+
     async def _on_key(self, event: events.Key) -> None:
+        if self._bound_to(event.key, "newline"):
+            # At once, in key order: run as a binding, the line break came after the
+            # keys typed right behind Ctrl+J ("A^JBBB" gave "ABBB\n" in tmux).
+            event.stop()
+            event.prevent_default()
+            self.action_newline()
+            return
         if event.key == "enter":
             event.stop()
             event.prevent_default()
@@ -142,8 +159,9 @@ class PromptInput(TextArea):
             following = self._matches[(self._matches.index(current) + 1) % len(self._matches)]
         else:
             following = self._matches[0]
-        self.set_text(following + " ")
-        self._matches = complete(following)
+        folder = following.endswith("/")  # a folder's path goes on; a file's is done
+        self.set_text(following if folder else following + " ")
+        self._matches = complete(following) or complete_paths(self.text)
 
     async def _on_paste(self, event: events.Paste) -> None:
         # Pasted text may carry escape sequences (copied from a hostile page): shown in
@@ -152,7 +170,9 @@ class PromptInput(TextArea):
         await super()._on_paste(event)
 
     def _on_text_area_changed(self, event: TextArea.Changed) -> None:
-        matches = complete(self.text) if "\n" not in self.text else []
+        matches = (
+            (complete(self.text) or complete_paths(self.text)) if "\n" not in self.text else []
+        )
         if matches != self._matches:
             self._matches = matches
             self.post_message(self.CompletionsChanged(matches))

@@ -5,8 +5,11 @@ plain text (never markup) through :func:`gemma_chat.sanitize.one_line`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.text import Text
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.widgets import Static
 
 from gemma_chat.sanitize import one_line
@@ -14,6 +17,16 @@ from gemma_chat.sanitize import one_line
 
 class StatusBar(Horizontal):
     """One line of facts about the session. Every field is set by the app."""
+
+    @dataclass(eq=False)  # identity, as for every Message
+    class Progress(Message):
+        """A worker's progress line (a long input answered part by part)."""
+
+        text: str
+
+    def on_status_bar_progress(self, message: Progress) -> None:
+        message.stop()
+        self.set_speed(one_line(message.text, 80))
 
     def compose(self):
         yield Static("loading model…", id="status-model")
