@@ -64,6 +64,7 @@ def run_script(engine, system: str) -> list[dict]:
                 "completion_tokens": done.stats.completion_tokens,
                 "ttft_s": done.stats.ttft_s,
                 "stop_reason": done.stop_reason.value,
+                "estimated": done.stats.estimated,
             }
         )
     return turns
@@ -119,6 +120,7 @@ def summarise(runs: list[list[dict]]) -> list[dict]:
                 "prompt_tokens": last["prompt_tokens"],
                 "new_tokens": new,
                 "evaluated_tokens": [t["evaluated_tokens"] for t in at],
+                "estimated": any(t.get("estimated") for t in at),
                 "ttft_ms_median": statistics.median(t["ttft_s"] * 1000 for t in at),
             }
         )
@@ -219,7 +221,10 @@ def main() -> None:
     print("turn | prompt | new | evaluated local / ids / text | TTFT ms local / ids / text")
     for index in range(len(TURNS)):
         row = {path: turns[path][index] for path in PATHS}
-        evaluated = " / ".join(str(row[p]["evaluated_tokens"][-1]) for p in PATHS)
+        evaluated = " / ".join(
+            ("~" if row[p]["estimated"] else "") + str(row[p]["evaluated_tokens"][-1])
+            for p in PATHS
+        )
         ttft = " / ".join(f"{row[p]['ttft_ms_median']:.1f}" for p in PATHS)
         ids = row["server-ids"]
         print(f"{index + 1} | {ids['prompt_tokens']} | {ids['new_tokens']} | {evaluated} | {ttft}")

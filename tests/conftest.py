@@ -108,10 +108,12 @@ def tiny_models(tiny_dir: Path) -> dict[str, TinyModel]:
 @pytest.fixture(scope="session")
 def tiny_backends(tiny_models: dict[str, TinyModel]) -> Iterator[dict[str, LlamaBackend]]:
     """The tiny models loaded into llama.cpp, once each."""
+    # bench/gpu_check.py sets GEMMA_CHAT_TEST_GPU to run these checks on the GPU.
+    offload = (
+        OffloadPlan(-1, "gpu") if os.environ.get("GEMMA_CHAT_TEST_GPU") else OffloadPlan(0, "cpu")
+    )
     backends = {
-        name: LlamaBackend(
-            model.path, n_ctx=512, offload=OffloadPlan(0, "cpu"), architecture="gemma2"
-        )
+        name: LlamaBackend(model.path, n_ctx=512, offload=offload, architecture="gemma2")
         for name, model in tiny_models.items()
     }
     yield backends

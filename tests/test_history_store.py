@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -783,3 +784,43 @@ def test_search_snippets_are_bounded(store: HistoryStore) -> None:
     for hit in hits:
         assert len(hit.snippet) <= SNIPPET_LENGTH + 2
         assert hit.snippet.count(SNIPPET_OPEN) == hit.snippet.count(SNIPPET_CLOSE) >= 1
+
+
+@pytest.mark.parametrize(
+    ("links", "problem"),
+    [
+        ([1, 0], "messages.1.replaced_by: 0 is not the position of a later message"),
+        ([0, None], "messages.0.replaced_by: 0 is not the position of a later message"),
+        ([5, None], "messages.0.replaced_by: 5 is not the position of a later message"),
+    ],
+)
+def test_an_import_whose_replaced_by_loops_back_or_points_nowhere_is_refused(
+    store: HistoryStore, links: list[int | None], problem: str
+) -> None:
+    """A cycle or a backward link would hide messages for good (review of schema 4)."""
+    messages = [
+        {"role": role, "text": role, "created_at": "t", "replaced_by": link}
+        for role, link in zip(("user", "model"), links, strict=True)
+    ]
+    document = {
+        "format": "gemma-chat-conversation",
+        "version": 2,
+        "conversation": {"uuid": "u", "title": "t", "created_at": "t", "updated_at": "t"},
+        "messages": messages,
+    }
+    with pytest.raises(UsageError, match=re.escape(problem)):
+        transfer.import_json(store, json.dumps(document))
+
+
+def test_an_import_with_a_meta_nested_too_deep_is_refused(store: HistoryStore) -> None:
+    meta: dict = {}
+    for _ in range(40):
+        meta = {"a": meta}
+    document = {
+        "format": "gemma-chat-conversation",
+        "version": 2,
+        "conversation": {"uuid": "deep", "title": "t", "created_at": "t", "updated_at": "t"},
+        "messages": [{"role": "user", "text": "x", "created_at": "t", "meta": meta}],
+    }
+    with pytest.raises(UsageError, match=r"messages\.0\.meta: .*nested more than 16 deep"):
+        transfer.import_json(store, json.dumps(document))

@@ -264,3 +264,36 @@ def test_twenty_runs_at_temperature_1_all_match_local(
             assert (remote.text, remote.stop_reason) == (local.text, local.stop_reason), seed
     finally:
         backend.close()
+
+
+# ------------------------------------------------------------------------------ the app
+
+
+async def test_the_app_chats_two_turns_by_id(llama_servers: Servers) -> None:
+    from tui_support import send, settle, wait_until
+
+    from gemma_chat.chat.conversation import Role
+    from gemma_chat.config.settings import Settings
+    from gemma_chat.tui.app import GemmaChatApp
+
+    url = llama_servers("new_turn").base_url
+    app = GemmaChatApp(Settings(backend="openai", base_url=url))  # temperature 1.0
+
+    def replies() -> int:
+        return sum(t.role is Role.MODEL for t in app.conversation.turns)
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None, timeout=60)
+        for count in (1, 2):
+            await send(pilot, "Hi")
+            await wait_until(
+                pilot, lambda n=count: not app.generating and replies() == n, timeout=60
+            )
+        await settle(pilot)
+        turns = [t for t in app.conversation.turns if t.role is Role.MODEL]
+        assert [(t.text, t.stop_reason) for t in turns] == [
+            (stories.NEW_TURN_REPLY, StopReason.NEW_TURN)
+        ] * 2
+        assert turns[-1].token_ids is not None  # kept for the server's KV cache
+        screen = app.export_screenshot().replace("&#160;", " ")
+        assert "Sure!" in screen and "Next" not in screen

@@ -154,3 +154,26 @@ def test_a_prompt_schema_becomes_the_constraint(tmp_path: Path) -> None:
         found["wrong"].constraint()
     proc = run_cli("ask", "-m", "/nonexistent.gguf", "-p", "wrong", "hi")
     assert proc.returncode == 2 and "unknown type 'years'" in proc.stderr.decode()
+
+
+def test_a_prompt_wins_over_a_continued_conversation_s_settings(tiny_models, tmp_path) -> None:
+    folder = _config(tmp_path)
+    (folder / "shout.toml").write_text(
+        'system = "Answer loudly."\ntemplate = "Say it: {input}"\n[sampling]\nmax_tokens = 3\n'
+    )
+    path = str(tiny_models["runaway"].path)
+    first = run_cli("ask", "-m", path, "-n", "6", "--system", "Be calm.", "first")
+    assert first.returncode == 0, first.stderr
+    # Command line > prompt > the continued conversation's stored settings > config.
+    proc = run_cli("ask", "-m", path, "--continue", "-p", "shout", "--json", stdin=b"diff")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["completion_tokens"] == 3  # the prompt's, not the stored 6
+    with HistoryStore() as store:
+        record = store.latest()
+        assert record is not None and record.system == "Answer loudly."
+        assert store.messages(record.id)[-2].text == "Say it: diff"
+    proc = run_cli("ask", "-m", path, "-c", "-p", "shout", "-n", "2", "--json", stdin=b"x")
+    assert json.loads(proc.stdout)["completion_tokens"] == 2
+    # Without -p, a continued conversation keeps its own settings, as before.
+    proc = run_cli("ask", "-m", path, "-c", "--json", "again")
+    assert json.loads(proc.stdout)["completion_tokens"] == 2

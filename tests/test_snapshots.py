@@ -55,3 +55,42 @@ def test_help_screen(snap_compare, vocab) -> None:
         await pilot.pause(0.2)
 
     assert snap_compare(app_with(vocab, "gemma-dark"), terminal_size=(80, 24), run_before=open_help)
+
+
+SMALL = [(80, 24), (70, 20)]
+
+
+@pytest.mark.parametrize("size", SMALL, ids=["80x24", "70x20"])
+def test_small_main_screen(snap_compare, vocab, size) -> None:
+    assert snap_compare(app_with(vocab, "gemma-dark"), terminal_size=size, run_before=one_exchange)
+
+
+@pytest.mark.parametrize("size", SMALL, ids=["80x24", "70x20"])
+def test_small_settings(snap_compare, vocab, size) -> None:
+    async def open_settings(pilot) -> None:
+        await one_exchange(pilot)
+        await pilot.press("f2")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app_with(vocab, "gemma-dark"), terminal_size=size, run_before=open_settings)
+
+
+@pytest.mark.parametrize("size", SMALL, ids=["80x24", "70x20"])
+def test_small_sidebar(snap_compare, vocab, size, tmp_path) -> None:
+    from gemma_chat.history.store import HistoryStore, MessageRecord
+
+    store = HistoryStore(tmp_path / "history.db")
+    for title, origin in (("Plan a trip to Lisbon next spring", "app"), ("git log?", "ask")):
+        cid = store.create(title=title, origin=origin)
+        store.add(cid, MessageRecord("user", title))
+    app = GemmaChatApp(Settings(), loader=scripted_loader(vocab, [REPLY]), store=store)
+
+    async def open_sidebar(pilot) -> None:
+        await one_exchange(pilot)
+        await pilot.press("ctrl+b")
+        await pilot.pause(0.3)
+
+    try:
+        assert snap_compare(app, terminal_size=size, run_before=open_sidebar)
+    finally:
+        store.close()

@@ -86,3 +86,33 @@ def test_a_reply_the_validator_cannot_check_is_exit_1_and_kept(strict) -> None: 
 
 def test_unchecked_constraint_types_still_pass() -> None:
     assert parse_reply("anything", OutputConstraint(grammar='root ::= "a"')) is None
+
+
+def test_a_line_break_never_enters_a_json_string(demo_path) -> None:
+    """llama-cpp-python's converter let a raw newline into a string (the reviewer's seed:
+    'Invalid control character', exit 1); the grammar now excludes control characters,
+    as llama.cpp's own converter does."""
+    schema = '{"type":"object","properties":{"poem":{"type":"string"}},"required":["poem"]}'
+    proc = run_cli(
+        "ask", "--model", str(demo_path), "--seed", "1", "--temperature", "1.0",
+        "--max-tokens", "150", "--json", "--no-save", "--schema", schema,
+        "Write a four-line poem about the sea. Put each line on its own line.",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    result = json.loads(proc.stdout)
+    assert result["stop_reason"] == "end_of_turn" and isinstance(result["data"]["poem"], str)
+
+
+def test_a_toml_date_in_a_prompts_schema_is_reported_when_it_loads(tmp_path) -> None:
+    """A TOML table may hold a date, which no JSON schema can: it was an internal error
+    on a remote backend, and a misleading grammar error after the model loaded."""
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "dt.toml").write_text(
+        'description = "dt"\n[schema]\ntype = "object"\ndefault = 1979-05-27T07:32:00Z\n'
+    )
+    env = {"GEMMA_CHAT_CONFIG": str(tmp_path / "config.toml")}
+    proc = run_cli("ask", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
+                   "-p", "dt", "--no-save", "hi", env=env)  # fmt: skip
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert err.count("\n") == 1 and "dt.toml" in err and "JSON cannot carry" in err

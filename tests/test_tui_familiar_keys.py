@@ -140,3 +140,26 @@ async def test_help_groups_keys_by_where_they_work(vocab) -> None:
         await settle(pilot)
         shown = " ".join(str(s.render()) for s in app.screen.query(".help-group"))
         assert "In the history sidebar (Ctrl+B)" in shown and "In dialogs" in shown
+
+
+async def feed_terminal_bytes(pilot, data: str) -> None:
+    """Send bytes through Textual's real input parser, all at once, as a terminal (or
+    tmux) delivers a fast key burst."""
+    from textual._xterm_parser import XTermParser
+
+    for event in list(XTermParser().feed(data)):
+        pilot.app._driver.process_message(event)
+    await settle(pilot)
+    await pilot.pause(0.2)
+
+
+@pytest.mark.parametrize(
+    ("keys", "burst"), [({}, "A\nBBBd0Z"), ({"gemma.newline": "ctrl+l"}, "A\x0cBBBd0Z")]
+)
+async def test_a_key_burst_after_ctrl_j_keeps_its_order(vocab, keys, burst) -> None:
+    app = GemmaChatApp(Settings(keys=keys), loader=scripted_loader(vocab, ["hi"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None)
+        app.prompt.focus()
+        await feed_terminal_bytes(pilot, burst)
+        assert app.prompt.text == "A\nBBBd0Z"  # not "ABBBd0Z\n"

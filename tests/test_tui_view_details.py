@@ -104,3 +104,21 @@ async def test_a_short_conversation_starts_at_the_top(vocab) -> None:
         await wait_until(pilot, lambda: len(app.conversation.turns) == 4)
         await wait_until(pilot, lambda: app.chat.max_scroll_y > 0)
         await wait_until(pilot, lambda: app.chat.scroll_y == app.chat.max_scroll_y)
+
+
+async def test_who_speaks_is_labelled_and_the_time_is_in_the_tooltip(vocab, demo_path) -> None:
+    from gemma_chat.tui.widgets.chat_log import ModelReply
+
+    app = app_for(vocab, ["Hello there."], info_path=demo_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None)
+        await send(pilot, "hi")
+        await wait_until(pilot, lambda: len(app.conversation.turns) == 2)
+        await settle(pilot)
+        user = app.chat.query(UserMessage).first()
+        reply = app.chat.query(ModelReply).first()
+        assert str(user.render()).split("\n")[0] == "You"
+        assert str(reply.query_one(".speaker").render()) == "scripted.gguf"  # the model's file
+        assert re.fullmatch(r"You · sent \d\d:\d\d:\d\d", str(user.tooltip))
+        assert re.fullmatch(r"scripted\.gguf · started \d\d:\d\d:\d\d", str(reply.tooltip))
+        assert user.text == "hi" and reply.text == "Hello there."  # the texts stay exact

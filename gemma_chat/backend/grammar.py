@@ -55,7 +55,21 @@ def gbnf_for(constraint: OutputConstraint) -> str:
             f"--schema: llama.cpp cannot turn this schema into a grammar: {one_line(str(exc))}"
         ) from None
     check_nesting(grammar, "--schema")
-    return grammar
+    return _strict_strings(grammar)
+
+
+_LAX_CHAR = 'char ::= [^"\\\\]'
+_STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F]'
+
+
+def _strict_strings(grammar: str) -> str:
+    """llama-cpp-python's converter lets a raw control character (a line break) into a
+    JSON string, which no JSON parser accepts; llama.cpp's own converter excludes
+    U+0000-U+001F and DEL, and so does this."""
+    return "\n".join(
+        _STRICT_CHAR + line[len(_LAX_CHAR) :] if line.startswith(_LAX_CHAR) else line
+        for line in grammar.split("\n")
+    )
 
 
 @contextmanager

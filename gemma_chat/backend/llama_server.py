@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx2 as httpx
 
+from gemma_chat.backend.remote_constraint import Refusals, refuses_constraint
 from gemma_chat.backend.remote_http import RemoteClient
 from gemma_chat.backend.sse import RemoteError, one_line, payload_message
 from gemma_chat.chat.template import GemmaTemplate
@@ -252,12 +253,12 @@ class LlamaServerAPI:
     Attributes:
         tokenizer: The server's vocabulary.
         template: The Gemma template over it.
-        constraint_refused: Why the server refused a schema or grammar, once it has.
+        refusals: The schemas and grammars the server refused, and why.
     """
 
     def __init__(self, client: RemoteClient, root: str) -> None:
         self._http, self.root = client, root
-        self.constraint_refused: str | None = None
+        self.refusals = Refusals()
         self.tokenizer = ServerTokenizer(self._probe, root)
         self.template = GemmaTemplate(self.tokenizer)
 
@@ -304,13 +305,13 @@ class LlamaServerAPI:
     ) -> Iterator[TokenChunk]:
         """Stream a reply to the prompt ids: one chunk per token.
 
-        A constraint the server refuses (HTTP 4xx) is dropped once, as on the text path.
+        A constraint the server refuses is dropped, as on the text path.
 
         Raises:
             RemoteError: Any failure, before or during the stream.
         """
         fields = {}
-        if constraint is not None and self.constraint_refused is None:
+        if constraint is not None and self.refusals.refused(constraint) is None:
             fields = native_constraint(constraint)
         deadline = time.monotonic() + self._http.reply_timeout_s
         body = completion_body(prompt, sampling, seed)
@@ -318,10 +319,9 @@ class LlamaServerAPI:
             request = {**body, **fields}
             response = self._http.request("POST", "completion", request, cancel, deadline)
         except RemoteError as error:
-            status = getattr(error, "status", None)
-            if not fields or status is None or not 400 <= status < 500:
+            if constraint is None or not refuses_constraint(error, fields):
                 raise
-            self.constraint_refused = str(error)
+            self.refusals.note(constraint, str(error))
             response = self._http.request("POST", "completion", body, cancel, deadline)
         if response is None:  # cancelled before the server answered
             return

@@ -18,6 +18,7 @@ from gemma_chat.backend import kv_state, llama_log
 from gemma_chat.backend.base import BackendInfo, Cancelled, StateError, common_prefix
 from gemma_chat.backend.grammar import GrammarSampler, gbnf_for
 from gemma_chat.backend.offload import OffloadPlan
+from gemma_chat.backend.speculative import PromptLookup, SpecStats, speculate
 from gemma_chat.backend.vocab import LlamaVocab
 from gemma_chat.config.settings import Sampling
 from gemma_chat.errors import ModelError
@@ -146,6 +147,14 @@ class LlamaBackend:
         self._flash_attn = flash_attn
         self._last_prompt_evaluated = 0
         self._lock = threading.Lock()
+        self.speculative = "off"
+        """How replies are decoded: ``off`` (plainly), ``lookup`` (prompt-lookup drafts
+        verified in batches; see :mod:`gemma_chat.backend.speculative`) or ``draft``
+        (drafts from :attr:`draft_model`)."""
+        self.draft_model: Any = None
+        """The :class:`~gemma_chat.backend.draft_model.DraftModel` for ``draft``."""
+        self.last_speculation = SpecStats()
+        """What speculation did during the last (or current) generation."""
 
     @property
     def llama(self) -> Any:
@@ -191,25 +200,42 @@ class LlamaBackend:
             llm.cancel = cancel
             before = llm.evaluated
             self._last_prompt_evaluated = 0
-            first = True
-            for token in llm.generate(
+            tokens = llm.generate(
                 list(prompt),
                 top_k=sampling.top_k,
                 top_p=sampling.top_p,
                 min_p=sampling.min_p,
                 temp=sampling.temperature,
                 repeat_penalty=sampling.repeat_penalty,
-            ):
-                if first:
-                    self._last_prompt_evaluated = llm.evaluated - before
-                    first = False
-                yield int(token)
+            )
+            stats = self.last_speculation = SpecStats()
+            drafter = self._drafter() if constraint is None else None
+            if drafter is not None:
+                stats.mode = self.speculative
+                tokens = speculate(llm, tokens, drafter, stats, cancel)
+            first = True
+            try:
+                for token in tokens:
+                    if first:
+                        self._last_prompt_evaluated = llm.evaluated - before
+                        first = False
+                    yield int(token)
+            finally:
+                tokens.close()  # speculation cuts its cache back to what was yielded
         finally:
             llm.cancel = None
             if llm.grammar is not None:
                 llm.grammar.close()
                 llm.grammar = None
             self._lock.release()
+
+    def _drafter(self) -> Any:
+        """What drafts for this reply (None: plain decoding)."""
+        if self.speculative == "lookup":
+            return PromptLookup()
+        if self.speculative == "draft" and self.draft_model is not None:
+            return self.draft_model
+        return None
 
     # The KV state capability (see ``base.StatefulBackend``). Each method takes the
     # generation lock: a state saved or loaded mid-generation would be inconsistent.
@@ -333,7 +359,9 @@ class LlamaBackend:
             self._clear()
 
     def close(self) -> None:
-        """Free the model and its context."""
+        """Free the model and its context (and the draft model's)."""
+        if self.draft_model is not None:
+            self.draft_model.close()
         self._llm.close()
 
     @contextmanager

@@ -25,8 +25,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, Literal
 
 import httpx2 as httpx
@@ -35,8 +33,10 @@ from gemma_chat.backend import bounded
 from gemma_chat.backend.base import BackendInfo
 from gemma_chat.backend.llama_server import LlamaServerAPI, TokenChunk, is_llama_server
 from gemma_chat.backend.redact import Redactor
-from gemma_chat.backend.remote_constraint import constraint_fields
+from gemma_chat.backend.redacting import redacted_chunks, redacting_errors
+from gemma_chat.backend.remote_constraint import Refusals, constraint_fields, refuses_constraint
 from gemma_chat.backend.remote_http import DEFAULT_PORTS, RemoteClient, Unsupported
+from gemma_chat.backend.server_cards import card_ctx, props_ctx, server_root
 from gemma_chat.backend.sse import (
     RemoteCancelled,
     RemoteError,
@@ -45,7 +45,6 @@ from gemma_chat.backend.sse import (
 )
 from gemma_chat.chat.context import DEFAULT_MAX_CTX
 from gemma_chat.config.settings import Sampling
-from gemma_chat.errors import GemmaChatError
 from gemma_chat.structured.constraint import OutputConstraint
 
 
@@ -87,7 +86,8 @@ class OpenAIBackend:
         self.server_kind: str | None = None
         """``llama-cpp-python`` when its own tokenizer endpoint answered (it takes a
         schema only as a ``grammar``), else None."""
-        self._constraint_refused: str | None = None
+        self.refusals = Refusals()
+        """The schemas and grammars the server refused (see :meth:`refused`)."""
         self.token_ids = token_ids
         """Use llama-server's native token-id API when the server is llama-server."""
         self.llama_server: LlamaServerAPI | None = None
@@ -123,7 +123,7 @@ class OpenAIBackend:
         """
         backend = cls(base_url, **kwargs)
         try:
-            with backend._redacting():
+            with redacting_errors(backend.redactor):
                 backend._check_server(kwargs.get("n_ctx"), cancel)
         except BaseException:
             backend.close()
@@ -137,15 +137,18 @@ class OpenAIBackend:
 
     @property
     def constraint_refused(self) -> str | None:
-        """Why the server refused a schema or grammar (then it is no longer sent; the
-        reply is validated on the client alone); None while it takes them."""
+        """Why the server refused the last schema or grammar it refused; None while it
+        takes them."""
         native = self.llama_server
-        refused = native.constraint_refused if native is not None else None
-        return self.redactor.text(refused) if refused else self._constraint_refused
+        refused = native.refusals.last if native is not None else None
+        return self.redactor.text(refused) if refused else self.refusals.last
 
-    @constraint_refused.setter
-    def constraint_refused(self, value: str | None) -> None:
-        self._constraint_refused = value
+    def refused(self, constraint: OutputConstraint) -> str | None:
+        """Why the server refused ``constraint`` (then it is no longer sent, and the
+        replies are validated on the client alone); None while it takes it."""
+        native = self.llama_server
+        refused = native.refusals.refused(constraint) if native is not None else None
+        return self.redactor.text(refused) if refused else self.refusals.refused(constraint)
 
     @property
     def stop_method(self) -> str:
@@ -173,7 +176,7 @@ class OpenAIBackend:
                 f"{self.base_url} has no model {self.model!r} (it serves: {', '.join(ids)})"
             )
         self.turn_bias = self._start_of_turn_bias(cancel)
-        root = self._server_root()
+        root = server_root(self._base)
         props = self._http.probe("GET", f"{root}/props", None, cancel) if root else None
         if self.token_ids and root is not None and is_llama_server(props):
             http = self._http
@@ -186,7 +189,7 @@ class OpenAIBackend:
             )
         if n_ctx is None:
             card = next((m for m in models if m.get("id") == self.model), {})
-            n_ctx = _props_ctx(props) or _card_ctx(card)
+            n_ctx = props_ctx(props) or card_ctx(card)
         self.info = self._make_info(n_ctx)
 
     def _start_of_turn_bias(self, cancel: threading.Event | None = None) -> dict[str, int]:
@@ -200,7 +203,7 @@ class OpenAIBackend:
         ``/extras/tokenize``, or ``/tokenize`` (llama-server, vLLM). Without one, the
         stop strings and the marker filter are the guard.
         """
-        root = self._server_root()
+        root = server_root(self._base)
         if root is None:
             return {}
         attempts = (
@@ -222,15 +225,6 @@ class OpenAIBackend:
                 return {str(tokens[-1]): -100}
         return {}
 
-    def _server_root(self) -> str | None:
-        """The server's root URL, for its tokenizer and props endpoints, when the base URL
-        is the plain ``/v1`` of a server (not a path behind a gateway, where the root may
-        be another service: the key is never sent there)."""
-        path = self._base.path.rstrip("/")
-        if path not in ("", "/v1"):
-            return None
-        return f"{self._base.scheme}://{self._base.netloc.decode()}"
-
     def models(self, cancel: threading.Event | None = None) -> list[dict[str, Any]]:
         """The server's model list (``GET {base}/models``), complete within ``timeout_s``.
 
@@ -238,7 +232,7 @@ class OpenAIBackend:
             RemoteError: No answer, an error, or not a model list.
             RemoteCancelled: ``cancel`` was set.
         """
-        with self._redacting():
+        with redacting_errors(self.redactor):
             where = f"{self.base_url}/models"
             deadline = time.monotonic() + self.timeout_s
             response = self._http.request("GET", "models", None, cancel, deadline)
@@ -268,8 +262,9 @@ class OpenAIBackend:
 
         A ``constraint`` is sent in every form the known servers read (see
         :func:`~gemma_chat.backend.remote_constraint.constraint_fields`). A server that
-        refuses it with an HTTP 4xx is asked again without it, once;
-        :attr:`constraint_refused` then says why, and the caller validates the reply alone.
+        refuses it (:func:`~gemma_chat.backend.remote_constraint.refuses_constraint`) is
+        asked again without it, once; :meth:`refused` then says why, and the caller
+        validates the reply alone.
 
         Stops at once, without an error, when ``cancel`` is set. The whole reply must
         arrive within ``reply_timeout_s`` and :data:`bounded.MAX_STREAM_BYTES`.
@@ -278,11 +273,12 @@ class OpenAIBackend:
             RemoteError: Any failure, before or during the stream.
         """
         fields: dict[str, Any] = {}
-        if constraint is not None and self.constraint_refused is None:
+        if constraint is not None and self.refusals.refused(constraint) is None:
             fields = constraint_fields(constraint, self.server_kind)
-        with self._redacting():
-            yield from self._redact_stream(
-                self._stream(prompt, messages, sampling, seed, stop, cancel, fields)
+        with redacting_errors(self.redactor):
+            yield from redacted_chunks(
+                self.redactor,
+                self._stream(prompt, messages, sampling, seed, stop, cancel, fields, constraint),
             )
 
     def _stream(
@@ -294,6 +290,7 @@ class OpenAIBackend:
         stop: list[str],
         cancel: threading.Event | None,
         fields: dict[str, Any] | None = None,
+        constraint: OutputConstraint | None = None,
     ) -> Iterator[TextChunk]:
         body: dict[str, Any] = {
             "max_tokens": sampling.max_tokens,
@@ -320,12 +317,11 @@ class OpenAIBackend:
         try:
             response = self._post(prompt, messages, {**body, **(fields or {})}, cancel, deadline)
         except RemoteError as error:
-            status = getattr(error, "status", None)
-            if not fields or status is None or not 400 <= status < 500:
+            if constraint is None or not refuses_constraint(error, fields or {}):
                 raise
             # The server refused the schema or grammar: one line for the user, then the
             # same request without it; the reply is validated on the client either way.
-            self.constraint_refused = self.redactor.text(str(error))
+            self.refusals.note(constraint, self.redactor.text(str(error)))
             response = self._post(prompt, messages, body, cancel, deadline)
         if response is None:  # cancelled before the server answered
             return
@@ -374,8 +370,8 @@ class OpenAIBackend:
         chunks = native.stream(
             prompt, sampling=sampling, seed=seed, cancel=cancel, constraint=constraint
         )
-        with self._redacting():
-            yield from self._redact_stream(chunks)  # type: ignore[arg-type]
+        with redacting_errors(self.redactor):
+            yield from redacted_chunks(self.redactor, chunks)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -397,53 +393,3 @@ class OpenAIBackend:
             gpu_layers=0,
             threads=0,
         )
-
-    @contextmanager
-    def _redacting(self) -> Iterator[None]:
-        """Redact the API key from any error raised inside: the one place where server
-        text in errors (bodies, redirect targets, model ids, SSE excerpts) is made safe."""
-        try:
-            yield
-        except GemmaChatError as error:
-            error.args = tuple(
-                self.redactor.text(a) if isinstance(a, str) else a for a in error.args
-            )
-            raise
-
-    def _redact_stream(self, chunks: Iterator[TextChunk]) -> Iterator[TextChunk]:
-        """The reply with the API key redacted, also when a chunk boundary splits it."""
-        redactor = self.redactor.stream()
-        try:
-            for chunk in chunks:
-                text = redactor.feed(chunk.text)
-                if chunk.finish_reason is not None:
-                    text += redactor.flush()
-                yield replace(chunk, text=text) if text != chunk.text else chunk
-        except RemoteError:
-            tail = redactor.flush()  # what arrived is kept, also when the stream fails
-            if tail:
-                yield TextChunk(tail)
-            raise
-        else:
-            tail = redactor.flush()
-            if tail:
-                yield TextChunk(tail)
-        finally:
-            chunks.close()  # type: ignore[attr-defined]
-
-
-def _props_ctx(props: Any) -> int | None:
-    """llama-server's serving context per slot (``GET /props``), if it has one."""
-    settings = props.get("default_generation_settings") if isinstance(props, dict) else None
-    n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
-    return n_ctx if isinstance(n_ctx, int) and 0 < n_ctx < 2**31 else None
-
-
-def _card_ctx(card: dict[str, Any]) -> int | None:
-    """The context a server's model card reports, if any."""
-    if isinstance(card.get("max_model_len"), int):  # vLLM: the serving context
-        return card["max_model_len"]
-    meta = card.get("meta")
-    if isinstance(meta, dict) and isinstance(meta.get("n_ctx_train"), int):
-        return min(meta["n_ctx_train"], DEFAULT_MAX_CTX)  # llama-server: trained context
-    return None

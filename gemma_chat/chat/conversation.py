@@ -48,12 +48,15 @@ class Turn:
             whitespace. Re-sending them (rather than re-tokenizing the text)
             keeps the prompt identical to what the KV cache holds, so the next turn
             only evaluates its new tokens.
+        typed: For user turns a saved prompt's template made, what the user typed
+            (what Ctrl+O and the input history give back, to be filled again).
     """
 
     role: Role
     text: str
     stop_reason: StopReason | None = None
     token_ids: tuple[int, ...] | None = None
+    typed: str | None = None
 
     @property
     def partial(self) -> bool:
@@ -104,15 +107,15 @@ class Conversation:
         system = f"{self.system.strip()}\n\n{folded}" if self.system else folded
         return self.turns[self.summary.turns :], system
 
-    def add_user(self, text: str) -> Turn:
-        """Append a user turn.
+    def add_user(self, text: str, typed: str | None = None) -> Turn:
+        """Append a user turn (``typed``: what a saved prompt's template made ``text`` of).
 
         Raises:
             ValueError: The previous turn is also a user turn.
         """
         if self.turns and self.turns[-1].role is Role.USER:
             raise ValueError("a user turn must follow a model turn")
-        turn = Turn(Role.USER, text)
+        turn = Turn(Role.USER, text, typed=typed if typed != text else None)
         self.turns.append(turn)
         return turn
 

@@ -10,6 +10,7 @@ through :func:`~gemma_chat.sanitize.one_line`.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
@@ -148,6 +149,8 @@ def ask(
     if constraint is None and saved is not None:
         constraint = saved.constraint()
     prompt = None if saved is None else saved.prompt
+    if prompt is not None:  # -p is a command-line choice: it wins over a continued chat's
+        history = replace(history, explicit=history.explicit | prompt.conversation_settings)
     settings = run_settings.build_settings(prompt=prompt, long_input=long, **values)
     raise typer.Exit(run_ask(settings, question, run, history, constraint, prompt, files or ()))
 

@@ -20,6 +20,7 @@ from gemma_chat.cli.inputs import read_input
 from gemma_chat.cli.options import HistoryOptions, RunOptions
 from gemma_chat.cli.output import notify
 from gemma_chat.cli.render import MarkdownWriter, PlainWriter
+from gemma_chat.cli.speculation import speculation_dict, speculation_text
 from gemma_chat.config.settings import SavedPrompt, Settings
 from gemma_chat.errors import ContextError, GemmaChatError, UsageError
 from gemma_chat.generation.engine import Engine
@@ -143,6 +144,12 @@ def _answer(
     data, invalid = None, None
     if constraint is not None and done.stop_reason is not StopReason.CANCELLED:
         data, invalid = _check(done, constraint)
+        if invalid is not None and done.error:  # a server failure cut it: say the cause
+            what = "JSON" if constraint.schema is not None else "grammar"
+            invalid = InvalidReply(
+                f"the reply was cut off before its {what} was complete: {done.error} "
+                "(the partial reply is kept)"
+            )
         if invalid is not None and done.stop_reason is StopReason.END_OF_TURN:
             done = replace(done, stop_reason=StopReason.SCHEMA_MISMATCH)  # saved, marked
     exchange.reply(done, info)  # a reply stopped by Ctrl+C is saved too, marked partial
@@ -266,6 +273,7 @@ def result_dict(
         "tokens_estimated": bool(getattr(stats, "estimated", False)),
         # How the reply's end was found on a server: by token id, or by stop strings.
         "stop_method": getattr(stats, "stop_method", None),
+        **speculation_dict(stats),
     }
 
 
@@ -292,7 +300,7 @@ def stats_line(result: dict[str, Any]) -> str:
         f"stats: {result['model']} ({about}) | prompt {est}{result['prompt_tokens']} tok, "
         f"evaluated {est}{result['evaluated_tokens']} | generated {est}"
         f"{result['completion_tokens']} tok{' (estimated)' if est else ''} | TTFT {ttft} | "
-        f"{speed} | stop: {result['stop_reason']}{path} | {device}"
+        f"{speed}{speculation_text(result)} | stop: {result['stop_reason']}{path} | {device}"
     )
 
 

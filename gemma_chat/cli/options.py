@@ -80,6 +80,27 @@ FlashAttnOpt = Annotated[
         show_default=False,
     ),
 ]
+SpeculativeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--speculative",
+        metavar="auto|off|lookup|draft",
+        help="Speculative decoding: drafts from the prompt (lookup) or a draft model, "
+        "verified in batches; greedy output is unchanged (default: auto).",
+        rich_help_panel=MODEL,
+        show_default=False,
+    ),
+]
+DraftModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--draft-model",
+        metavar="PATH|NAME",
+        help="A small model with the same vocabulary that drafts tokens (--speculative draft).",
+        rich_help_panel=MODEL,
+        show_default=False,
+    ),
+]
 BackendOpt = Annotated[
     str | None,
     typer.Option(
@@ -259,6 +280,8 @@ SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("gpu_layers", GpuLayersOpt, None),
     ("threads", ThreadsOpt, None),
     ("flash_attn", FlashAttnOpt, None),
+    ("speculative", SpeculativeOpt, None),
+    ("draft_model", DraftModelOpt, None),
     ("backend", BackendOpt, None),
     ("base_url", BaseUrlOpt, None),
     ("remote", RemoteOpt, None),

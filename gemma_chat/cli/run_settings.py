@@ -28,6 +28,9 @@ def parse_gpu_layers(value: str | None) -> int | str | None:
     return layers
 
 
+_SPEC = ("speculative", "draft_model")
+
+
 def build_settings(prompt: SavedPrompt | None = None, **cli: Any) -> Settings:
     """Merge the config file, a saved prompt and the command line, in that order of
     precedence from lowest: the command line wins over the prompt, the prompt over the
@@ -47,7 +50,7 @@ def build_settings(prompt: SavedPrompt | None = None, **cli: Any) -> Settings:
             data["system"] = prompt.system
     config_backend = data.get("backend")
     backend = choose_backend(data, cli)
-    for key in ("system", "ctx", "gpu", "threads", "flash_attn", "debug", "long_input"):
+    for key in ("system", "ctx", "gpu", "threads", "flash_attn", "debug", "long_input", *_SPEC):
         if cli.get(key) is not None:
             data[key] = cli[key]
     if backend == "openai":

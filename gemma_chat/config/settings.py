@@ -6,6 +6,7 @@ side effects at import time.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -178,17 +179,39 @@ class SavedPrompt(BaseModel):
     """A JSON Schema the reply must match: a TOML table, JSON text, ``@file.json``
     (relative to the file that defines the prompt) or the concise form."""
 
+    @field_validator("schema_")
+    @classmethod
+    def _json_schema_table(cls, value: Any) -> Any:
+        # A TOML table may hold dates and times, which JSON (and so a schema) cannot.
+        if isinstance(value, dict):
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    "the schema holds a value JSON cannot carry (a TOML date or time?)"
+                ) from None
+        return value
+
     @field_validator("sampling")
     @classmethod
     def _known_sampling(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """The same names and ranges as ``[sampling]``, and the values as it converts
+        them (``"0.2"`` is 0.2, ``8.0`` is 8): the app applies them as they are."""
         try:
-            Sampling.model_validate(value)  # the same names and ranges as [sampling]
+            sampling = Sampling.model_validate(value)
         except ValueError as exc:
             first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": (), "msg": str(exc)}
             where = ".".join(str(part) for part in first["loc"])
             message = plain_message(first)
             raise ValueError(f"{where}: {message}" if where else message) from None
-        return value
+        return sampling.model_dump(include=set(value))
+
+    @property
+    def conversation_settings(self) -> frozenset[str]:
+        """The conversation settings this prompt sets (its system text, its sampling
+        keys): like the command line's, they win over a continued conversation's own."""
+        system = {"system"} if self.system is not None else set()
+        return frozenset({*system, *self.sampling})
 
     def fill(self, message: str) -> str:
         """The user message this prompt makes of ``message``."""
@@ -256,6 +279,15 @@ class Settings(BaseModel):
     flash_attn: bool = True
     """Use flash attention. llama.cpp's own default ("auto") turns it on for CPU and CUDA;
     llama-cpp-python turns it off, which costs about 4% of decode speed here."""
+    speculative: Literal["auto", "off", "lookup", "draft"] = "auto"
+    """Speculative decoding for local models: ``lookup`` drafts the next tokens from
+    n-gram matches in the prompt and the reply so far, ``draft`` from a small
+    ``draft_model``; the model verifies each draft in one batch and keeps only what it
+    would have generated itself (greedy output is token-identical). ``auto``: ``draft``
+    when a draft model is set, else ``lookup``. ``off``: plain decoding."""
+    draft_model: PathText | None = None
+    """A small GGUF with the same vocabulary (e.g. Gemma 2 2B for 9B or 27B) that drafts
+    for ``speculative = "draft"``: a path or a short name."""
     theme: str | None = None
     """Name of the TUI theme (a theme picked in the app is remembered and wins)."""
     keys: dict[str, str] = Field(default_factory=dict)

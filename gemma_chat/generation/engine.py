@@ -10,6 +10,7 @@ out of both: ``end_of_turn``, ``new_turn``, ``max_tokens``, ``context_full``,
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 from collections.abc import Callable, Iterator
@@ -76,14 +77,29 @@ class Engine:
             source = ServerTokenSource(backend, conversation, sampling, constraint)
         else:
             source = source_for(backend, conversation, sampling, self.template, constraint)
-        yield from run_reply(
+        for event in run_reply(
             source,
             sampling=sampling,
             repeat_guard=repeat_guard,
             n_ctx=self.n_ctx,
             seed=self._seed(),
             cancel=cancel,
+        ):
+            yield self._with_speculation(event) if isinstance(event, ReplyDone) else event
+
+    def _with_speculation(self, done: ReplyDone) -> ReplyDone:
+        """``done`` with what speculative decoding did (a backend that speculates keeps it
+        in ``last_speculation``)."""
+        spec = getattr(self.backend, "last_speculation", None)
+        if spec is None or spec.mode == "off":
+            return done
+        stats = dataclasses.replace(
+            done.stats,
+            speculative=spec.mode,
+            drafted_tokens=spec.drafted,
+            accepted_tokens=spec.accepted,
         )
+        return dataclasses.replace(done, stats=stats)
 
     def reply(
         self,

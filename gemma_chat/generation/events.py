@@ -33,6 +33,10 @@ class ReplyStats:
             (OpenAI), ``completion`` (llama-server's native API).
         stop_method: For a remote server, how the reply's end was found: ``token_id``
             (the server reports each token's id) or ``stop_string`` (text only).
+        speculative: How the reply was decoded: ``lookup`` or ``draft`` (speculative
+            decoding), None when plainly.
+        drafted_tokens: Tokens drafted and verified (speculative decoding).
+        accepted_tokens: Drafted tokens the model agreed with and kept.
     """
 
     prompt_tokens: int
@@ -46,6 +50,14 @@ class ReplyStats:
     estimated: bool = False
     api_path: str | None = None
     stop_method: str | None = None
+    speculative: str | None = None
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
+
+    @property
+    def acceptance(self) -> float | None:
+        """accepted / drafted tokens; None when nothing was drafted."""
+        return self.accepted_tokens / self.drafted_tokens if self.drafted_tokens else None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Writing a whole conversation at once: what an import stores."""
+"""Writing messages: one appended to a conversation, or a whole conversation at once
+(what an import stores)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from dataclasses import replace
 
 from gemma_chat.errors import UsageError
 from gemma_chat.history import ids
+from gemma_chat.history.problems import NotFound
 from gemma_chat.history.records import (
     MESSAGE_INSERT,
     ConversationRecord,
     MessageRecord,
     dumps,
     message_values,
+    now,
+    title_from,
 )
 from gemma_chat.sanitize import one_line
 
@@ -66,3 +70,33 @@ def insert_conversation(
         if by is not None and 0 <= by < len(row_ids) and row_ids[by] != row_id:
             conn.execute("UPDATE messages SET replaced_by = ? WHERE id = ?", (row_ids[by], row_id))
     return new_id
+
+
+def append_message(
+    conn: sqlite3.Connection, conversation_id: int, message: MessageRecord
+) -> MessageRecord:
+    """Append one message after the last, inside the caller's write transaction (the
+    first user message titles an untitled conversation).
+
+    Returns:
+        The message with its id and position.
+
+    Raises:
+        NotFound: No conversation has that id.
+    """
+    row = conn.execute(
+        "SELECT title, (SELECT coalesce(max(seq) + 1, 0) FROM messages "
+        "WHERE conversation_id = ?) AS next FROM conversations WHERE id = ?",
+        (conversation_id, conversation_id),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no conversation {conversation_id} in the history")
+    seq = int(row["next"])
+    cursor = conn.execute(MESSAGE_INSERT, (conversation_id, seq, *message_values(message)))
+    if not row["title"] and message.role == "user":
+        conn.execute(
+            "UPDATE conversations SET title = ? WHERE id = ?",
+            (title_from(message.text), conversation_id),
+        )
+    conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now(), conversation_id))
+    return replace(message, id=int(cursor.lastrowid or 0), seq=seq)

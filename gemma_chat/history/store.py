@@ -25,14 +25,13 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from gemma_chat.errors import UsageError
 from gemma_chat.history import connection, ids, schema
 from gemma_chat.history.deletion import delete_ids, with_replaced_ones
-from gemma_chat.history.insert import insert_conversation
+from gemma_chat.history.insert import append_message, insert_conversation
 from gemma_chat.history.problems import (
     DRIVER_ERRORS,
     CorruptStore,
@@ -44,14 +43,12 @@ from gemma_chat.history.problems import (
     translate,
 )
 from gemma_chat.history.records import (
-    MESSAGE_INSERT,
     ConversationRecord,
     MessageRecord,
     SearchHit,
     conversation_from_row,
     dumps,
     message_from_row,
-    message_values,
     now,
     title_from,
 )
@@ -299,7 +296,7 @@ class HistoryStore:
             NotFound: No conversation has that id (it may have been deleted elsewhere).
         """
         with self._write() as conn:
-            return self._append(conn, conversation_id, message)
+            return append_message(conn, conversation_id, message)
 
     def replace(
         self, conversation_id: int, old_ids: Iterable[int], message: MessageRecord
@@ -312,7 +309,7 @@ class HistoryStore:
             The new message with its id and position.
         """
         with self._write() as conn:
-            added = self._append(conn, conversation_id, message)
+            added = append_message(conn, conversation_id, message)
             for old_id in old_ids:
                 conn.execute(
                     "UPDATE messages SET replaced_by = ? WHERE id = ? AND conversation_id = ? "
@@ -351,28 +348,6 @@ class HistoryStore:
                 (conversation_id,),
             ).fetchall()
         return [message_from_row(row) for row in rows]
-
-    def _append(
-        self, conn: sqlite3.Connection, conversation_id: int, message: MessageRecord
-    ) -> MessageRecord:
-        row = conn.execute(
-            "SELECT title, (SELECT coalesce(max(seq) + 1, 0) FROM messages "
-            "WHERE conversation_id = ?) AS next FROM conversations WHERE id = ?",
-            (conversation_id, conversation_id),
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"no conversation {conversation_id} in the history")
-        seq = int(row["next"])
-        cursor = conn.execute(MESSAGE_INSERT, (conversation_id, seq, *message_values(message)))
-        if not row["title"] and message.role == "user":
-            conn.execute(
-                "UPDATE conversations SET title = ? WHERE id = ?",
-                (title_from(message.text), conversation_id),
-            )
-        conn.execute(
-            "UPDATE conversations SET updated_at = ? WHERE id = ?", (now(), conversation_id)
-        )
-        return replace(message, id=int(cursor.lastrowid or 0), seq=seq)
 
     # ------------------------------------------------------------------- search
 

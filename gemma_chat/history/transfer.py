@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gemma_chat.chat.conversation import StopReason
 from gemma_chat.config.plain_errors import plain_message
@@ -52,8 +52,15 @@ class _Message(BaseModel):
     system: str | None = None
     meta: dict[str, Any] | None = None
     replaced_by: Count | None = None
-    """The position (in this list) of the message that replaced this one."""
+    """The position (in this list) of the message that replaced this one: a later one."""
     created_at: str
+
+    @field_validator("meta")
+    @classmethod
+    def _shallow(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and _depth(value) > META_DEPTH:
+            raise ValueError(f"nested more than {META_DEPTH} deep")
+        return value
 
 
 class _Conversation(BaseModel):
@@ -76,6 +83,34 @@ class _Document(BaseModel):
     version: Literal[1, 2]
     conversation: _Conversation
     messages: list[_Message]
+
+    @model_validator(mode="after")
+    def _replaced_by_a_later_one(self) -> _Document:
+        # A link back or to itself would hide messages for good (a cycle is never shown).
+        for position, message in enumerate(self.messages):
+            by = message.replaced_by
+            if by is not None and not position < by < len(self.messages):
+                raise ValueError(
+                    f"messages.{position}.replaced_by: {by} is not the position of a later message"
+                )
+        return self
+
+
+META_DEPTH = 16
+"""How deeply an imported message's ``meta`` may nest (gemma-chat writes 3 levels)."""
+
+
+def _depth(value: Any) -> int:
+    """How deeply a JSON value nests (iteratively: the value comes from a file)."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, level = todo.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            todo += [(child, level + 1) for child in item.values()]
+        elif isinstance(item, list):
+            todo += [(child, level + 1) for child in item]
+    return deepest
 
 
 def export_json(store: HistoryStore, conversation_id: int) -> str:

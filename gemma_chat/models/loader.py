@@ -221,7 +221,21 @@ def load_backend(
         debug=settings.debug,
         keep_stderr=keep_stderr,
     )
+    from gemma_chat.models.draft import attach_draft_model, speculative_mode
+
+    try:
+        backend.speculative = speculative_mode(settings)
+        if backend.speculative == "draft":
+            attach_draft_model(settings, backend, n_ctx, notify, _cpu_plan(settings))
+    except BaseException:
+        backend.close()
+        raise
     return info, backend
+
+
+def _cpu_plan(settings: Settings) -> Callable[[Path, int], MemoryPlan]:
+    """The memory plan of a model loaded on the CPU (the draft model)."""
+    return lambda path, n_ctx: memory_plan(settings, path, n_ctx, supported=False, gpus=[])
 
 
 def connect_remote(

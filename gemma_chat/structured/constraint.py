@@ -90,6 +90,10 @@ def check_schema(schema: Any) -> None:
 
     if not isinstance(schema, dict):
         raise UsageError('--schema: a JSON Schema is an object, e.g. {"type": "object"}')
+    try:
+        json.dumps(schema, allow_nan=False)
+    except (TypeError, ValueError):
+        raise UsageError("--schema: the schema holds a value JSON cannot carry") from None
     if _depth(schema) > _MAX_DEPTH:
         raise UsageError(f"--schema: the schema is nested more than {_MAX_DEPTH} deep")
     validator = jsonschema.validators.validator_for(schema)

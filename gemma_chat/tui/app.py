@@ -18,7 +18,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Static
+from textual.widgets import Button, Static
 
 from gemma_chat.chat import commands as slash
 from gemma_chat.chat.conversation import Conversation
@@ -50,6 +50,7 @@ from gemma_chat.tui.slash import SlashRouter
 from gemma_chat.tui.theming import ThemeService
 from gemma_chat.tui.widgets.attachment_chips import AttachmentChips
 from gemma_chat.tui.widgets.chat_log import ChatLog, WholeTextRequested
+from gemma_chat.tui.widgets.footer import HelpFirstFooter
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
 from gemma_chat.tui.widgets.status_bar import StatusBar
@@ -142,6 +143,7 @@ class GemmaChatApp(App[None]):
         self.switcher = ConversationSwitcher(self)
         self.history = HistoryKeeper(self, store, resume)
         self._handle_signals = handle_signals
+        self._stop_shown = False
 
     # ----------------------------------------------------------------- layout and start
 
@@ -155,7 +157,7 @@ class GemmaChatApp(App[None]):
                 yield Static("", id="completions")
                 yield AttachmentChips(id="chips")
                 yield PromptInput(id="prompt", placeholder=LOADING_PLACEHOLDER)
-        yield Footer()
+        yield HelpFirstFooter()
 
     async def on_mount(self) -> None:
         if self._handle_signals:
@@ -285,6 +287,9 @@ class GemmaChatApp(App[None]):
         """Recount the context meter shortly (typing restarts the delay). Every change
         of the conversation or the model comes here, so the welcome panel follows too."""
         self.meter.schedule(self._count_now)
+        if self._stop_shown != self._can_stop():
+            self._stop_shown = not self._stop_shown
+            self.refresh_bindings()  # the footer shows "esc Stop" only when Esc stops
         if not self._gone():  # the panel: while the conversation is empty
             empty = not self.conversation.turns and self.replies.reply is None
             name = self.backend.info.model if self.backend is not None else None
@@ -378,6 +383,14 @@ class GemmaChatApp(App[None]):
         if not (self.replies.cancel_edit() or self.queue.cancel()):
             self.replies.stop()
 
+    def _can_stop(self) -> bool:
+        """Whether Esc has something to stop: a reply, an edit, a queued message."""
+        return self.generating or self.replies.editing is not None or self.queue.text is not None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Esc is in the footer only while it stops something: a narrow footer keeps room.
+        return self._can_stop() if action == "stop" else True
+
     def action_interrupt(self) -> None:
         """Ctrl+C: stop the reply; when there is none, say how to quit (it never quits:
         a habit from the shell must not end a chat)."""
@@ -396,9 +409,12 @@ class GemmaChatApp(App[None]):
         await self.replies.edit()
 
     def action_help(self) -> None:
-        """Show every key and command."""
+        """Show every key and command (F1 again closes it)."""
         from gemma_chat.tui.screens.help import HelpScreen
 
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss(None)
+            return
         self.push_screen(HelpScreen(self.keys.help_groups()))
 
     def _all_bindings(self) -> list[Binding]:

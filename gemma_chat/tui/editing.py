@@ -28,6 +28,12 @@ EDIT_HINT = (
 """Said when Ctrl+O starts an edit."""
 
 
+def input_text(turn: Turn, template_on: bool) -> str:
+    """What a user turn puts back into the input: what was typed while a saved prompt's
+    template applies (sending fills it in again), else the text that was sent."""
+    return turn.typed if template_on and turn.typed is not None else turn.text
+
+
 @dataclass
 class PendingEdit:
     """An edit started with Ctrl+O and not sent yet.
@@ -109,17 +115,24 @@ class Edits:
             self._pending = edit = None  # another conversation, or the exchange is gone
         return edit
 
-    def start(self, conversation: Conversation, draft: str, widgets: list[Widget]) -> str:
+    def start(
+        self,
+        conversation: Conversation,
+        draft: str,
+        widgets: list[Widget],
+        template_on: bool = False,
+    ) -> str:
         """Ctrl+O: mark the last exchange as being edited.
 
         Returns:
-            The text to put into the input (the last user message).
+            The text to put into the input (the last user message; see
+            :func:`input_text`).
         """
         turns = conversation.turns
         kept = len(turns) - (2 if turns[-1].role is Role.MODEL else 1)
         self._pending = PendingEdit(conversation, kept, draft, widgets)
         self._pending.mark(True)
-        return turns[kept].text
+        return input_text(turns[kept], template_on)
 
     def cancel(self, conversation: Conversation) -> str | None:
         """Esc: unmark the exchange. Returns the draft to give back (None: no edit)."""

@@ -14,6 +14,9 @@ QUIT_HINT = "Ctrl+Q quits (so do /quit, /exit, /bye, and Ctrl+D on an empty inpu
 """Said when Ctrl+C is pressed with no reply to stop."""
 
 APP_BINDINGS: list[BindingType] = [
+    # F1 first, and with priority: the footer lists priority keys first, so Help stays
+    # in view in a narrow window and while the sidebar lists its own keys.
+    Binding("f1", "help", "Help", id="gemma.help", priority=True),
     Binding("escape", "stop", "Stop", id="gemma.stop"),
     Binding(
         "ctrl+c",
@@ -24,13 +27,12 @@ APP_BINDINGS: list[BindingType] = [
         priority=True,
     ),
     Binding("ctrl+r", "retry", "Retry", id="gemma.retry"),
-    Binding("ctrl+o", "edit", "Edit", id="gemma.edit"),
-    Binding("ctrl+y", "copy", "Copy", id="gemma.copy", priority=True),
-    Binding("ctrl+g", "toggle_gpu", "GPU", id="gemma.gpu"),
-    Binding("ctrl+n", "new", "New", id="gemma.new", show=False),
-    Binding("f1", "help", "Help", id="gemma.help"),
+    Binding("ctrl+o", "edit", "Edit", id="gemma.edit", show=False),
+    Binding("ctrl+y", "copy", "Copy", id="gemma.copy", priority=True, show=False),
+    Binding("ctrl+g", "toggle_gpu", "GPU", id="gemma.gpu", show=False),
+    Binding("ctrl+n", "new", "New", id="gemma.new"),
     Binding("ctrl+b", "history", "History", id="gemma.history"),
-    Binding("ctrl+f", "search", "Search", id="gemma.search", show=False),
+    Binding("ctrl+f", "search", "Search", id="gemma.search"),
     Binding("f2", "settings", "Settings", id="gemma.settings"),
     Binding("ctrl+q", "quit", "Quit", id="gemma.quit", priority=True),
 ]

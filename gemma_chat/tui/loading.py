@@ -242,6 +242,7 @@ class ModelLoading:
             app.status.set_remote(getattr(app.model_info, "host", info.path), info.model)
         else:
             app.status.set_model(info.model, getattr(app.model_info, "quantization", None))
+        app.chat.speaker = info.model  # the label of new replies
         app.status.set_device(info.device, info.gpu_layers, info.threads)
 
     def _load(self, settings: Settings) -> None:

@@ -6,6 +6,7 @@ thread worker that only posts :class:`TokensCounted`.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 
 from textual.app import App
@@ -18,6 +19,8 @@ from gemma_chat.tui.widgets.status_bar import StatusBar
 
 DELAY_S = 0.15
 """Typing restarts the count's delay: it runs once the user pauses."""
+STREAM_UPDATE_S = 0.25
+"""How often the meter moves while a reply streams."""
 
 
 class ContextMeter:
@@ -36,6 +39,7 @@ class ContextMeter:
         """The last count (the conversation and the draft, without a streaming reply)."""
         self._streamed = 0
         """Tokens of the reply streaming now, added to the last count."""
+        self._shown_at = 0.0
 
     def schedule(self, count: Callable[[], None]) -> None:
         """Run ``count`` shortly (typing restarts the delay)."""
@@ -80,8 +84,11 @@ class ContextMeter:
         self._streamed = 0
 
     def streamed(self, tokens: int, n_ctx: int, *, estimated: bool) -> None:
-        """``tokens`` more of the reply arrived: the meter moves while it streams."""
+        """``tokens`` more of the reply arrived: the meter moves while it streams (a few
+        times a second, as the speed does: each update lays out the status bar)."""
         self._streamed += tokens
-        if self._counted is not None:
+        now = time.monotonic()
+        if self._counted is not None and now - self._shown_at >= STREAM_UPDATE_S:
+            self._shown_at = now
             used = self._counted + self._streamed
             self._status().set_meter(used, n_ctx, estimated=estimated)

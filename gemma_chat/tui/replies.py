@@ -20,7 +20,7 @@ from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, TextDelta
 from gemma_chat.structured.validate import InvalidReply, check_reply
 from gemma_chat.tui.compaction import Compactor
-from gemma_chat.tui.editing import EDIT_HINT, Edits, PendingEdit
+from gemma_chat.tui.editing import EDIT_HINT, Edits, PendingEdit, input_text
 from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.long_reply import Plan, events_for, fits, long_plan
 from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
@@ -108,6 +108,8 @@ class ReplyStreamer:
         self._reply: ModelReply | None = None
         self._constraint: OutputConstraint | None = None
         """What the reply being generated must follow (checked when it ends)."""
+        self._refusal_told: OutputConstraint | None = None
+        """The constraint whose refusal by the server was said (it is said once)."""
         self._streamed = 0
         self._stream_started = 0.0
         self._speed_shown = 0.0
@@ -169,7 +171,7 @@ class ReplyStreamer:
                 severity="warning",
             )
             return
-        typed = text
+        typed = text  # what Ctrl+O and the input history give back
         if app.saved_prompt is not None:  # /prompt NAME: its template makes the message
             text = app.saved_prompt.fill(text)
         app.attachments.sync(typed)  # @path words attach their files
@@ -182,7 +184,7 @@ class ReplyStreamer:
             app.history.record_edit(edit.turns_kept)
         app.prompt.remember(typed)
         app.prompt.clear()
-        app.conversation.add_user(text)
+        app.conversation.add_user(text, typed)
         app.history.record_user(self.compactor.take_meta(app.attachments.take_meta()))
         await app.chat.add_user(text)
         await self.start()
@@ -250,7 +252,10 @@ class ReplyStreamer:
         widgets: list[Widget] = [w for w in (app.chat.last(UserMessage),) if w is not None]
         if turns[-1].role is Role.MODEL and (reply := app.chat.last(ModelReply)) is not None:
             widgets.append(reply)
-        app.prompt.set_text(self._edits.start(app.conversation, app.prompt.text, widgets))
+        template_on = app.saved_prompt is not None
+        app.prompt.set_text(
+            self._edits.start(app.conversation, app.prompt.text, widgets, template_on)
+        )
         app.prompt.focus()
         app.notify(EDIT_HINT, timeout=6)
 
@@ -348,7 +353,9 @@ class ReplyStreamer:
         stats = done.stats
         ttft = f"TTFT {stats.ttft_s:.2f}s" if stats.ttft_s is not None else "TTFT –"
         speed = f"{stats.tokens_per_s:.1f} tok/s" if stats.tokens_per_s else "– tok/s"
-        app.status.set_speed(f"{ttft} · {speed}")
+        rate = stats.acceptance
+        drafts = f" · drafts {rate:.0%} kept" if rate is not None else ""
+        app.status.set_speed(f"{ttft} · {speed}{drafts}")
         if stats.dropped_turns:  # notified, and a marker in the conversation
             self.compactor.dropped(stats.dropped_turns)
         if done.error:  # the server failed mid-reply: the partial reply stays
@@ -361,8 +368,11 @@ class ReplyStreamer:
         """Validate a constrained reply: one that does not match is kept, marked
         ``schema_mismatch``, and said in one notification; a cut-off one says so too."""
         constraint, self._constraint = self._constraint, None
-        if constraint is None or done.stop_reason is StopReason.CANCELLED:
+        if constraint is None:
             return done
+        self._tell_refusal(constraint)
+        if done.stop_reason is StopReason.CANCELLED or done.error:
+            return done  # a failed reply's own notice says the real cause
         try:
             check_reply(done.text, done.stop_reason.value, constraint)
         except InvalidReply as exc:
@@ -370,6 +380,20 @@ class ReplyStreamer:
             if done.stop_reason is StopReason.END_OF_TURN:
                 return replace(done, stop_reason=StopReason.SCHEMA_MISMATCH)
         return done
+
+    def _tell_refusal(self, constraint: OutputConstraint) -> None:
+        """Say once, as ``ask`` does, that the server refused ``constraint``."""
+        refused_by = getattr(self._app.engine and self._app.engine.backend, "refused", None)
+        refused = refused_by(constraint) if refused_by is not None else None
+        if refused and self._refusal_told is not constraint:
+            self._refusal_told = constraint
+            kind = "schema" if constraint.schema is not None else "grammar"
+            self._app.notify(
+                f"The server refused the {kind}, so replies are not constrained (only "
+                f"validated here): {refused}",
+                severity="warning",
+                timeout=15,
+            )
 
     async def on_failed(self, message: ReplyFailed) -> None:
         """Drop the failed reply; its question goes back into the input."""
@@ -393,7 +417,7 @@ class ReplyStreamer:
             if user is not None:
                 await user.remove()
             if not app.prompt.text.strip():
-                app.prompt.set_text(pending.text)
+                app.prompt.set_text(input_text(pending, app.saved_prompt is not None))
             if replaced is not None:  # an edited message: the exchange it replaced is back
                 replaced.restore(app.conversation)
         app.status.set_speed("")

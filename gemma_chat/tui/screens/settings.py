@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 from rich.text import Text
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, Switch, TextArea
 
@@ -58,10 +58,12 @@ class SettingsScreen(ModalScreen[EditedSettings | None]):
                     yield Input("" if value is None else str(value), id=f"settings-{key}")
                 yield Label("Repetition guard")
                 yield Switch(self._guard.enabled, id="settings-guard")
-            yield Static("", id="settings-error")
-            with Horizontal(id="settings-buttons"):
-                yield Button("Save", variant="primary", id="settings-save")
-                yield Button("Cancel", id="settings-cancel")
+            # Docked: in a small window the form scrolls, the buttons stay in view.
+            with Vertical(id="settings-foot"):
+                yield Static("", id="settings-error")
+                with Horizontal(id="settings-buttons"):
+                    yield Button("Save", variant="primary", id="settings-save")
+                    yield Button("Cancel", id="settings-cancel")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "settings-save":

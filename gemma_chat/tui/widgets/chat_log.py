@@ -9,6 +9,7 @@ in, so escape sequences are shown (``␛``), never sent to the terminal. The wid
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any, TypeVar
 
 from rich.text import Text
@@ -21,7 +22,7 @@ from textual.widgets.markdown import MarkdownStream
 
 from gemma_chat.chat.conversation import StopReason
 from gemma_chat.chat.markdown_blocks import split_finished
-from gemma_chat.sanitize import StreamSanitizer, visible
+from gemma_chat.sanitize import StreamSanitizer, one_line, visible
 
 W = TypeVar("W", bound=Widget)
 
@@ -88,7 +89,8 @@ class UserMessage(Static):
 
     def __init__(self, text: str) -> None:
         shown = preview(text)
-        content = Text(visible(text if shown is None else shown))
+        content = Text("You\n", style="bold dim")  # who speaks, not by indentation alone
+        content.append(visible(text if shown is None else shown))
         if shown is not None:
             more = len(text) - len(shown)
             content.append(
@@ -128,10 +130,14 @@ class ModelReply(Vertical):
     :func:`preview`), with a button that opens the whole text.
     """
 
-    def __init__(self, text: str = "", stop_reason: StopReason | None = None) -> None:
-        """Args: text, stop_reason: A finished reply to show whole (default: stream)."""
+    def __init__(
+        self, text: str = "", stop_reason: StopReason | None = None, speaker: str = "Gemma"
+    ) -> None:
+        """Args: text, stop_reason: A finished reply to show whole (default: stream).
+        speaker: Who replies (the model's file name; "Gemma" when not known)."""
         super().__init__(classes="model-reply")
         self.text = text
+        self.speaker = speaker
         self.stop_reason: StopReason | None = stop_reason
         if stop_reason in STOP_MARKERS:
             self.add_class("-stopped")
@@ -179,6 +185,7 @@ class ModelReply(Vertical):
                 return
 
     def compose(self):
+        yield Static(Text(one_line(self.speaker), style="bold dim"), classes="speaker")
         # open_links=False: a link's target is the model's choice and hides behind its text.
         yield Markdown(self._live_text or None, classes="reply-body", open_links=False)
         if self.shown_in_part:
@@ -271,6 +278,8 @@ class ChatLog(VerticalScroll):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.speaker = "Gemma"
+        """The name new replies are labelled with (the loaded model's file name)."""
         self._follow = True
         """Whether the view should follow new text (the anchor asked for)."""
 
@@ -313,14 +322,16 @@ class ChatLog(VerticalScroll):
         scroll(animate=False)
 
     async def add_user(self, text: str) -> UserMessage:
-        """Show a user message."""
+        """Show a user message (its time in its tooltip)."""
         message = UserMessage(text)
+        message.tooltip = f"You · sent {datetime.now():%H:%M:%S}"
         await self.mount(message)
         return message
 
     async def add_reply(self) -> ModelReply:
-        """Show an empty reply that text will stream into."""
-        reply = ModelReply()
+        """Show an empty reply that text will stream into (its time in its tooltip)."""
+        reply = ModelReply(speaker=self.speaker)
+        reply.tooltip = f"{one_line(self.speaker)} · started {datetime.now():%H:%M:%S}"
         await self.mount(reply)
         return reply
 

@@ -81,7 +81,22 @@ class PromptInput(TextArea):
         else:
             self.post_message(self.QuitRequested())
 
+    def _bound_to(self, key: str, action: str) -> bool:
+        """Whether ``key`` runs ``action`` here, as remapped by ``[keys]``."""
+        bindings = self._bindings.copy()
+        keymap = self.app._keymap  # Textual keeps the remapping here (no public getter)
+        if keymap:
+            bindings.apply_keymap(keymap)
+        return any(binding.action == action for binding in bindings.key_to_bindings.get(key, []))
+
     async def _on_key(self, event: events.Key) -> None:
+        if self._bound_to(event.key, "newline"):
+            # At once, in key order: run as a binding, the line break came after the
+            # keys typed right behind Ctrl+J ("A^JBBB" gave "ABBB\n" in tmux).
+            event.stop()
+            event.prevent_default()
+            self.action_newline()
+            return
         if event.key == "enter":
             event.stop()
             event.prevent_default()

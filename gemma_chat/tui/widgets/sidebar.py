@@ -56,7 +56,7 @@ def relative_time(stamp: str, now: datetime | None = None) -> str:
     return local.strftime("%d %b %Y")
 
 
-HINT = "Enter open · n new · a ask\nr rename · d delete"
+HINT = "Enter open · n new\nr rename\nd delete · a ask"
 """The keys under the list."""
 
 
@@ -119,6 +119,11 @@ class HistorySidebar(Vertical):
         yield OptionList(id="sidebar-list")
         yield Static(HINT, classes="sidebar-hint")
 
+    def on_resize(self) -> None:
+        # Titles are cut to the width: a new width lists them again.
+        if self._shown[0]:
+            self.show(*self._shown)
+
     def action_toggle_ask(self) -> None:
         """Hide (or show again) the conversations ``gemma-chat ask`` started."""
         self.hide_ask = not self.hide_ask
@@ -146,16 +151,19 @@ class HistorySidebar(Vertical):
         options = self.listing
         keep = self.highlighted_id
         self._records = {record.id: record for record in records}
+        # The list's width less its scrollbar (the fixed width before the first layout).
+        width = self.listing.size.width - 2 if self.listing.size.width else TITLE_WIDTH + 2
         items = [Option(Text("+ New conversation", style="bold"), id=NEW_ID)]
         now = datetime.now(timezone.utc)
         for record in records:
             mark = "● " if record.id == current else "  "
-            line = Text(mark + shorten(one_line(record.title), TITLE_WIDTH))
+            # One line each, cut with an ellipsis: the sidebar is narrow in a small window.
+            line = Text(mark + shorten(one_line(record.title), width - 2))
             count = record.message_count
             when = relative_time(record.updated_at, now)
             origin = "ask · " if _from_ask(record) else ""
             detail = f"{origin}{when} · {count} message{'s' if count != 1 else ''}"
-            line.append("\n  " + detail, style="dim")
+            line.append("\n  " + shorten(detail, width - 2), style="dim")
             items.append(Option(line, id=str(record.id)))
         if not records and note:
             items.append(Option(Text(note, style="dim italic"), disabled=True))

@@ -1,0 +1,249 @@
+"""Lossless speculative decoding on a ``llama_cpp.Llama``: draft, verify in one batch, roll back.
+
+A *drafter* guesses the next few tokens (:class:`PromptLookup`: the continuation of the
+latest earlier occurrence of the last n-gram, in the prompt or the reply so far; or a
+small draft model, :mod:`gemma_chat.backend.draft_model`). The target model then
+evaluates the pending token and the draft in ONE ``llama_decode`` batch, with logits for
+those rows only, and the target's own sampler chain samples each position in turn. A
+drafted token is kept only while it equals what the target sampled there; the first
+sample that differs is kept too (it is what plain decoding would have produced), and the
+KV cells of the rejected tail are removed. Each position is therefore sampled from
+the distribution plain decoding would use, with the same sampler chain: at temperature 0
+the output is plain decoding's, and at temperature > 0 the output distribution is
+unchanged (only the random stream is consumed differently).
+
+One caveat, measured on the demo model: llama.cpp's CPU kernels are not batch-invariant.
+A row of a multi-token batch (and even a single token decoded after a rollback) can get
+logits that differ from a single-token decode by up to about one unit, because the
+summation order changes (repacked Q4_K products take rows four at a time, attention over
+a longer window is tiled). Greedy output is therefore identical to plain decoding except
+where two candidates are that close, which a re-evaluated prompt (another prefix split of
+the KV cache) can flip just the same.
+
+Tokens are yielded one at a time, so the reply loop applies every stop rule at every
+accepted token. When the caller stops iterating, the cache is cut back to what plain
+decoding would hold at that point: everything before the last yielded token.
+
+When drafts keep failing (free-form chat), :class:`Pacer` backs off: it drafts less and
+less often, so a miss costs at most a few percent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gemma_chat.backend.base import Cancelled
+
+MAX_DRAFT = 8
+"""The longest draft verified in one batch."""
+
+
+@dataclass
+class SpecStats:
+    """What speculation did during one reply.
+
+    Attributes:
+        mode: ``lookup`` or ``draft`` (``off``: plain decoding).
+        drafted: Tokens proposed by the drafter and verified by the target.
+        accepted: Drafted tokens the target agreed with (and that were kept).
+        batches: Verification batches run.
+    """
+
+    mode: str = "off"
+    drafted: int = 0
+    accepted: int = 0
+    batches: int = 0
+
+    @property
+    def acceptance(self) -> float | None:
+        """accepted / drafted, or None when nothing was drafted."""
+        return self.accepted / self.drafted if self.drafted else None
+
+
+class Drafter(Protocol):
+    """Guesses how the token history continues."""
+
+    def draft(self, history: Sequence[int], k: int) -> list[int]:
+        """Up to ``k`` tokens likely to follow ``history`` (may be empty)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the drafter holds."""
+        ...
+
+
+class PromptLookup:
+    """Drafts by n-gram lookup: find the latest earlier occurrence of the history's last
+    ``n`` tokens (longest ``n`` first) and propose what followed it.
+
+    The index grows incrementally with the history, so each draft costs a few dict
+    look-ups, whatever the prompt's length.
+    """
+
+    def __init__(self, ngram_max: int = 4, ngram_min: int = 2) -> None:
+        self.ngram_max, self.ngram_min = ngram_max, ngram_min
+        self._history: list[int] = []
+        self._index: dict[tuple[int, ...], int] = {}
+
+    def _sync(self, history: Sequence[int]) -> None:
+        known = self._history
+        if len(history) < len(known) or known[-1:] != list(history[len(known) - 1 : len(known)]):
+            known.clear()  # not an extension: start again
+            self._index.clear()
+        index, start = self._index, len(known)
+        known.extend(history[start:])
+        for end in range(max(start, 1), len(known)):
+            # The n-grams ending just before ``end`` continue at ``end``.
+            for n in range(self.ngram_min, self.ngram_max + 1):
+                if end - n >= 0:
+                    index[tuple(known[end - n : end])] = end
+
+    def draft(self, history: Sequence[int], k: int) -> list[int]:
+        """The continuation of the longest matching earlier n-gram (up to ``k`` tokens)."""
+        self._sync(history)
+        known = self._history
+        for n in range(self.ngram_max, self.ngram_min - 1, -1):
+            if len(known) < n:
+                continue
+            at = self._index.get(tuple(known[-n:]))
+            if at is not None:
+                return known[at : at + k]
+        return []
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class Pacer:
+    """Decides how many tokens to draft next, from how the last drafts fared.
+
+    The draft length follows the accepted length (longer after a full acceptance). After
+    a draft with nothing accepted, drafting pauses for a number of tokens that doubles
+    with each consecutive miss (up to ``max_pause``), so text that the history cannot
+    predict runs at plain speed.
+    """
+
+    def __init__(self, max_draft: int = MAX_DRAFT, max_pause: int = 64) -> None:
+        self.max_draft, self.max_pause = max_draft, max_pause
+        self.length = max_draft
+        self._misses = 0
+        self._pause = 0
+
+    def want(self) -> int:
+        """How many tokens to draft now (0: decode one token plainly)."""
+        if self._pause > 0:
+            self._pause -= 1
+            return 0
+        return self.length
+
+    def record(self, drafted: int, accepted: int) -> None:
+        """Take the result of one verified draft into account."""
+        if drafted == 0:
+            return
+        if accepted == 0:
+            self._misses += 1
+            self._pause = min(self.max_pause, 2**self._misses)
+            self.length = max(2, self.length // 2)
+            return
+        self._misses = 0
+        if accepted == drafted:
+            self.length = min(self.max_draft, self.length * 2)
+        else:
+            self.length = max(2, min(self.max_draft, accepted + 1))
+
+
+def _decode(llm: Any, tokens: Sequence[int]) -> None:
+    """Evaluate ``tokens`` after the cache in one batch, with logits for every row."""
+    batch = llm._batch.batch
+    n_past = llm.n_tokens
+    batch.n_tokens = len(tokens)
+    for i, token in enumerate(tokens):
+        batch.token[i] = token
+        batch.pos[i] = n_past + i
+        batch.seq_id[i][0] = 0
+        batch.n_seq_id[i] = 1
+        batch.logits[i] = True
+    llm._ctx.decode(llm._batch)
+    llm.input_ids[n_past : n_past + len(tokens)] = tokens
+    llm.n_tokens = n_past + len(tokens)
+
+
+def _cut(llm: Any, n_tokens: int) -> None:
+    """Drop the cache's cells from position ``n_tokens`` on.
+
+    Raises:
+        RuntimeError: The cache cannot drop them (a sliding-window cache that is not
+            kept full); speculation must not be used then.
+    """
+    if n_tokens >= llm.n_tokens:
+        return
+    if not llm._ctx.kv_cache_seq_rm(0, n_tokens, -1):
+        raise RuntimeError("llama.cpp cannot roll this KV cache back")
+    llm.n_tokens = n_tokens
+    llm._requires_eval = True
+
+
+def speculate(
+    llm: Any,
+    first: Iterator[int],
+    drafter: Drafter,
+    stats: SpecStats,
+    cancel: threading.Event | None = None,
+    max_draft: int = MAX_DRAFT,
+) -> Iterator[int]:
+    """Yield sampled tokens, verifying drafts in batches.
+
+    Args:
+        llm: The ``Llama`` whose ``generate`` produced ``first``.
+        first: ``llm.generate(prompt, ...)``, not yet started: it evaluates the prompt
+            (re-using the cache's prefix), builds the sampler chain and samples the
+            first token; it is closed right after.
+        drafter: Proposes drafts from the token history.
+        stats: Updated as drafts are verified.
+        cancel: Checked before every batch.
+        max_draft: The longest draft.
+    """
+    pending = next(first)  # sampled, not yet in the cache
+    first.close()
+    sampler = llm._sampler
+    pacer = Pacer(max_draft)
+    n_ctx = llm.n_ctx()
+    history = llm.input_ids[: llm.n_tokens].tolist()
+    kept = llm.n_tokens  # cells that precede the last yielded token
+    try:
+        yield pending
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled
+            room = min(n_ctx - llm.n_tokens - 1, llm.n_batch - 1)
+            if room < 0:
+                return  # the context is full
+            history.append(pending)
+            want = min(pacer.want(), room)
+            draft = drafter.draft(history, want) if want > 0 else []
+            _decode(llm, [pending, *draft])
+            stats.drafted += len(draft)
+            stats.batches += 1 if draft else 0
+            base = llm.n_tokens - len(draft) - 1
+            accepted = 0
+            for i in range(len(draft) + 1):
+                token = sampler.sample(llm._ctx, i)
+                kept = base + i + 1
+                if i < len(draft) and token == draft[i]:
+                    accepted += 1
+                    stats.accepted += 1  # counted now: the caller may stop at this token
+                    history.append(token)
+                    yield token
+                    continue
+                pending = token
+                break
+            pacer.record(len(draft), accepted)
+            _cut(llm, base + accepted + 1)
+            yield pending
+    finally:
+        # Plain decoding holds everything before the last yielded token: so do we.
+        if llm.n_tokens > kept:
+            _cut(llm, kept)
