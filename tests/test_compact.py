@@ -124,3 +124,21 @@ async def test_context_policy_drop_leaves_a_marker(demo_path) -> None:
         await wait_until(pilot, lambda: any("left out" in n for n in notices(app)))
         assert any("2 earlier turns were left out to fit the context" in n for n in notices(app))
         assert app.conversation.summary is None
+
+
+def test_a_stored_compaction_is_restored_on_resume(tmp_path) -> None:
+    from gemma_chat.history.records import MessageRecord
+    from gemma_chat.history.turns import to_conversation
+
+    with HistoryStore(tmp_path / "history.db") as store:
+        cid = store.create(system=None, params={})
+        for role, text in (("user", "Ada"), ("model", "Hi Ada"), ("user", "Paris")):
+            store.add(cid, MessageRecord(role, text))
+        store.add(cid, MessageRecord("model", "Nice"))
+        meta = {"compacted": {"turns": 2, "summary": "The user is Ada."}}
+        store.add(cid, MessageRecord("user", "My name?", meta=meta))
+        conversation = to_conversation(store.get(cid), store.messages(cid), None)
+    assert conversation.summary == Summary(2, "The user is Ada.")
+    view, system = conversation.prompt_view()
+    assert [t.text for t in view] == ["Paris", "Nice", "My name?"]
+    assert system == f"{SUMMARY_INTRO}\nThe user is Ada."

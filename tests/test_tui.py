@@ -474,6 +474,6 @@ async def test_quitting_mid_reply_stops_the_generation(vocab) -> None:
         await ready(pilot)
         await send(pilot, "go")
         await wait_until(pilot, lambda: app.generating)
-        cancel = app._cancel
+        cancel = app.replies.cancel
         await pilot.press("ctrl+q")
     assert cancel is not None and cancel.is_set()  # the worker stops within a token

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gemma_chat.chat.conversation import Conversation, Role, StopReason
+from gemma_chat.chat.conversation import Conversation, Role, StopReason, Summary
 from gemma_chat.history.records import ConversationRecord, MessageRecord
 
 
@@ -91,6 +91,7 @@ def to_conversation(
     for turn in stored_turns(messages):
         if turn.role is Role.USER:
             conversation.add_user(turn.text)
+            _restore_summary(conversation, turn.messages)
             continue
         (reply,) = turn.messages
         same_model = model_sha256 is not None and reply.model_sha256 == model_sha256
@@ -100,6 +101,19 @@ def to_conversation(
             reply.token_ids if same_model else None,
         )
     return conversation
+
+
+def _restore_summary(conversation: Conversation, messages: list[MessageRecord]) -> None:
+    """A compaction stored with a message (``/compact``): the earlier turns it stands for
+    are summarised again in the prompts (a meta of another shape is ignored)."""
+    for message in messages:
+        compacted = (message.meta or {}).get("compacted")
+        if not isinstance(compacted, dict):
+            continue
+        turns, text = compacted.get("turns"), compacted.get("summary")
+        before = len(conversation.turns) - 1  # the turns before this message
+        if isinstance(turns, int) and isinstance(text, str) and 0 < turns <= before:
+            conversation.summary = Summary(turns - turns % 2, text)
 
 
 def _stop_reason(value: str | None) -> StopReason:

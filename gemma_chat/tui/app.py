@@ -7,20 +7,15 @@ and the handlers here change state and update the screen.
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from rich.text import Text
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Static
 
-from gemma_chat.chat import commands as slash
 from gemma_chat.chat.conversation import Conversation
 from gemma_chat.config.settings import SavedPrompt, Settings
 from gemma_chat.generation.engine import Engine
@@ -29,10 +24,17 @@ from gemma_chat.history.store import HistoryStore
 from gemma_chat.structured.constraint import OutputConstraint
 from gemma_chat.tui.attachments import AttachmentTray
 from gemma_chat.tui.conversations import ConversationSwitcher
+from gemma_chat.tui.follow import ChangeFollower
 from gemma_chat.tui.history import HistoryKeeper
 from gemma_chat.tui.keys import APP_BINDINGS, QUIT_HINT, KeyBindings
 from gemma_chat.tui.kv_resume import KVResumeService
-from gemma_chat.tui.loading import LOAD_PROGRESS, Loader, ModelLoading
+from gemma_chat.tui.loading import (
+    LOAD_PROGRESS,
+    LOADING_PLACEHOLDER,
+    Loader,
+    ModelLoading,
+    default_gpu_supported,
+)
 from gemma_chat.tui.messages import (
     ModelLoaded,
     ModelLoadFailed,
@@ -46,6 +48,7 @@ from gemma_chat.tui.meter import ContextMeter
 from gemma_chat.tui.notices import Notices
 from gemma_chat.tui.queue import SendQueue
 from gemma_chat.tui.replies import ReplyStreamer
+from gemma_chat.tui.signals import end_on_signals
 from gemma_chat.tui.slash import SlashRouter
 from gemma_chat.tui.theming import ThemeService
 from gemma_chat.tui.widgets.attachment_chips import AttachmentChips
@@ -60,19 +63,6 @@ if TYPE_CHECKING:
     from gemma_chat.backend.base import Backend
     from gemma_chat.models.loader import RemoteModelInfo
     from gemma_chat.models.resolve import ModelInfo
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-"""Signals that end the app like Ctrl+Q (the exit code is 128 + the signal's number)."""
-
-LOADING_PLACEHOLDER = "Loading the model… type now: Enter queues your message"
-"""The input's hint until a model is loaded."""
-
-
-def default_gpu_supported() -> bool:
-    """Whether the installed llama.cpp build can offload to a GPU."""
-    from gemma_chat.backend.local import gpu_offload_supported
-
-    return gpu_offload_supported()
 
 
 class GemmaChatApp(App[None]):
@@ -142,8 +132,8 @@ class GemmaChatApp(App[None]):
         # The switcher first: the history's callbacks (a store error, a resume) reach it.
         self.switcher = ConversationSwitcher(self)
         self.history = HistoryKeeper(self, store, resume)
+        self.follow = ChangeFollower(self)
         self._handle_signals = handle_signals
-        self._stop_shown = False
 
     # ----------------------------------------------------------------- layout and start
 
@@ -161,9 +151,7 @@ class GemmaChatApp(App[None]):
 
     async def on_mount(self) -> None:
         if self._handle_signals:
-            loop = asyncio.get_running_loop()
-            for signum in STOP_SIGNALS:
-                loop.add_signal_handler(signum, self._stop_signalled, signum)
+            end_on_signals(self)
         self.themes.setup(self._cli_theme, self.settings.theme)
         self.keys.apply(self.settings.keys)
         self.prompt.focus()
@@ -204,11 +192,6 @@ class GemmaChatApp(App[None]):
         """Whether a reply is being generated."""
         return self.replies.generating
 
-    @property
-    def _cancel(self) -> threading.Event | None:
-        """Set to stop the reply being generated (tests read it)."""
-        return self.replies.cancel
-
     # ------------------------------------------------------------------- model loading
 
     def _start_load(self, settings: Settings) -> None:
@@ -239,15 +222,9 @@ class GemmaChatApp(App[None]):
     # ---------------------------------------------------------------------- sending
 
     async def on_prompt_input_submitted(self, event: PromptInput.Submitted) -> None:
-        text = event.text
-        if slash.is_command(text.strip()):
-            self.prompt.remember(text.strip())
-            self.prompt.clear()
-            await self.slash.run(text.strip())
-            return
-        text = text[1:] if text.startswith("//") else text
-        if not await self.queue.hold(text):  # the model is still loading: queued
-            await self.replies.send(text)
+        message = await self.slash.submitted(event.text)  # a /command runs there
+        if message is not None and not await self.queue.hold(message):  # loading: queued
+            await self.replies.send(message)
 
     def on_prompt_input_scroll_requested(self, event: PromptInput.ScrollRequested) -> None:
         self.chat.scroll_for_key(event.where)
@@ -257,8 +234,7 @@ class GemmaChatApp(App[None]):
 
     def on_reply_delta(self, message: ReplyDelta) -> None:
         self.replies.on_delta(message)
-        if self.engine is not None and not self._gone():
-            self.meter.streamed(message.tokens, self.engine.n_ctx, estimated=self.remote)
+        self.follow.streamed(message.tokens)
 
     def on_reply_finished(self, message: ReplyFinished) -> None:
         self.meter.reply_ended()
@@ -279,30 +255,15 @@ class GemmaChatApp(App[None]):
         self.schedule_count()
 
     def on_prompt_input_completions_changed(self, event: PromptInput.CompletionsChanged) -> None:
-        hint = "Tab: " + "  ".join(event.matches) if event.matches else ""
-        self.query_one("#completions", Static).update(Text(hint))  # typed text, not markup
-        self.query_one("#completions").set_class(bool(hint), "-visible")
+        self.follow.completions(event.matches)
 
     def schedule_count(self) -> None:
-        """Recount the context meter shortly (typing restarts the delay). Every change
-        of the conversation or the model comes here, so the welcome panel follows too."""
-        self.meter.schedule(self._count_now)
-        if self._stop_shown != self._can_stop():
-            self._stop_shown = not self._stop_shown
-            self.refresh_bindings()  # the footer shows "esc Stop" only when Esc stops
-        if not self._gone():  # the panel: while the conversation is empty
-            empty = not self.conversation.turns and self.replies.reply is None
-            name = self.backend.info.model if self.backend is not None else None
-            self.query_one(WelcomePanel).show_for(name, self.model_info, empty)
-
-    def _count_now(self) -> None:
-        if self.engine is not None and not self._gone():
-            draft = self.attachments.draft(self.prompt.text)  # attached files count too
-            self.meter.count(self.engine, self.conversation, draft)
+        """Every change of the conversation, the draft or the model comes here: the
+        meter recounts, the footer and the welcome panel follow (:class:`ChangeFollower`)."""
+        self.follow.changed()
 
     def on_tokens_counted(self, message: TokensCounted) -> None:
-        if self.engine is not None and not self._gone():
-            self.meter.show(message.used, self.engine.n_ctx, estimated=self.remote)
+        self.follow.counted(message)
 
     def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:
         """Show a notification, sanitized, never parsed as markup, with a short timeout
@@ -371,25 +332,15 @@ class GemmaChatApp(App[None]):
         self.history.at_exit()
         super().exit(*args, **kwargs)
 
-    def _stop_signalled(self, signum: int) -> None:
-        # Run by the event loop, not inside the signal handler: quitting as with Ctrl+Q
-        # keeps the partial reply (saved, marked partial) and gives the terminal back
-        # (alternate screen left, mouse tracking off).
-        self.exit(return_code=128 + signum)
-
     def action_stop(self) -> None:
         """Esc: cancel an edit (Ctrl+O) not sent yet, else stop the reply being
         generated (the partial reply is kept)."""
         if not (self.replies.cancel_edit() or self.queue.cancel()):
             self.replies.stop()
 
-    def _can_stop(self) -> bool:
-        """Whether Esc has something to stop: a reply, an edit, a queued message."""
-        return self.generating or self.replies.editing is not None or self.queue.text is not None
-
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Esc is in the footer only while it stops something: a narrow footer keeps room.
-        return self._can_stop() if action == "stop" else True
+        return self.follow.can_stop() if action == "stop" else True
 
     def action_interrupt(self) -> None:
         """Ctrl+C: stop the reply; when there is none, say how to quit (it never quits:
@@ -410,12 +361,7 @@ class GemmaChatApp(App[None]):
 
     def action_help(self) -> None:
         """Show every key and command (F1 again closes it)."""
-        from gemma_chat.tui.screens.help import HelpScreen
-
-        if isinstance(self.screen, HelpScreen):
-            self.screen.dismiss(None)
-            return
-        self.push_screen(HelpScreen(self.keys.help_groups()))
+        self.keys.toggle_help()
 
     def _all_bindings(self) -> list[Binding]:
         return self.keys.all_bindings()
@@ -434,12 +380,8 @@ class GemmaChatApp(App[None]):
         self.slash.edit_settings()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """Textual's commands, then every slash command (the command palette, Ctrl+P).
-        Themes have one entry, ``/theme`` (Textual's own "Theme" is left out)."""
-        for command in super().get_system_commands(screen):
-            if command.title != "Theme":
-                yield command
-        yield from self.slash.palette()
+        """The command palette (Ctrl+P): see :meth:`SlashRouter.system_commands`."""
+        yield from self.slash.system_commands(super().get_system_commands(screen))
 
 
 def run_tui(settings: Settings, theme: str | None = None, resume: int | None = None) -> int:

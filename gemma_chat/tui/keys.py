@@ -58,6 +58,15 @@ class KeyBindings:
             self._app.notify(keymap_message(problems), severity="warning", timeout=15, markup=False)
         self._app.set_keymap(keymap)
 
+    def toggle_help(self) -> None:
+        """Open the F1 help screen, or close it when it is open."""
+        from gemma_chat.tui.screens.help import HelpScreen
+
+        if isinstance(self._app.screen, HelpScreen):
+            self._app.screen.dismiss(None)
+            return
+        self._app.push_screen(HelpScreen(self.help_groups()))
+
     def all_bindings(self) -> list[Binding]:
         """Every binding of the app, its input, sidebar, screens and dialogs."""
         from gemma_chat.tui.screens.dialogs import ConfirmScreen, CorruptStoreScreen, RenameScreen

@@ -64,6 +64,17 @@ def default_loader(
     return load_backend(settings, notify, keep_stderr=True, cancel=cancel)
 
 
+LOADING_PLACEHOLDER = "Loading the model… type now: Enter queues your message"
+"""The input's hint until a model is loaded."""
+
+
+def default_gpu_supported() -> bool:
+    """Whether the installed llama.cpp build can offload to a GPU."""
+    from gemma_chat.backend.local import gpu_offload_supported
+
+    return gpu_offload_supported()
+
+
 @dataclass(frozen=True)
 class LoadFailure:
     """What the app shows when a load fails.

@@ -6,17 +6,15 @@ command onto the app's actions.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from textual.app import SystemCommand
-from textual.markup import escape
 
 from gemma_chat.chat import commands as slash
 from gemma_chat.chat.conversation import Conversation, Role
 from gemma_chat.errors import UsageError
-from gemma_chat.sanitize import one_line
+from gemma_chat.tui.palette import palette_commands
 from gemma_chat.tui.theming import ThemeService
 
 if TYPE_CHECKING:
@@ -29,7 +27,7 @@ if TYPE_CHECKING:
     from gemma_chat.tui.widgets.prompt_input import PromptInput
     from gemma_chat.tui.widgets.status_bar import StatusBar
 
-_PALETTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
 BUSY_HINT = "A reply is being generated: wait for it, or press Esc to stop it."
 
 
@@ -299,40 +297,22 @@ class SlashRouter:
         app.copy_to_clipboard(text)
         app.notify(f"Copied the last {'code block' if what == 'code' else 'reply'}.")
 
-    def palette(self) -> Iterable[SystemCommand]:
-        """Every slash command, for the command palette (Ctrl+P)."""
-        for command in slash.COMMANDS:
-            if command.args and command.name not in ("copy", "theme", "search"):
-                callback: Callable[[], object] = self._prefill(command)
-            else:
-                callback = self._runner(f"/{command.name}")
-            yield SystemCommand(command.usage, command.help, callback)
-        yield SystemCommand("/copy code", "Copy the last code block", self._runner("/copy code"))
-        yield SystemCommand(
-            "/schema off", "Replies are free text again", self._runner("/schema off")
-        )
-        from gemma_chat.config.prompt_library import load_prompts
+    async def submitted(self, text: str) -> str | None:
+        """Enter in the input: a ``/command`` runs here (None comes back); anything else
+        is a message to send (``//text`` sends ``/text``)."""
+        app = self._app
+        if slash.is_command(text.strip()):
+            app.prompt.remember(text.strip())
+            app.prompt.clear()
+            await self.run(text.strip())
+            return None
+        return text[1:] if text.startswith("//") else text
 
-        found, _ = load_prompts(self._app.settings.prompts)  # failures: reported on use
-        for name, entry in sorted(found.items()):
-            if not _PALETTE_NAME.fullmatch(name):
-                continue  # a config key the palette could not show as typed: type it
-            # The palette reads its text as markup: a description is the user's text.
-            about = escape(one_line(entry.prompt.description or "Use this saved prompt"))
-            yield SystemCommand(f"/prompt {name}", about, self._runner(f"/prompt {name}"))
-
-    def _runner(self, text: str) -> Callable[[], Awaitable[None]]:
-        async def run() -> None:
-            await self.run(text)
-
-        return run
-
-    def _prefill(self, command: slash.SlashCommand) -> Callable[[], None]:
-        def fill() -> None:
-            self._app.prompt.set_text(f"/{command.name} ")
-            self._app.prompt.focus()
-
-        return fill
+    def system_commands(self, textual: Iterable[SystemCommand]) -> Iterable[SystemCommand]:
+        """Textual's commands, then every slash command. Themes have one entry,
+        ``/theme`` (Textual's own "Theme" is left out)."""
+        yield from (command for command in textual if command.title != "Theme")
+        yield from palette_commands(self._app, self.run)
 
     def switch_gpu(self, value: bool | int) -> None:
         """Reload with the GPU on (True), off (False), or with a number of layers."""
