@@ -210,8 +210,10 @@ def test_ask_reports_speculation_in_json_and_stats(demo_path) -> None:
     off = json.loads(run_cli(*args, "--json", "--speculative", "off", stdin=text).stdout)
     assert off["speculative"] is None and off["drafted_tokens"] == 0
     assert off["text"] == result["text"]
-    stats = run_cli(*args, "--stats", stdin=text)  # the default (auto) drafts by lookup
+    stats = run_cli(*args, "--stats", "--speculative", "auto", stdin=text)  # auto: lookup
     assert "(lookup: " in stats.stderr.decode() and "drafted accepted" in stats.stderr.decode()
+    plain = run_cli(*args, "--stats", stdin=text)  # the default is off: no drafts
+    assert "(lookup: " not in plain.stderr.decode()
 
 
 def test_a_bad_speculative_mode_is_one_line(demo_path) -> None:

@@ -18,6 +18,7 @@ import typer
 from gemma_chat.cli import input_options as inp
 from gemma_chat.cli import options as o
 from gemma_chat.cli import run_settings
+from gemma_chat.cli import structured_options as so
 from gemma_chat.cli.doctor import doctor as doctor_command
 from gemma_chat.cli.history import history_app
 from gemma_chat.cli.models import models_app
@@ -126,9 +127,9 @@ def ask(
     continue_latest: o.ContinueOpt = False,
     conversation: o.ConversationOpt = None,
     no_save: o.NoSaveOpt = False,
-    schema: o.SchemaOpt = None,
-    grammar: o.GrammarOpt = None,
-    prompt_name: o.PromptNameOpt = None,
+    schema: so.SchemaOpt = None,
+    grammar: so.GrammarOpt = None,
+    prompt_name: so.PromptNameOpt = None,
     files: inp.FileOpt = None,
     long: inp.LongOpt = None,
 ) -> None:
@@ -163,7 +164,7 @@ def prompt(
     system: o.SystemOpt = None,
     json_out: o.JsonOpt = False,
     debug: o.DebugOpt = False,
-    prompt_name: o.PromptNameOpt = None,
+    prompt_name: so.PromptNameOpt = None,
     files: inp.FileOpt = None,
 ) -> None:
     """Print the exact rendered Gemma prompt, control tokens visible (a template inspector).

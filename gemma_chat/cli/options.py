@@ -9,7 +9,6 @@ import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -191,41 +190,6 @@ RawOpt = Annotated[
 DebugOpt = Annotated[
     bool,
     typer.Option("--debug", help="Show llama.cpp's log and tracebacks.", rich_help_panel=OUTPUT),
-]
-
-STRUCTURED = "Structured output"
-
-SchemaOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--schema",
-        metavar="SCHEMA",
-        help="Constrain the reply to JSON matching SCHEMA, and validate it: a JSON Schema "
-        "inline, @file.json, or the concise form 'name, age int, mood happy|sad, tags: "
-        "list of keywords'. A reply that does not match exits 1 (it is kept, marked).",
-        rich_help_panel=STRUCTURED,
-    ),
-]
-GrammarOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--grammar",
-        metavar="FILE.gbnf",
-        help="Constrain the reply with a GBNF grammar (llama.cpp's format).",
-        rich_help_panel=STRUCTURED,
-    ),
-]
-
-PromptNameOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--prompt",
-        "-p",
-        metavar="NAME",
-        help="Use a saved prompt: its system text, template, sampling and schema (see: "
-        "gemma-chat prompts). Options given here win over it.",
-        rich_help_panel=MODEL,
-    ),
 ]
 
 ContinueOpt = Annotated[

@@ -279,12 +279,14 @@ class Settings(BaseModel):
     flash_attn: bool = True
     """Use flash attention. llama.cpp's own default ("auto") turns it on for CPU and CUDA;
     llama-cpp-python turns it off, which costs about 4% of decode speed here."""
-    speculative: Literal["auto", "off", "lookup", "draft"] = "auto"
+    speculative: Literal["auto", "off", "lookup", "draft"] = "off"
     """Speculative decoding for local models: ``lookup`` drafts the next tokens from
     n-gram matches in the prompt and the reply so far, ``draft`` from a small
     ``draft_model``; the model verifies each draft in one batch and keeps only what it
-    would have generated itself (greedy output is token-identical). ``auto``: ``draft``
-    when a draft model is set, else ``lookup``. ``off``: plain decoding."""
+    samples itself (greedy output can still differ where two tokens are nearly tied:
+    llama.cpp's CPU kernels round differently by batch size). ``auto``: ``draft`` when a
+    draft model is set, else ``lookup``. ``off`` (the default, until an idle measurement
+    shows a gain): plain decoding."""
     draft_model: PathText | None = None
     """A small GGUF with the same vocabulary (e.g. Gemma 2 2B for 9B or 27B) that drafts
     for ``speculative = "draft"``: a path or a short name."""

@@ -8,22 +8,21 @@ The worker never touches widgets: it posts :class:`ReplyDelta`, then
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gemma_chat.chat.conversation import Conversation, Role, StopReason
+from gemma_chat.chat.conversation import Conversation, Role
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, TextDelta
-from gemma_chat.structured.validate import InvalidReply, check_reply
 from gemma_chat.tui.compaction import Compactor
 from gemma_chat.tui.editing import EDIT_HINT, Edits, PendingEdit, input_text
+from gemma_chat.tui.gc_hold import GcHold
 from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.long_reply import Plan, events_for, fits, long_plan
 from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
+from gemma_chat.tui.reply_check import ReplyCheck
 from gemma_chat.tui.slash import BUSY_HINT
 from gemma_chat.tui.widgets.chat_log import ChatLog, ModelReply, UserMessage
 
@@ -36,14 +35,9 @@ if TYPE_CHECKING:
     from textual.worker import Worker
 
     from gemma_chat.config.settings import SavedPrompt, Settings
-    from gemma_chat.structured.constraint import OutputConstraint
     from gemma_chat.tui.widgets.prompt_input import PromptInput
     from gemma_chat.tui.widgets.status_bar import StatusBar
 
-GC_FREEZE_S = 0.25
-"""How often new objects are frozen while a reply streams (see ``_hold_gc``)."""
-GC_RELEASE_S = 2.0
-"""How long after a reply the frozen objects are handed back to the collector."""
 FRAME_S = 1 / 60
 """The worker posts reply text at most once per frame."""
 
@@ -106,15 +100,13 @@ class ReplyStreamer:
         self.cancel: threading.Event | None = None
         """Set to stop the reply being generated (None when none is)."""
         self._reply: ModelReply | None = None
-        self._constraint: OutputConstraint | None = None
-        """What the reply being generated must follow (checked when it ends)."""
-        self._refusal_told: OutputConstraint | None = None
-        """The constraint whose refusal by the server was said (it is said once)."""
+        self._check = ReplyCheck(app)
+        """Checks a constrained reply when it ends."""
         self._streamed = 0
         self._stream_started = 0.0
         self._speed_shown = 0.0
         self._delta_taken = threading.Event()
-        self._gc_timer: Timer | None = None
+        self._gc = GcHold(app)
         self.compactor = Compactor(app, self)  # /compact, context_policy = "compact"
         self._plan: Plan | None = None  # the next message, when answered part by part
         self._edits = Edits()
@@ -199,12 +191,12 @@ class ReplyStreamer:
             self.compactor.run(then=lambda: self.start(compact=False))
             return
         self._reply = await app.chat.add_reply()
-        self._constraint = engine.constraint
+        self._check.expect(engine.constraint)
         self.cancel = cancel = threading.Event()
         self._status, self._streamed = app.status, 0  # the status bar: progress lines
         self._stream_started = time.perf_counter()
         app.status.set_speed("…")
-        self._hold_gc(True)
+        self._gc.streaming(True)
         app.kv.generation_started()
         conversation = app.conversation
         app.run_worker(
@@ -258,25 +250,6 @@ class ReplyStreamer:
         )
         app.prompt.focus()
         app.notify(EDIT_HINT, timeout=6)
-
-    def _hold_gc(self, streaming: bool) -> None:
-        """Keep Python's full garbage collections off the settled widget tree while a
-        reply streams: each one walks every widget, and a growing reply triggers them
-        again and again (a quarter of the frame time in the TUI benchmark). Objects are
-        frozen while streaming and unfrozen a moment after the reply ends, when the
-        one full collection that follows costs nothing visible; so nothing leaks."""
-        if self._gc_timer is not None:
-            self._gc_timer.stop()
-            self._gc_timer = None
-        if streaming:
-            gc.freeze()
-            self._gc_timer = self._app.set_interval(GC_FREEZE_S, lambda: gc.freeze())
-        else:
-            self._gc_timer = self._app.set_timer(GC_RELEASE_S, self._release_gc)
-
-    def _release_gc(self) -> None:
-        self._gc_timer = None
-        gc.unfreeze()
 
     def _generate(
         self, engine: Engine, conversation: Conversation, cancel: threading.Event, plan: Any
@@ -339,10 +312,10 @@ class ReplyStreamer:
         """Keep and record the finished (or stopped) reply."""
         app = self._app
         done = message.done
-        self._hold_gc(False)
+        self._gc.streaming(False)
         if app._gone():  # quit mid-reply: HistoryKeeper.at_exit kept what was shown
             return
-        done = self._checked(done)
+        done = self._check.checked(done)
         if self._reply is not None:
             self._reply.finish(done.stop_reason)  # it rendered exactly done.text as it streamed
         app.conversation.add_model(done.text, done.stop_reason, done.token_ids)
@@ -364,41 +337,10 @@ class ReplyStreamer:
             )
         app.schedule_count()
 
-    def _checked(self, done: ReplyDone) -> ReplyDone:
-        """Validate a constrained reply: one that does not match is kept, marked
-        ``schema_mismatch``, and said in one notification; a cut-off one says so too."""
-        constraint, self._constraint = self._constraint, None
-        if constraint is None:
-            return done
-        self._tell_refusal(constraint)
-        if done.stop_reason is StopReason.CANCELLED or done.error:
-            return done  # a failed reply's own notice says the real cause
-        try:
-            check_reply(done.text, done.stop_reason.value, constraint)
-        except InvalidReply as exc:
-            self._app.notify(str(exc), severity="error", timeout=15, markup=False)
-            if done.stop_reason is StopReason.END_OF_TURN:
-                return replace(done, stop_reason=StopReason.SCHEMA_MISMATCH)
-        return done
-
-    def _tell_refusal(self, constraint: OutputConstraint) -> None:
-        """Say once, as ``ask`` does, that the server refused ``constraint``."""
-        refused_by = getattr(self._app.engine and self._app.engine.backend, "refused", None)
-        refused = refused_by(constraint) if refused_by is not None else None
-        if refused and self._refusal_told is not constraint:
-            self._refusal_told = constraint
-            kind = "schema" if constraint.schema is not None else "grammar"
-            self._app.notify(
-                f"The server refused the {kind}, so replies are not constrained (only "
-                f"validated here): {refused}",
-                severity="warning",
-                timeout=15,
-            )
-
     async def on_failed(self, message: ReplyFailed) -> None:
         """Drop the failed reply; its question goes back into the input."""
         app = self._app
-        self._hold_gc(False)
+        self._gc.streaming(False)
         if self._reply is not None:
             await self._reply.remove()
         self._reply, self.cancel = None, None
