@@ -72,7 +72,9 @@ async def test_quitting_while_a_server_check_hangs_returns_at_once(
 
 
 async def test_a_message_too_long_to_fit_stays_in_the_input(vocab) -> None:
-    app = GemmaChatApp(Settings(), loader=scripted_loader(vocab, ["never"], n_ctx=4096))
+    # long_input = "refuse": by default such a message is answered part by part
+    settings = Settings(long_input="refuse")
+    app = GemmaChatApp(settings, loader=scripted_loader(vocab, ["never"], n_ctx=4096))
     async with app.run_test() as pilot:
         await wait_until(pilot, lambda: app.engine is not None)
         await send(pilot, HUGE)

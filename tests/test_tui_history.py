@@ -326,7 +326,7 @@ async def test_sidebar_resumes_a_conversation_with_its_settings(vocab, store) ->
     old = seed_conversation(store, "Saturn", pairs=2, system="Talk like a pirate.", params=params)
     seed_conversation(store, "Jupiter")
     app = make_app(vocab, ["fresh reply"], store=store)
-    async with app.run_test() as pilot:
+    async with app.run_test(size=(120, 30)) as pilot:  # wide: entries not cut
         await ready(pilot)
         await pilot.press("ctrl+b")
         sidebar = app.sidebar
