@@ -15,7 +15,8 @@ from typing import Any, Literal
 import llama_cpp
 
 from gemma_chat.backend import kv_state, llama_log
-from gemma_chat.backend.base import BackendInfo, Cancelled, StateError, common_prefix
+from gemma_chat.backend.base import BackendInfo, StateError, common_prefix
+from gemma_chat.backend.counting_llama import CountingLlama
 from gemma_chat.backend.grammar import GrammarSampler, gbnf_for
 from gemma_chat.backend.offload import OffloadPlan
 from gemma_chat.backend.speculative import PromptLookup, SpecStats, speculate
@@ -25,35 +26,6 @@ from gemma_chat.errors import ModelError
 from gemma_chat.structured.constraint import OutputConstraint
 
 N_BATCH = 512
-
-
-class _CountingLlama(llama_cpp.Llama):
-    """``Llama`` that counts evaluated tokens and can be cancelled between batches.
-
-    ``Llama.generate`` calls ``self.eval`` once for the un-cached part of the prompt and
-    then once per sampled token, so counting here measures the KV-cache reuse exactly.
-    """
-
-    evaluated = 0
-    cancel: threading.Event | None = None
-    grammar: GrammarSampler | None = None
-
-    def eval(self, tokens: Sequence[int]) -> None:
-        tokens = list(tokens)
-        for start in range(0, len(tokens), self.n_batch):
-            if self.cancel is not None and self.cancel.is_set():
-                raise Cancelled
-            chunk = tokens[start : start + self.n_batch]
-            super().eval(chunk)
-            self.evaluated += len(chunk)
-
-    def sample(self, *args: Any, idx: int | None = None, **kwargs: Any) -> int:
-        # A constrained reply samples through its grammar (see backend/grammar.py);
-        # ``generate`` has built the sampling chain, without the grammar, in _sampler.
-        if self.grammar is None or self._sampler is None:
-            return super().sample(*args, idx=idx, **kwargs)
-        ridx = idx - self.n_tokens if idx is not None else -1
-        return self.grammar.sample(self._sampler, self._ctx.ctx, ridx)
 
 
 def gpu_offload_supported() -> bool:
@@ -118,7 +90,7 @@ class LlamaBackend:
         llama_log.clear()
         threads = threads or default_threads()
         try:
-            self._llm = _CountingLlama(
+            self._llm = CountingLlama(
                 model_path=str(path),
                 n_ctx=n_ctx,
                 n_batch=min(N_BATCH, n_ctx),
