@@ -292,7 +292,8 @@ def test_ask_refuses_a_mismatched_draft_model_in_one_line(demo_path, tiny_models
     from conftest import run_cli
 
     draft = str(tiny_models["runaway"].path)
-    proc = run_cli("ask", "hi", "-m", str(demo_path), "--draft-model", draft, "-n", "4")
+    args = ("ask", "hi", "-m", str(demo_path), "--draft-model", draft, "-n", "4")
+    proc = run_cli(*args, "--speculative", "auto")  # auto: draft, as a draft model is set
     err = proc.stderr.decode()
     assert proc.returncode == 1 and err.count("\n") == 1, err
     assert "same vocabulary" in err and "Traceback" not in err

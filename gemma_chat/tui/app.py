@@ -340,7 +340,7 @@ class GemmaChatApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Esc is in the footer only while it stops something: a narrow footer keeps room.
-        return self.follow.can_stop() if action == "stop" else True
+        return self.follow.stop_shown() if action == "stop" else True
 
     def action_interrupt(self) -> None:
         """Ctrl+C: stop the reply; when there is none, say how to quit (it never quits:

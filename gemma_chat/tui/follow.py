@@ -48,6 +48,12 @@ class ChangeFollower:
             draft = app.attachments.draft(app.prompt.text)  # attached files count too
             app.meter.count(app.engine, app.conversation, draft)
 
+    def stop_shown(self) -> bool:
+        """Whether the footer shows Esc now (asked by the footer as it renders): kept, so
+        that a change finds the footer out of date whenever it is, whoever refreshed it."""
+        self._stop_shown = self.can_stop()
+        return self._stop_shown
+
     def can_stop(self) -> bool:
         """Whether Esc has something to stop: a reply, an edit, a queued message."""
         app = self._app

@@ -37,7 +37,8 @@ class GcHold:
             self._timer = None
         if streaming:
             gc.freeze()
-            self._timer = self._app.set_interval(GC_FREEZE_S, gc.freeze)
+            # A lambda: Textual inspects a callback's parameters, which a builtin has not.
+            self._timer = self._app.set_interval(GC_FREEZE_S, lambda: gc.freeze())
         else:
             self._timer = self._app.set_timer(GC_RELEASE_S, self._release)
 
