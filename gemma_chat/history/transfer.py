@@ -20,6 +20,7 @@ from gemma_chat.errors import UsageError
 from gemma_chat.history.meta_text import attachment_line, compaction_line, map_reduce_lines
 from gemma_chat.history.store import ConversationRecord, HistoryStore, MessageRecord
 from gemma_chat.sanitize import json_safe, one_line, visible
+from gemma_chat.structured.json_depth import json_depth
 
 FORMAT_NAME = "gemma-chat-conversation"
 FORMAT_VERSION = 2
@@ -58,7 +59,7 @@ class _Message(BaseModel):
     @field_validator("meta")
     @classmethod
     def _shallow(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and _depth(value) > META_DEPTH:
+        if value is not None and json_depth(value) > META_DEPTH:
             raise ValueError(f"nested more than {META_DEPTH} deep")
         return value
 
@@ -98,19 +99,6 @@ class _Document(BaseModel):
 
 META_DEPTH = 16
 """How deeply an imported message's ``meta`` may nest (gemma-chat writes 3 levels)."""
-
-
-def _depth(value: Any) -> int:
-    """How deeply a JSON value nests (iteratively: the value comes from a file)."""
-    deepest, todo = 0, [(value, 0)]
-    while todo:
-        item, level = todo.pop()
-        deepest = max(deepest, level)
-        if isinstance(item, dict):
-            todo += [(child, level + 1) for child in item.values()]
-        elif isinstance(item, list):
-            todo += [(child, level + 1) for child in item]
-    return deepest
 
 
 def export_json(store: HistoryStore, conversation_id: int) -> str:

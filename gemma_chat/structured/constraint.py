@@ -11,6 +11,7 @@ from gemma_chat.errors import UsageError
 from gemma_chat.files import read_regular_file
 from gemma_chat.structured.concise import concise_schema
 from gemma_chat.structured.grammar_depth import check_nesting
+from gemma_chat.structured.json_depth import json_depth
 from gemma_chat.structured.refs import check_refs
 
 SCHEMA_FILE_LIMIT = 1024 * 1024
@@ -94,7 +95,7 @@ def check_schema(schema: Any) -> None:
         json.dumps(schema, allow_nan=False)
     except (TypeError, ValueError):
         raise UsageError("--schema: the schema holds a value JSON cannot carry") from None
-    if _depth(schema) > _MAX_DEPTH:
+    if json_depth(schema) > _MAX_DEPTH:
         raise UsageError(f"--schema: the schema is nested more than {_MAX_DEPTH} deep")
     validator = jsonschema.validators.validator_for(schema)
     try:
@@ -127,13 +128,3 @@ def _json(text: str, what: str) -> Any:
         ) from None
     except RecursionError:
         raise UsageError(f"--schema: {what} is nested too deeply") from None
-
-
-def _depth(value: Any, level: int = 0) -> int:
-    if level > _MAX_DEPTH:
-        return level
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level)
-    return level
