@@ -297,6 +297,16 @@ async def test_keys_can_be_remapped(vocab) -> None:
         await wait_until(pilot, lambda: app.conversation.turns[-1].text == "two")
 
 
+async def test_a_change_that_arrives_as_the_app_shuts_down_is_dropped(vocab) -> None:
+    # CI once saw the draft's TextArea.Changed handled after the last screen was gone:
+    # refreshing the footer raised ScreenStackError and failed the run.
+    app, _ = make_app(vocab)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+    app.follow._stop_shown = True  # the footer showed Esc: this change would refresh it
+    app.follow.changed()  # no screen left: nothing to update, and nothing raises
+
+
 async def test_dropped_turns_are_notified(vocab) -> None:
     app, _ = make_app(vocab, [LONG], n_ctx=1024)
     async with app.run_test() as pilot:

@@ -177,7 +177,7 @@ class GemmaChatApp(App[None]):
         # A worker's message can arrive while the app is shutting down and its widgets
         # are gone; there is nothing left to update then. (The main screen's widgets,
         # not the active screen's: a dialog may be open while the model loads.)
-        return not self.is_running or not self.query(StatusBar)
+        return not self.is_running or not self.screen_stack or not self.query(StatusBar)
 
     @property
     def remote(self) -> bool:

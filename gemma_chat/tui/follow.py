@@ -27,14 +27,15 @@ class ChangeFollower:
         """Recount the context meter shortly (typing restarts the delay), show Esc in
         the footer only when it stops something, and the panel while nothing is said."""
         app = self._app
+        if app._gone():  # a change that arrives as the app shuts down (no screen left)
+            return
         app.meter.schedule(self._count_now)
         if self._stop_shown != self.can_stop():
             self._stop_shown = not self._stop_shown
             app.refresh_bindings()
-        if not app._gone():
-            empty = not app.conversation.turns and app.replies.reply is None
-            name = app.backend.info.model if app.backend is not None else None
-            app.query_one(WelcomePanel).show_for(name, app.model_info, empty)
+        empty = not app.conversation.turns and app.replies.reply is None
+        name = app.backend.info.model if app.backend is not None else None
+        app.query_one(WelcomePanel).show_for(name, app.model_info, empty)
 
     def counted(self, message: TokensCounted) -> None:
         """A count from the meter's worker arrived."""
