@@ -124,6 +124,7 @@ def test_list_is_newest_first_with_columns(filled, capsys) -> None:
         "updated_at",
         "message_count",
         "origin",
+        "active_id",
     }
     _, out, _ = run(capsys, "history", "list", "--json", "--limit", "1")
     assert [record["id"] for record in json.loads(out)] == [filled["cats"]]

@@ -65,11 +65,14 @@ def _import_or_usage_error(store: HistoryStore, text: str) -> None:
 
 
 @st.composite
-def messages(draw: st.DrawFn) -> list[dict[str, Any]]:
+def messages(draw: st.DrawFn, tree: bool = True) -> list[dict[str, Any]]:
+    """Messages of a version 3 document (each names an earlier ``parent``), or with
+    ``tree=False`` of a version 2 one (``replaced_by`` a later message)."""
     found: list[dict[str, Any]] = []
     count = draw(st.integers(0, 4))
     for position in range(count):
         later = st.integers(position + 1, count - 1) if position < count - 1 else st.none()
+        earlier = st.integers(0, position - 1) if position else st.none()
         found.append(
             {
                 "role": draw(st.sampled_from(["user", "model"])),
@@ -87,7 +90,11 @@ def messages(draw: st.DrawFn) -> list[dict[str, Any]]:
                 "reply_to": draw(st.none() | st.integers(0, position - 1)) if position else None,
                 "system": draw(st.none() | TEXT),
                 "meta": draw(st.none() | st.dictionaries(TEXT, VALID_JSON, max_size=3)),
-                "replaced_by": draw(st.none() | later),
+                **(
+                    {"parent": draw(st.none() | earlier)}
+                    if tree
+                    else {"replaced_by": draw(st.none() | later)}
+                ),
                 "created_at": draw(TEXT),
             }
         )
@@ -95,10 +102,12 @@ def messages(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 
 @st.composite
-def exports(draw: st.DrawFn) -> dict[str, Any]:
+def exports(draw: st.DrawFn, tree: bool = True) -> dict[str, Any]:
+    found = draw(messages(tree))
+    active = draw(st.integers(0, len(found) - 1)) if found and tree else None
     return {
         "format": "gemma-chat-conversation",
-        "version": 2,
+        "version": 3 if tree else 2,
         "conversation": {
             "id": draw(INT64),
             "uuid": draw(TEXT.filter(bool)),
@@ -108,8 +117,9 @@ def exports(draw: st.DrawFn) -> dict[str, Any]:
             "created_at": draw(TEXT),
             "updated_at": draw(TEXT),
             "origin": draw(st.sampled_from([None, "app", "ask"])),
+            **({"active": active} if tree else {}),
         },
-        "messages": draw(messages()),
+        "messages": found,
     }
 
 
@@ -121,12 +131,28 @@ def test_a_valid_export_round_trips(store: HistoryStore, document: dict[str, Any
     assert again == {**document, "conversation": {**document["conversation"], "id": new_id}}
 
 
-@given(document=exports())
+@given(document=exports(tree=False))
+def test_a_version_2_export_imports_every_message_as_a_tree(
+    store: HistoryStore, document: dict[str, Any]
+) -> None:
+    """A linear history (version 2) imports with every message, as branches; exported
+    again it is version 3, and imports and exports again the same."""
+    document["conversation"]["uuid"] += f"-{next(_UNIQUE)}"
+    new_id = transfer.import_json(store, json.dumps(document))
+    again = json.loads(transfer.export_json(store, new_id))
+    assert again["version"] == 3
+    assert [m["text"] for m in again["messages"]] == [m["text"] for m in document["messages"]]
+    again["conversation"]["uuid"] += "-again"
+    third = transfer.import_json(store, json.dumps(again))
+    assert json.loads(transfer.export_json(store, third))["messages"] == again["messages"]
+
+
+@given(document=exports(tree=False))
 def test_a_version_1_export_imports_as_it_did(
     store: HistoryStore, document: dict[str, Any]
 ) -> None:
     """Documents from before version 2 (no meta, replaced_by, origin) still import, and
-    export again as version 2 with those fields empty."""
+    export again as version 3 with those fields empty."""
     document["conversation"]["uuid"] += f"-{next(_UNIQUE)}"
     old = {**document, "version": 1, "conversation": dict(document["conversation"])}
     del old["conversation"]["origin"]
@@ -135,8 +161,8 @@ def test_a_version_1_export_imports_as_it_did(
     ]
     new_id = transfer.import_json(store, json.dumps(old))
     again = json.loads(transfer.export_json(store, new_id))
-    assert again["version"] == 2 and again["conversation"]["origin"] is None
-    assert all(m["meta"] is None and m["replaced_by"] is None for m in again["messages"])
+    assert again["version"] == 3 and again["conversation"]["origin"] is None
+    assert all(m["meta"] is None for m in again["messages"])
     assert [m["text"] for m in again["messages"]] == [m["text"] for m in old["messages"]]
 
 

@@ -127,23 +127,7 @@ def test_a_retry_replaces_the_old_reply_and_a_failed_retry_keeps_it(store) -> No
     assert [text for _, text, _ in rows(store, cid)] == ["Q", "A2"]
 
 
-def test_edit_deletes_the_message_and_its_reply(store) -> None:
-    session = ConversationSession(store)
-    conversation = Conversation()
-    ask(session, conversation, "Q1")
-    answer(session, conversation, "A1")
-    ask(session, conversation, "Q2")
-    answer(session, conversation, "A2")
-    cid = session.conversation_id
-    assert cid is not None
-    del conversation.turns[2:]
-    session.edit(len(conversation.turns))
-    assert [text for _, text, _ in rows(store, cid)] == ["Q1", "A1"]
-    ask(session, conversation, "Q2 edited")
-    assert session.turn_of(store.messages(cid)[-1].id) == 2
-
-
-def test_an_edited_message_replaces_the_exchange_which_stays_recoverable(store) -> None:
+def test_an_edited_message_is_a_sibling_and_the_exchange_stays_on_its_branch(store) -> None:
     session = ConversationSession(store)
     conversation = Conversation()
     ask(session, conversation, "Q1")
@@ -152,17 +136,16 @@ def test_an_edited_message_replaces_the_exchange_which_stays_recoverable(store) 
     old_a = answer(session, conversation, "A2")
     cid = session.conversation_id
     assert cid is not None
-    # Sent in place of the last exchange: the old question and reply are kept, marked
-    # replaced by the new question, and leave the path shown.
+    # Sent in place of the last exchange: the new question is a sibling of the old
+    # one, whose branch (the old question and reply) is kept.
     del conversation.turns[2:]
     session.begin_edit(len(conversation.turns))
     new_q = ask(session, conversation, "Q2 edited")
     assert new_q is not None
     answer(session, conversation, "A2'")
     assert [text for _, text, _ in rows(store, cid)] == ["Q1", "A1", "Q2 edited", "A2'"]
-    everything = {m.id: m for m in store.messages(cid, replaced=True)}
-    assert everything[old_q].replaced_by == new_q and everything[old_a].replaced_by == new_q
-    assert everything[new_q].replaced_by is None
+    assert [m.id for m in store.siblings(cid, new_q)] == [old_q, new_q]
+    assert [m.text for m in store.messages(cid, leaf=old_a)] == ["Q1", "A1", "Q2", "A2"]
     assert session.turn_of(new_q) == 2
 
 

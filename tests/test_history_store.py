@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,7 @@ def test_default_location_follows_the_data_dir(tmp_path: Path) -> None:
 def test_new_store_uses_wal_and_the_current_schema(store: HistoryStore) -> None:
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 5
 
 
 def test_migrates_a_first_version_database_keeping_its_data(tmp_path: Path) -> None:
@@ -79,7 +80,7 @@ def test_migrates_a_first_version_database_keeping_its_data(tmp_path: Path) -> N
         )
     conn.close()
     with HistoryStore(db) as store:
-        assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 4
+        assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 5
         assert store.get(1).title == "Old chat"
         messages = store.messages(1)
         assert [m.text for m in messages] == ["what do axolotls eat", "Worms.", "and", "Fish"]
@@ -88,9 +89,10 @@ def test_migrates_a_first_version_database_keeping_its_data(tmp_path: Path) -> N
         # version 3 linked each old reply to its question, and counts ids on from 1
         assert [m.reply_to for m in messages] == [None, messages[0].id, None, messages[2].id]
         assert store.create() == 2
-        # version 4: every old message is on the path shown, with no meta; no origin
-        assert all(m.replaced_by is None and m.meta is None for m in messages)
-        assert store.get(1).origin is None and store.get(1).message_count == 4
+        # version 4: no meta, no origin; version 5: one branch, ending where it did
+        assert [m.parent_id for m in messages] == [None, *(m.id for m in messages[:-1])]
+        assert all(m.meta is None for m in messages) and store.get(1).origin is None
+        assert store.get(1).message_count == 4 and store.get(1).active_id == messages[-1].id
 
 
 def test_a_newer_schema_is_refused_not_guessed(tmp_path: Path) -> None:
@@ -267,11 +269,20 @@ def test_a_path_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
 # ------------------------------------------------------------------- crash safety
 
 
-def _writer(db: Path, tag: str, count: int, conversation: int | None = None, go=None):
+def _writer(
+    db: Path,
+    tag: str,
+    count: int,
+    conversation: int | None = None,
+    go=None,
+    parent: int | None = None,
+):
     args = [sys.executable, str(WRITER), str(db), tag, str(count)]
     if conversation is not None:
         args.append(str(conversation))
     env = {**os.environ, "GO_FILE": str(go), "PAUSE_S": "0.002"} if go else None
+    if parent is not None:
+        env = {**(env or os.environ), "PARENT": str(parent)}
     return subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
 
 
@@ -301,15 +312,20 @@ def test_kill_9_mid_write_loses_nothing_committed(tmp_path: Path) -> None:
         assert store.add(victim.id, MessageRecord("user", "after")).seq == len(messages)
 
 
-def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+def test_writers_on_two_branches_of_one_conversation_lose_nothing(tmp_path: Path) -> None:
+    """Two processes continue one conversation from the same reply at once (a third
+    writes its own): each grows its own branch, in its own order, every reply after
+    its question, and nothing is lost."""
     db = tmp_path / "history.db"
     go = tmp_path / "go"
     with HistoryStore(db) as store:
         shared = store.create(title="shared")
+        seed = store.add(shared, MessageRecord("user", "seed question"))
+        seed_reply = store.add(shared, MessageRecord("model", "seed answer", parent_id=seed.id))
     pairs = 120
     children = [
-        _writer(db, "alpha", pairs, shared, go),
-        _writer(db, "beta", pairs, shared, go),
+        _writer(db, "alpha", pairs, shared, go, parent=seed_reply.id),
+        _writer(db, "beta", pairs, shared, go, parent=seed_reply.id),
         _writer(db, "gamma", pairs, None, go),
     ]
     for child in children:  # every writer has the store open; then all start at once
@@ -319,29 +335,25 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
         out, _ = child.communicate(timeout=120)
         assert child.returncode == 0, out
     with HistoryStore(db) as store:
-        messages = store.messages(shared)
-        assert len(messages) == 4 * pairs
-        assert [m.seq for m in messages] == list(range(4 * pairs))
-        tags = [m.text.split()[0] for m in messages]
+        everything = store.all_messages(shared)
+        assert len(everything) == 2 + 4 * pairs
+        assert [m.seq for m in everything] == list(range(2 + 4 * pairs))
+        tags = [m.text.split()[0] for m in everything]
         switches = sum(1 for a, b in itertools.pairwise(tags) if a != b)
         assert switches > 10, "the writers did not overlap"
+        by_text = {m.text: m for m in everything}
         for tag in ("alpha", "beta"):
-            assert sorted(m.text for m in messages if m.text.startswith(tag)) == sorted(
-                [f"{tag} question {n}" for n in range(pairs)]
-                + [f"{tag} answer {n}" for n in range(pairs)]
-            )
-            # each process's own messages kept their order
-            mine = [m.text for m in messages if m.text.startswith(tag + " question")]
-            assert mine == [f"{tag} question {n}" for n in range(pairs)]
-        # interleaved as they are, every answer is paired back with its question
-        turns = stored_turns(messages)
-        assert len(turns) == 4 * pairs
-        for question, answer in zip(turns[::2], turns[1::2], strict=True):
-            assert answer.text == question.text.replace("question", "answer")
+            leaf = by_text[f"{tag} answer {pairs - 1}"]
+            branch = [m.text for m in store.messages(shared, leaf=leaf.id)]
+            assert branch == ["seed question", "seed answer"] + [
+                text for n in range(pairs) for text in (f"{tag} question {n}", f"{tag} answer {n}")
+            ]
+        first = store.siblings(shared, by_text["alpha question 0"].id)
+        assert {m.text for m in first} == {"alpha question 0", "beta question 0"}
         gamma = next(r for r in store.conversations() if r.system == "gamma")
         assert store.get(gamma.id).message_count == 2 * pairs
         total = sqlite3.connect(db).execute("SELECT count(*) FROM messages_fts").fetchone()[0]
-        assert total == 6 * pairs
+        assert total == 2 + 6 * pairs
 
 
 # ------------------------------------------------------- conversations and recording
@@ -540,72 +552,23 @@ def test_an_unknown_stop_reason_reads_as_end_of_turn(store: HistoryStore) -> Non
     assert conversation.turns[1].stop_reason is StopReason.END_OF_TURN
 
 
-def test_replace_and_delete_if_empty_are_single_transactions(store: HistoryStore) -> None:
+def test_delete_if_empty_and_deleting_a_message_with_what_follows_it(
+    store: HistoryStore,
+) -> None:
     cid = store.create()
     q = store.add(cid, MessageRecord("user", "q"))
-    old = store.add(cid, MessageRecord("model", "old", reply_to=q.id))
-    new = store.replace(cid, [old.id], MessageRecord("model", "new", reply_to=q.id))
+    old = store.add(cid, MessageRecord("model", "old", reply_to=q.id, parent_id=q.id))
+    new = store.add(cid, MessageRecord("model", "new", reply_to=q.id, parent_id=q.id))
     assert [m.text for m in store.messages(cid)] == ["q", "new"] and new.seq == 2
     assert store.delete_if_empty(cid) is False  # it has messages
-    store.delete_messages(cid, [q.id, new.id])
-    assert [m.text for m in store.messages(cid)] == ["old"]  # what "new" replaced is back
-    assert store.delete_if_empty(cid) is False
-    store.delete_messages(cid, [old.id])
+    assert store.delete_messages(cid, [new.id]) == 1
+    assert [m.text for m in store.messages(cid)] == ["q"]  # the branch ends at its parent
+    store.view(cid, old.id)
+    assert [m.text for m in store.messages(cid)] == ["q", "old"]
+    assert store.delete_messages(cid, [q.id]) == 2  # a question goes with its replies
     assert store.delete_if_empty(cid) is True
     with pytest.raises(NotFound):
         store.get(cid)
-
-
-def test_a_replaced_message_is_kept_hidden_and_exported(store: HistoryStore) -> None:
-    """Regenerating or editing never deletes: the old rows stay, marked replaced_by the
-    new one, out of the path shown, the count and search, and in the JSON export."""
-    cid = store.create(origin="app")
-    q = store.add(cid, MessageRecord("user", "name a zebu"))
-    old = store.add(cid, MessageRecord("model", "okapi", reply_to=q.id, meta={"n": 1}))
-    new = store.replace(cid, [old.id], MessageRecord("model", "gaur", reply_to=q.id))
-    assert [m.text for m in store.messages(cid)] == ["name a zebu", "gaur"]
-    everything = store.messages(cid, replaced=True)
-    assert [(m.text, m.replaced_by) for m in everything] == [
-        ("name a zebu", None),
-        ("okapi", new.id),
-        ("gaur", None),
-    ]
-    assert everything[1].meta == {"n": 1}
-    assert store.get(cid).message_count == 2 and store.get(cid).origin == "app"
-    assert store.search("okapi") == [] and len(store.search("gaur")) == 1
-    # an edited question replaces the question and its reply with a new question
-    edited = store.replace(cid, [q.id, new.id], MessageRecord("user", "name a yak"))
-    assert [m.text for m in store.messages(cid)] == ["name a yak"]
-    document = json.loads(transfer.export_json(store, cid))
-    assert [(m["text"], m["replaced_by"]) for m in document["messages"]] == [
-        ("name a zebu", 3),
-        ("okapi", 2),
-        ("gaur", 3),
-        ("name a yak", None),
-    ]
-    assert document["conversation"]["origin"] == "app"
-    document["conversation"]["uuid"] = "another"
-    again = transfer.import_json(store, json.dumps(document))
-    assert [m.text for m in store.messages(again)] == ["name a yak"]
-    assert [m.replaced_by is None for m in store.messages(again, replaced=True)] == [
-        False,
-        False,
-        False,
-        True,
-    ]
-    assert edited.seq == 3
-
-
-def test_deleting_a_replacement_shows_or_deletes_what_it_replaced(store: HistoryStore) -> None:
-    cid = store.create()
-    q = store.add(cid, MessageRecord("user", "q"))
-    first = store.add(cid, MessageRecord("model", "first", reply_to=q.id))
-    second = store.replace(cid, [first.id], MessageRecord("model", "second", reply_to=q.id))
-    third = store.replace(cid, [second.id], MessageRecord("model", "third", reply_to=q.id))
-    store.delete_messages(cid, [third.id])  # taken back: the one it replaced is shown again
-    assert [m.text for m in store.messages(cid)] == ["q", "second"]
-    store.delete_messages(cid, [second.id], with_replaced=True)  # removed with its past
-    assert [m.text for m in store.messages(cid, replaced=True)] == ["q"]
 
 
 def test_conversation_ids_are_never_reused(store: HistoryStore) -> None:
@@ -697,22 +660,24 @@ def test_next_position_is_after_the_last_one_with_another_writer_deleting(
     db = tmp_path / "history.db"
     with HistoryStore(db) as one, HistoryStore(db) as other:
         cid = one.create()
-        first = [one.add(cid, MessageRecord("user", f"one {n}")) for n in range(3)]
+        # Each starts a branch of its own: deleting one deletes no other.
+        first = [one.add(cid, MessageRecord("user", f"one {n}", parent_id=None)) for n in range(3)]
         assert [m.seq for m in first] == [0, 1, 2]
         # The other writer deletes the first message: 2 are left, but position 2 is
         # taken, so the next one is max + 1, never the count.
         other.delete_messages(cid, [first[0].id])
-        assert other.add(cid, MessageRecord("user", "other 0")).seq == 3
-        assert one.add(cid, MessageRecord("user", "one 3")).seq == 4
+        root = MessageRecord("user", "", parent_id=None)
+        assert other.add(cid, replace(root, text="other 0")).seq == 3
+        assert one.add(cid, replace(root, text="one 3")).seq == 4
         # Deleting from the middle too, then both write again.
         one.delete_messages(cid, [first[1].id])
-        assert other.add(cid, MessageRecord("user", "other 1")).seq == 5
-        newest = one.add(cid, MessageRecord("user", "one 4"))
+        assert other.add(cid, replace(root, text="other 1")).seq == 5
+        newest = one.add(cid, replace(root, text="one 4"))
         assert newest.seq == 6
         # The newest is deleted: its position is free again, nothing after it.
         other.delete_messages(cid, [newest.id])
-        assert one.add(cid, MessageRecord("user", "one 5")).seq == 6
-        texts = [m.text for m in other.messages(cid)]
+        assert one.add(cid, replace(root, text="one 5")).seq == 6
+        texts = [m.text for m in other.all_messages(cid)]
         assert texts == ["one 2", "other 0", "one 3", "other 1", "one 5"]
 
 

@@ -161,10 +161,10 @@ async def test_retry_edit_and_a_failed_reply_truncate_the_store(vocab, store) ->
             ("user", "next, edited"),
             ("model", "five"),
         ]
-        # The exchange it replaced is kept, for a conversation tree to show later.
-        kept = {m.text: m for m in store.messages(cid, replaced=True)}
-        edited_id = kept["next, edited"].id
-        assert kept["next"].replaced_by == edited_id and kept["four"].replaced_by == edited_id
+        # The exchange it replaced is kept, on a branch of its own.
+        kept = {m.text: m for m in store.all_messages(cid)}
+        assert kept["next"].parent_id == kept["next, edited"].parent_id
+        assert kept["four"].parent_id == kept["next"].id
         app.prompt.clear()
         shown = stored(store, cid)
         await send(pilot, LONG * 40)  # cannot fit: the reply fails, the text goes back
@@ -184,22 +184,22 @@ async def test_retry_and_edit_never_delete_what_another_process_wrote(vocab, sto
             other.add(cid, MessageRecord("model", "ask reply", reply_to=asked.id))
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: app.conversation.turns[-1].text == "two")
-        assert stored(store, cid) == [
-            ("user", "question"),
-            ("user", "from ask"),
-            ("model", "ask reply"),
-            ("model", "two"),
+        # The regenerated reply is a sibling of "one"; what the other process added
+        # after "one" stays on that branch.
+        assert stored(store, cid) == [("user", "question"), ("model", "two")]
+        ask_reply = next(m for m in store.all_messages(cid) if m.text == "ask reply")
+        assert [m.text for m in store.messages(cid, leaf=ask_reply.id)] == [
+            "question",
+            "one",
+            "from ask",
+            "ask reply",
         ]
         await pilot.press("ctrl+o")
         await settle(pilot)
         await send(pilot, "question, edited")
         await wait_until(pilot, lambda: app.conversation.turns[-1].text == "three")
-        assert stored(store, cid) == [
-            ("user", "from ask"),
-            ("model", "ask reply"),
-            ("user", "question, edited"),
-            ("model", "three"),
-        ]
+        assert stored(store, cid) == [("user", "question, edited"), ("model", "three")]
+        assert len(store.all_messages(cid)) == 7  # nothing anyone wrote is gone
 
 
 async def test_a_failed_retry_keeps_the_old_reply(vocab, store) -> None:

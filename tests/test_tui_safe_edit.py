@@ -1,6 +1,6 @@
 """Editing is safe: Ctrl+O removes nothing until the edited message is sent, Esc gives
 the view and the draft back, and what an edit or a retry replaces stays recoverable:
-kept in the store (``replaced_by``), and back on screen when the new reply fails."""
+kept in the store (on a branch of their own), and back on screen when the new reply fails."""
 
 from __future__ import annotations
 
@@ -51,8 +51,9 @@ def shown(app: GemmaChatApp) -> list[str]:
     return [w.text for w in app.chat.query("UserMessage, ModelReply") if w.display]
 
 
-def stored(store: HistoryStore, cid: int, *, replaced: bool = False) -> list[str]:
-    return [m.text for m in store.messages(cid, replaced=replaced)]
+def stored(store: HistoryStore, cid: int) -> list[str]:
+    """The branch viewed, as the store has it."""
+    return [m.text for m in store.messages(cid)]
 
 
 async def test_ctrl_o_removes_nothing_until_sent_and_esc_restores(vocab, store) -> None:
@@ -88,10 +89,12 @@ async def test_ctrl_o_removes_nothing_until_sent_and_esc_restores(vocab, store) 
         await wait_until(pilot, lambda: shown(app) == ["Q1", "A1", "Q2, better", "A2 again"])
         assert [t.text for t in app.conversation.turns] == ["Q1", "A1", "Q2, better", "A2 again"]
         assert stored(store, cid) == ["Q1", "A1", "Q2, better", "A2 again"]
-        # The exchange it replaced is kept (replaced_by the edited question).
-        everything = {m.text: m for m in store.messages(cid, replaced=True)}
+        # The exchange it replaced is kept, on its own branch (a sibling of the edit).
+        everything = {m.text: m for m in store.all_messages(cid)}
         new_id = everything["Q2, better"].id
-        assert everything["Q2"].replaced_by == new_id == everything["A2"].replaced_by
+        assert [m.text for m in store.siblings(cid, new_id)] == ["Q2", "Q2, better"]
+        old_branch = store.messages(cid, leaf=everything["A2"].id)
+        assert [m.text for m in old_branch] == ["Q1", "A1", "Q2", "A2"]
 
 
 async def test_an_edit_whose_reply_fails_gives_the_exchange_back(vocab, store) -> None:
@@ -141,8 +144,8 @@ async def test_a_retry_keeps_the_old_reply_in_the_store(vocab, store) -> None:
         await wait_until(pilot, lambda: app.conversation.turns[-1].text == "two")
         await wait_until(pilot, lambda: shown(app) == ["question", "two"])
         assert len(app.chat.query(ModelReply)) == 1  # the old widget is gone for good
-        everything = {m.text: m for m in store.messages(cid, replaced=True)}
-        assert everything["one"].replaced_by == everything["two"].id
+        everything = {m.text: m for m in store.all_messages(cid)}
+        assert [m.text for m in store.siblings(cid, everything["two"].id)] == ["one", "two"]
 
 
 async def test_an_edit_left_for_another_conversation_is_dropped(vocab, store) -> None:

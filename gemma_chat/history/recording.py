@@ -8,6 +8,7 @@ from typing import Any
 from gemma_chat.chat.conversation import Conversation, Role
 from gemma_chat.config.settings import RepeatGuard, Sampling
 from gemma_chat.generation.events import ReplyDone
+from gemma_chat.history.records import AFTER_ACTIVE
 from gemma_chat.history.store import ConversationRecord, HistoryStore, MessageRecord
 
 
@@ -120,19 +121,18 @@ class Recorder:
         text: str,
         system: str | None,
         params: dict[str, Any],
-        replaces: tuple[int, ...] = (),
+        parent: int | None = AFTER_ACTIVE,
         meta: dict[str, Any] | None = None,
     ) -> MessageRecord:
-        """Store a user message, creating the conversation if needed (``replaces``: the
-        ids of the exchange an edited message takes the place of, marked replaced by it
-        in the same transaction and kept; ``meta``: its attached files)."""
+        """Store a user message after ``parent`` (None: the start of the conversation,
+        an edit of its first question), creating the conversation if needed (``meta``:
+        its attached files)."""
         if self.conversation_id is None:
             self.conversation_id = self.store.create(
                 system=system, params=params, origin=self.origin
             )
-        message = MessageRecord(Role.USER.value, text, meta=meta or None)
-        if replaces:
-            return self.store.replace(self.conversation_id, replaces, message)
+            parent = None
+        message = MessageRecord(Role.USER.value, text, meta=meta or None, parent_id=parent)
         return self.store.add(self.conversation_id, message)
 
     def reply(
@@ -143,11 +143,10 @@ class Recorder:
         model_sha256: str | None,
         reply_to: int | None,
         system: str | None,
-        replaces: tuple[int, ...] = (),
         meta: dict[str, Any] | None = None,
     ) -> MessageRecord | None:
-        """Store a finished or stopped reply (``replaces``: the ids of the reply it
-        regenerates, marked replaced by it in the same transaction)."""
+        """Store a finished or stopped reply after its question (``reply_to``; a
+        regenerated reply is a sibling of the one it regenerates)."""
         if self.conversation_id is None:
             return None
         record = reply_message(
@@ -155,16 +154,13 @@ class Recorder:
         )
         if meta:
             record = with_meta(record, meta)
-        if replaces:
-            return self.store.replace(self.conversation_id, replaces, record)
-        return self.store.add(self.conversation_id, record)
+        return self.store.add(self.conversation_id, replace(record, parent_id=reply_to))
 
-    def delete(self, ids: list[int], *, with_replaced: bool = False) -> None:
-        """Delete stored messages by id (edit, a failed first reply); ``with_replaced``
-        also deletes the messages they had replaced (see
-        :meth:`~gemma_chat.history.store.HistoryStore.delete_messages`)."""
+    def delete(self, ids: list[int]) -> None:
+        """Delete stored messages by id, with what follows them (a question whose reply
+        failed; see :meth:`~gemma_chat.history.store.HistoryStore.delete_messages`)."""
         if self.conversation_id is not None and ids:
-            self.store.delete_messages(self.conversation_id, ids, with_replaced=with_replaced)
+            self.store.delete_messages(self.conversation_id, ids)
 
     def settings(self, system: str | None, params: dict[str, Any]) -> None:
         """Store a changed system prompt or parameters."""

@@ -50,8 +50,10 @@ class ConversationRecord:
             "repeat_guard": {...}}``), restored on resume.
         created_at: ISO 8601 UTC.
         updated_at: ISO 8601 UTC: the last message added (renaming is not activity).
-        message_count: How many messages it shows (replaced ones not counted).
+        message_count: How many messages it holds, on every branch.
         origin: Where it was started: ``app`` or ``ask`` (None: before this was kept).
+        active_id: The last message of the branch last viewed, which resuming opens
+            (None when it has no message).
     """
 
     id: int
@@ -63,6 +65,13 @@ class ConversationRecord:
     updated_at: str
     message_count: int = 0
     origin: str | None = None
+    active_id: int | None = None
+
+
+AFTER_ACTIVE = -1
+"""A :attr:`MessageRecord.parent_id` that means "after the last message of the branch
+last viewed" (a plain ``ask --continue``): the store finds it in the write's
+transaction."""
 
 
 @dataclass(frozen=True)
@@ -89,8 +98,10 @@ class MessageRecord:
         system: For replies, the system prompt in force when it was generated.
         meta: Anything else worth keeping about it, as a JSON object: the files
             attached to a question, the notes of a map-reduce answer, a compaction.
-        replaced_by: The id of the message that replaced this one (an edited question,
-            a regenerated reply); None while it is on the path shown. Never deleted.
+        parent_id: The message it follows (None: it starts a branch from the start of
+            the conversation). An edited question is a sibling of the question it
+            edits, a regenerated reply one of the reply it regenerates: nothing is
+            replaced. :data:`AFTER_ACTIVE` before it is stored.
         created_at: ISO 8601 UTC.
         id: The row id (0 before it is stored).
         seq: The position in the conversation, from 0.
@@ -111,7 +122,7 @@ class MessageRecord:
     reply_to: int | None = None
     system: str | None = None
     meta: dict[str, Any] | None = None
-    replaced_by: int | None = None
+    parent_id: int | None = AFTER_ACTIVE
     created_at: str = field(default_factory=now)
     id: int = 0
     seq: int = 0
@@ -133,7 +144,7 @@ MESSAGE_COLUMNS = (
     "reply_to",
     "system",
     "meta",
-    "replaced_by",
+    "parent_id",
     "created_at",
 )
 MESSAGE_INSERT = (
@@ -162,7 +173,7 @@ def message_values(message: MessageRecord) -> tuple[Any, ...]:
         message.reply_to,
         message.system,
         None if message.meta is None else dumps(message.meta),
-        message.replaced_by,
+        message.parent_id,
         message.created_at,
     )
 
@@ -208,6 +219,7 @@ def conversation_from_row(row: sqlite3.Row) -> ConversationRecord:
         updated_at=row["updated_at"],
         message_count=row["message_count"],
         origin=row["origin"],
+        active_id=row["active_id"],
     )
 
 
@@ -231,7 +243,7 @@ def message_from_row(row: sqlite3.Row) -> MessageRecord:
         reply_to=row["reply_to"],
         system=row["system"],
         meta=loads(row["meta"]),
-        replaced_by=row["replaced_by"],
+        parent_id=row["parent_id"],
         created_at=row["created_at"],
     )
 

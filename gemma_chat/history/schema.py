@@ -8,6 +8,9 @@ gemma-chat (a higher version than this one knows) is refused rather than guessed
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+
+from gemma_chat.history.linear import LinearMessage, linear_links
 
 _V1 = """
 CREATE TABLE conversations (
@@ -97,7 +100,40 @@ ALTER TABLE conversations ADD COLUMN origin TEXT;
 CREATE INDEX messages_shown ON messages (conversation_id, seq) WHERE replaced_by IS NULL;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+
+def _v5(conn: sqlite3.Connection) -> None:
+    """Version 5: the conversation tree. A message names its parent (``parent_id``; NULL
+    for the first message of a branch from the start), and a conversation the last
+    message of the branch last viewed (``active_id``), which resuming opens. Edits and
+    regenerates add siblings instead of replacing: ``replaced_by`` goes, after the
+    linear history is turned into branches (see :mod:`gemma_chat.history.linear`)."""
+    conn.execute("ALTER TABLE messages ADD COLUMN parent_id INTEGER")
+    conn.execute("ALTER TABLE conversations ADD COLUMN active_id INTEGER")
+    conversations = [row[0] for row in conn.execute("SELECT id FROM conversations")]
+    for conversation_id in conversations:
+        rows = conn.execute(
+            "SELECT id, role, reply_to, replaced_by FROM messages "
+            "WHERE conversation_id = ? ORDER BY seq",
+            (conversation_id,),
+        ).fetchall()
+        parents, active = linear_links([LinearMessage(*row) for row in rows])
+        conn.executemany(
+            "UPDATE messages SET parent_id = ? WHERE id = ?",
+            [(parent, key) for key, parent in parents.items()],
+        )
+        conn.execute(
+            "UPDATE conversations SET active_id = ? WHERE id = ?", (active, conversation_id)
+        )
+    conn.execute("DROP INDEX messages_shown")
+    conn.execute("ALTER TABLE messages DROP COLUMN replaced_by")
+    conn.execute("CREATE INDEX messages_children ON messages (conversation_id, parent_id)")
+
+
+Migration = str | Callable[[sqlite3.Connection], None]
+"""SQL statements, or a function for what SQL alone cannot do (run in the same
+transaction)."""
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _v5)
 """``MIGRATIONS[n]`` upgrades a version-``n`` database to version ``n + 1``."""
 
 VERSION = len(MIGRATIONS)
@@ -137,8 +173,12 @@ def migrate(conn: sqlite3.Connection, target: int = VERSION) -> int:
             if conn.execute("PRAGMA user_version").fetchone()[0] != version:
                 conn.execute("ROLLBACK")
                 continue
-            for statement in _statements(MIGRATIONS[version]):
-                conn.execute(statement)
+            step = MIGRATIONS[version]
+            if callable(step):
+                step(conn)
+            else:
+                for statement in _statements(step):
+                    conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
         except BaseException:

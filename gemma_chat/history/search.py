@@ -27,14 +27,14 @@ def fts_query(text: str) -> str:
 
 def search_messages(conn: sqlite3.Connection, query: str, limit: int | None) -> list[SearchHit]:
     """The messages matching an :func:`fts_query`, best matches first, each with a
-    snippet around the match and its conversation's title. Replaced messages (an edited
-    question, a regenerated reply) are kept but not found: a hit opens what is shown."""
+    snippet around the match and its conversation's title. Every branch is searched (a
+    hit opens the branch it is on)."""
     rows = conn.execute(
         "SELECT m.id, m.conversation_id, m.seq, m.role, m.created_at, c.title, "
         f"snippet(messages_fts, 0, '{SNIPPET_OPEN}', '{SNIPPET_CLOSE}', '…', 12) "
         "AS snippet FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
         "JOIN conversations c ON c.id = m.conversation_id "
-        "WHERE messages_fts MATCH ? AND m.replaced_by IS NULL "
+        "WHERE messages_fts MATCH ? "
         "ORDER BY bm25(messages_fts), m.id DESC LIMIT ?",
         (query, sql_limit(limit)),
     ).fetchall()

@@ -2,8 +2,9 @@
 
 A :class:`ConversationSession` keeps the bookkeeping that recording a live conversation
 needs beyond the store's own writes: which stored messages each turn came from, the
-question a reply answers, whether this session created the conversation, taking back
-what it wrote when a message is edited or cannot be answered, and deleting a
+question a reply answers and the message each new one follows (edits and regenerated
+replies are siblings on their own branch), whether this session created the
+conversation, taking back what it wrote when a message cannot be answered, and deleting a
 conversation it created and then left empty. After the first store failure it stops
 saving (the conversation itself goes on). It never imports Textual.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from gemma_chat.chat.conversation import Conversation, Role
@@ -65,12 +67,14 @@ class ConversationSession:
             Recorder(store, conversation_id, self.origin) if store is not None else None
         )
         self._saving = True
-        # The stored message ids of each turn (aligned with the conversation's turns),
-        # and the reply a retry is replacing (it stays stored until replaced).
+        # The stored message ids of each turn (aligned with the conversation's turns:
+        # the branch on screen), and the turns a retry is regenerating from (they stay
+        # stored on their own branch, and come back if the retry fails).
         self._turn_ids: list[list[int]] = [turn.ids for turn in stored_turns(list(messages))]
         self._replacing: tuple[int, ...] = ()
-        # The stored turns an edited message is taking the place of (kept, marked
-        # replaced by it once it is stored; back on the path if it is taken back).
+        self._retried: list[list[int]] = []
+        # The stored turns an edited message is taking the place of (they stay on their
+        # own branch; back on screen if the edit is taken back).
         self._edited: list[list[int]] = []
 
     # ------------------------------------------------------------------ what it knows
@@ -147,17 +151,18 @@ class ConversationSession:
         fresh = self.conversation_id is None
         stored: list[MessageRecord] = []
         asked = turn.text if text is None else text
-        replaces = tuple(i for ids in self._edited for i in ids)
+        # After the turn before it (an edit of a question is a sibling of the question),
+        # or after the stored question it is joined to.
+        joined = text is not None and len(self._turn_ids) >= turns
+        parent = self._tail(turns if joined else turns - 1)
         if not self._save(
-            lambda r: stored.append(
-                r.question(asked, conversation.system, params, replaces, meta=meta)
-            )
+            lambda r: stored.append(r.question(asked, conversation.system, params, parent, meta))
         ):
             return None
         message_id = stored[0].id
         if fresh:
             self._created = self.conversation_id
-        if text is not None and len(self._turn_ids) >= turns:
+        if joined:
             del self._turn_ids[turns:]
             self._turn_ids[turns - 1].append(message_id)  # joined to the stored question
         else:
@@ -175,9 +180,9 @@ class ConversationSession:
         model_sha256: str | None,
         meta: dict[str, Any] | None = None,
     ) -> int | None:
-        """Store a finished or stopped reply, linked to its question, replacing the
-        reply a retry regenerated. ``conversation`` may already end with the reply.
-        ``meta`` is kept with it (a long input's notes).
+        """Store a finished or stopped reply after its question (a regenerated reply is
+        a sibling of the one it regenerates). ``conversation`` may already end with the
+        reply. ``meta`` is kept with it (a long input's notes).
 
         Returns:
             The stored reply's id (None when nothing was saved).
@@ -185,7 +190,7 @@ class ConversationSession:
         turns = len(conversation.turns)
         if conversation.turns and conversation.turns[-1].role is Role.MODEL:
             turns -= 1  # the reply is on screen already: its question is the turn before
-        replaces, self._replacing = self._replacing, ()
+        self._replacing = ()
         stored: list[MessageRecord | None] = []
 
         def write(recorder: Recorder) -> None:
@@ -196,7 +201,6 @@ class ConversationSession:
                     model_sha256=model_sha256,
                     reply_to=self.question_id(turns),
                     system=conversation.system,
-                    replaces=replaces,
                     meta=meta,
                 )
             )
@@ -212,12 +216,13 @@ class ConversationSession:
 
     def record_stopped(self, record: MessageRecord) -> bool:
         """Store a reply cut short by quitting (``record``, built by the caller from
-        what was shown), replacing a retried reply as a stopped one would; then stop
-        saving, in case the reply's own result still arrives."""
-        cid, replaces = self.conversation_id, self._replacing
+        what was shown, after its question ``reply_to``); then stop saving, in case the
+        reply's own result still arrives."""
+        cid = self.conversation_id
         if cid is None:
             return False
-        if self._save(lambda recorder: recorder.store.replace(cid, replaces, record)):
+        record = replace(record, parent_id=record.reply_to)
+        if self._save(lambda recorder: recorder.store.add(cid, record)):
             self._saving = False
             return True
         return False
@@ -227,30 +232,40 @@ class ConversationSession:
         self._save(lambda recorder: recorder.settings(system, params))
 
     def begin_retry(self, turns_kept: int) -> None:
-        """The reply after the first ``turns_kept`` turns is being regenerated: it stays
-        stored until the new one replaces it (a failed or interrupted retry keeps it)."""
+        """The reply after the first ``turns_kept`` turns (and what followed it) is
+        being regenerated: the new reply is stored as its sibling, and it stays on its
+        own branch."""
+        self._retried = self._turn_ids[turns_kept:]
         self._replacing = tuple(self._ids_after(turns_kept))
 
     def cancel_retry(self) -> None:
-        """The regenerated reply failed: the reply it was to replace is the last turn
-        again (it was never unstored)."""
+        """The regenerated reply failed: the branch it was taken from is shown again."""
         if self._replacing:
-            self._turn_ids.append(list(self._replacing))
+            self._back_to(self._retried)
             self._replacing = ()
 
     def begin_edit(self, turns_kept: int) -> None:
         """An edited message is being sent in place of the turns after the first
-        ``turns_kept``: they stay stored, and :meth:`record_user` marks them replaced by
-        it (``replaced_by``), so the exchange stays recoverable."""
+        ``turns_kept``: it is stored as a sibling of the question it edits, and the
+        turns it takes the place of stay on their own branch."""
         self._edited = self._turn_ids[turns_kept:]
         del self._turn_ids[turns_kept:]
 
-    def edit(self, turns_kept: int) -> None:
-        """The turns after the first ``turns_kept`` went back into the input: delete
-        them from the store."""
-        gone = self._ids_after(turns_kept)
-        if self._save(lambda recorder: recorder.delete(gone, with_replaced=True)):
-            self._written.difference_update(gone)
+    def _tail(self, turns: int) -> int | None:
+        """The last stored message of the first ``turns`` turns (None: none)."""
+        for ids in reversed(self._turn_ids[:turns]):
+            if ids:
+                return ids[-1]
+        return None
+
+    def _back_to(self, turns: list[list[int]]) -> None:
+        """Show ``turns`` again after the turns kept, and make their branch the one
+        viewed (a failed edit or retry leaves the branch it started from)."""
+        self._turn_ids.extend(turns)
+        leaf = self._tail(len(self._turn_ids))
+        cid = self.conversation_id
+        if turns and leaf is not None and cid is not None:
+            self._save(lambda recorder: recorder.store.view(cid, leaf))
 
     def unsend(self, turns_kept: int) -> None:
         """The reply failed and its question (the turns after the first ``turns_kept``)
@@ -261,10 +276,15 @@ class ConversationSession:
         retried, self._replacing = self._replacing, ()
         edited, self._edited = self._edited, []
         mine = [i for i in gone if i in self._written]
+        deleted: list[int] = []
         if mine and not retried and self._save(lambda recorder: recorder.delete(mine)):
             self._written.difference_update(mine)
-        # The store puts back what a deleted message had replaced: so does the session.
-        self._turn_ids.extend(edited)
+            deleted = mine
+        left = [i for i in gone if i not in deleted]
+        if edited:
+            self._back_to(edited)  # an edit that failed: the exchange it edited is back
+        elif left:  # still stored and unanswered: a new question is joined to them
+            self._turn_ids.append(left)
 
     def forget(self) -> None:
         """The stored conversation was deleted: there is nothing left to record into."""

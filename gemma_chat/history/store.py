@@ -9,10 +9,13 @@ It is crash-safe by construction:
   complete (a user message when it is sent, a reply when it ends, partial replies
   included), so a crash loses at most the reply being generated;
 * several processes may write at once: they queue on SQLite's lock (``busy_timeout``),
-  each message takes the next free position inside its own transaction, and a reply
-  names its question, so interleaved exchanges are paired back (see ``turns``). Messages
-  are only ever deleted by id, never by position, so one process cannot delete what
-  another wrote.
+  each message takes the next free position inside its own transaction and names its
+  parent, so two writers continuing one conversation each grow their own branch.
+  Messages are only ever deleted by id, never by position, so one process cannot
+  delete what another wrote.
+
+A conversation is a tree (schema 5, :mod:`gemma_chat.history.tree`): editing a question
+or regenerating a reply adds a sibling, and nothing is replaced.
 
 A file that is not a database, or is damaged, raises :class:`CorruptStore`, which names
 the file; :func:`move_aside` renames it (never deletes it) so a new store can start.
@@ -29,9 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from gemma_chat.errors import UsageError
-from gemma_chat.history import connection, ids, schema
-from gemma_chat.history.deletion import delete_ids, with_replaced_ones
-from gemma_chat.history.insert import append_message, insert_conversation
+from gemma_chat.history import connection, ids, schema, tree
+from gemma_chat.history.insert import append_message, in_conversation, insert_conversation
 from gemma_chat.history.problems import (
     DRIVER_ERRORS,
     CorruptStore,
@@ -285,7 +287,8 @@ class HistoryStore:
     # ----------------------------------------------------------------- messages
 
     def add(self, conversation_id: int, message: MessageRecord) -> MessageRecord:
-        """Append a message, committed before this returns.
+        """Add a message after its ``parent_id`` (by default after the end of the branch
+        viewed), committed before this returns; its branch becomes the one viewed.
 
         The first user message gives an untitled conversation its title.
 
@@ -293,60 +296,73 @@ class HistoryStore:
             The message with its id and position.
 
         Raises:
-            NotFound: No conversation has that id (it may have been deleted elsewhere).
+            NotFound: No conversation has that id (it may have been deleted elsewhere),
+                or the parent is not one of its messages.
         """
         with self._write() as conn:
             return append_message(conn, conversation_id, message)
 
-    def replace(
-        self, conversation_id: int, old_ids: Iterable[int], message: MessageRecord
-    ) -> MessageRecord:
-        """Append a message that replaces others (a regenerated reply, an edited
-        question and its reply), in one transaction: the old ones are kept, marked
-        ``replaced_by`` the new one, and leave the path shown only once it exists.
-
-        Returns:
-            The new message with its id and position.
-        """
-        with self._write() as conn:
-            added = append_message(conn, conversation_id, message)
-            for old_id in old_ids:
-                conn.execute(
-                    "UPDATE messages SET replaced_by = ? WHERE id = ? AND conversation_id = ? "
-                    "AND replaced_by IS NULL",
-                    (added.id, old_id, conversation_id),
-                )
-            return added
-
-    def delete_messages(
-        self, conversation_id: int, ids: Iterable[int], *, with_replaced: bool = False
-    ) -> int:
-        """Delete the given messages of a conversation.
-
-        Args:
-            conversation_id: The conversation.
-            ids: The messages.
-            with_replaced: Also delete the messages they had replaced (the user removed
-                the exchange itself). Otherwise those are shown again: a question taken
-                back after its reply failed leaves what it was to replace in place.
+    def delete_messages(self, conversation_id: int, ids: Iterable[int]) -> int:
+        """Delete messages of a conversation, each with everything after it on every
+        branch. The branch viewed, if it lost its end, ends where they began.
 
         Returns:
             How many were deleted.
         """
         with self._write() as conn:
-            if with_replaced:
-                ids = with_replaced_ones(conn, conversation_id, ids)
-            return delete_ids(conn, conversation_id, ids)
+            return tree.delete_below(conn, conversation_id, ids)
 
-    def messages(self, conversation_id: int, *, replaced: bool = False) -> list[MessageRecord]:
-        """A conversation's messages in the order they were written: those on the path
-        shown, or with ``replaced`` every one ever kept (exports)."""
-        shown = "" if replaced else " AND replaced_by IS NULL"
+    def messages(self, conversation_id: int, *, leaf: int | None = None) -> list[MessageRecord]:
+        """One branch, from the first message to ``leaf`` (default: the branch last
+        viewed). Empty when ``leaf`` is not a message of the conversation."""
+        with self._read() as conn:
+            if leaf is None:
+                leaf = tree.active_leaf(conn, conversation_id)
+            rows = [] if leaf is None else tree.branch_to(conn, conversation_id, leaf)
+        return [message_from_row(row) for row in rows]
+
+    def all_messages(self, conversation_id: int) -> list[MessageRecord]:
+        """Every message on every branch, in the order they were written (each names
+        its parent: exports, ``history show --tree``)."""
         with self._read() as conn:
             rows = conn.execute(
-                f"SELECT * FROM messages WHERE conversation_id = ?{shown} ORDER BY seq",
+                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq",
                 (conversation_id,),
             ).fetchall()
+        return [message_from_row(row) for row in rows]
+
+    def siblings(self, conversation_id: int, message_id: int) -> list[MessageRecord]:
+        """The versions of ``message_id`` (edits of a question, regenerated replies):
+        the messages with its parent and role, itself included, oldest first.
+
+        Raises:
+            NotFound: It is not a message of that conversation.
+        """
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT parent_id, role FROM messages WHERE id = ? AND conversation_id = ?",
+                (message_id, conversation_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no message {message_id} in conversation {conversation_id}")
+            rows = tree.children(conn, conversation_id, row["parent_id"])
+        return [message_from_row(r) for r in rows if r["role"] == row["role"]]
+
+    def view(self, conversation_id: int, message_id: int) -> list[MessageRecord]:
+        """Make the branch through ``message_id`` the one viewed (to its latest end) and
+        return it: switching branches, opening a search hit. Resuming opens it.
+
+        Raises:
+            NotFound: It is not a message of that conversation.
+        """
+        with self._write() as conn:
+            if not in_conversation(conn, conversation_id, message_id):
+                raise NotFound(f"no message {message_id} in conversation {conversation_id}")
+            leaf = tree.latest_leaf(conn, conversation_id, message_id)
+            conn.execute(
+                "UPDATE conversations SET active_id = ? WHERE id = ?", (leaf, conversation_id)
+            )
+            rows = tree.branch_to(conn, conversation_id, leaf)
         return [message_from_row(row) for row in rows]
 
     # ------------------------------------------------------------------- search
@@ -379,7 +395,6 @@ class HistoryStore:
 
 
 _CONVERSATION_SELECT = (
-    "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id "
-    "AND m.replaced_by IS NULL) "
+    "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) "
     "AS message_count FROM conversations c"
 )

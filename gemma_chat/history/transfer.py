@@ -17,15 +17,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gemma_chat.chat.conversation import StopReason
 from gemma_chat.config.plain_errors import plain_message
 from gemma_chat.errors import UsageError
+from gemma_chat.history.export_links import check_linear, check_tree, tree_links
 from gemma_chat.history.meta_text import attachment_line, compaction_line, map_reduce_lines
 from gemma_chat.history.store import ConversationRecord, HistoryStore, MessageRecord
 from gemma_chat.sanitize import json_safe, one_line, visible
 from gemma_chat.structured.json_depth import json_depth
 
 FORMAT_NAME = "gemma-chat-conversation"
-FORMAT_VERSION = 2
-"""Version 2 adds ``meta`` and ``replaced_by`` to messages and ``origin`` to the
-conversation; version 1 documents import as before."""
+FORMAT_VERSION = 3
+"""Version 3 is the conversation tree: each message names its ``parent`` and the
+conversation its ``active`` message (the end of the branch last viewed), both as
+positions in the message list. Version 2 added ``meta`` and ``replaced_by`` (a linear
+history; imported as branches, see :mod:`gemma_chat.history.linear`) and ``origin``;
+versions 1 and 2 import as before."""
 
 
 _INT64 = 2**63 - 1
@@ -52,8 +56,11 @@ class _Message(BaseModel):
     """The position (in this list) of the question a reply answers."""
     system: str | None = None
     meta: dict[str, Any] | None = None
+    parent: Count | None = None
+    """Version 3: the position (in this list) of the message it follows (None: it starts
+    a branch from the start)."""
     replaced_by: Count | None = None
-    """The position (in this list) of the message that replaced this one: a later one."""
+    """Version 2: the position of the message that replaced this one: a later one."""
     created_at: str
 
     @field_validator("meta")
@@ -75,25 +82,24 @@ class _Conversation(BaseModel):
     created_at: str
     updated_at: str
     origin: Literal["app", "ask"] | None = None
+    active: Count | None = None
+    """Version 3: the position of the end of the branch last viewed."""
 
 
 class _Document(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format: Literal["gemma-chat-conversation"]
-    version: Literal[1, 2]
+    version: Literal[1, 2, 3]
     conversation: _Conversation
     messages: list[_Message]
 
     @model_validator(mode="after")
-    def _replaced_by_a_later_one(self) -> _Document:
-        # A link back or to itself would hide messages for good (a cycle is never shown).
-        for position, message in enumerate(self.messages):
-            by = message.replaced_by
-            if by is not None and not position < by < len(self.messages):
-                raise ValueError(
-                    f"messages.{position}.replaced_by: {by} is not the position of a later message"
-                )
+    def _links(self) -> _Document:
+        if self.version < 3:
+            check_linear(self.messages, self.conversation.active)
+        else:
+            check_tree(self.messages, self.conversation.active)
         return self
 
 
@@ -102,10 +108,11 @@ META_DEPTH = 16
 
 
 def export_json(store: HistoryStore, conversation_id: int) -> str:
-    """A conversation as one lossless JSON document."""
+    """A conversation, every branch of it, as one lossless JSON document."""
     record = store.get(conversation_id)
-    messages = store.messages(conversation_id, replaced=True)
+    messages = store.all_messages(conversation_id)
     positions = {message.id: index for index, message in enumerate(messages)}
+    active = store.messages(conversation_id)
     document = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -118,6 +125,7 @@ def export_json(store: HistoryStore, conversation_id: int) -> str:
             "created_at": record.created_at,
             "updated_at": record.updated_at,
             "origin": record.origin,
+            "active": positions.get(active[-1].id) if active else None,
         },
         "messages": [_message_dict(message, positions) for message in messages],
     }
@@ -141,7 +149,7 @@ def _message_dict(message: MessageRecord, positions: dict[int, int]) -> dict[str
         "reply_to": None if message.reply_to is None else positions.get(message.reply_to),
         "system": message.system,
         "meta": message.meta,
-        "replaced_by": None if message.replaced_by is None else positions.get(message.replaced_by),
+        "parent": None if message.parent_id is None else positions.get(message.parent_id),
         "created_at": message.created_at,
     }
 
@@ -160,6 +168,7 @@ def import_json(store: HistoryStore, text: str, source: str = "the file") -> int
     """
     document = parse_document(text, source)
     conv = document.conversation
+    parents, active = tree_links(document)
     record = ConversationRecord(
         id=conv.id,
         uuid=conv.uuid,
@@ -169,16 +178,18 @@ def import_json(store: HistoryStore, text: str, source: str = "the file") -> int
         created_at=conv.created_at,
         updated_at=conv.updated_at,
         origin=conv.origin,
+        active_id=active,
     )
     messages = [
         MessageRecord(
             **{
-                **message.model_dump(),
+                **message.model_dump(exclude={"parent", "replaced_by"}),
                 "stop_reason": None if message.stop_reason is None else message.stop_reason.value,
                 "token_ids": None if message.token_ids is None else tuple(message.token_ids),
+                "parent_id": parent,
             }
         )
-        for message in document.messages
+        for message, parent in zip(document.messages, parents, strict=True)
     ]
     return store.insert(record, messages)
 

@@ -1,25 +1,38 @@
 """From stored messages to the turns of a conversation that can be continued.
 
-Stored rows are in the order they were written. Usually that is user, model, user,
-model; but a process can die before a reply (a question without an answer), and two
-processes adding to one conversation at once interleave their rows (user A, user B,
-reply A, reply B). A reply names the question it answers (``reply_to``), so each reply
-goes back with its question; questions left without a reply are joined with the next
-question, as they will be answered together.
+The messages of one branch (root to leaf) usually alternate user, model, user, model;
+but a process can die before a reply (a question without an answer, joined with the
+next question, as they will be answered together). Histories from before the tree
+(schema 4) were a list in the order rows were written, where two processes adding to one
+conversation at once interleaved their rows (user A, user B, reply A, reply B): a reply
+names the question it answers (``reply_to``), so each reply goes back with its question.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from gemma_chat.chat.conversation import Conversation, Role, StopReason, Summary
 from gemma_chat.history.records import ConversationRecord, MessageRecord
 
 
+class Pairable(Protocol):
+    """What pairing needs of a message (a stored one, or a row being migrated)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def reply_to(self) -> int | None: ...
+
+
 @dataclass
 class _Exchange:
-    questions: list[MessageRecord]
-    reply: MessageRecord | None = None
+    questions: list[Any]
+    reply: Any = None
 
 
 @dataclass
@@ -32,7 +45,8 @@ class StoredTurn:
     """
 
     role: Role
-    messages: list[MessageRecord] = field(default_factory=list)
+    messages: list[Any] = field(default_factory=list)
+    """The :class:`MessageRecord` (or other :class:`Pairable`) it came from."""
 
     @property
     def ids(self) -> list[int]:
@@ -45,7 +59,7 @@ class StoredTurn:
         return "\n\n".join(message.text for message in self.messages)
 
 
-def stored_turns(messages: list[MessageRecord]) -> list[StoredTurn]:
+def stored_turns(messages: Sequence[Pairable]) -> list[StoredTurn]:
     """Pair questions and replies into alternating turns (see the module docstring).
 
     A reply whose question is gone, or answered already, is left out of the turns (it
@@ -66,7 +80,7 @@ def stored_turns(messages: list[MessageRecord]) -> list[StoredTurn]:
         if target is not None and target.reply is None:
             target.reply = message
     turns: list[StoredTurn] = []
-    waiting: list[MessageRecord] = []
+    waiting: list[Any] = []
     for exchange in exchanges:
         waiting += exchange.questions
         if exchange.reply is not None:

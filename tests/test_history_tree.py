@@ -1,0 +1,237 @@
+"""The conversation tree in the store: branches, switching, deleting, searching, the
+migration of linear histories (schema 3 and 4 files built with raw SQL), and the JSON
+export of a whole tree."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gemma_chat.errors import UsageError
+from gemma_chat.history import schema, transfer
+from gemma_chat.history.store import HistoryStore, MessageRecord, NotFound
+
+STAMP = "2026-01-01T00:00:00.000000+00:00"
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with HistoryStore(tmp_path / "history.db") as opened:
+        yield opened
+
+
+def texts(messages: list[MessageRecord]) -> list[str]:
+    return [m.text for m in messages]
+
+
+def three_branches(store: HistoryStore) -> tuple[int, dict[str, MessageRecord]]:
+    """Q1 with two replies (A1, A1b); after A1, Q2 and an edit of it, Q2b; each answered.
+
+    Branches: Q1 A1 Q2 A2 · Q1 A1 Q2b A2b · Q1 A1b (the one viewed is the last written).
+    """
+    cid = store.create(title="tree")
+    m: dict[str, MessageRecord] = {}
+
+    def add(name: str, role: str, parent: str | None) -> None:
+        parent_id = None if parent is None else m[parent].id
+        reply_to = parent_id if role == "model" else None
+        m[name] = store.add(cid, MessageRecord(role, name, parent_id=parent_id, reply_to=reply_to))
+
+    add("Q1", "user", None)
+    add("A1", "model", "Q1")
+    add("Q2", "user", "A1")
+    add("A2", "model", "Q2")
+    add("Q2b", "user", "A1")
+    add("A2b", "model", "Q2b")
+    add("A1b", "model", "Q1")
+    return cid, m
+
+
+def test_a_branch_is_followed_from_the_start_to_its_end(store: HistoryStore) -> None:
+    cid, m = three_branches(store)
+    assert texts(store.messages(cid)) == ["Q1", "A1b"]  # the last added is viewed
+    assert texts(store.messages(cid, leaf=m["A2"].id)) == ["Q1", "A1", "Q2", "A2"]
+    assert texts(store.messages(cid, leaf=m["A2b"].id)) == ["Q1", "A1", "Q2b", "A2b"]
+    assert store.messages(cid, leaf=10**6) == []
+    assert len(store.all_messages(cid)) == 7 == store.get(cid).message_count
+    assert texts(store.siblings(cid, m["Q2b"].id)) == ["Q2", "Q2b"]
+    assert texts(store.siblings(cid, m["A1"].id)) == ["A1", "A1b"]
+    assert texts(store.siblings(cid, m["A2"].id)) == ["A2"]
+    with pytest.raises(NotFound):
+        store.siblings(cid, 10**6)
+
+
+def test_viewing_a_message_opens_its_newest_branch_and_is_remembered(
+    store: HistoryStore, tmp_path: Path
+) -> None:
+    cid, m = three_branches(store)
+    assert texts(store.view(cid, m["A1"].id)) == ["Q1", "A1", "Q2b", "A2b"]  # newest below
+    assert texts(store.view(cid, m["Q2"].id)) == ["Q1", "A1", "Q2", "A2"]
+    with HistoryStore(tmp_path / "history.db") as again:  # resuming opens it
+        assert again.get(cid).active_id == m["A2"].id
+        assert texts(again.messages(cid)) == ["Q1", "A1", "Q2", "A2"]
+    # The next message continues the branch viewed.
+    nxt = store.add(cid, MessageRecord("user", "Q3"))
+    assert nxt.parent_id == m["A2"].id
+    with pytest.raises(NotFound):
+        store.view(cid, 10**6)
+    other = store.create()
+    with pytest.raises(NotFound, match="no message"):
+        store.add(other, MessageRecord("user", "x", parent_id=m["Q1"].id))
+
+
+def test_deleting_a_message_takes_what_follows_it_and_the_conversation_its_tree(
+    store: HistoryStore,
+) -> None:
+    cid, m = three_branches(store)
+    store.view(cid, m["A2b"].id)
+    assert store.delete_messages(cid, [m["Q2b"].id]) == 2
+    assert texts(store.messages(cid)) == ["Q1", "A1"]  # the branch viewed ends at the parent
+    assert len(store.all_messages(cid)) == 5
+    store.delete(cid)
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM messages_fts").fetchone()[0] == 0
+
+
+def test_search_finds_messages_on_every_branch(store: HistoryStore) -> None:
+    cid = store.create()
+    q = store.add(cid, MessageRecord("user", "name an ungulate"))
+    okapi = store.add(cid, MessageRecord("model", "okapi", parent_id=q.id))
+    store.add(cid, MessageRecord("model", "gaur", parent_id=q.id))
+    assert texts(store.messages(cid)) == ["name an ungulate", "gaur"]
+    (hit,) = store.search("okapi")  # not on the branch viewed, and found
+    assert hit.message_id == okapi.id
+    assert texts(store.view(cid, hit.message_id)) == ["name an ungulate", "okapi"]
+
+
+def _version_3_file(db: Path) -> None:
+    """A linear history as gemma-chat 0.3 wrote it, with raw SQL: an unanswered
+    question at the end, and in a second conversation two writers' rows interleaved."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    schema.migrate(conn, target=3)
+    for cid in (1, 2):
+        conn.execute(
+            "INSERT INTO conversations (id, uuid, title, params, created_at, updated_at) "
+            "VALUES (?, ?, 'old', '{}', ?, ?)",
+            (cid, f"u-{cid}", STAMP, STAMP),
+        )
+    rows = [
+        (1, 1, "user", "what do axolotls eat", None),
+        (2, 1, "model", "Worms.", 1),
+        (3, 1, "user", "and", None),
+        (4, 1, "model", "Fish", 3),
+        (5, 1, "user", "unanswered", None),
+        (6, 2, "user", "A asks", None),
+        (7, 2, "user", "B asks", None),
+        (8, 2, "model", "B answered", 7),
+        (9, 2, "model", "A answered", 6),
+    ]
+    for seq, (mid, cid, role, text, reply_to) in enumerate(rows):
+        conn.execute(
+            "INSERT INTO messages (id, conversation_id, seq, role, text, reply_to, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (mid, cid, seq, role, text, reply_to, STAMP),
+        )
+    conn.close()
+
+
+def test_a_version_3_file_becomes_single_path_trees(tmp_path: Path) -> None:
+    db = tmp_path / "history.db"
+    _version_3_file(db)
+    with HistoryStore(db) as store:
+        assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 5
+        first = store.messages(1)
+        assert texts(first) == ["what do axolotls eat", "Worms.", "and", "Fish", "unanswered"]
+        assert [m.parent_id for m in first] == [None, 1, 2, 3, 4]
+        assert store.get(1).active_id == 5
+        # Interleaved writers read as they were shown: each answer after its question.
+        assert texts(store.messages(2)) == ["A asks", "A answered", "B asks", "B answered"]
+        assert len(store.all_messages(2)) == 4
+        columns = [row[1] for row in sqlite3.connect(db).execute("PRAGMA table_info(messages)")]
+        assert "parent_id" in columns and "replaced_by" not in columns
+        assert len(store.search("axolotls")) == 1
+
+
+def test_a_version_4_file_keeps_what_was_replaced_as_sibling_branches(tmp_path: Path) -> None:
+    db = tmp_path / "history.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    schema.migrate(conn, target=4)
+    conn.execute(
+        "INSERT INTO conversations (id, uuid, title, params, created_at, updated_at) "
+        "VALUES (1, 'u', 't', '{}', ?, ?)",
+        (STAMP, STAMP),
+    )
+    # Q1 A1, A1 regenerated as A1b; then Q2 A2 edited into Q2b A2b.
+    rows = [
+        (1, "user", "Q1", None, None),
+        (2, "model", "A1", 1, 3),
+        (3, "model", "A1b", 1, None),
+        (4, "user", "Q2", None, 6),
+        (5, "model", "A2", 4, 6),
+        (6, "user", "Q2b", None, None),
+        (7, "model", "A2b", 6, None),
+    ]
+    for seq, (mid, role, text, reply_to, by) in enumerate(rows):
+        conn.execute(
+            "INSERT INTO messages (id, conversation_id, seq, role, text, reply_to, "
+            "replaced_by, created_at) VALUES (?, 1, ?, ?, ?, ?, ?, ?)",
+            (mid, seq, role, text, reply_to, by, STAMP),
+        )
+    conn.close()
+    with HistoryStore(db) as store:
+        assert texts(store.messages(1)) == ["Q1", "A1b", "Q2b", "A2b"]  # as it was shown
+        assert texts(store.siblings(1, 3)) == ["A1", "A1b"]
+        assert texts(store.siblings(1, 6)) == ["Q2", "Q2b"]
+        assert texts(store.messages(1, leaf=5)) == ["Q1", "A1b", "Q2", "A2"]
+        assert texts(store.messages(1, leaf=2)) == ["Q1", "A1"]
+
+
+def test_a_tree_with_three_branches_round_trips_byte_identical(
+    store: HistoryStore, tmp_path: Path
+) -> None:
+    cid, m = three_branches(store)
+    store.view(cid, m["Q2"].id)
+    exported = transfer.export_json(store, cid)
+    document = json.loads(exported)
+    assert document["version"] == 3
+    assert [(x["text"], x["parent"]) for x in document["messages"]] == [
+        ("Q1", None),
+        ("A1", 0),
+        ("Q2", 1),
+        ("A2", 2),
+        ("Q2b", 1),
+        ("A2b", 4),
+        ("A1b", 0),
+    ]
+    assert document["conversation"]["active"] == 3
+    with HistoryStore(tmp_path / "other.db") as other:
+        imported = transfer.import_json(other, exported)
+        assert transfer.export_json(other, imported) == exported
+        assert texts(other.messages(imported)) == ["Q1", "A1", "Q2", "A2"]
+
+
+@pytest.mark.parametrize(
+    ("parents", "problem"),
+    [
+        ([1, 0], "the links go round in a circle"),
+        ([0, None], "the links go round in a circle"),
+        ([None, 2], "messages.1.parent: 2 is not the position of a message"),
+    ],
+)
+def test_an_import_whose_parents_loop_or_point_nowhere_is_refused(
+    store: HistoryStore, parents: list[int | None], problem: str
+) -> None:
+    document = {
+        "format": "gemma-chat-conversation",
+        "version": 3,
+        "conversation": {"uuid": "u", "title": "t", "created_at": "", "updated_at": ""},
+        "messages": [
+            {"role": "user", "text": "x", "created_at": "", "parent": parent} for parent in parents
+        ],
+    }
+    with pytest.raises(UsageError, match=problem):
+        transfer.import_json(store, json.dumps(document))
