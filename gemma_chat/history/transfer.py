@@ -112,7 +112,6 @@ def export_json(store: HistoryStore, conversation_id: int) -> str:
     record = store.get(conversation_id)
     messages = store.all_messages(conversation_id)
     positions = {message.id: index for index, message in enumerate(messages)}
-    active = store.messages(conversation_id)
     document = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -125,7 +124,7 @@ def export_json(store: HistoryStore, conversation_id: int) -> str:
             "created_at": record.created_at,
             "updated_at": record.updated_at,
             "origin": record.origin,
-            "active": positions.get(active[-1].id) if active else None,
+            "active": None if record.active_id is None else positions.get(record.active_id),
         },
         "messages": [_message_dict(message, positions) for message in messages],
     }
