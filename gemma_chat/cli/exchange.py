@@ -239,6 +239,27 @@ class Exchange:
             self.store.close()
 
 
+def branch_of(
+    store: HistoryStore, record: ConversationRecord, from_message: int | None
+) -> list[MessageRecord]:
+    """The messages a continuation starts from: the branch last viewed, or with
+    ``--from MSG`` the branch from the start to that message (the new question is then
+    stored after it, on a branch of its own; after a question, it joins it).
+
+    Raises:
+        UsageError: ``from_message`` is not a message of the conversation.
+    """
+    if from_message is None:
+        return store.messages(record.id)
+    messages = store.messages(record.id, leaf=from_message)
+    if not messages:
+        raise UsageError(
+            f"there is no message {from_message} in conversation {record.id} "
+            f"(see: gemma-chat history show {record.id} --tree)"
+        )
+    return messages
+
+
 def open_exchange(settings: Settings, options: HistoryOptions) -> Exchange:
     """Open the store (when saving or continuing) and read the conversation to continue.
 
@@ -254,7 +275,7 @@ def open_exchange(settings: Settings, options: HistoryOptions) -> Exchange:
         record = find_conversation(
             store, options.continue_latest, options.conversation, options.option, origin="ask"
         )
-        messages = [] if record is None else store.messages(record.id)
+        messages = [] if record is None else branch_of(store, record, options.from_message)
     except BaseException:
         store.close()
         raise

@@ -54,6 +54,14 @@ IdArg = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Show at most N.")]
+AllBranchesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--all-branches",
+        help="Markdown: every branch (the one last viewed first, then each other from where "
+        "it leaves those above), not only the one last viewed.",
+    ),
+]
 
 
 class ExportFormat(str, Enum):
@@ -111,15 +119,30 @@ def show(
             "--verbose", "-v", help="Also show how a long input was answered: every note."
         ),
     ] = False,
+    tree: Annotated[
+        bool,
+        typer.Option(
+            "--tree",
+            help="Every message on one line each: id, role, first words; * marks the branch "
+            "viewed (--json: the tree as JSON).",
+        ),
+    ] = False,
+    all_branches: AllBranchesOpt = False,
 ) -> None:
-    """Print a conversation as a readable transcript (--json: the lossless export)."""
+    """Print a conversation as a readable transcript of the branch last viewed (--json:
+    the lossless export of every branch; --tree: the tree, one line per message)."""
     from gemma_chat.history.transfer import export_json, export_markdown
 
     with _store() as store:
+        if tree:
+            from gemma_chat.cli.history_tree import print_tree
+
+            print_tree(store, conversation_id, json_out)
+            return
         if json_out:
             text = export_json(store, conversation_id)
         else:
-            text = export_markdown(store, conversation_id, verbose)
+            text = export_markdown(store, conversation_id, verbose, all_branches)
     if json_out or not _on_terminal():
         sys.stdout.write(text)
         return
@@ -189,8 +212,10 @@ def export(
         Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace FILE if it exists.")] = False,
+    all_branches: AllBranchesOpt = False,
 ) -> None:
-    """Write a conversation as Markdown or lossless JSON (stdout by default).
+    """Write a conversation as Markdown (the branch last viewed; --all-branches: every
+    one) or lossless JSON (every branch), on stdout by default.
 
     FILE is written atomically, and is never one of gemma-chat's own files (the
     history database, the config, the cache).
@@ -199,8 +224,10 @@ def export(
     from gemma_chat.history.transfer import export_json, export_markdown
 
     with _store() as store:
-        write = export_json if format is ExportFormat.json else export_markdown
-        text = write(store, conversation_id)
+        if format is ExportFormat.json:
+            text = export_json(store, conversation_id)
+        else:
+            text = export_markdown(store, conversation_id, all_branches=all_branches)
     if output is None or str(output) == "-":
         sys.stdout.write(text)
         return

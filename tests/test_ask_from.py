@@ -1,0 +1,128 @@
+"""``ask --conversation ID --from MSG``: continue from any message, on a new branch.
+
+End to end on the real demo model in a subprocess, greedy, on a real SQLite file: the
+prompt is the branch from the start to MSG, then the new question (the same prompt a
+plain continuation from there had, so the same greedy reply), and the stored parents
+make the new question a sibling of what followed MSG before. A question given as MSG
+takes the new text into its own turn. Mistakes are one line and exit 2, before any load.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from gemma_chat import cli
+from gemma_chat.history.store import HistoryStore, MessageRecord
+
+GREEDY = ("-n", "6", "--temperature", "0", "--seed", "1", "--json")
+
+
+def ask(demo_path: Path, *args: str) -> dict:
+    proc = run_cli("ask", "--model", str(demo_path), *GREEDY, *args)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return json.loads(proc.stdout)
+
+
+def stored(cid: int) -> list[tuple[int, str, str, int | None]]:
+    """(id, role, text, parent_id) of every message, in the order written."""
+    with HistoryStore() as store:
+        return [(m.id, m.role, m.text, m.parent_id) for m in store.all_messages(cid)]
+
+
+@pytest.mark.slow
+def test_from_a_reply_branches_with_that_branch_as_the_prompt(demo_path: Path) -> None:
+    first = ask(demo_path, "Name a colour.")
+    cid = first["conversation_id"]
+    second = ask(demo_path, "-c", "Name a fruit.")
+    ask(demo_path, "-c", "Name a tree.")  # the branch viewed is now six messages long
+    (q1, _, _, _), (a1, _, _, _) = stored(cid)[:2]
+
+    again = ask(demo_path, "--conversation", str(cid), "--from", str(a1), "Name a fruit.")
+    assert again["conversation_id"] == cid
+    # The prompt was Q1 A1 and the question, as for the second ask: not the six messages.
+    assert again["prompt_tokens"] == second["prompt_tokens"]
+    assert again["text"] == second["text"]  # greedy, the same prompt: the same reply
+
+    messages = stored(cid)
+    assert len(messages) == 8  # nothing was replaced or deleted
+    (new_q, role_q, text_q, parent_q), (new_a, role_a, _, parent_a) = messages[-2:]
+    assert (role_q, text_q, parent_q) == ("user", "Name a fruit.", a1)
+    assert (role_a, parent_a) == ("model", new_q)
+    with HistoryStore() as store:
+        # A sibling of the question that followed A1 before; its branch is the one viewed.
+        assert [m.id for m in store.siblings(cid, new_q)] == [messages[2][0], new_q]
+        assert [m.id for m in store.messages(cid)] == [q1, a1, new_q, new_a]
+        assert store.messages(cid)[-1].reply_to == new_q
+    # A plain -c now continues the new branch.
+    later = ask(demo_path, "-c", "And a vegetable?")
+    assert later["conversation_id"] == cid
+    assert stored(cid)[-2][3] == new_a
+
+
+@pytest.mark.slow
+def test_from_a_question_joins_it(demo_path: Path) -> None:
+    first = ask(demo_path, "Name a colour.")
+    cid = first["conversation_id"]
+    q1 = stored(cid)[0][0]
+    joined = ask(demo_path, "--conversation", str(cid), "--from", str(q1), "Only one word.")
+    # One user turn holding both texts, as an unanswered question is joined today.
+    alone = ask(demo_path, "--no-save", "Name a colour.\n\nOnly one word.")
+    assert joined["prompt_tokens"] == alone["prompt_tokens"]
+    assert joined["text"] == alone["text"]
+    messages = stored(cid)
+    assert len(messages) == 4
+    (new_q, role_q, text_q, parent_q), (new_a, role_a, _, parent_a) = messages[2:]
+    assert (role_q, text_q, parent_q) == ("user", "Only one word.", q1)
+    assert (role_a, parent_a) == ("model", new_q)
+    with HistoryStore() as store:
+        assert [m.id for m in store.messages(cid)] == [q1, new_q, new_a]
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(list(args))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--from", "{q}"], "--from needs the conversation the message is in"),
+        (["--no-save", "--from", "{q}"], "--from needs the conversation the message is in"),
+        (["--conversation", "{cid}", "--from", "{other}"], "there is no message {other} in"),
+        (["--conversation", "{cid}", "--from", "999"], "there is no message 999 in conversation"),
+        (["-c", "--from", "999"], "there is no message 999 in conversation"),
+        (["--conversation", "{cid}", "--from", "two"], "Invalid value for '--from'"),
+        (["--conversation", "{cid}", "--from", "0"], "0 is not a message id"),
+        (["--conversation", "{cid}", "--from", str(2**63)], "is not a message id"),
+    ],
+    ids=[
+        "no-conversation",
+        "no-save",
+        "other-conversation",
+        "unknown",
+        "continue",
+        "word",
+        "zero",
+        "huge",
+    ],
+)
+def test_mistakes_are_one_line_exit_2_and_store_nothing(capsys, monkeypatch, args, text) -> None:
+    monkeypatch.setattr("gemma_chat.cli.inputs.stdin_is_piped", lambda stream=None: False)
+    with HistoryStore() as store:
+        cid = store.create(origin="ask")
+        q = store.add(cid, MessageRecord("user", "Hello")).id
+        other = store.create()
+        other_q = store.add(other, MessageRecord("user", "Elsewhere")).id
+    values = {"cid": cid, "q": q, "other": other_q}
+    argv = ["ask", "--model", "/nonexistent.gguf", *(a.format(**values) for a in args), "hi"]
+    code, out, err = run(capsys, *argv)
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("gemma-chat: "), err
+    assert text.format(**values) in err and "Traceback" not in err and out == ""
+    assert len(stored(cid)) == 1 and len(stored(other)) == 1
