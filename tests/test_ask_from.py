@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import run_cli
 
 from gemma_chat import cli
+from gemma_chat.cli.exchange import open_exchange
+from gemma_chat.cli.options import HistoryOptions
+from gemma_chat.cli.run_settings import build_settings
 from gemma_chat.history.store import HistoryStore, MessageRecord
 
 GREEDY = ("-n", "6", "--temperature", "0", "--seed", "1", "--json")
@@ -126,3 +130,31 @@ def test_mistakes_are_one_line_exit_2_and_store_nothing(capsys, monkeypatch, arg
     assert err.count("\n") == 1 and err.startswith("gemma-chat: "), err
     assert text.format(**values) in err and "Traceback" not in err and out == ""
     assert len(stored(cid)) == 1 and len(stored(other)) == 1
+
+
+def test_a_question_taken_back_leaves_the_branch_viewed_as_it_was() -> None:
+    """A --from question that cannot be answered (it does not fit, the server fails) is
+    taken back, and the branch viewed before is viewed again: a later -c continues it,
+    not the message the failed branch started from."""
+    with HistoryStore() as store:
+        cid = store.create(origin="ask")
+        q1 = store.add(cid, MessageRecord("user", "Q1")).id
+        a1 = store.add(cid, MessageRecord("model", "A1", parent_id=q1, reply_to=q1)).id
+        q2 = store.add(cid, MessageRecord("user", "Q2")).id
+        a2 = store.add(cid, MessageRecord("model", "A2", parent_id=q2, reply_to=q2)).id
+    info = SimpleNamespace(sha256=None, display_name="m.gguf")
+    for start in (a1, q1):  # after a reply; joined to a question
+        exchange = open_exchange(
+            build_settings(), HistoryOptions(conversation=cid, from_message=start)
+        )
+        try:
+            conversation = exchange.conversation(info, "From there")
+            assert conversation.turns[-1].text in ("From there", "Q1\n\nFrom there")
+            with HistoryStore() as store:
+                assert store.messages(cid)[-1].parent_id == start
+            exchange.unsend()
+        finally:
+            exchange.close()
+        with HistoryStore() as store:
+            assert [m.id for m in store.messages(cid)] == [q1, a1, q2, a2]
+            assert len(store.all_messages(cid)) == 4
