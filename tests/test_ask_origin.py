@@ -84,7 +84,7 @@ async def test_the_sidebar_marks_ask_conversations_and_hides_them(vocab, store) 
         await wait_until(pilot, lambda: app.engine is not None)
         await pilot.press("ctrl+b")
         await settle(pilot)
-        sidebar = app.sidebar
+        sidebar = app.switcher.sidebar
 
         def listed() -> list[str]:
             options = sidebar.listing.options

@@ -80,7 +80,7 @@ async def test_the_sidebar_takes_about_30_percent(vocab, store, size) -> None:
         await wait_until(pilot, lambda: app.engine is not None)
         await pilot.press("ctrl+b")
         await settle(pilot)
-        width = app.sidebar.size.width
+        width = app.switcher.sidebar.size.width
         assert 18 <= width <= max(round(size[0] * 0.3), 18) and width <= 32, width
 
 

@@ -90,7 +90,7 @@ async def test_resumed_conversation_sidebar_and_status_bar(vocab, store) -> None
         assert_shown_safely(model)
         await pilot.press("ctrl+b")
         await settle(pilot)
-        option = app.sidebar.listing.get_option(str(cid))
+        option = app.switcher.sidebar.listing.get_option(str(cid))
         assert_shown_safely(str(option.prompt))
         assert_shown_safely(screen_text(app))
 

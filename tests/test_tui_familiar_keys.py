@@ -115,6 +115,7 @@ async def test_help_groups_keys_by_where_they_work(vocab) -> None:
         assert list(groups) == [
             "Anywhere",
             "In the input",
+            "On a selected message (Alt+Up / Alt+Down, or a click)",
             "In the history sidebar (Ctrl+B)",
             "In search (Ctrl+F)",
             "In dialogs",

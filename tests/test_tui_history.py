@@ -236,7 +236,8 @@ async def test_changed_settings_are_stored(vocab, store) -> None:
         app.screen.query_one("#settings-top_k", Input).value = "7"
         app.screen.query_one("#settings-save", Button).press()
         await wait_until(pilot, lambda: not isinstance(app.screen, SettingsScreen))
-        assert store.get(cid).params["sampling"]["top_k"] == 7
+        # Stored by the dialog's result callback, which runs after the dialog closed.
+        await wait_until(pilot, lambda: store.get(cid).params["sampling"]["top_k"] == 7)
 
 
 async def test_saving_off_stores_nothing(vocab, store) -> None:
@@ -246,7 +247,7 @@ async def test_saving_off_stores_nothing(vocab, store) -> None:
         await send(pilot, "hi")
         await replies(pilot)
         await pilot.press("ctrl+b")
-        assert "saving is off" in str(app.sidebar.listing.get_option_at_index(1).prompt)
+        assert "saving is off" in str(app.switcher.sidebar.listing.get_option_at_index(1).prompt)
     assert not store_file().exists()  # not even created
     given = make_app(vocab, settings=Settings(save_history=False), store=store)
     async with given.run_test() as pilot:
@@ -307,7 +308,7 @@ async def test_history_keys_can_be_remapped_and_are_listed(vocab, store) -> None
         await ready(pilot)
         assert not any("unknown bindings" in n for n in notifications(app))
         await pilot.press("f3")
-        assert app.sidebar.has_class("-open")
+        assert app.switcher.sidebar.has_class("-open")
         await pilot.press("down", "x")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("n")
@@ -329,7 +330,7 @@ async def test_sidebar_resumes_a_conversation_with_its_settings(vocab, store) ->
     async with app.run_test(size=(120, 30)) as pilot:  # wide: entries not cut
         await ready(pilot)
         await pilot.press("ctrl+b")
-        sidebar = app.sidebar
+        sidebar = app.switcher.sidebar
         assert sidebar.has_class("-open") and sidebar.listing.has_focus
         prompts = [str(o.prompt) for o in sidebar.listing.options]
         assert "New conversation" in prompts[0]
@@ -384,7 +385,9 @@ async def test_sidebar_new_rename_and_delete(vocab, store) -> None:
         await pilot.press("enter")
         await wait_until(pilot, lambda: not isinstance(app.screen, RenameScreen))
         assert store.get(doomed).title == "Plans for the moon"
-        assert "Plans for the moon" in str(app.sidebar.listing.get_option(str(doomed)).prompt)
+        assert "Plans for the moon" in str(
+            app.switcher.sidebar.listing.get_option(str(doomed)).prompt
+        )
         # Delete, cancelled: nothing changes.
         await pilot.press("d")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
@@ -398,12 +401,12 @@ async def test_sidebar_new_rename_and_delete(vocab, store) -> None:
         await wait_until(pilot, lambda: app.conversation_id is None)
         assert [c.id for c in store.conversations()] == [keep]
         assert shown(app) == []
-        assert [o.id for o in app.sidebar.listing.options] == ["new", str(keep)]
+        assert [o.id for o in app.switcher.sidebar.listing.options] == ["new", str(keep)]
         # "n" in the sidebar starts a new conversation too.
         await pilot.press("down", "enter")
         await settle(pilot)
         assert app.conversation_id == keep
-        app.sidebar.listing.focus()
+        app.switcher.sidebar.listing.focus()
         await pilot.press("n")
         await settle(pilot)
         assert app.conversation_id is None and shown(app) == [] and app.prompt.has_focus
@@ -418,7 +421,7 @@ async def test_sidebar_works_with_the_mouse(vocab, store) -> None:
         await ready(pilot)
         await send(pilot, "/history")
         await settle(pilot)
-        option_list = app.sidebar.listing
+        option_list = app.switcher.sidebar.listing
         # The first conversation sits under "+ New conversation" (one line).
         await pilot.click(option_list, offset=(4, 1))
         await wait_until(pilot, lambda: app.conversation_id == cid)
@@ -477,11 +480,11 @@ async def test_resuming_while_a_reply_streams_is_refused(vocab, store) -> None:
         await wait_until(pilot, lambda: any("being generated" in n for n in notifications(app)))
         assert app.conversation.turns[0].text == "go"
         app.action_history()
-        await wait_until(pilot, lambda: app.sidebar.listing.has_focus)
+        await wait_until(pilot, lambda: app.switcher.sidebar.listing.has_focus)
         await pilot.press("escape")  # in the sidebar too, Esc stops the reply first
         await replies(pilot)
         assert app.conversation.turns[-1].stop_reason is StopReason.CANCELLED
-        assert app.sidebar.has_class("-open")
+        assert app.switcher.sidebar.has_class("-open")
 
 
 async def test_quitting_mid_reply_keeps_what_was_shown(vocab, store) -> None:

@@ -35,7 +35,7 @@ def test_junk_keys_are_named(key: str) -> None:
 
 def test_every_shipped_binding_is_a_valid_key() -> None:
     app = GemmaChatApp(Settings(), loader=lambda *a: (None, None))
-    for binding in app._all_bindings():
+    for binding in app.keys.all_bindings():
         for key in binding.key.split(","):
             assert key_problem(key.strip()) is None, binding
 

@@ -94,6 +94,11 @@ class ConversationSession:
         """Whether writes go to the store (False when off, or after a store failure)."""
         return self.enabled and self._saving and self._recorder is not None
 
+    @property
+    def turn_ids(self) -> list[list[int]]:
+        """The stored message ids of each turn on screen (empty lists: not stored)."""
+        return [list(ids) for ids in self._turn_ids]
+
     def turn_of(self, message_id: int) -> int | None:
         """The index of the turn a stored message belongs to."""
         return next((i for i, ids in enumerate(self._turn_ids) if message_id in ids), None)

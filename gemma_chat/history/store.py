@@ -26,14 +26,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from gemma_chat.errors import UsageError
-from gemma_chat.history import connection, ids, schema, tree
-from gemma_chat.history.insert import append_message, in_conversation, insert_conversation
+from gemma_chat.history import connection, ids, schema
+from gemma_chat.history.insert import append_message, insert_conversation
 from gemma_chat.history.problems import (
     DRIVER_ERRORS,
     CorruptStore,
@@ -50,11 +50,11 @@ from gemma_chat.history.records import (
     SearchHit,
     conversation_from_row,
     dumps,
-    message_from_row,
     now,
     title_from,
 )
 from gemma_chat.history.search import fts_query, search_messages, sql_limit
+from gemma_chat.history.tree_queries import TreeQueries
 from gemma_chat.history.turns import to_conversation
 
 __all__ = [
@@ -74,8 +74,9 @@ __all__ = [
 ]
 
 
-class HistoryStore:
-    """An open history database. Safe to share between threads (one lock).
+class HistoryStore(TreeQueries):
+    """An open history database. Safe to share between threads (one lock). Reading and
+    changing the tree of a conversation's messages is :class:`TreeQueries`'s.
 
     Its contract with callers: every method raises only gemma-chat's own errors, all
     :class:`~gemma_chat.errors.GemmaChatError` subclasses with a one-line message:
@@ -123,7 +124,7 @@ class HistoryStore:
         return translate(exc, self.path)
 
     def close(self) -> None:
-        """Close the connection (the WAL is checkpointed by SQLite)."""
+        """Close the connection (SQLite checkpoints the WAL)."""
         with self._lock:
             self._conn.close()
 
@@ -217,9 +218,8 @@ class HistoryStore:
         return [conversation_from_row(row) for row in rows]
 
     def latest(self, *, origin: str | None = None) -> ConversationRecord | None:
-        """The conversation with the latest message, if any (``origin``: only one
-        started from there, ``ask`` or ``app``; one from before origins were kept counts
-        as any)."""
+        """The conversation with the latest message, if any (``origin``: only one started
+        from there, ``ask`` or ``app``, or from before origins were kept)."""
         if origin is None:
             found = self.conversations(limit=1)
             return found[0] if found else None
@@ -301,69 +301,6 @@ class HistoryStore:
         """
         with self._write() as conn:
             return append_message(conn, conversation_id, message)
-
-    def delete_messages(self, conversation_id: int, ids: Iterable[int]) -> int:
-        """Delete messages of a conversation, each with everything after it on every
-        branch. The branch viewed, if it lost its end, ends where they began.
-
-        Returns:
-            How many were deleted.
-        """
-        with self._write() as conn:
-            return tree.delete_below(conn, conversation_id, ids)
-
-    def messages(self, conversation_id: int, *, leaf: int | None = None) -> list[MessageRecord]:
-        """One branch, from the first message to ``leaf`` (default: the branch last
-        viewed). Empty when ``leaf`` is not a message of the conversation."""
-        with self._read() as conn:
-            if leaf is None:
-                leaf = tree.active_leaf(conn, conversation_id)
-            rows = [] if leaf is None else tree.branch_to(conn, conversation_id, leaf)
-        return [message_from_row(row) for row in rows]
-
-    def all_messages(self, conversation_id: int) -> list[MessageRecord]:
-        """Every message on every branch, in the order they were written (each names
-        its parent: exports, ``history show --tree``)."""
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq",
-                (conversation_id,),
-            ).fetchall()
-        return [message_from_row(row) for row in rows]
-
-    def siblings(self, conversation_id: int, message_id: int) -> list[MessageRecord]:
-        """The versions of ``message_id`` (edits of a question, regenerated replies):
-        the messages with its parent and role, itself included, oldest first.
-
-        Raises:
-            NotFound: It is not a message of that conversation.
-        """
-        with self._read() as conn:
-            row = conn.execute(
-                "SELECT parent_id, role FROM messages WHERE id = ? AND conversation_id = ?",
-                (message_id, conversation_id),
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no message {message_id} in conversation {conversation_id}")
-            rows = tree.children(conn, conversation_id, row["parent_id"])
-        return [message_from_row(r) for r in rows if r["role"] == row["role"]]
-
-    def view(self, conversation_id: int, message_id: int) -> list[MessageRecord]:
-        """Make the branch through ``message_id`` the one viewed (to its latest end) and
-        return it: switching branches, opening a search hit. Resuming opens it.
-
-        Raises:
-            NotFound: It is not a message of that conversation.
-        """
-        with self._write() as conn:
-            if not in_conversation(conn, conversation_id, message_id):
-                raise NotFound(f"no message {message_id} in conversation {conversation_id}")
-            leaf = tree.latest_leaf(conn, conversation_id, message_id)
-            conn.execute(
-                "UPDATE conversations SET active_id = ? WHERE id = ?", (leaf, conversation_id)
-            )
-            rows = tree.branch_to(conn, conversation_id, leaf)
-        return [message_from_row(row) for row in rows]
 
     # ------------------------------------------------------------------- search
 

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Static
@@ -23,6 +22,7 @@ from gemma_chat.generation.events import ReplyDone
 from gemma_chat.history.store import HistoryStore
 from gemma_chat.structured.constraint import OutputConstraint
 from gemma_chat.tui.attachments import AttachmentTray
+from gemma_chat.tui.branches import BranchSwitcher
 from gemma_chat.tui.conversations import ConversationSwitcher
 from gemma_chat.tui.follow import ChangeFollower
 from gemma_chat.tui.history import HistoryKeeper
@@ -48,6 +48,7 @@ from gemma_chat.tui.meter import ContextMeter
 from gemma_chat.tui.notices import Notices
 from gemma_chat.tui.queue import SendQueue
 from gemma_chat.tui.replies import ReplyStreamer
+from gemma_chat.tui.screens.whole_text import WholeTextScreen
 from gemma_chat.tui.signals import end_on_signals
 from gemma_chat.tui.slash import SlashRouter
 from gemma_chat.tui.theming import ThemeService
@@ -132,6 +133,7 @@ class GemmaChatApp(App[None]):
         # The switcher first: the history's callbacks (a store error, a resume) reach it.
         self.switcher = ConversationSwitcher(self)
         self.history = HistoryKeeper(self, store, resume)
+        self.branches = BranchSwitcher(self)
         self.follow = ChangeFollower(self)
         self._handle_signals = handle_signals
 
@@ -245,8 +247,6 @@ class GemmaChatApp(App[None]):
         await self.replies.on_failed(message)
 
     def on_whole_text_requested(self, message: WholeTextRequested) -> None:
-        from gemma_chat.tui.screens.whole_text import WholeTextScreen
-
         self.push_screen(WholeTextScreen(message.text, message.what))
 
     # ------------------------------------------------------------ the context meter
@@ -276,11 +276,6 @@ class GemmaChatApp(App[None]):
     def conversation_id(self) -> int | None:
         """The stored conversation on screen, once it has been stored."""
         return self.history.conversation_id
-
-    @property
-    def sidebar(self) -> HistorySidebar:
-        """The history sidebar."""
-        return self.switcher.sidebar
 
     async def resume_conversation(
         self, conversation_id: int, message_id: int | None = None
@@ -313,7 +308,7 @@ class GemmaChatApp(App[None]):
         self.prompt.focus()
 
     def on_history_sidebar_closed(self) -> None:
-        self.sidebar.remove_class("-open")
+        self.switcher.sidebar.remove_class("-open")
         self.prompt.focus()
 
     def on_history_sidebar_rename_requested(self, message: HistorySidebar.RenameRequested) -> None:
@@ -351,20 +346,25 @@ class GemmaChatApp(App[None]):
             self.notify(QUIT_HINT, timeout=3)
 
     async def action_retry(self) -> None:
-        """Regenerate the last reply."""
-        await self.replies.retry()
+        """Regenerate the selected reply, or the last (the old one stays a version)."""
+        await self.replies.retry(self.branches.selected())
 
     async def action_edit(self) -> None:
-        """Put the last user message into the input to edit; sending it replaces the
-        exchange, Esc cancels."""
-        await self.replies.edit()
+        """Put the selected (or last) message of yours into the input to edit; sending
+        it adds a version of it, Esc cancels."""
+        await self.replies.edit(self.branches.selected())
+
+    async def action_version(self, step: int) -> None:
+        """Show the next (1) or previous (-1) version of the selected message."""
+        await self.branches.switch(step)
+
+    def action_select(self, step: int) -> None:
+        """Select the message above (-1) or below (1)."""
+        self.branches.select(step)
 
     def action_help(self) -> None:
         """Show every key and command (F1 again closes it)."""
         self.keys.toggle_help()
-
-    def _all_bindings(self) -> list[Binding]:
-        return self.keys.all_bindings()
 
     def action_toggle_gpu(self) -> None:
         """Reload the model on the other device, keeping the conversation."""

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from gemma_chat.history.store import SearchHit
     from gemma_chat.models.loader import RemoteModelInfo
     from gemma_chat.models.resolve import ModelInfo
-    from gemma_chat.tui.history import HistoryKeeper
+    from gemma_chat.tui.history import HistoryKeeper, VersionLabels
     from gemma_chat.tui.kv_resume import KVResumeService
     from gemma_chat.tui.slash import SlashRouter
     from gemma_chat.tui.widgets.chat_log import ChatLog
@@ -57,6 +57,7 @@ class SwitcherHost(Protocol):
     engine: Engine | None
     model_info: ModelInfo | RemoteModelInfo | None
     last_done: ReplyDone | None
+    branches: VersionLabels
 
     @property
     def generating(self) -> bool: ...
@@ -126,6 +127,9 @@ class ConversationSwitcher:
             try:
                 record = app.history.store.get(conversation_id)
                 messages = app.history.store.messages(conversation_id)
+                if message_id is not None and all(m.id != message_id for m in messages):
+                    # A search hit on another branch: that branch is opened.
+                    messages = app.history.store.view(conversation_id, message_id)
                 conversation = to_conversation(record, messages, sha256)
                 params = restore_params(record, app.settings.sampling, app.settings.repeat_guard)
             except Exception as exc:  # a store error or a damaged conversation
@@ -141,10 +145,57 @@ class ConversationSwitcher:
             app.history.begin(conversation_id, messages)
             await self._show()
             app.history.restore_state()  # its saved KV state, in the background
+        elif (
+            message_id is not None
+            and app.history.session.turn_of(message_id) is None
+            and not await self.show_branch(message_id)  # on another branch of this one
+        ):
+            return False
         if message_id is not None:
             await self._jump_to(message_id)
         self.refresh_sidebar()
         return True
+
+    async def show_branch(self, message_id: int) -> bool:
+        """Show the newest branch through ``message_id`` of the conversation on screen
+        in its place (switching versions, a search hit), and view it in the store. The
+        model's KV cache keeps the prefix the branches share (see ``Llama.generate``).
+
+        Returns:
+            Whether it is on screen now (a store error is notified).
+        """
+        app = self._app
+        store, cid = app.history.store, app.history.conversation_id
+        if store is None or cid is None:
+            return False
+        sha256 = getattr(app.model_info, "sha256", None) if app.engine else None
+        try:
+            messages = store.view(cid, message_id)
+            conversation = to_conversation(store.get(cid), messages, sha256)
+        except Exception as exc:
+            app.notify(f"Could not open that branch: {failure_text(exc)}", severity="error")
+            return False
+        app.conversation = conversation
+        app.history.begin(cid, messages)
+        await self._show()
+        return True
+
+    def turn_widgets(self) -> list[UserMessage | ModelReply]:
+        """The widgets of the turns on screen, in order (``hidden_turns`` come before)."""
+        return [w for w in self._turn_widgets() if w.display]
+
+    @property
+    def hidden_turns(self) -> int:
+        """How many turns come before the first one on screen (see :meth:`_show`)."""
+        return self._hidden_turns
+
+    async def reveal(self, index: int) -> UserMessage | ModelReply | None:
+        """The widget of turn ``index``, showing earlier turns first if it is one."""
+        if index < self._hidden_turns:
+            await self._show_earlier(self._hidden_turns - index)
+        shown = self.turn_widgets()
+        at = index - self._hidden_turns
+        return shown[at] if 0 <= at < len(shown) else None
 
     async def _show(self) -> None:
         """Put the conversation on screen: its last ``SHOWN_TURNS`` turns, replies
@@ -163,6 +214,7 @@ class ConversationSwitcher:
             )
         chat.anchor()
         app.schedule_count()
+        app.branches.refresh()
 
     async def _show_earlier(self, count: int) -> None:
         """Mount up to ``count`` more of the turns not shown yet, above the others.

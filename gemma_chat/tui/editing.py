@@ -1,13 +1,13 @@
-"""Safe editing (Ctrl+O) and regenerating (Ctrl+R): what is replaced stays on screen, and
-in the history, until its replacement exists.
+"""Safe editing (Ctrl+O) and regenerating (Ctrl+R) of any message: what they take the
+place of stays on screen, and in the history, until the new version exists.
 
-Ctrl+O puts the last message into the input and marks the exchange it would replace; it
-is removed only when the edited message is sent, and Esc gives back the view and the draft
-the input held. A sent edit, or a regenerated reply, keeps the old turns hidden rather than
-gone: they come back if the new reply fails, and in the store they are kept, marked
-``replaced_by`` the message that replaced them (see
-:meth:`gemma_chat.history.session.ConversationSession.begin_edit`).
-"""
+Ctrl+O puts a message of yours (the one selected, else the last) into the input and
+marks it and what follows; it leaves the screen only when the edited message is sent,
+and Esc gives back the view and the draft the input held. A sent edit, or a regenerated
+reply, hides the old turns rather than removing them: they come back if the new reply
+fails. In the store nothing is replaced: the new message is a sibling of the old one
+(another version, see :mod:`gemma_chat.tui.branches`), whose branch keeps what followed
+it (see :meth:`gemma_chat.history.session.ConversationSession.begin_edit`)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from gemma_chat.chat.conversation import Conversation, Turn
 
 EDIT_HINT = (
-    "Editing your last message: Enter sends it in place of that exchange (which stays in "
-    "the history); Esc cancels."
+    "Editing a message: Enter sends it as a new version (the old one and what followed it "
+    "stay, Alt+Left shows them); Esc cancels."
 )
 """Said when Ctrl+O starts an edit."""
 
@@ -121,15 +121,16 @@ class Edits:
         draft: str,
         widgets: list[Widget],
         template_on: bool = False,
+        turn: int | None = None,
     ) -> str:
-        """Ctrl+O: mark the last exchange as being edited.
+        """Ctrl+O: mark the user message at ``turn`` (default: the last) and what
+        follows it as being edited.
 
         Returns:
-            The text to put into the input (the last user message; see
-            :func:`input_text`).
+            The text to put into the input (that user message; see :func:`input_text`).
         """
         turns = conversation.turns
-        kept = len(turns) - (2 if turns[-1].role is Role.MODEL else 1)
+        kept = len(turns) - (2 if turns[-1].role is Role.MODEL else 1) if turn is None else turn
         self._pending = PendingEdit(conversation, kept, draft, widgets)
         self._pending.mark(True)
         return input_text(turns[kept], template_on)
@@ -153,9 +154,10 @@ class Edits:
         del turns[edit.turns_kept :]
         self.replaced.hide()
 
-    def retry(self, turn: Turn, widget: Widget | None) -> None:
-        """A reply is being regenerated: hidden until the new one exists."""
-        self.replaced = Replaced([turn], [widget] if widget is not None else [])
+    def retry(self, turns: list[Turn], widgets: list[Widget]) -> None:
+        """A reply (and what followed it) is being regenerated: hidden until the new one
+        exists."""
+        self.replaced = Replaced(list(turns), list(widgets))
         self.retrying = True
         self.replaced.hide()
 

@@ -47,6 +47,12 @@ class Sidebar(Protocol):
     async def resume(self, conversation_id: int, message_id: int | None = None) -> bool: ...
 
 
+class VersionLabels(Protocol):
+    """The labels of each message's versions (:class:`BranchSwitcher`)."""
+
+    def refresh(self) -> None: ...
+
+
 class Streaming(Protocol):
     """The reply being streamed (:class:`ReplyStreamer`)."""
 
@@ -65,6 +71,7 @@ class HistoryHost(Protocol):
     backend: Backend | None
     model_info: ModelInfo | RemoteModelInfo | None
     kv: KVResumeService
+    branches: VersionLabels
 
     @property
     def replies(self) -> Streaming: ...
@@ -182,6 +189,7 @@ class HistoryKeeper:
         params = params_of(app.sampling, app.repeat_guard)
         if self.session.record_user(app.conversation, params, None, meta) is not None:
             app.switcher.refresh_sidebar()
+            app.branches.refresh()
 
     def record_reply(self, done: ReplyDone, meta: dict[str, Any] | None = None) -> None:
         """Store a finished or stopped reply, replacing the one a retry regenerated
@@ -196,6 +204,7 @@ class HistoryKeeper:
         )
         if stored is not None:
             app.switcher.refresh_sidebar()
+            app.branches.refresh()
 
     def record_retry(self) -> None:
         """The last reply left the screen to be regenerated: it stays stored until the

@@ -8,6 +8,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 
 from gemma_chat.tui.keyspec import check_keymap, keymap_message
+from gemma_chat.tui.widgets.chat_log import ChatLog
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 
 QUIT_HINT = "Ctrl+Q quits (so do /quit, /exit, /bye, and Ctrl+D on an empty input)."
@@ -28,6 +29,10 @@ APP_BINDINGS: list[BindingType] = [
     ),
     Binding("ctrl+r", "retry", "Retry", id="gemma.retry"),
     Binding("ctrl+o", "edit", "Edit", id="gemma.edit", show=False),
+    Binding("alt+up", "select(-1)", "Select a message above", id="gemma.select_up", show=False),
+    Binding("alt+down", "select(1)", "Select a message below", id="gemma.select_down", show=False),
+    Binding("alt+left", "version(-1)", "Previous version", id="gemma.version_prev", show=False),
+    Binding("alt+right", "version(1)", "Next version", id="gemma.version_next", show=False),
     Binding("ctrl+y", "copy", "Copy", id="gemma.copy", priority=True, show=False),
     Binding("ctrl+g", "toggle_gpu", "GPU", id="gemma.gpu", show=False),
     Binding("ctrl+n", "new", "New", id="gemma.new"),
@@ -76,7 +81,7 @@ class KeyBindings:
         from gemma_chat.tui.widgets.sidebar import HistorySidebar
 
         found = []
-        owners = (type(self._app), PromptInput, HistorySidebar, SearchScreen, HelpScreen)
+        owners = (type(self._app), PromptInput, ChatLog, HistorySidebar, SearchScreen, HelpScreen)
         dialogs = (SettingsScreen, RenameScreen, ConfirmScreen, CorruptStoreScreen)
         for owner in owners + dialogs:
             found += [b for b in owner.BINDINGS if isinstance(b, Binding)]
@@ -118,6 +123,14 @@ class KeyBindings:
                     *rows(PromptInput),
                     ("Up / Down", "Earlier prompts (on the first / last line)", ""),
                     ("Tab", "Complete a /command", ""),
+                ],
+            ),
+            (
+                "On a selected message (Alt+Up / Alt+Down, or a click)",
+                [
+                    *rows(ChatLog),
+                    ("Ctrl+O", "Edit it as a new version (a reply: its question)", ""),
+                    ("Ctrl+R", "Regenerate it as a new version (a question: its reply)", ""),
                 ],
             ),
             (

@@ -64,6 +64,7 @@ class ReplyHost(Protocol):
     history: ReplyRecorder
     attachments: Any  # AttachmentTray: the files for the next message
     last_done: ReplyDone | None
+    switcher: Any  # ConversationSwitcher: the turns on screen
 
     @property
     def chat(self) -> ChatLog: ...
@@ -208,8 +209,9 @@ class ReplyStreamer:
             group="generate",
         )
 
-    async def retry(self) -> None:
-        """Regenerate the last reply."""
+    async def retry(self, turn: int | None = None) -> None:
+        """Regenerate a reply: the one at ``turn`` (a question's: the reply to it), else
+        the last. The old one, and what followed it, stay as another version."""
         app = self._app
         if self.generating:
             app.notify(BUSY_HINT, severity="warning")
@@ -221,15 +223,24 @@ class ReplyStreamer:
             app.notify("A model is loading: retry once it is loaded.", severity="warning")
             return
         self.cancel_edit()
-        if app.conversation.turns[-1].role is Role.MODEL:
-            # Hidden until the new reply exists; a failed retry shows it again.
-            self._edits.retry(app.conversation.turns.pop(), app.chat.last(ModelReply))
+        turns = app.conversation.turns
+        at = len(turns) - 1 if turn is None else turn
+        if turns[at].role is Role.USER:
+            at += 1  # a question selected: its reply (none yet: one is generated)
+        if at < len(turns):
+            # Hidden until the new reply exists; a failed retry shows them again.
+            self._edits.retry(turns[at:], app.switcher.turn_widgets()[at - self._shown_from() :])
+            del turns[at:]
             app.history.record_retry()
         await self.start()
 
-    async def edit(self) -> None:
-        """Ctrl+O: put the last user message into the input to edit it. Nothing is
-        removed yet: the exchange is marked, sending replaces it, Esc cancels."""
+    def _shown_from(self) -> int:
+        return self._app.switcher.hidden_turns
+
+    async def edit(self, turn: int | None = None) -> None:
+        """Ctrl+O: put a message of yours into the input to edit it: the one at ``turn``
+        (a reply's: its question), else the last. Nothing is removed yet: the exchange
+        is marked, sending adds the edit as another version, Esc cancels."""
         app = self._app
         if self.generating:
             app.notify(BUSY_HINT, severity="warning")
@@ -241,12 +252,16 @@ class ReplyStreamer:
         if not turns:
             app.notify("Nothing to edit.")
             return
-        widgets: list[Widget] = [w for w in (app.chat.last(UserMessage),) if w is not None]
-        if turns[-1].role is Role.MODEL and (reply := app.chat.last(ModelReply)) is not None:
-            widgets.append(reply)
+        at = len(turns) - 1 if turn is None else turn
+        if turns[at].role is Role.MODEL:
+            at -= 1  # a reply selected: the question it answers
+        if at < 0:
+            app.notify("Nothing to edit.")
+            return
+        widgets: list[Widget] = list(app.switcher.turn_widgets()[max(at - self._shown_from(), 0) :])
         template_on = app.saved_prompt is not None
         app.prompt.set_text(
-            self._edits.start(app.conversation, app.prompt.text, widgets, template_on)
+            self._edits.start(app.conversation, app.prompt.text, widgets, template_on, at)
         )
         app.prompt.focus()
         app.notify(EDIT_HINT, timeout=6)

@@ -89,17 +89,28 @@ class UserMessage(Static):
 
     def __init__(self, text: str) -> None:
         shown = preview(text)
-        content = Text("You\n", style="bold dim")  # who speaks, not by indentation alone
-        content.append(visible(text if shown is None else shown))
+        body = Text(visible(text if shown is None else shown))
         if shown is not None:
             more = len(text) - len(shown)
-            content.append(
+            body.append(
                 f"\n\n⋯ {more:,} more characters · Enter or a click shows the whole message",
                 style="dim italic",
             )
-        super().__init__(content, classes="user-message")
+        self._body = body
+        super().__init__(self._content(None), classes="user-message")
         self.text = text
-        self.can_focus = self.shown_in_part = shown is not None
+        self.shown_in_part = shown is not None
+        self.can_focus = True  # selected with Alt+Up, or a click: versions, edit
+
+    def _content(self, versions: str | None) -> Text:
+        content = Text("You", style="bold dim")  # who speaks, not by indentation alone
+        if versions is not None:
+            content.append(f"  ‹ {versions} ›", style="bold")
+        return content + Text("\n") + self._body
+
+    def show_versions(self, label: str | None) -> None:
+        """Show which version of the message this is (``2/3``; None: the only one)."""
+        self.update(self._content(label))
 
     def action_show_whole(self) -> None:
         """Open the whole message (only a huge one offers this)."""
@@ -136,6 +147,8 @@ class ModelReply(Vertical):
         """Args: text, stop_reason: A finished reply to show whole (default: stream).
         speaker: Who replies (the model's file name; "Gemma" when not known)."""
         super().__init__(classes="model-reply")
+        self.can_focus = True  # selected with Alt+Up, or a click: versions, regenerate
+        self._versions: str | None = None
         self.text = text
         self.speaker = speaker
         self.stop_reason: StopReason | None = stop_reason
@@ -185,7 +198,7 @@ class ModelReply(Vertical):
                 return
 
     def compose(self):
-        yield Static(Text(one_line(self.speaker), style="bold dim"), classes="speaker")
+        yield Static(self._speaker_line(self._versions), classes="speaker")
         # open_links=False: a link's target is the model's choice and hides behind its text.
         yield Markdown(self._live_text or None, classes="reply-body", open_links=False)
         if self.shown_in_part:
@@ -196,6 +209,19 @@ class ModelReply(Vertical):
             )
         marker = STOP_MARKERS.get(self.stop_reason, "") if self.stop_reason else ""
         yield Static(f"■ {marker}" if marker else "", classes="stop-marker")
+
+    def _speaker_line(self, versions: str | None) -> Text:
+        line = Text(one_line(self.speaker), style="bold dim")
+        if versions is not None:
+            line.append(f"  ‹ {versions} ›", style="bold")
+        return line
+
+    def show_versions(self, label: str | None) -> None:
+        """Show which version of the reply this is (``2/3``; None: the only one)."""
+        self._versions = label  # composed with it when not mounted yet
+        for speaker in self.query(".speaker"):
+            if isinstance(speaker, Static):
+                speaker.update(self._speaker_line(label))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.has_class("show-whole"):
@@ -274,7 +300,16 @@ class ChatLog(VerticalScroll):
 
     It is anchored only while its content is taller than the view: Textual keeps an
     anchored view's content bottom-aligned, so a short conversation (after Ctrl+N, or a
-    resize) would start below rows of empty space."""
+    resize) would start below rows of empty space.
+
+    With a message selected (focused), ``[`` and ``]`` show its other versions."""
+
+    BINDINGS = [
+        Binding(
+            "left_square_bracket", "app.version(-1)", "Previous version", id="gemma.version_back"
+        ),
+        Binding("right_square_bracket", "app.version(1)", "Next version", id="gemma.version_on"),
+    ]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
