@@ -105,10 +105,11 @@ def test_list_is_newest_first_with_columns(filled, capsys) -> None:
     code, out, err = run(capsys, "history", "list")
     assert code == 0 and err == ""
     header, first, second = out.splitlines()
-    assert header.split() == ["ID", "UPDATED", "MSGS", "TITLE"]
+    assert header.split() == ["ID", "UPDATED", "MSGS", "BRANCHES", "TITLE"]
     when = r"\d{4}-\d\d-\d\d \d\d:\d\d"
-    assert re.fullmatch(rf"\s*{filled['cats']}  {when}     2  Tell me about cats", first)
-    assert re.fullmatch(rf"\s*{filled['sky']}  {when}     2  Why is the sky blue\?", second)
+    cats, sky = filled["cats"], filled["sky"]
+    assert re.fullmatch(rf"\s*{cats}  {when}     2         1  Tell me about cats", first)
+    assert re.fullmatch(rf"\s*{sky}  {when}     2         1  Why is the sky blue\?", second)
 
     code, out, _ = run(capsys, "history", "list", "--json")
     records = json.loads(out)
@@ -125,6 +126,7 @@ def test_list_is_newest_first_with_columns(filled, capsys) -> None:
         "message_count",
         "origin",
         "active_id",
+        "branch_count",
     }
     _, out, _ = run(capsys, "history", "list", "--json", "--limit", "1")
     assert [record["id"] for record in json.loads(out)] == [filled["cats"]]

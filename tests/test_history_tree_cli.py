@@ -228,3 +228,15 @@ def test_markdown_all_branches_from_the_start_and_sanitized(capsys) -> None:
         single = store.create(title="one")
         store.add(single, MessageRecord("user", "hello"))
         assert export_markdown(store, single, all_branches=True) == export_markdown(store, single)
+
+
+def test_list_counts_the_branches(capsys) -> None:
+    cid, _ = three_branches()
+    with HistoryStore() as store:
+        empty = store.create(title="nothing yet")
+    lines = run(capsys, "history", "list")[1].splitlines()
+    assert lines[0].split() == ["ID", "UPDATED", "MSGS", "BRANCHES", "TITLE"]
+    counts = {int(line.split()[0]): line.split()[3:5] for line in lines[1:]}
+    assert counts == {cid: ["7", "3"], empty: ["0", "0"]}
+    listed = json.loads(run(capsys, "history", "list", "--json")[1])
+    assert {r["id"]: r["branch_count"] for r in listed} == {cid: 3, empty: 0}

@@ -91,21 +91,23 @@ def local_time(stamp: str) -> str:
 
 @history_app.command("list")
 def list_(json_out: JsonOpt = False, limit: LimitOpt = None) -> None:
-    """Conversations, most recently updated first."""
+    """Conversations, most recently updated first, with how many messages and branches."""
     with _store() as store:
         records = store.conversations(limit)
+        branches = [store.branch_count(record.id) for record in records]
     if json_out:
-        print(json_safe(json.dumps([asdict(r) for r in records], ensure_ascii=False, indent=2)))
+        found = [{**asdict(r), "branch_count": n} for r, n in zip(records, branches, strict=True)]
+        print(json_safe(json.dumps(found, ensure_ascii=False, indent=2)))
         return
     if not records:
         notify("no saved conversations yet")
         return
     width = max(2, *(len(str(record.id)) for record in records))
-    print(f"{'ID':>{width}}  {'UPDATED':<16}  {'MSGS':>4}  TITLE")
-    for record in records:
+    print(f"{'ID':>{width}}  {'UPDATED':<16}  {'MSGS':>4}  {'BRANCHES':>8}  TITLE")
+    for record, count in zip(records, branches, strict=True):
         print(
             f"{record.id:>{width}}  {local_time(record.updated_at):<16}  "
-            f"{record.message_count:>4}  {one_line(record.title, TITLE_WIDTH)}"
+            f"{record.message_count:>4}  {count:>8}  {one_line(record.title, TITLE_WIDTH)}"
         )
 
 
