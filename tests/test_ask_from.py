@@ -10,6 +10,7 @@ takes the new text into its own turn. Mistakes are one line and exit 2, before a
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -84,6 +85,22 @@ def test_from_a_question_joins_it(demo_path: Path) -> None:
     assert (role_a, parent_a) == ("model", new_q)
     with HistoryStore() as store:
         assert [m.id for m in store.messages(cid)] == [q1, new_q, new_a]
+
+
+@pytest.mark.slow
+def test_from_reuses_the_saved_state_for_the_shared_part(demo_path: Path) -> None:
+    """The KV state saved after the last reply holds Q1 A1 Q2 A2; a branch from A1
+    evaluates only what follows Q1 A1, and then saves its own state for a later -c."""
+    Path(os.environ["GEMMA_CHAT_CONFIG"]).write_text("[state_cache]\nmin_tokens = 16\n")
+    first = ask(demo_path, "-n", "24", "--system", "Answer briefly.", "Name three rivers.")
+    cid = first["conversation_id"]
+    ask(demo_path, "-c", "And three mountains?")
+    a1 = stored(cid)[1][0]
+    branch = ask(demo_path, "--conversation", str(cid), "--from", str(a1), "And three lakes?")
+    shared = first["prompt_tokens"] + first["completion_tokens"]
+    assert 0 < branch["evaluated_tokens"] < branch["prompt_tokens"] - shared + 8
+    later = ask(demo_path, "-c", "And three seas?")  # the state saved is the new branch's
+    assert later["evaluated_tokens"] < later["prompt_tokens"] - branch["prompt_tokens"]
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
