@@ -185,7 +185,9 @@ def _who(role: str) -> str:
 
 def _hit_heading(hit: SearchHit) -> str:
     title = one_line(hit.title, TITLE_WIDTH)
-    return f"{hit.conversation_id}  {title}  (message {hit.seq + 1})"
+    # The id, not a position: positions mean nothing across branches, and ask --from
+    # and history show --tree take and show ids.
+    return f"{hit.conversation_id}  {title}  (message {hit.message_id})"
 
 
 def _print_hits_styled(hits: list[SearchHit]) -> None:
