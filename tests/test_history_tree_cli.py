@@ -240,3 +240,13 @@ def test_list_counts_the_branches(capsys) -> None:
     assert counts == {cid: ["7", "3"], empty: ["0", "0"]}
     listed = json.loads(run(capsys, "history", "list", "--json")[1])
     assert {r["id"]: r["branch_count"] for r in listed} == {cid: 3, empty: 0}
+
+
+def test_search_names_a_hit_by_the_id_ask_from_takes(capsys) -> None:
+    with HistoryStore() as store:
+        store.add(store.create(title="before"), MessageRecord("user", "something else"))
+    cid, ids = three_branches()
+    heading = run(capsys, "history", "search", "A2b")[1].splitlines()[0]
+    assert heading == f"{cid}  tree  (message {ids['A2b']})"
+    tree = run(capsys, "history", "show", str(cid), "--tree")[1]
+    assert re.search(rf"^  {ids['A2b']}  gemma  .*A2b text$", tree, re.MULTILINE)
