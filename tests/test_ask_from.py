@@ -66,6 +66,12 @@ def test_from_a_reply_branches_with_that_branch_as_the_prompt(demo_path: Path) -
     later = ask(demo_path, "-c", "And a vegetable?")
     assert later["conversation_id"] == cid
     assert stored(cid)[-2][3] == new_a
+    # --no-save reads the branch the same way, and stores nothing.
+    unsaved = ask(
+        demo_path, "--no-save", "--conversation", str(cid), "--from", str(a1), "Name a fruit."
+    )
+    assert unsaved["conversation_id"] is None and unsaved["text"] == second["text"]
+    assert len(stored(cid)) == 10
 
 
 @pytest.mark.slow
