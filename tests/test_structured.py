@@ -222,3 +222,42 @@ def test_grammar_over_the_cli_and_a_grammar_that_does_not_parse(demo_path, tmp_p
     with HistoryStore() as store:  # the unanswerable question was taken back
         record = store.latest()
         assert record is not None and store.messages(record.id)[-1].role == "model"
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_the_shortlist_samples_the_same_tokens_as_the_full_pass(
+    demo_backend, temperature, monkeypatch
+) -> None:
+    """A refused token is sampled again from the best tokens the grammar allows when
+    that is exact (greedy, top-k): the reply is token for token the one the
+    whole-vocabulary pass gives, with the same seed."""
+    from gemma_chat.backend import grammar
+
+    samplers: list[grammar.GrammarSampler] = []
+    close = grammar.GrammarSampler.close
+
+    def kept(self: grammar.GrammarSampler) -> None:
+        samplers.append(self)
+        close(self)
+
+    monkeypatch.setattr(grammar.GrammarSampler, "close", kept)
+    constraint = parse_schema(json.dumps(PERSON))
+    fast = _reply(demo_backend, constraint, max_tokens=48, temperature=temperature)
+    monkeypatch.setattr(grammar, "allowed_needed", lambda sampling: None)
+    full = _reply(demo_backend, constraint, max_tokens=48, temperature=temperature)
+    assert fast.token_ids == full.token_ids and fast.text == full.text
+    shortlisted, whole = samplers
+    assert shortlisted.resampled == whole.resampled > 0
+    assert shortlisted.full_passes < shortlisted.resampled  # the shortlist did the work
+    assert whole.full_passes == whole.resampled
+
+
+def test_the_shortlist_is_exact_only_for_greedy_or_top_k_without_a_penalty() -> None:
+    from gemma_chat.backend.grammar import SHORTLIST, allowed_needed
+
+    assert allowed_needed(Sampling(temperature=0.0)) == 1
+    assert allowed_needed(Sampling(temperature=0.7, top_k=40)) == 40
+    assert allowed_needed(Sampling(temperature=0.7, top_k=0)) is None  # every token counts
+    assert allowed_needed(Sampling(temperature=0.7, top_k=SHORTLIST)) is None
+    assert allowed_needed(Sampling(temperature=0.0, repeat_penalty=1.1)) is None
+    assert allowed_needed(None) is None

@@ -156,3 +156,119 @@ async def test_a_message_without_versions_says_how_to_make_one_and_keys_are_list
         assert {"Previous version", "Next version", "Select a message above"} <= described
         assert any(key == "[" for key, _, _ in rows)
         assert isinstance(app.query(ModelReply).first(), ModelReply)
+
+
+@pytest.mark.slow
+async def test_branches_on_the_real_demo_model_reuse_the_shared_prefix(store) -> None:
+    """The real model: edit the first of three exchanges and find the old branch again,
+    regenerate the middle reply, switch back and continue; the continued reply evaluates
+    only what the cached branch does not share with it."""
+    from gemma_chat.backend.base import common_prefix
+    from gemma_chat.chat.conversation import Conversation
+
+    app = GemmaChatApp(Settings(model="demo", ctx=1024), store=store)
+    app.sampling = app.sampling.model_copy(update={"max_tokens": 6, "seed": 1})
+    async with app.run_test(size=(100, 40)) as pilot:
+        await three_exchanges(pilot)
+        first_branch = [t.text for t in app.conversation.turns]
+        await select(pilot, 0)
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        app.prompt.clear()
+        await send(pilot, "Q1, edited")
+        await answered(pilot, 1)
+        assert labels(app)[0] == "2/2" and len(app.conversation.turns) == 2
+        await pilot.press("alt+left")  # the old branch is still there, whole
+        await wait_until(pilot, lambda: [t.text for t in app.conversation.turns] == first_branch)
+        await select(pilot, 3)  # regenerate the middle reply
+        await pilot.press("ctrl+r")
+        await answered(pilot, 2)
+        await wait_until(pilot, lambda: labels(app)[3] == "2/2")
+        assert len(app.conversation.turns) == 4
+        await select(pilot, 3)
+        await pilot.press("left_square_bracket")  # back to the first reply, and Q3, A3
+        await wait_until(pilot, lambda: [t.text for t in app.conversation.turns] == first_branch)
+        cached = app.backend.cached_tokens  # the regenerated branch is in the KV cache
+        await send(pilot, "Q4")
+        await answered(pilot, 4)
+        done = app.last_done
+        assert done is not None
+        asked = Conversation(system=app.conversation.system, turns=app.conversation.turns[:-1])
+        prompt = app.engine.template.render_conversation(asked)
+        shared = common_prefix(cached, prompt)
+        # Q1 A1 Q2 up to the reply turn are shared: only the rest is evaluated.
+        assert shared >= len(app.engine.template.render(asked.turns[:3])) > 0
+        assert done.stats.prompt_tokens == len(prompt)
+        assert done.stats.evaluated_tokens == len(prompt) - shared
+        assert [m.text for m in store.messages(app.conversation_id)] == [
+            t.text for t in app.conversation.turns
+        ]
+
+
+@pytest.mark.slow
+async def test_a_saved_kv_state_serves_only_the_prefix_its_branch_shares(tmp_path) -> None:
+    """A state saved on one branch, resumed on another (switched by another session):
+    only the prefix both branches share is restored, and the rest is evaluated."""
+    from gemma_chat.backend.base import common_prefix
+    from gemma_chat.backend.kv_cache import resume_ids
+    from gemma_chat.config.settings import KVCacheSettings
+    from gemma_chat.history.store import to_conversation
+
+    settings = Settings(model="demo", ctx=1024, state_cache=KVCacheSettings(min_tokens=4))
+    app = GemmaChatApp(settings)
+    app.sampling = app.sampling.model_copy(update={"max_tokens": 8, "seed": 1})
+    async with app.run_test(size=(100, 40)) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None, timeout=60)
+        await send(pilot, "Name a river.")
+        await answered(pilot, 1)
+        await send(pilot, "And a lake?")
+        await answered(pilot, 2)
+        first_reply = app.history.session.turn_ids[1][0]
+        await select(pilot, 1)
+        app.engine.sampling = app.engine.sampling.model_copy(update={"seed": 7})  # another reply
+        await pilot.press("ctrl+r")  # branch B: the first reply again, and nothing after
+        await answered(pilot, 1)
+        await wait_until(pilot, lambda: len(app.conversation.turns) == 2)
+        cid = app.conversation_id
+        leaf_b = app.history.session.turn_ids[1][0]
+        cached = app.backend.cached_tokens
+        app.exit()  # leaving saves branch B's state
+    app.kv.close()
+    assert [(e.kind, e.result) for e in app.kv.events] == [("save", True)]
+    with HistoryStore(app.history.store.path) as other:  # another session views branch A
+        branch_a = other.view(cid, first_reply)
+    again = GemmaChatApp(settings, resume=cid)
+    again.sampling = app.sampling
+    async with again.run_test(size=(100, 40)) as pilot:
+        await wait_until(pilot, lambda: again.engine is not None, timeout=60)
+        await wait_until(pilot, lambda: bool(again.kv.events), timeout=30)
+        assert shown(again) == [m.text for m in branch_a]
+        (restored,) = again.kv.events
+        store, sha = again.history.store, again.model_info.sha256
+        on_b = to_conversation(store.get(cid), store.messages(cid, leaf=leaf_b), sha)
+        ids_a = resume_ids(again.engine.template, again.conversation)
+        saved = cached[: common_prefix(cached, resume_ids(again.engine.template, on_b))]
+        shared = common_prefix(saved, ids_a)
+        # Only what branch B's saved state shares with branch A (resumed) is restored.
+        assert restored.kind == "restore" and restored.result == shared < len(saved)
+        await send(pilot, "And a sea?")
+        await answered(pilot, 3)
+        stats = again.last_done.stats
+        assert stats.evaluated_tokens == stats.prompt_tokens - restored.result
+    again.kv.close()
+
+
+async def test_a_search_hit_on_another_branch_opens_that_branch(vocab, store) -> None:
+    app = make_app(vocab, store, ["okapi", "gaur"])
+    async with app.run_test(size=(100, 40)) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None)
+        await send(pilot, "name an ungulate")
+        await answered(pilot, 1)
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: shown(app) == ["name an ungulate", "gaur"])
+        await answered(pilot, 1)
+        (hit,) = store.search("okapi")
+        assert await app.resume_conversation(hit.conversation_id, hit.message_id)
+        await wait_until(pilot, lambda: shown(app) == ["name an ungulate", "okapi"])
+        assert labels(app) == ["", "1/2"]
+        assert store.messages(hit.conversation_id)[-1].text == "okapi"  # viewed now

@@ -167,7 +167,7 @@ class LlamaBackend:
         llm = self._llm
         try:
             if constraint is not None:
-                llm.grammar = GrammarSampler(llm._model, gbnf_for(constraint))
+                llm.grammar = GrammarSampler(llm._model, gbnf_for(constraint), sampling)
             llm.set_seed(seed)
             llm.cancel = cancel
             before = llm.evaluated
