@@ -124,6 +124,18 @@ def test_tree_text_is_sanitized_and_one_line(capsys) -> None:
     assert len(out.splitlines()) == 2
 
 
+def test_wide_characters_fit_the_width(capsys) -> None:
+    from rich.cells import cell_len
+
+    with HistoryStore() as store:
+        cid = store.create(title="空はなぜ青いのですか" * 10)
+        store.add(cid, MessageRecord("user", "空はなぜ青いのですか？" * 10))
+        store.add(cid, MessageRecord("model", "🌍🌈 Rayleigh " * 20))
+    lines = run(capsys, "history", "show", str(cid), "--tree")[1].splitlines()
+    assert len(lines) == 3 and all(cell_len(line) <= 80 for line in lines), lines
+    assert "…" in lines[0] and all(line.endswith("…") for line in lines[1:])
+
+
 def test_tree_json(capsys) -> None:
     cid, ids = three_branches()
     code, out, _ = run(capsys, "history", "show", str(cid), "--tree", "--json")

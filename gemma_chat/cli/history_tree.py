@@ -53,6 +53,17 @@ def indent(row: TreeRow) -> str:
     return f"{row.depth}┆ " + "│  " * (MAX_LEVELS - 2) + last
 
 
+def fit(text: str, cells: int) -> str:
+    """Untrusted text on one line of at most ``cells`` terminal cells, ending in ``…``
+    when cut (a CJK character or an emoji takes two cells)."""
+    from rich.cells import cell_len, set_cell_size
+
+    shown = one_line(text, cells)
+    if cell_len(shown) <= cells:
+        return shown
+    return set_cell_size(shown, cells - 1).rstrip() + "…"
+
+
 def tree_lines(rows: list[TreeRow], width: int) -> list[list[Segment]]:
     """Each row as styled pieces of one line of at most ``width`` characters (the text
     keeps at least :data:`MIN_TEXT`)."""
@@ -70,7 +81,7 @@ def tree_lines(rows: list[TreeRow], width: int) -> list[list[Segment]]:
         if row.versions > 1:
             head.append((f"{row.version}/{row.versions} ", "bold yellow"))
         used = sum(len(text) for text, _ in head)
-        head.append((one_line(message.text, max(width - used, MIN_TEXT)), dim))
+        head.append((fit(message.text, max(width - used, MIN_TEXT)), dim))
         lines.append(head)
     return lines
 
@@ -123,7 +134,7 @@ def print_tree(store: HistoryStore, conversation_id: int, json_out: bool = False
     count = len(branches(every, viewed))
     width = shutil.get_terminal_size().columns
     about = f" · {count} branch{'es' if count != 1 else ''} · * the branch viewed"
-    title = one_line(record.title, max(width - len(about) - 20, MIN_TEXT))
+    title = fit(record.title, max(width - len(about) - 20, MIN_TEXT))
     heading: list[Segment] = [(f"Conversation {record.id}: {title}{about}", "bold")]
     lines = [heading, *tree_lines(tree_rows(every, viewed), width)]
     if not sys.stdout.isatty():
