@@ -141,12 +141,21 @@ def test_two_asks_continuing_one_conversation_at_once_pair_up(demo_path: Path) -
         assert run.returncode == 0, err
         answers[text] = out.decode().strip()
     with HistoryStore() as store:
-        messages = store.messages(cid)
+        # Nothing lost; run at once, each grows its own branch (one after the other, the
+        # second continues the first's): either way each reply follows its own question.
+        messages = store.all_messages(cid)
         assert len(messages) == 6
-        turns = stored_turns(messages)
-        assert [t.role.value for t in turns] == ["user", "model"] * 3
-        for question, reply in zip(turns[2::2], turns[3::2], strict=True):
+        by_id = {message.id: message for message in messages}
+        replies = [message for message in messages[2:] if message.role == "model"]
+        assert len(replies) == 2
+        for reply in replies:
+            question = by_id[reply.parent_id]
+            assert reply.reply_to == question.id and question.role == "user"
             assert reply.text.strip() == answers[question.text]
+            branch = store.messages(cid, leaf=reply.id)
+            assert [t.role.value for t in stored_turns(branch)] == ["user", "model"] * (
+                len(branch) // 2
+            )
 
 
 def test_deleting_a_conversation_deletes_its_saved_state(demo_path: Path) -> None:
