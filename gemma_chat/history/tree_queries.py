@@ -71,6 +71,17 @@ class TreeQueries:
         with self._read() as conn:
             return [(row[0], row[1], row[2]) for row in conn.execute(query, (conversation_id,))]
 
+    def branch_count(self, conversation_id: int) -> int:
+        """How many branches a conversation has: the messages nothing follows (0 when
+        it has none)."""
+        query = (
+            "SELECT count(*) FROM messages m WHERE m.conversation_id = ? AND NOT EXISTS "
+            "(SELECT 1 FROM messages k WHERE k.conversation_id = m.conversation_id "
+            "AND k.parent_id = m.id)"
+        )
+        with self._read() as conn:
+            return int(conn.execute(query, (conversation_id,)).fetchone()[0])
+
     def siblings(self, conversation_id: int, message_id: int) -> list[MessageRecord]:
         """The versions of ``message_id`` (edits of a question, regenerated replies, or
         whatever else another writer added there): the messages with its parent, itself
