@@ -112,6 +112,10 @@ def test_concise_form() -> None:
         "type": "string",
         "description": "a short bio",
     }
+    # A description in double quotes may hold commas and new lines.
+    quoted = concise_schema('summary: "two sentences, no more\nplain words", n int')
+    assert quoted["properties"]["summary"]["description"] == "two sentences, no more\nplain words"
+    assert quoted["required"] == ["summary", "n"]
 
 
 @pytest.mark.parametrize(
@@ -122,6 +126,7 @@ def test_concise_form() -> None:
         ("name, name", "given twice"),
         ("9lives int", "not a field name"),
         (" , ", "no fields"),
+        ('summary: "open, never closed', "left open"),
     ],
 )
 def test_concise_form_errors(text: str, message: str) -> None:
