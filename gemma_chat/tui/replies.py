@@ -343,7 +343,8 @@ class ReplyStreamer:
         done = self._check.checked(done)
         if self._reply is not None:
             self._reply.finish(done.stop_reason)  # it rendered exactly done.text as it streamed
-        app.conversation.add_model(done.text, done.stop_reason, done.token_ids)
+        turn = app.conversation.add_model(done.text, done.stop_reason, done.token_ids)
+        turn.model = self._reply.speaker if self._reply is not None else None
         app.history.record_reply(done, message.meta)
         self._edits.finished()
         app.last_done = done
