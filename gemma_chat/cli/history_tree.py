@@ -24,7 +24,7 @@ import shutil
 import sys
 from typing import TYPE_CHECKING, Any
 
-from gemma_chat.history.tree_layout import TreeRow, branches, tree_rows
+from gemma_chat.history.tree_layout import TreeRow, branch_count, tree_rows
 from gemma_chat.sanitize import json_safe, one_line
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def tree_json(store: HistoryStore, conversation_id: int) -> str:
             "title": record.title,
             "active_id": viewed[-1] if viewed else None,
         },
-        "branches": len(branches(every, viewed)),
+        "branches": branch_count(every, viewed),
         "messages": [_row_dict(row) for row in rows],
     }
     return json_safe(json.dumps(document, ensure_ascii=False, indent=2)) + "\n"
@@ -131,7 +131,7 @@ def print_tree(store: HistoryStore, conversation_id: int, json_out: bool = False
     record = store.get(conversation_id)
     every = store.all_messages(conversation_id)
     viewed = [message.id for message in store.messages(conversation_id)]
-    count = len(branches(every, viewed))
+    count = branch_count(every, viewed)
     width = shutil.get_terminal_size().columns
     about = f" · {count} branch{'es' if count != 1 else ''} · * the branch viewed"
     title = fit(record.title, max(width - len(about) - 20, MIN_TEXT))

@@ -31,17 +31,22 @@ def export_markdown(
     writes every branch (see the module docstring), not only the one last viewed."""
     record = store.get(conversation_id)
     viewed = store.messages(conversation_id)
-    found = branches(store.all_messages(conversation_id), [m.id for m in viewed])
+    viewed_ids = [m.id for m in viewed]
+    if all_branches:
+        found = branches(store.all_messages(conversation_id), viewed_ids)
+        count = len(found)
+    else:  # the count alone, read from the tree's shape
+        found, count = [], store.branch_count(conversation_id)
     lines = [f"# {one_line(record.title)}", ""]
     about = f"*Conversation {record.id} · started {_when(record.created_at)}"
-    if len(found) > 1 and not all_branches:
-        about += f" · the branch last viewed, of {len(found)} (--all-branches shows every one)"
-    elif len(found) > 1:
-        about += f" · {len(found)} branches, the one last viewed first"
+    if count > 1 and not all_branches:
+        about += f" · the branch last viewed, of {count} (--all-branches shows every one)"
+    elif count > 1:
+        about += f" · {count} branches, the one last viewed first"
     lines += [about + "*", ""]
     if record.system:
         lines += ["**System prompt:**", "", *_quoted(record.system), ""]
-    if not all_branches or len(found) < 2:
+    if not all_branches or count < 2:
         for message in viewed:
             lines += _message_lines(message, verbose)
     else:
@@ -56,14 +61,13 @@ def _branch_lines(branch: Branch, number: int, count: int, verbose: bool) -> lis
     lines = ["---", ""] if number > 1 else []
     if branch.active:
         heading = f"## Branch {number} of {count} (the one last viewed)"
-    elif branch.new_from == 0:
+    elif branch.fork is None:
         heading = f"## Branch {number} of {count} · from the start"
     else:
-        fork = branch.messages[branch.new_from - 1]
-        heading = f"## Branch {number} of {count} · after message {fork.id}"
+        heading = f"## Branch {number} of {count} · after message {branch.fork.id}"
     lines += [heading, ""]
-    if branch.new_from > 0 and not branch.active:
-        fork = branch.messages[branch.new_from - 1]
+    if branch.fork is not None and not branch.active:
+        fork = branch.fork
         quote = one_line(fork.text, FORK_QUOTE)
         lines += [f"*It follows message {fork.id}, {_who(fork)}: “{quote}”*", ""]
     for message in branch.new:

@@ -48,23 +48,18 @@ class TreeRow:
 
 @dataclass(frozen=True)
 class Branch:
-    """One branch for a transcript: a path from the start.
+    """One branch for a transcript, as far as no earlier branch showed it.
 
     Attributes:
-        messages: Its messages, from the first.
-        new_from: How many of them earlier branches showed already (it leaves them
-            after ``messages[new_from - 1]``; 0: it shares nothing with them).
-        active: Whether it is the branch viewed.
+        new: Its messages no earlier branch showed, in order.
+        fork: The message it leaves the earlier branches after (None: it shares nothing
+            with them, e.g. an edit of the first question).
+        active: Whether it is the branch viewed (then ``new`` is all of it).
     """
 
-    messages: list[MessageRecord]
-    new_from: int
+    new: list[MessageRecord]
+    fork: MessageRecord | None
     active: bool
-
-    @property
-    def new(self) -> list[MessageRecord]:
-        """The part no earlier branch showed."""
-        return self.messages[self.new_from :]
 
 
 def _children(messages: Sequence[MessageRecord]) -> dict[int | None, list[MessageRecord]]:
@@ -79,14 +74,12 @@ def _children(messages: Sequence[MessageRecord]) -> dict[int | None, list[Messag
 
 
 def _versions(children: dict[int | None, list[MessageRecord]]) -> dict[int, tuple[int, int]]:
-    """Each message's ``(version, versions)`` among the children of its parent with its
-    role (the store's :meth:`~gemma_chat.history.store.HistoryStore.siblings`)."""
+    """Each message's ``(version, versions)`` among the children of its parent, as the
+    app numbers them (the store's :meth:`~gemma_chat.history.store.HistoryStore.siblings`)."""
     found: dict[int, tuple[int, int]] = {}
     for kids in children.values():
-        for role in {kid.role for kid in kids}:
-            same = [kid for kid in kids if kid.role == role]
-            for number, kid in enumerate(same, 1):
-                found[kid.id] = (number, len(same))
+        for number, kid in enumerate(kids, 1):
+            found[kid.id] = (number, len(kids))
     return found
 
 
@@ -123,28 +116,36 @@ def tree_rows(messages: Sequence[MessageRecord], active_ids: Collection[int]) ->
 
 def branches(messages: Sequence[MessageRecord], active_ids: Sequence[int]) -> list[Branch]:
     """Every branch: the one viewed first (``active_ids``, which may end before a leaf),
-    then one per other leaf in the tree's reading order, each knowing where it leaves
-    the branches before it."""
+    then one per other leaf in the tree's reading order, each only from where it leaves
+    the branches before it. Each message is walked once: linear in the tree's size."""
     by_id = {message.id: message for message in messages}
-    paths = [[by_id[i] for i in active_ids if i in by_id]] if active_ids else []
+    found: list[Branch] = []
+    shown: set[int] = set()
+    viewed = [by_id[i] for i in active_ids if i in by_id]
+    if viewed:
+        found.append(Branch(viewed, None, active=True))
+        shown.update(message.id for message in viewed)
     end = active_ids[-1] if active_ids else None
     for row in tree_rows(messages, active_ids):
-        if row.leaf and row.message.id != end:
-            paths.append(_path_to(row.message, by_id))
-    shown: set[int] = set()
-    found: list[Branch] = []
-    for index, path in enumerate(paths):
-        new_from = next((n for n, m in enumerate(path) if m.id not in shown), len(path))
-        found.append(Branch(path, new_from, active=index == 0 and bool(active_ids)))
-        shown.update(message.id for message in path)
+        if not row.leaf or row.message.id == end:
+            continue
+        new = [row.message]  # up from the leaf until a message shown already
+        walked = {row.message.id}
+        while (parent := by_id.get(new[-1].parent_id)) is not None and parent.id not in shown:
+            if parent.id in walked:  # a cycle, which no write makes: stop there
+                break
+            new.append(parent)
+            walked.add(parent.id)
+        new.reverse()
+        found.append(Branch(new, by_id.get(new[0].parent_id), active=False))
+        shown.update(message.id for message in new)
     return found
 
 
-def _path_to(leaf: MessageRecord, by_id: dict[int, MessageRecord]) -> list[MessageRecord]:
-    path = [leaf]
-    seen = {leaf.id}
-    while (parent := by_id.get(path[-1].parent_id)) is not None and parent.id not in seen:
-        path.append(parent)
-        seen.add(parent.id)
-    path.reverse()
-    return path
+def branch_count(messages: Sequence[MessageRecord], active_ids: Sequence[int]) -> int:
+    """How many branches :func:`branches` finds, without building them: one per message
+    nothing follows, and the branch viewed when it ends before a leaf."""
+    parents = {message.parent_id for message in messages}
+    leaves = sum(1 for message in messages if message.id not in parents)
+    mid_tree = bool(active_ids) and active_ids[-1] in parents
+    return leaves + int(mid_tree)

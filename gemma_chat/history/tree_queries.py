@@ -72,12 +72,14 @@ class TreeQueries:
             return [(row[0], row[1], row[2]) for row in conn.execute(query, (conversation_id,))]
 
     def branch_count(self, conversation_id: int) -> int:
-        """How many branches a conversation has: the messages nothing follows (0 when
-        it has none)."""
+        """How many branches a conversation has: the messages nothing follows, and the
+        branch viewed when it ends where something follows (a question taken back
+        leaves it at the reply before); 0 when it has no message."""
         query = (
-            "SELECT count(*) FROM messages m WHERE m.conversation_id = ? AND NOT EXISTS "
-            "(SELECT 1 FROM messages k WHERE k.conversation_id = m.conversation_id "
-            "AND k.parent_id = m.id)"
+            "SELECT (SELECT count(*) FROM messages m WHERE m.conversation_id = ?1 AND NOT "
+            "EXISTS (SELECT 1 FROM messages k WHERE k.conversation_id = m.conversation_id "
+            "AND k.parent_id = m.id)) + (SELECT count(*) FROM conversations c WHERE "
+            "c.id = ?1 AND EXISTS (SELECT 1 FROM messages k WHERE k.parent_id = c.active_id))"
         )
         with self._read() as conn:
             return int(conn.execute(query, (conversation_id,)).fetchone()[0])

@@ -12,9 +12,9 @@ from gemma_chat.errors import GemmaChatError
 from gemma_chat.history.recording import restore_params
 from gemma_chat.history.store import to_conversation
 from gemma_chat.tui.guarded_store import failure_text
+from gemma_chat.tui.leaving import refused, why_not_leave, why_not_switch
 from gemma_chat.tui.renaming import rename_conversation
 from gemma_chat.tui.screens.dialogs import ConfirmScreen
-from gemma_chat.tui.slash import BUSY_HINT
 from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
 
@@ -94,8 +94,7 @@ class ConversationSwitcher:
         """Start a new conversation (``keep_settings``: keep the system prompt and
         parameters, as /clear does)."""
         app = self._app
-        if app.generating:
-            app.notify(BUSY_HINT, severity="warning")
+        if not self._may_leave():
             return
         app.history.leaving()
         system = app.conversation.system if keep_settings else app.settings.system
@@ -121,8 +120,7 @@ class ConversationSwitcher:
             app.notify(app.history.unavailable)
             return False
         if conversation_id != app.history.conversation_id:
-            if app.generating:
-                app.notify(BUSY_HINT, severity="warning")
+            if not self._may_leave():
                 return False
             # Token ids only for the model file that generated them; before a model is
             # loaded there is none, and the load gives them back (HistoryKeeper.model_loaded).
@@ -171,9 +169,7 @@ class ConversationSwitcher:
         store, cid = app.history.store, app.history.conversation_id
         if store is None or cid is None:
             return False
-        reason = self._why_not_switch()
-        if reason is not None:
-            app.notify(reason, severity="warning", timeout=6)
+        if refused(app, why_not_switch(app)):
             return False
         sha256 = getattr(app.model_info, "sha256", None) if app.engine else None
         try:
@@ -187,22 +183,13 @@ class ConversationSwitcher:
         await self._show()
         return True
 
-    def _why_not_switch(self) -> str | None:
-        """Why the conversation on screen cannot give way to another branch now (None:
-        it can). Whatever is under way belongs to the branch on screen."""
-        app = self._app
-        if app.generating:  # a reply or a compaction
-            return BUSY_HINT
-        if app.replies.editing is not None:
-            return "An edit is open: send it (Enter) or cancel it (Esc), then switch."
-        if app.queue.text is not None:
-            return "A message waits for the model: switch once it is sent (Esc takes it back)."
-        if not app.history.session.saving:
-            return (
-                "This conversation is not being saved, so another version cannot be shown "
-                "without losing what is on screen."
-            )
-        return None
+    def _may_leave(self) -> bool:
+        """Whether the conversation on screen may be left (said when not); an open edit
+        is cancelled, giving the input back the draft it held."""
+        if refused(self._app, why_not_leave(self._app)):
+            return False
+        self._app.replies.cancel_edit()
+        return True
 
     def turn_widgets(self) -> list[UserMessage | ModelReply]:
         """The widgets of the turns on screen, in order (``hidden_turns`` come before)."""
@@ -354,8 +341,7 @@ class ConversationSwitcher:
         """Delete a stored conversation; deleting the open one starts a new one."""
         app = self._app
         current = conversation_id == app.history.conversation_id
-        if current and app.generating:
-            app.notify(BUSY_HINT, severity="warning")
+        if current and not self._may_leave():
             return
         assert app.history.store is not None
         try:

@@ -106,6 +106,12 @@ class HistoryKeeper:
         return self.session.conversation_id
 
     @property
+    def saving(self) -> bool:
+        """Whether the conversation on screen is being saved (a new version keeps the
+        old branch only then)."""
+        return self.session.saving
+
+    @property
     def unavailable(self) -> str:
         """Why the history cannot be used, for a notification."""
         return self.note or "The history is not available."

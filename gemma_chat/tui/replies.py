@@ -12,18 +12,19 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gemma_chat.chat.conversation import Conversation, Role, Turn
+from gemma_chat.chat.conversation import Conversation, Turn
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, TextDelta
 from gemma_chat.tui.compaction import Compactor
-from gemma_chat.tui.editing import EDIT_HINT, Edits, PendingEdit, input_text
+from gemma_chat.tui.editing import Edits, PendingEdit, input_text
 from gemma_chat.tui.gc_hold import GcHold
 from gemma_chat.tui.kv_resume import KVResumeService
 from gemma_chat.tui.long_reply import Plan, events_for, fits, long_plan
 from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
 from gemma_chat.tui.reply_check import ReplyCheck
 from gemma_chat.tui.slash import BUSY_HINT
+from gemma_chat.tui.versioning import VersionActions
 from gemma_chat.tui.widgets.chat_log import ChatLog, ModelReply, UserMessage
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
     from textual.message import Message
     from textual.timer import Timer
-    from textual.widget import Widget
     from textual.worker import Worker
 
     from gemma_chat.config.settings import SavedPrompt, Settings
@@ -52,6 +52,8 @@ class ReplyRecorder(Protocol):
     def record_retry_failed(self) -> None: ...
     def record_edit(self, turns_kept: int) -> None: ...
     def record_failed(self) -> None: ...
+    @property
+    def saving(self) -> bool: ...
 
 
 class ReplyHost(Protocol):
@@ -93,7 +95,7 @@ class ReplyHost(Protocol):
     def schedule_count(self) -> None: ...
 
 
-class ReplyStreamer:
+class ReplyStreamer(VersionActions):
     """Generates replies in a worker and shows them as they stream."""
 
     def __init__(self, app: ReplyHost) -> None:
@@ -217,64 +219,6 @@ class ReplyStreamer:
             exit_on_error=False,
             group="generate",
         )
-
-    async def retry(self, turn: int | None = None) -> None:
-        """Regenerate a reply: the one at ``turn`` (a question's: the reply to it), else
-        the last. The old one, and what followed it, stay as another version."""
-        app = self._app
-        if self.generating:
-            app.notify(BUSY_HINT, severity="warning")
-            return
-        if app.engine is None or not app.conversation.turns:
-            app.notify("Nothing to retry.")
-            return
-        if app._loading is not None:
-            app.notify("A model is loading: retry once it is loaded.", severity="warning")
-            return
-        self.cancel_edit()
-        turns = app.conversation.turns
-        at = len(turns) - 1 if turn is None else turn
-        if turns[at].role is Role.USER:
-            at += 1  # a question selected: its reply (none yet: one is generated)
-        if at < len(turns):
-            # Hidden until the new reply exists; a failed retry shows them again.
-            self._edits.retry(turns[at:], app.switcher.turn_widgets()[at - self._shown_from() :])
-            del turns[at:]
-            self.compactor.forget(at)
-            app.history.record_retry()
-        await self.start()
-
-    def _shown_from(self) -> int:
-        return self._app.switcher.hidden_turns
-
-    async def edit(self, turn: int | None = None) -> None:
-        """Ctrl+O: put a message of yours into the input to edit it: the one at ``turn``
-        (a reply's: its question), else the last. Nothing is removed yet: the exchange
-        is marked, sending adds the edit as another version, Esc cancels."""
-        app = self._app
-        if self.generating:
-            app.notify(BUSY_HINT, severity="warning")
-            return
-        if self.editing is not None:
-            app.prompt.focus()
-            return
-        turns = app.conversation.turns
-        if not turns:
-            app.notify("Nothing to edit.")
-            return
-        at = len(turns) - 1 if turn is None else turn
-        if turns[at].role is Role.MODEL:
-            at -= 1  # a reply selected: the question it answers
-        if at < 0:
-            app.notify("Nothing to edit.")
-            return
-        widgets: list[Widget] = list(app.switcher.turn_widgets()[max(at - self._shown_from(), 0) :])
-        template_on = app.saved_prompt is not None
-        app.prompt.set_text(
-            self._edits.start(app.conversation, app.prompt.text, widgets, template_on, at)
-        )
-        app.prompt.focus()
-        app.notify(EDIT_HINT, timeout=6)
 
     def _generate(
         self, engine: Engine, conversation: Conversation, cancel: threading.Event, plan: Any

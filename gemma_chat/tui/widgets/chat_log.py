@@ -119,6 +119,10 @@ class UserMessage(Static):
         """Show which version of the message this is (``2/3``; None: the only one)."""
         self.update(self._content(label))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Enter opens only a huge message; on another, a selected one passes it on.
+        return self.shown_in_part if action == "show_whole" else True
+
     def action_show_whole(self) -> None:
         """Open the whole message (only a huge one offers this)."""
         if self.shown_in_part:

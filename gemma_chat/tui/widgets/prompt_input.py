@@ -81,6 +81,10 @@ class PromptInput(TextArea):
         else:
             self.post_message(self.QuitRequested())
 
+    def action_submit(self) -> None:
+        """Enter: send what the input holds."""
+        self.post_message(self.Submitted(self.text))
+
     def _bound_to(self, key: str, action: str) -> bool:
         """Whether ``key`` runs ``action`` here, as remapped by ``[keys]``."""
         bindings = self._bindings.copy()
@@ -100,7 +104,7 @@ class PromptInput(TextArea):
         if event.key == "enter":
             event.stop()
             event.prevent_default()
-            self.post_message(self.Submitted(self.text))
+            self.action_submit()
             return
         if event.key == "tab" and self._matches:
             event.stop()

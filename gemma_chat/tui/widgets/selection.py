@@ -14,8 +14,12 @@ from textual import events
 from textual.widget import Widget
 from textual.widgets import TextArea
 
-_KEPT_KEYS = "[]"
-"""Printable keys a selected message keeps (they switch its versions)."""
+_EDITING_KEYS = {
+    "backspace": "action_delete_left",
+    "delete": "action_delete_right",
+    "enter": "action_submit",
+}
+"""Editing keys a selected message passes on to the input, as its action."""
 
 
 class MessageSelection:
@@ -23,7 +27,9 @@ class MessageSelection:
     mixin: Textual finds the handlers along the MRO (a second Widget base would bring
     Widget's default CSS back over the scroll view's)."""
 
+    app: Any
     screen: Any
+    _bindings: Any
 
     def on_click(self, event: events.Click) -> None:
         widget: Widget | None = event.widget
@@ -35,9 +41,37 @@ class MessageSelection:
             widget.focus()
 
     def on_key(self, event: events.Key) -> None:
-        if event.is_printable and event.character and event.character not in _KEPT_KEYS:
-            prompt = self.screen.query_one("#prompt", TextArea)
+        if self._bound(event.key):  # the version keys, as remapped: the binding's
+            return
+        prompt = self.screen.query_one("#prompt", TextArea)
+        if event.key in _EDITING_KEYS:
+            prompt.focus()
+            getattr(prompt, _EDITING_KEYS[event.key])()
+        elif event.is_printable and event.character:
             prompt.focus()
             prompt.insert(event.character)
-            event.stop()
-            event.prevent_default()
+        else:
+            return
+        event.stop()
+        event.prevent_default()
+
+    def on_paste(self, event: events.Paste) -> None:
+        prompt = self.screen.query_one("#prompt", TextArea)
+        prompt.focus()
+        prompt.insert(event.text)
+        event.stop()
+
+    def _bound(self, key: str) -> bool:
+        """Whether the selected message or this view has a binding for ``key`` that is
+        on (as remapped by ``[keys]``): the versions keys, Enter on a huge message."""
+        keymap = self.app._keymap  # Textual keeps the remapping here (no public getter)
+        for node in (self.screen.focused, self):
+            if node is None:
+                continue
+            bindings = node._bindings.copy()
+            if keymap:
+                bindings.apply_keymap(keymap)
+            for binding in bindings.key_to_bindings.get(key, []):
+                if node.check_action(binding.action, ()) is not False:
+                    return True
+        return False
