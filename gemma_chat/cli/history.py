@@ -111,6 +111,13 @@ def list_(json_out: JsonOpt = False, limit: LimitOpt = None) -> None:
         )
 
 
+def _only_for_markdown(clash: bool, option: str, others: str) -> None:
+    """An option that only changes the Markdown transcript, given with one that prints
+    something else, would do nothing: say so (exit 2)."""
+    if clash:
+        raise UsageError(f"{option} changes the Markdown transcript, not {others}")
+
+
 @history_app.command()
 def show(
     conversation_id: IdArg,
@@ -135,6 +142,8 @@ def show(
     the lossless export of every branch; --tree: the tree, one line per message)."""
     from gemma_chat.history.transfer import export_json, export_markdown
 
+    _only_for_markdown(all_branches and (tree or json_out), "--all-branches", "--tree or --json")
+    _only_for_markdown(verbose and tree, "--verbose", "--tree")
     with _store() as store:
         if tree:
             from gemma_chat.cli.history_tree import print_tree
@@ -227,6 +236,7 @@ def export(
     from gemma_chat.history.files import write_export
     from gemma_chat.history.transfer import export_json, export_markdown
 
+    _only_for_markdown(all_branches and format is ExportFormat.json, "--all-branches", "json")
     with _store() as store:
         if format is ExportFormat.json:
             text = export_json(store, conversation_id)

@@ -137,9 +137,8 @@ def print_tree(store: HistoryStore, conversation_id: int, json_out: bool = False
     title = fit(record.title, max(width - len(about) - 20, MIN_TEXT))
     heading: list[Segment] = [(f"Conversation {record.id}: {title}{about}", "bold")]
     lines = [heading, *tree_lines(tree_rows(every, viewed), width)]
-    if not sys.stdout.isatty():
-        for line in lines:
-            print("".join(text for text, _ in line).rstrip())
+    if not sys.stdout.isatty():  # one write: a reader that stops early (head) is fine
+        sys.stdout.write("".join("".join(t for t, _ in line).rstrip() + "\n" for line in lines))
         return
     from rich.console import Console
     from rich.text import Text
