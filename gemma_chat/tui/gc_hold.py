@@ -1,13 +1,18 @@
 """Python's full garbage collections kept off the widget tree while a reply streams.
 
 Each full collection walks every widget, and a growing reply triggers them again and
-again (a quarter of the frame time in the TUI benchmark). Objects are frozen while a
-reply streams and unfrozen a moment after it ends, when the one full collection that
-follows costs nothing visible; so nothing leaks.
+again (a quarter of the frame time in the TUI benchmark, 100-250 ms a pause). While a
+reply streams and until its widget has rendered the last of it (a fast model finishes
+long before the screen does), full collections are not started, and objects are frozen
+so that one started anyway (by another Python, or by ``gc.collect()``) walks only what
+is new. Young collections still run, so short-lived cycles are freed as usual. A moment
+after the reply is rendered the collector gets everything back, and the one full
+collection that follows costs nothing visible; so nothing leaks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from typing import Any
 
@@ -16,11 +21,14 @@ from textual.timer import Timer
 GC_FREEZE_S = 0.25
 """How often new objects are frozen while a reply streams."""
 GC_RELEASE_S = 2.0
-"""How long after a reply the frozen objects are handed back to the collector."""
+"""How long after a reply is rendered the collector gets everything back."""
+HELD_THRESHOLD = 1_000_000_000
+"""The oldest generation's threshold while held: never reached, so no full collection
+starts by itself."""
 
 
 class GcHold:
-    """Freezes the collector's view of the app while a reply streams.
+    """Holds full collections off while a reply streams and renders.
 
     Args:
         app: The app whose timers run the freezing.
@@ -29,19 +37,58 @@ class GcHold:
     def __init__(self, app: Any) -> None:
         self._app = app
         self._timer: Timer | None = None
+        self._threshold: tuple[int, int, int] | None = None  # the thresholds held
+        self._streams = 0  # which reply the hold is for
+
+    @property
+    def held(self) -> bool:
+        """Whether full collections are held off now."""
+        return self._threshold is not None
 
     def streaming(self, streaming: bool) -> None:
-        """A reply starts (True) or ends (False)."""
+        """A reply starts (True) or ends (False; its text is all rendered)."""
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
         if streaming:
+            self._streams += 1
+            if self._threshold is None:
+                self._threshold = gc.get_threshold()
+                young, middle, _ = self._threshold
+                gc.set_threshold(young, middle, HELD_THRESHOLD)
+                gc.callbacks.append(self._watch)
             gc.freeze()
             # A lambda: Textual inspects a callback's parameters, which a builtin has not.
             self._timer = self._app.set_interval(GC_FREEZE_S, lambda: gc.freeze())
         else:
             self._timer = self._app.set_timer(GC_RELEASE_S, self._release)
 
+    def ended(self, rendering: asyncio.Task[None] | None) -> None:
+        """A reply ended: release once ``rendering`` (the reply widget's task that
+        renders what is still queued) is done, unless another reply started by then."""
+        if rendering is None or rendering.done():
+            self.streaming(False)
+            return
+        stream = self._streams
+
+        def rendered(_: object) -> None:
+            if self._streams == stream:
+                self.streaming(False)
+
+        rendering.add_done_callback(rendered)
+
+    def _watch(self, phase: str, _info: dict[str, int]) -> None:
+        # The app ended while holding (its timers are gone with it): let go at the next
+        # young collection, so a process that runs on (a test session) is not left held.
+        if phase == "stop" and not self._app.is_running:
+            self._release()
+
     def _release(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
         self._timer = None
         gc.unfreeze()
+        if self._threshold is not None:
+            gc.set_threshold(*self._threshold)
+            self._threshold = None
+            gc.callbacks.remove(self._watch)

@@ -327,12 +327,15 @@ class ReplyStreamer:
         """Keep and record the finished (or stopped) reply."""
         app = self._app
         done = message.done
-        self._gc.streaming(False)
         if app._gone():  # quit mid-reply: HistoryKeeper.at_exit kept what was shown
+            self._gc.streaming(False)
             return
         done = self._check.checked(done)
         if self._reply is not None:
             self._reply.finish(done.stop_reason)  # it rendered exactly done.text as it streamed
+        # Held until the reply has rendered what is still queued (a fast model is done
+        # long before the screen is).
+        self._gc.ended(self._reply.rendering if self._reply is not None else None)
         app.conversation.add_model(done.text, done.stop_reason, done.token_ids)
         app.history.record_reply(done, message.meta)
         self._edits.finished()

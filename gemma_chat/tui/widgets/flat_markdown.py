@@ -1,0 +1,125 @@
+"""Finished parts of a reply shown as one widget each, so a long reply stays cheap.
+
+Textual lays out every widget of the screen on each update, and a Markdown widget is
+one widget per block (and more for lists, code and tables): late in a 20,000-token reply
+that is thousands of widgets re-laid out on every frame. Once a part of the reply is
+finished (a closed segment, or the last one when the reply ends), it is drawn once, as
+the screen shows it, into the lines of one :class:`FlatSegment`; its Markdown widget
+stays, hidden (its ``source`` is what the part renders, already sanitized). The look is
+the Markdown widget's own: the same lines, only drawn once.
+
+Those lines hold for one width, theme, background and opacity. When any of them changes
+(a resize, another theme, the reply selected or being edited), the Markdown widget is
+shown again and drawn once more. Links in the lines are not clickable (their actions are
+dropped with the rest of the lines' metadata), as in the reply's Markdown
+(``open_links=False``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from textual._compositor import Compositor  # Textual's own: the lines exactly as shown
+from textual.geometry import Region
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.widgets import Markdown
+
+
+def _looks(widget: Widget) -> tuple[Any, ...]:
+    """What a widget's drawn lines depend on besides its text."""
+    return (widget.size.width, widget.background_colors, widget.opacity, widget.app.theme)
+
+
+def draw(widget: Widget) -> list[Strip] | None:
+    """The lines of a widget and its children as the screen shows them now (None when it
+    is not laid out). Metadata (link actions, offsets) is dropped."""
+    size = widget.region.size
+    if not size.area:
+        return None
+    compositor = Compositor()
+    compositor.reflow(widget, size)
+    return [strip.discard_meta() for strip in compositor.render_strips()]
+
+
+class FlatSegment(Widget):
+    """The finished parts of a reply, drawn once: the lines of their (hidden) Markdown
+    widgets, one after the other. One widget however long the reply grows.
+
+    Args:
+        redraw: Called when the lines no longer fit (the Markdown widgets are shown
+            again, to be drawn anew).
+    """
+
+    DEFAULT_CSS = "FlatSegment { height: auto; width: 1fr; }"
+
+    def __init__(self, redraw: Callable[[], object]) -> None:
+        super().__init__(classes="reply-flat")
+        self.sources: list[Markdown] = []
+        """The Markdown widgets drawn here, in order."""
+        self._strips: list[Strip] = []
+        self._looks: tuple[Any, ...] | None = None
+        self._redraw = redraw
+        self._stale = False
+
+    def add(self, source: Markdown, strips: list[Strip]) -> bool:
+        """Add the lines of the next finished part (False: drawn with other looks)."""
+        looks = _looks(source)
+        if self._stale or (self._looks is not None and looks != self._looks):
+            return False
+        self._looks = looks
+        self.sources.append(source)
+        self._strips.extend(strips)
+        self.refresh(layout=True)
+        return True
+
+    def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
+        return len(self._strips)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The lines as drawn: no styles of this widget's own are applied on top.
+        if not self._stale and self.size.width and _looks(self) != self._looks:
+            self._stale = True
+            self.call_later(self._unflatten)
+        lines = self._strips[crop.y : crop.bottom]
+        lines += [Strip.blank(crop.right)] * (crop.height - len(lines))
+        return [line.crop(crop.x, crop.right) for line in lines]
+
+    async def _unflatten(self) -> None:
+        for source in self.sources:
+            if source.is_mounted:
+                source.display = True
+        await self.remove()
+        self._redraw()
+
+
+def flatten_later(reply: Widget, upto: Markdown) -> None:
+    """Once the screen has laid them out, show the parts of ``reply`` up to ``upto``
+    (all finished) in its :class:`FlatSegment`, one part a frame."""
+    reply.call_after_refresh(_flatten, reply, upto)
+
+
+async def _flatten(reply: Widget, upto: Markdown) -> None:
+    shown = [part for part in reply.query_children(Markdown) if part.display]
+    if upto not in shown:
+        return  # removed, or already flat
+    segment = shown[0]
+    strips = draw(segment)
+    if strips is None:  # not laid out (a hidden version): it stays as it is
+        return
+    flats = reply.query_children(FlatSegment)
+    flat = flats.first() if flats else None
+    if flat is None:
+        flat = FlatSegment(lambda: flatten_later(reply, upto))
+        flat.display = False
+        await reply.mount(flat, before=segment)
+        if not segment.is_mounted or not segment.display:
+            return
+    if not flat.add(segment, strips):
+        return  # the looks changed meanwhile: the flat lines are being drawn anew
+    # In one go, so that no frame shows both or neither.
+    flat.display = True
+    segment.display = False
+    if segment is not upto:
+        flatten_later(reply, upto)
