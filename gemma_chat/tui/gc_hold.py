@@ -27,6 +27,20 @@ HELD_THRESHOLD = 1_000_000_000
 starts by itself."""
 
 
+_holders: set[GcHold] = set()
+"""The holds in force (the collector is one per process: so is what it is held by)."""
+_saved: tuple[int, int, int] | None = None
+"""The thresholds before the first hold."""
+
+
+def _watch(phase: str, _info: dict[str, int]) -> None:
+    # An app that ended while holding (its timers are gone with it) lets go at the next
+    # young collection, so a process that runs on (a test session) is not left held.
+    if phase == "stop":
+        for hold in [hold for hold in _holders if not hold._app.is_running]:
+            hold._release()
+
+
 class GcHold:
     """Holds full collections off while a reply streams and renders.
 
@@ -37,26 +51,26 @@ class GcHold:
     def __init__(self, app: Any) -> None:
         self._app = app
         self._timer: Timer | None = None
-        self._threshold: tuple[int, int, int] | None = None  # the thresholds held
         self._streams = 0  # which reply the hold is for
 
     @property
     def held(self) -> bool:
-        """Whether full collections are held off now."""
-        return self._threshold is not None
+        """Whether this app holds full collections off now."""
+        return self in _holders
 
     def streaming(self, streaming: bool) -> None:
         """A reply starts (True) or ends (False; its text is all rendered)."""
+        global _saved
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
         if streaming:
             self._streams += 1
-            if self._threshold is None:
-                self._threshold = gc.get_threshold()
-                young, middle, _ = self._threshold
-                gc.set_threshold(young, middle, HELD_THRESHOLD)
-                gc.callbacks.append(self._watch)
+            if not _holders:
+                _saved = gc.get_threshold()
+                gc.set_threshold(_saved[0], _saved[1], HELD_THRESHOLD)
+                gc.callbacks.append(_watch)
+            _holders.add(self)
             gc.freeze()
             # A lambda: Textual inspects a callback's parameters, which a builtin has not.
             self._timer = self._app.set_interval(GC_FREEZE_S, lambda: gc.freeze())
@@ -77,18 +91,14 @@ class GcHold:
 
         rendering.add_done_callback(rendered)
 
-    def _watch(self, phase: str, _info: dict[str, int]) -> None:
-        # The app ended while holding (its timers are gone with it): let go at the next
-        # young collection, so a process that runs on (a test session) is not left held.
-        if phase == "stop" and not self._app.is_running:
-            self._release()
-
     def _release(self) -> None:
         if self._timer is not None:
             self._timer.stop()
         self._timer = None
-        gc.unfreeze()
-        if self._threshold is not None:
-            gc.set_threshold(*self._threshold)
-            self._threshold = None
-            gc.callbacks.remove(self._watch)
+        if self not in _holders:
+            return
+        _holders.discard(self)
+        if not _holders and _saved is not None:
+            gc.unfreeze()
+            gc.set_threshold(*_saved)
+            gc.callbacks.remove(_watch)

@@ -313,7 +313,7 @@ class ReplyStreamer:
     def on_delta(self, message: ReplyDelta) -> None:
         """Show streamed text and the speed so far."""
         self._delta_taken.set()
-        if self._reply is None:
+        if self._reply is None or self._app._gone():  # a delta in flight as the app quits
             return
         self._reply.feed(message.text)
         self._streamed += message.tokens

@@ -257,7 +257,9 @@ class ModelReply(Vertical):
         if not text:
             return
         self._live_text += text
-        await self.segments[-1].append(text)
+        segments = self.segments
+        if segments:  # none once the app has closed it
+            await segments[-1].append(text)
 
     def finish(self, stop_reason: StopReason) -> None:
         """The reply ended: show its stop marker now; the renderer then renders what is

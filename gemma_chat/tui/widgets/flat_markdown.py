@@ -17,7 +17,6 @@ dropped with the rest of the lines' metadata), as in the reply's Markdown
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from textual._compositor import Compositor  # Textual's own: the lines exactly as shown
@@ -25,6 +24,9 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Markdown
+
+RETRIES = 20
+"""Screen updates to wait for a finished part to be laid out before it is left as it is."""
 
 
 def _looks(widget: Widget) -> tuple[Any, ...]:
@@ -40,6 +42,10 @@ def draw(widget: Widget) -> list[Strip] | None:
         return None
     compositor = Compositor()
     compositor.reflow(widget, size)
+    # Each part draws itself at the size the screen gave it: a part mounted since the
+    # screen's last layout has none yet, and would be drawn blank.
+    if any(part.region.size != place.region.size for part, place in compositor.full_map.items()):
+        return None
     return [strip.discard_meta() for strip in compositor.render_strips()]
 
 
@@ -48,19 +54,19 @@ class FlatSegment(Widget):
     widgets, one after the other. One widget however long the reply grows.
 
     Args:
-        redraw: Called when the lines no longer fit (the Markdown widgets are shown
-            again, to be drawn anew).
+        reply: The reply whose parts these are. When the lines no longer fit, its
+            Markdown widgets are shown again, to be drawn anew.
     """
 
     DEFAULT_CSS = "FlatSegment { height: auto; width: 1fr; }"
 
-    def __init__(self, redraw: Callable[[], object]) -> None:
+    def __init__(self, reply: Widget) -> None:
         super().__init__(classes="reply-flat")
         self.sources: list[Markdown] = []
         """The Markdown widgets drawn here, in order."""
         self._strips: list[Strip] = []
         self._looks: tuple[Any, ...] | None = None
-        self._redraw = redraw
+        self._reply = reply
         self._stale = False
 
     def add(self, source: Markdown, strips: list[Strip]) -> bool:
@@ -77,11 +83,21 @@ class FlatSegment(Widget):
     def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
         return len(self._strips)
 
-    def render_lines(self, crop: Region) -> list[Strip]:
-        # The lines as drawn: no styles of this widget's own are applied on top.
+    def _check(self) -> None:
         if not self._stale and self.size.width and _looks(self) != self._looks:
             self._stale = True
             self.call_later(self._unflatten)
+
+    def on_resize(self) -> None:
+        self._check()  # also when off screen: nothing renders it there
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._check()  # a theme, the reply selected or being edited
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The lines as drawn: no styles of this widget's own are applied on top.
+        self._check()
         lines = self._strips[crop.y : crop.bottom]
         lines += [Strip.blank(crop.right)] * (crop.height - len(lines))
         return [line.crop(crop.x, crop.right) for line in lines]
@@ -91,7 +107,8 @@ class FlatSegment(Widget):
             if source.is_mounted:
                 source.display = True
         await self.remove()
-        self._redraw()
+        if self.sources:
+            flatten_later(self._reply, self.sources[-1])
 
 
 def flatten_later(reply: Widget, upto: Markdown) -> None:
@@ -100,18 +117,20 @@ def flatten_later(reply: Widget, upto: Markdown) -> None:
     reply.call_after_refresh(_flatten, reply, upto)
 
 
-async def _flatten(reply: Widget, upto: Markdown) -> None:
+async def _flatten(reply: Widget, upto: Markdown, tries: int = 0) -> None:
     shown = [part for part in reply.query_children(Markdown) if part.display]
     if upto not in shown:
         return  # removed, or already flat
     segment = shown[0]
     strips = draw(segment)
-    if strips is None:  # not laid out (a hidden version): it stays as it is
-        return
+    if strips is None:  # not laid out yet (or a hidden version)
+        if tries < RETRIES:
+            reply.call_after_refresh(_flatten, reply, upto, tries + 1)
+        return  # else it stays as it is: the same look, only not flat
     flats = reply.query_children(FlatSegment)
     flat = flats.first() if flats else None
     if flat is None:
-        flat = FlatSegment(lambda: flatten_later(reply, upto))
+        flat = FlatSegment(reply)
         flat.display = False
         await reply.mount(flat, before=segment)
         if not segment.is_mounted or not segment.display:
