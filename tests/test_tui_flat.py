@@ -10,6 +10,7 @@ held until the reply is rendered (not only generated).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 import pytest
@@ -20,6 +21,7 @@ from gemma_chat.backend.local import load_vocab
 from gemma_chat.chat.conversation import Role, StopReason
 from gemma_chat.config.settings import Sampling, Settings
 from gemma_chat.sanitize import has_controls, visible
+from gemma_chat.tui import gc_hold
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.gc_hold import HELD_THRESHOLD
 from gemma_chat.tui.widgets.chat_log import SEGMENT_LINES, ModelReply
@@ -148,7 +150,8 @@ async def test_a_stopped_long_reply_keeps_its_marker_and_its_text(vocab) -> None
         assert "■ stopped by you" in text
 
 
-async def test_full_collections_are_held_until_the_reply_is_rendered(vocab) -> None:
+async def test_full_collections_are_held_until_the_reply_is_rendered(vocab, monkeypatch) -> None:
+    monkeypatch.setattr(gc_hold, "GC_RELEASE_S", 0.01)  # let go as soon as it may
     gc.collect(0)  # an app of an earlier test that ended while holding lets go
     before = gc.get_threshold()
     assert before[2] != HELD_THRESHOLD
@@ -160,6 +163,7 @@ async def test_full_collections_are_held_until_the_reply_is_rendered(vocab) -> N
         await wait_until(pilot, lambda: not app.generating and len(app.conversation.turns) == 2)
         assert app.conversation.turns[-1].text == LONG * 3
         # The model is done, the screen is not: no full collection may start yet.
+        await asyncio.sleep(0.05)
         assert reply.rendering is not None and not reply.rendering.done()
         assert gc.get_threshold()[2] == HELD_THRESHOLD
         await wait_until(pilot, lambda: rendered(reply))
