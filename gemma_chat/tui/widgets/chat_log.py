@@ -233,7 +233,8 @@ class ModelReply(Vertical):
     @property
     def segments(self) -> list[Markdown]:
         """The reply's Markdown widgets, oldest first; the last one is live."""
-        return list(self.query(Markdown).results(Markdown))
+        # Children only: a query of all descendants would walk every block of the reply.
+        return list(self.query_children(Markdown).results(Markdown))
 
     async def write(self, delta: str) -> None:
         """Render more streamed text now (``feed`` queues it for this)."""
@@ -246,7 +247,7 @@ class ModelReply(Vertical):
             if len(finished) >= written and rest:
                 await self._write_live(finished[written:])
                 flatten_later(self, self.segments[-1])
-                marker = self.query_one(".stop-marker")
+                marker = self.query_children(".stop-marker").first()
                 await self.mount(Markdown(classes="reply-body", open_links=False), before=marker)
                 self._live_text = ""
                 await self._write_live(rest)
