@@ -26,7 +26,9 @@ from textual.widget import Widget
 from textual.widgets import Markdown
 
 RETRIES = 20
-"""Screen updates to wait for a finished part to be laid out before it is left as it is."""
+"""Times to wait for a finished part to be laid out before it is left as it is."""
+RETRY_S = 1 / 30
+"""How long each wait is."""
 
 
 def _looks(widget: Widget) -> tuple[Any, ...]:
@@ -124,8 +126,10 @@ async def _flatten(reply: Widget, upto: Markdown, tries: int = 0) -> None:
     segment = shown[0]
     strips = draw(segment)
     if strips is None:  # not laid out yet (or a hidden version)
-        if tries < RETRIES:
-            reply.call_after_refresh(_flatten, reply, upto, tries + 1)
+        if tries < RETRIES:  # after a frame, not at once: a draw costs a few ms
+            reply.set_timer(
+                RETRY_S, lambda: reply.call_after_refresh(_flatten, reply, upto, tries + 1)
+            )
         return  # else it stays as it is: the same look, only not flat
     flats = reply.query_children(FlatSegment)
     flat = flats.first() if flats else None
