@@ -105,10 +105,11 @@ def test_list_is_newest_first_with_columns(filled, capsys) -> None:
     code, out, err = run(capsys, "history", "list")
     assert code == 0 and err == ""
     header, first, second = out.splitlines()
-    assert header.split() == ["ID", "UPDATED", "MSGS", "TITLE"]
+    assert header.split() == ["ID", "UPDATED", "MSGS", "BRANCHES", "TITLE"]
     when = r"\d{4}-\d\d-\d\d \d\d:\d\d"
-    assert re.fullmatch(rf"\s*{filled['cats']}  {when}     2  Tell me about cats", first)
-    assert re.fullmatch(rf"\s*{filled['sky']}  {when}     2  Why is the sky blue\?", second)
+    cats, sky = filled["cats"], filled["sky"]
+    assert re.fullmatch(rf"\s*{cats}  {when}     2         1  Tell me about cats", first)
+    assert re.fullmatch(rf"\s*{sky}  {when}     2         1  Why is the sky blue\?", second)
 
     code, out, _ = run(capsys, "history", "list", "--json")
     records = json.loads(out)
@@ -125,6 +126,7 @@ def test_list_is_newest_first_with_columns(filled, capsys) -> None:
         "message_count",
         "origin",
         "active_id",
+        "branch_count",
     }
     _, out, _ = run(capsys, "history", "list", "--json", "--limit", "1")
     assert [record["id"] for record in json.loads(out)] == [filled["cats"]]
@@ -237,7 +239,9 @@ def test_search_shows_hits_with_snippets(filled, capsys) -> None:
     code, out, _ = run(capsys, "history", "search", "rayleigh", "blue")
     assert code == 0
     heading, snippet = out.splitlines()
-    assert heading == f"{filled['sky']}  Why is the sky blue?  (message 2)"
+    with HistoryStore() as store:
+        reply = store.messages(filled["sky"])[1].id
+    assert heading == f"{filled['sky']}  Why is the sky blue?  (message {reply})"
     assert snippet == "    gemma: Rayleigh scattering: short blue waves scatter the most."
     _, out, _ = run(capsys, "history", "search", "detail", "--json")
     (hit,) = json.loads(out)
@@ -875,7 +879,7 @@ def test_a_huge_imported_title_is_shown_on_one_bounded_line(capsys) -> None:
     title = "Big\n" + "word " * 400_000 + "\x1b]0;pwned\x07"
     with HistoryStore() as store:
         big = store.create(title=title)
-        store.add(big, MessageRecord(role="user", text="a needle in a haystack"))
+        needle = store.add(big, MessageRecord(role="user", text="a needle in a haystack")).id
         assert store.get(big).title == title  # stored losslessly
     _, out, _ = run(capsys, "history", "list")
     (line,) = [line for line in out.splitlines() if line.lstrip().startswith(str(big))]
@@ -883,5 +887,5 @@ def test_a_huge_imported_title_is_shown_on_one_bounded_line(capsys) -> None:
     assert len(shown) == 200 and shown.startswith("Big word ") and shown.endswith("…")
     _, out, _ = run(capsys, "history", "search", "needle")
     heading, _snippet = out.splitlines()
-    assert heading.startswith(f"{big}  Big word ") and heading.endswith("…  (message 1)")
+    assert heading.startswith(f"{big}  Big word ") and heading.endswith(f"…  (message {needle})")
     assert len(heading) < 250 and "\x1b" not in out

@@ -121,7 +121,9 @@ def test_a_closed_pipe_keeps_the_reply_as_partial(demo_path: Path) -> None:
         assert reply.text.encode().startswith(head) and reply.reply_to == question.id
 
 
-def test_two_asks_continuing_one_conversation_at_once_pair_up(demo_path: Path) -> None:
+def test_two_asks_continuing_one_conversation_at_once_keep_their_own_branches(
+    demo_path: Path,
+) -> None:
     with HistoryStore() as store:
         cid = store.create()
         first = store.add(cid, MessageRecord("user", "Hello"))
@@ -141,12 +143,18 @@ def test_two_asks_continuing_one_conversation_at_once_pair_up(demo_path: Path) -
         assert run.returncode == 0, err
         answers[text] = out.decode().strip()
     with HistoryStore() as store:
-        messages = store.messages(cid)
+        messages = store.all_messages(cid)
         assert len(messages) == 6
-        turns = stored_turns(messages)
-        assert [t.role.value for t in turns] == ["user", "model"] * 3
-        for question, reply in zip(turns[2::2], turns[3::2], strict=True):
-            assert reply.text.strip() == answers[question.text]
+        # Each run continued the branch it read: its question after "Hi." (or after the
+        # other run's reply, had that been written first), its reply after its question.
+        for text, answer in answers.items():
+            question = next(m for m in messages if m.text == text)
+            reply = next(m for m in messages if m.parent_id == question.id)
+            assert reply.role == "model" and reply.text.strip() == answer
+            branch = store.messages(cid, leaf=reply.id)
+            turns = stored_turns(branch)
+            assert [t.role.value for t in turns][:2] == ["user", "model"]
+            assert [m.text for m in branch][:2] == ["Hello", "Hi."]
 
 
 def test_deleting_a_conversation_deletes_its_saved_state(demo_path: Path) -> None:

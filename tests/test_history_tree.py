@@ -10,11 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from gemma_chat.chat.conversation import Conversation, StopReason
 from gemma_chat.errors import UsageError
+from gemma_chat.generation.events import ReplyDone, ReplyStats
 from gemma_chat.history import schema, transfer
+from gemma_chat.history.session import ConversationSession
 from gemma_chat.history.store import HistoryStore, MessageRecord, NotFound
 
 STAMP = "2026-01-01T00:00:00.000000+00:00"
+PARAMS = {"sampling": {"temperature": 0.5}}
 
 
 @pytest.fixture
@@ -235,3 +239,96 @@ def test_an_import_whose_parents_loop_or_point_nowhere_is_refused(
     }
     with pytest.raises(UsageError, match=problem):
         transfer.import_json(store, json.dumps(document))
+
+
+# ---------------------------------------------------- found by a red-team review
+
+
+def _done(text: str) -> ReplyDone:
+    return ReplyDone(
+        text, StopReason.END_OF_TURN, None, ReplyStats(3, 3, 1, 0.1, 10.0, 0.2, 0, seed=1)
+    )
+
+
+def test_a_failed_reply_does_not_delete_what_another_process_added_after_its_question(
+    tmp_path: Path,
+) -> None:
+    """The app stores Q and its reply is still generating; `ask -c` in another process
+    joins its question to the unanswered Q and is answered. The app's reply then fails:
+    taking Q back must not take what the other process added after it."""
+    path = tmp_path / "history.db"
+    with HistoryStore(path) as app_store, HistoryStore(path) as ask_store:
+        app = ConversationSession(app_store)
+        conversation = Conversation()
+        conversation.add_user("Q from the app")
+        app.record_user(conversation, PARAMS)
+        cid = app.conversation_id
+        # ask -c: continues the branch viewed, an unanswered question joined to its own.
+        other = ConversationSession(ask_store, cid, ask_store.messages(cid))
+        theirs = Conversation()
+        theirs.add_user("Q from the app\n\nQ from ask")
+        other.record_user(theirs, PARAMS, "Q from ask")
+        theirs.add_model("ask's answer", StopReason.END_OF_TURN)
+        other.record_reply(_done("ask's answer"), theirs, model="m", model_sha256=None)
+        # The app's reply fails: its question is taken back.
+        conversation.turns.pop()
+        app.unsend(0)
+        texts = [m.text for m in app_store.all_messages(cid)]
+        assert "ask's answer" in texts and "Q from ask" in texts, texts
+
+
+def test_an_export_with_no_active_branch_round_trips_byte_identical(store) -> None:
+    """A version 3 document may say "active": null: it exports again as it was."""
+    cid = store.create(system=None, params={}, origin="app")
+    q = store.add(cid, MessageRecord("user", "Q", parent_id=None))
+    store.add(cid, MessageRecord("model", "A", reply_to=q.id, parent_id=q.id))
+    document = json.loads(transfer.export_json(store, cid))
+    document["conversation"]["active"] = None
+    document["conversation"]["uuid"] = "another-uuid"
+    document["conversation"]["id"] = 999
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    again = transfer.export_json(store, transfer.import_json(store, text))
+    assert json.loads(again)["conversation"]["active"] is None
+
+
+def test_switching_near_the_top_of_a_long_branch_is_one_query_not_one_per_message(
+    store,
+) -> None:
+    """A switch near the top of a long conversation finds the newest leaf below in one
+    statement, not one per message (it runs in a write, on the UI thread)."""
+    cid = store.create(system=None, params={}, origin="app")
+    parent = None
+    first_reply = None
+    for i in range(1000):
+        q = store.add(cid, MessageRecord("user", f"q{i}", parent_id=parent))
+        a = store.add(cid, MessageRecord("model", f"a{i}", reply_to=q.id, parent_id=q.id))
+        first_reply = first_reply or a.id
+        parent = a.id
+    statements: list[str] = []
+    with store._write() as conn:  # count what one view() runs
+        conn.set_trace_callback(statements.append)
+    store.view(cid, first_reply)
+    with store._write() as conn:
+        conn.set_trace_callback(None)
+    assert len(statements) < 10, f"{len(statements)} statements for one switch"
+
+
+def test_a_reply_and_a_joined_question_after_one_question_are_versions_of_each_other(
+    store,
+) -> None:
+    """Q unanswered (a run died); the app's Ctrl+R answers it (Q -> R1) while `ask -c`
+    joins its question to it and is answered (Q -> Q2 -> R2): each branch shows a label
+    that leads to the other."""
+    from gemma_chat.history.branches import turn_versions
+    from gemma_chat.history.turns import stored_turns
+
+    cid = store.create(system=None, params={}, origin="app")
+    q = store.add(cid, MessageRecord("user", "Q", parent_id=None))
+    r1 = store.add(cid, MessageRecord("model", "R1", reply_to=q.id, parent_id=q.id))
+    q2 = store.add(cid, MessageRecord("user", "Q2", parent_id=q.id))
+    r2 = store.add(cid, MessageRecord("model", "R2", reply_to=q2.id, parent_id=q2.id))
+    links = store.links(cid)
+    for leaf in (r1.id, r2.id):
+        turns = [t.ids for t in stored_turns(store.messages(cid, leaf=leaf))]
+        labels = [v.label if v else "" for v in turn_versions(links, turns)]
+        assert any(labels), f"branch to {leaf}: no way to the other branch ({labels})"

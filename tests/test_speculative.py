@@ -194,6 +194,10 @@ def test_pacer_backs_off_after_misses_and_recovers() -> None:
     assert [pacer.want() for _ in range(5)] == [0, 0, 0, 0, 2]
     pacer.record(2, 2)
     assert pacer.want() == 4  # a full acceptance doubles the draft
+    pacer.record(4, 1)  # a draft that kept less than half: a miss too, and shorter
+    assert [pacer.want() for _ in range(3)] == [0, 0, 2]
+    pacer.record(2, 1)  # half kept: it paid for itself
+    assert pacer.want() == 2
 
 
 def test_ask_reports_speculation_in_json_and_stats(demo_path) -> None:

@@ -112,6 +112,10 @@ def test_concise_form() -> None:
         "type": "string",
         "description": "a short bio",
     }
+    # A description in double quotes may hold commas and new lines.
+    quoted = concise_schema('summary: "two sentences, no more\nplain words", n int')
+    assert quoted["properties"]["summary"]["description"] == "two sentences, no more\nplain words"
+    assert quoted["required"] == ["summary", "n"]
 
 
 @pytest.mark.parametrize(
@@ -122,6 +126,7 @@ def test_concise_form() -> None:
         ("name, name", "given twice"),
         ("9lives int", "not a field name"),
         (" , ", "no fields"),
+        ('summary: "open, never closed', "left open"),
     ],
 )
 def test_concise_form_errors(text: str, message: str) -> None:
@@ -224,9 +229,9 @@ def test_grammar_over_the_cli_and_a_grammar_that_does_not_parse(demo_path, tmp_p
         assert record is not None and store.messages(record.id)[-1].role == "model"
 
 
-@pytest.mark.parametrize("temperature", [0.0, 1.0])
+@pytest.mark.parametrize(("temperature", "top_k"), [(0.0, 64), (1.0, 8)])
 def test_the_shortlist_samples_the_same_tokens_as_the_full_pass(
-    demo_backend, temperature, monkeypatch
+    demo_backend, temperature, top_k, monkeypatch
 ) -> None:
     """A refused token is sampled again from the best tokens the grammar allows when
     that is exact (greedy, top-k): the reply is token for token the one the
@@ -242,9 +247,10 @@ def test_the_shortlist_samples_the_same_tokens_as_the_full_pass(
 
     monkeypatch.setattr(grammar.GrammarSampler, "close", kept)
     constraint = parse_schema(json.dumps(PERSON))
-    fast = _reply(demo_backend, constraint, max_tokens=48, temperature=temperature)
+    sampling = {"max_tokens": 24, "temperature": temperature, "top_k": top_k}
+    fast = _reply(demo_backend, constraint, **sampling)
     monkeypatch.setattr(grammar, "allowed_needed", lambda sampling: None)
-    full = _reply(demo_backend, constraint, max_tokens=48, temperature=temperature)
+    full = _reply(demo_backend, constraint, **sampling)
     assert fast.token_ids == full.token_ids and fast.text == full.text
     shortlisted, whole = samplers
     assert shortlisted.resampled == whole.resampled > 0
@@ -261,3 +267,33 @@ def test_the_shortlist_is_exact_only_for_greedy_or_top_k_without_a_penalty() -> 
     assert allowed_needed(Sampling(temperature=0.7, top_k=SHORTLIST)) is None
     assert allowed_needed(Sampling(temperature=0.0, repeat_penalty=1.1)) is None
     assert allowed_needed(None) is None
+
+
+def test_the_shortlist_gives_way_when_it_holds_fewer_allowed_tokens_than_top_k(
+    demo_backend,
+) -> None:
+    """Digits only, and just one digit among the best 1,024 tokens: top-k 8 needs the 8
+    best digits, which lie outside, so the shortlist gives way to the full pass; greedy
+    needs only the best one, which it holds."""
+    import numpy as np
+    from llama_cpp._internals import LlamaSampler
+
+    from gemma_chat.backend.grammar import SHORTLIST, GrammarSampler
+
+    llm = demo_backend.llama
+    sampler = GrammarSampler(llm._model, "root ::= [0-9]+")
+    try:
+        n_vocab = llm.n_vocab()
+        digits = [llm.tokenize(str(d).encode(), add_bos=False, special=False)[0] for d in range(10)]
+        logits = np.zeros(n_vocab, dtype=np.single)
+        logits[np.arange(SHORTLIST) + 1000] = 10.0  # the best tokens: none is a digit...
+        logits[digits[0]] = 11.0  # ...but one
+        top_k = LlamaSampler()
+        top_k.add_top_k(8)
+        top_k.add_dist(1)
+        assert sampler._from_shortlist(top_k, logits, 8) is None
+        greedy = LlamaSampler()
+        greedy.add_greedy()
+        assert sampler._from_shortlist(greedy, logits, 1) == digits[0]
+    finally:
+        sampler.close()

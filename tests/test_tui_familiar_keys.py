@@ -45,6 +45,7 @@ async def test_scroll_keys_scroll_the_conversation_from_the_input(vocab) -> None
         await long_exchange(pilot)
         app.prompt.focus()
         app.prompt.set_text("a draft\nof two lines")
+        await settle(pilot)  # the taller input shrinks the view: the bottom moves
         bottom = app.chat.max_scroll_y
         await pilot.press("pageup")
         await settle(pilot)

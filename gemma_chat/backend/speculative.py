@@ -120,10 +120,12 @@ class PromptLookup:
 class Pacer:
     """Decides how many tokens to draft next, from how the last drafts fared.
 
-    The draft length follows the accepted length (longer after a full acceptance). After
-    a draft with nothing accepted, drafting pauses for a number of tokens that doubles
-    with each consecutive miss (up to ``max_pause``), so text that the history cannot
-    predict runs at plain speed.
+    The draft length follows the accepted length (longer after a full acceptance). A
+    draft that kept less than half of its tokens is a miss: verifying it cost about as
+    much as the tokens it saved, or more. After a miss, drafting pauses for a number of
+    tokens that doubles with each consecutive miss (up to ``max_pause``), so text that
+    the history cannot predict (free-form chat, where drafts keep a token or two) runs at
+    plain speed.
     """
 
     def __init__(self, max_draft: int = MAX_DRAFT, max_pause: int = 64) -> None:
@@ -143,10 +145,11 @@ class Pacer:
         """Take the result of one verified draft into account."""
         if drafted == 0:
             return
-        if accepted == 0:
+        if accepted * 2 < drafted:  # most of it wasted: a miss
             self._misses += 1
             self._pause = min(self.max_pause, 2**self._misses)
-            self.length = max(2, self.length // 2)
+            shorter = self.length // 2
+            self.length = max(2, min(shorter, accepted + 1) if accepted else shorter)
             return
         self._misses = 0
         if accepted == drafted:

@@ -126,6 +126,7 @@ def ask(
     question: QuestionArg = None,
     continue_latest: o.ContinueOpt = False,
     conversation: o.ConversationOpt = None,
+    from_message: o.FromOpt = None,
     no_save: o.NoSaveOpt = False,
     schema: so.SchemaOpt = None,
     grammar: so.GrammarOpt = None,
@@ -143,7 +144,12 @@ def ask(
     values.update(conversation=conversation, continue_latest=continue_latest, no_save=no_save)
     values = with_root_options(ctx, values)
     run = run_options(values)
-    history = history_options(values)
+    history = replace(history_options(values), from_message=from_message)
+    if from_message is not None and not history.continues:
+        raise UsageError(
+            "--from needs the conversation the message is in: --conversation ID "
+            "(or -c for the most recent one ask started)"
+        )
     # All before the model loads: a bad schema or prompt is exit 2 at once.
     saved = choose_prompt(prompt_name)
     constraint = constraint_from(schema, grammar)

@@ -7,6 +7,7 @@ database or an unknown id fails in a moment rather than after a long load.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from gemma_chat.backend.kv_cache import KVStateCache, resume_ids
 from gemma_chat.chat.conversation import Conversation
 from gemma_chat.cli.options import HistoryOptions
 from gemma_chat.config.settings import SAMPLING_KEYS, Settings
-from gemma_chat.errors import UsageError
+from gemma_chat.errors import GemmaChatError, UsageError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone
 from gemma_chat.history.recording import params_of, restore_params
@@ -134,6 +135,9 @@ class Exchange:
     session: ConversationSession | None = None
     user_meta: dict[str, Any] | None = None
     """Kept with the user message when it is saved (the attached files)."""
+    viewed_before: int | None = None
+    """With ``--from``: the end of the branch viewed before, viewed again if the new
+    question is taken back (else the branch viewed would end at MSG)."""
     _conversation: Conversation | None = None
 
     @property
@@ -197,6 +201,10 @@ class Exchange:
         if self.session is None or self._conversation is None:
             return
         self.session.unsend(len(self._conversation.turns) - 1)
+        cid = self.session.conversation_id
+        if self.viewed_before is not None and self.store is not None and cid is not None:
+            with suppress(GemmaChatError):  # the error being handled matters more
+                self.store.view(cid, self.viewed_before)
         self.session.close()
 
     def restore_state(
@@ -239,6 +247,27 @@ class Exchange:
             self.store.close()
 
 
+def branch_of(
+    store: HistoryStore, record: ConversationRecord, from_message: int | None
+) -> list[MessageRecord]:
+    """The messages a continuation starts from: the branch last viewed, or with
+    ``--from MSG`` the branch from the start to that message (the new question is then
+    stored after it, on a branch of its own; after a question, it joins it).
+
+    Raises:
+        UsageError: ``from_message`` is not a message of the conversation.
+    """
+    if from_message is None:
+        return store.messages(record.id)
+    messages = store.messages(record.id, leaf=from_message)
+    if not messages:
+        raise UsageError(
+            f"there is no message {from_message} in conversation {record.id} "
+            f"(see: gemma-chat history show {record.id} --tree)"
+        )
+    return messages
+
+
 def open_exchange(settings: Settings, options: HistoryOptions) -> Exchange:
     """Open the store (when saving or continuing) and read the conversation to continue.
 
@@ -254,7 +283,7 @@ def open_exchange(settings: Settings, options: HistoryOptions) -> Exchange:
         record = find_conversation(
             store, options.continue_latest, options.conversation, options.option, origin="ask"
         )
-        messages = [] if record is None else store.messages(record.id)
+        messages = [] if record is None else branch_of(store, record, options.from_message)
     except BaseException:
         store.close()
         raise
@@ -265,4 +294,7 @@ def open_exchange(settings: Settings, options: HistoryOptions) -> Exchange:
         session = ConversationSession(
             store, None if record is None else record.id, messages, origin="ask"
         )
-    return Exchange(settings, record, messages, store, session)
+    exchange = Exchange(settings, record, messages, store, session)
+    if record is not None and options.from_message is not None:
+        exchange.viewed_before = record.active_id
+    return exchange

@@ -54,6 +54,14 @@ IdArg = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Show at most N.")]
+AllBranchesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--all-branches",
+        help="Markdown: every branch (the one last viewed first, then each other from where "
+        "it leaves those above), not only the one last viewed.",
+    ),
+]
 
 
 class ExportFormat(str, Enum):
@@ -83,21 +91,23 @@ def local_time(stamp: str) -> str:
 
 @history_app.command("list")
 def list_(json_out: JsonOpt = False, limit: LimitOpt = None) -> None:
-    """Conversations, most recently updated first."""
+    """Conversations, most recently updated first, with how many messages and branches."""
     with _store() as store:
         records = store.conversations(limit)
+        branches = [store.branch_count(record.id) for record in records]
     if json_out:
-        print(json_safe(json.dumps([asdict(r) for r in records], ensure_ascii=False, indent=2)))
+        found = [{**asdict(r), "branch_count": n} for r, n in zip(records, branches, strict=True)]
+        print(json_safe(json.dumps(found, ensure_ascii=False, indent=2)))
         return
     if not records:
         notify("no saved conversations yet")
         return
     width = max(2, *(len(str(record.id)) for record in records))
-    print(f"{'ID':>{width}}  {'UPDATED':<16}  {'MSGS':>4}  TITLE")
-    for record in records:
+    print(f"{'ID':>{width}}  {'UPDATED':<16}  {'MSGS':>4}  {'BRANCHES':>8}  TITLE")
+    for record, count in zip(records, branches, strict=True):
         print(
             f"{record.id:>{width}}  {local_time(record.updated_at):<16}  "
-            f"{record.message_count:>4}  {one_line(record.title, TITLE_WIDTH)}"
+            f"{record.message_count:>4}  {count:>8}  {one_line(record.title, TITLE_WIDTH)}"
         )
 
 
@@ -111,15 +121,30 @@ def show(
             "--verbose", "-v", help="Also show how a long input was answered: every note."
         ),
     ] = False,
+    tree: Annotated[
+        bool,
+        typer.Option(
+            "--tree",
+            help="Every message on one line each: id, role, first words; * marks the branch "
+            "viewed (--json: the tree as JSON).",
+        ),
+    ] = False,
+    all_branches: AllBranchesOpt = False,
 ) -> None:
-    """Print a conversation as a readable transcript (--json: the lossless export)."""
+    """Print a conversation as a readable transcript of the branch last viewed (--json:
+    the lossless export of every branch; --tree: the tree, one line per message)."""
     from gemma_chat.history.transfer import export_json, export_markdown
 
     with _store() as store:
+        if tree:
+            from gemma_chat.cli.history_tree import print_tree
+
+            print_tree(store, conversation_id, json_out)
+            return
         if json_out:
             text = export_json(store, conversation_id)
         else:
-            text = export_markdown(store, conversation_id, verbose)
+            text = export_markdown(store, conversation_id, verbose, all_branches)
     if json_out or not _on_terminal():
         sys.stdout.write(text)
         return
@@ -160,7 +185,9 @@ def _who(role: str) -> str:
 
 def _hit_heading(hit: SearchHit) -> str:
     title = one_line(hit.title, TITLE_WIDTH)
-    return f"{hit.conversation_id}  {title}  (message {hit.seq + 1})"
+    # The id, not a position: positions mean nothing across branches, and ask --from
+    # and history show --tree take and show ids.
+    return f"{hit.conversation_id}  {title}  (message {hit.message_id})"
 
 
 def _print_hits_styled(hits: list[SearchHit]) -> None:
@@ -189,8 +216,10 @@ def export(
         Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace FILE if it exists.")] = False,
+    all_branches: AllBranchesOpt = False,
 ) -> None:
-    """Write a conversation as Markdown or lossless JSON (stdout by default).
+    """Write a conversation as Markdown (the branch last viewed; --all-branches: every
+    one) or lossless JSON (every branch), on stdout by default.
 
     FILE is written atomically, and is never one of gemma-chat's own files (the
     history database, the config, the cache).
@@ -199,8 +228,10 @@ def export(
     from gemma_chat.history.transfer import export_json, export_markdown
 
     with _store() as store:
-        write = export_json if format is ExportFormat.json else export_markdown
-        text = write(store, conversation_id)
+        if format is ExportFormat.json:
+            text = export_json(store, conversation_id)
+        else:
+            text = export_markdown(store, conversation_id, all_branches=all_branches)
     if output is None or str(output) == "-":
         sys.stdout.write(text)
         return

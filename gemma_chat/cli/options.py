@@ -208,6 +208,15 @@ def conversation_id(value: int | None) -> int | None:
     return value
 
 
+def message_id(value: int | None) -> int | None:
+    """Check a message id, as :func:`conversation_id` does."""
+    if value is not None and not 1 <= value < 2**63:
+        raise typer.BadParameter(
+            f"{value} is not a message id (see: gemma-chat history show ID --tree)"
+        )
+    return value
+
+
 ConversationOpt = Annotated[
     int | None,
     typer.Option(
@@ -215,6 +224,17 @@ ConversationOpt = Annotated[
         metavar="ID",
         callback=conversation_id,
         help="Continue the conversation with this id (see: gemma-chat history list).",
+        rich_help_panel=HISTORY,
+    ),
+]
+FromOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--from",
+        metavar="MSG",
+        callback=message_id,
+        help="With --conversation ID (or -c): continue from message MSG, on a new branch "
+        "(see: gemma-chat history show ID --tree).",
         rich_help_panel=HISTORY,
     ),
 ]
@@ -340,6 +360,8 @@ class HistoryOptions:
             in the config).
         continue_latest: Continue the most recent conversation (``--continue``).
         conversation: Continue this conversation (``--conversation`` / ``--resume``).
+        from_message: Continue from this message of it, on a new branch (``--from``),
+            not from the end of the branch last viewed.
         explicit: Which of :data:`CONVERSATION_SETTINGS` were given on the command line.
         option: How the command line names ``conversation``, for error messages.
     """
@@ -347,6 +369,7 @@ class HistoryOptions:
     save: bool = True
     continue_latest: bool = False
     conversation: int | None = None
+    from_message: int | None = None
     explicit: frozenset[str] = frozenset()
     option: str = "--conversation"
 

@@ -1,9 +1,10 @@
 """The versions of each turn on screen: which other edits of a question, or other
 replies to it, the conversation tree holds, and which one comes next.
 
-A turn's versions are the messages with the same parent and role as its first message
-(see :meth:`gemma_chat.history.store.HistoryStore.siblings`). Pure data: the app shows
-"2/3" from it and switches with it.
+A turn's versions are the messages with the same parent as one of its messages (the
+first that has any: a turn can hold several questions answered together), see
+:meth:`gemma_chat.history.store.HistoryStore.siblings`. Pure data: the app shows "2/3"
+from it and switches with it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ class Versions:
         """``2/3``: the one on screen, of how many."""
         return f"{self.current + 1}/{len(self.ids)}"
 
+    def step_label(self, by: int) -> str:
+        """The label of the version ``by`` versions on: ``3/3``."""
+        return f"{(self.current + by) % len(self.ids) + 1}/{len(self.ids)}"
+
     def step(self, by: int) -> int:
         """The id ``by`` versions on (negative: back), going round at either end."""
         return self.ids[(self.current + by) % len(self.ids)]
@@ -41,17 +46,18 @@ Link = tuple[int, "int | None", str]
 def turn_versions(links: Iterable[Link], turns: Sequence[Sequence[int]]) -> list[Versions | None]:
     """For each turn (its stored message ids, as a session keeps them), its versions;
     None for a turn with no other version (or not stored)."""
-    family: dict[tuple[int | None, str], list[int]] = {}
-    place: dict[int, tuple[int | None, str]] = {}
-    for message_id, parent_id, role in links:
-        family.setdefault((parent_id, role), []).append(message_id)
-        place[message_id] = (parent_id, role)
+    family: dict[int | None, list[int]] = {}
+    parent: dict[int, int | None] = {}
+    for message_id, parent_id, _role in links:
+        family.setdefault(parent_id, []).append(message_id)
+        parent[message_id] = parent_id
     found: list[Versions | None] = []
     for ids in turns:
-        key = place.get(ids[0]) if ids else None
-        siblings = family.get(key, []) if key is not None else []
-        if len(siblings) < 2:
-            found.append(None)
-            continue
-        found.append(Versions(tuple(siblings), siblings.index(ids[0])))
+        versions = None
+        for message_id in ids:
+            siblings = family.get(parent[message_id], []) if message_id in parent else []
+            if len(siblings) > 1:
+                versions = Versions(tuple(siblings), siblings.index(message_id))
+                break
+        found.append(versions)
     return found

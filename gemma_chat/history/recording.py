@@ -156,11 +156,16 @@ class Recorder:
             record = with_meta(record, meta)
         return self.store.add(self.conversation_id, replace(record, parent_id=reply_to))
 
-    def delete(self, ids: list[int]) -> None:
-        """Delete stored messages by id, with what follows them (a question whose reply
-        failed; see :meth:`~gemma_chat.history.store.HistoryStore.delete_messages`)."""
-        if self.conversation_id is not None and ids:
-            self.store.delete_messages(self.conversation_id, ids)
+    def delete(self, ids: list[int]) -> list[int]:
+        """Delete stored messages by id that nothing follows yet (a question whose reply
+        failed; see :meth:`~gemma_chat.history.store.HistoryStore.delete_unanswered`).
+
+        Returns:
+            The ids deleted.
+        """
+        if self.conversation_id is None or not ids:
+            return []
+        return self.store.delete_unanswered(self.conversation_id, ids)
 
     def settings(self, system: str | None, params: dict[str, Any]) -> None:
         """Store a changed system prompt or parameters."""

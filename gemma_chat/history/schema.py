@@ -125,7 +125,8 @@ def _v5(conn: sqlite3.Connection) -> None:
             "UPDATE conversations SET active_id = ? WHERE id = ?", (active, conversation_id)
         )
     conn.execute("DROP INDEX messages_shown")
-    conn.execute("ALTER TABLE messages DROP COLUMN replaced_by")
+    if sqlite3.sqlite_version_info >= (3, 35):  # DROP COLUMN; older SQLite keeps it, unused
+        conn.execute("ALTER TABLE messages DROP COLUMN replaced_by")
     conn.execute("CREATE INDEX messages_children ON messages (conversation_id, parent_id)")
 
 

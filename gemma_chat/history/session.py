@@ -282,9 +282,9 @@ class ConversationSession:
         edited, self._edited = self._edited, []
         mine = [i for i in gone if i in self._written]
         deleted: list[int] = []
-        if mine and not retried and self._save(lambda recorder: recorder.delete(mine)):
-            self._written.difference_update(mine)
-            deleted = mine
+        if mine and not retried:
+            self._save(lambda recorder: deleted.extend(recorder.delete(mine)))
+            self._written.difference_update(deleted)
         left = [i for i in gone if i not in deleted]
         if edited:
             self._back_to(edited)  # an edit that failed: the exchange it edited is back

@@ -1,10 +1,10 @@
-"""Export and import: a readable Markdown transcript, and lossless JSON.
+"""Export and import: lossless JSON (and, re-exported, the readable Markdown transcript
+of :mod:`gemma_chat.history.markdown`).
 
-The JSON form holds every stored field (uuid, times, token ids, sampling, stats), is
-validated with pydantic on import, and round-trips: exporting an imported export gives
-the same document. JSON escapes control characters, so it stays lossless. The Markdown
-transcript is for reading, in a terminal or a viewer, so its text is sanitized
-(:mod:`gemma_chat.sanitize`): an escape sequence in a message is shown, never obeyed.
+The JSON form holds every stored field (uuid, times, token ids, sampling, stats), and
+every branch of the conversation tree; it is validated with pydantic on import, and
+round-trips: exporting an imported export gives the same document. JSON escapes control
+characters, so it stays lossless.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from gemma_chat.chat.conversation import StopReason
 from gemma_chat.config.plain_errors import plain_message
 from gemma_chat.errors import UsageError
 from gemma_chat.history.export_links import check_linear, check_tree, tree_links
-from gemma_chat.history.meta_text import attachment_line, compaction_line, map_reduce_lines
+from gemma_chat.history.markdown import export_markdown
 from gemma_chat.history.store import ConversationRecord, HistoryStore, MessageRecord
-from gemma_chat.sanitize import json_safe, one_line, visible
+from gemma_chat.sanitize import json_safe, one_line
 from gemma_chat.structured.json_depth import json_depth
+
+__all__ = ["export_json", "export_markdown", "import_json", "parse_document"]
 
 FORMAT_NAME = "gemma-chat-conversation"
 FORMAT_VERSION = 3
@@ -112,7 +114,6 @@ def export_json(store: HistoryStore, conversation_id: int) -> str:
     record = store.get(conversation_id)
     messages = store.all_messages(conversation_id)
     positions = {message.id: index for index, message in enumerate(messages)}
-    active = store.messages(conversation_id)
     document = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -125,7 +126,7 @@ def export_json(store: HistoryStore, conversation_id: int) -> str:
             "created_at": record.created_at,
             "updated_at": record.updated_at,
             "origin": record.origin,
-            "active": positions.get(active[-1].id) if active else None,
+            "active": None if record.active_id is None else positions.get(record.active_id),
         },
         "messages": [_message_dict(message, positions) for message in messages],
     }
@@ -242,38 +243,3 @@ def _problems(exc: ValidationError) -> str:
 def _short(part: str) -> str:
     part = one_line(part)
     return part if len(part) <= _PART_LENGTH else part[: _PART_LENGTH - 1] + "…"
-
-
-def export_markdown(store: HistoryStore, conversation_id: int, verbose: bool = False) -> str:
-    """A conversation as a readable Markdown transcript, safe for a terminal (control
-    characters shown as visible stand-ins; the JSON export keeps them). Attached files
-    are named; ``verbose`` adds a long input's notes, step by step."""
-    record = store.get(conversation_id)
-    lines = [f"# {one_line(record.title)}", ""]
-    lines.append(f"*Conversation {record.id} · started {_when(record.created_at)}*")
-    lines.append("")
-    if record.system:
-        lines += ["**System prompt:**", "", *_quoted(record.system), ""]
-    for message in store.messages(conversation_id):
-        if message.role == "user":
-            attached = attachment_line(message.meta)
-            if marker := compaction_line(message.meta):
-                lines += [marker, ""]
-            lines += ["## You", "", *([attached, ""] if attached else [])]
-            lines += [message.text.rstrip(), ""]
-            continue
-        heading = f"## Gemma ({one_line(message.model)})" if message.model else "## Gemma"
-        lines += [heading, "", *map_reduce_lines(message.meta, verbose)]
-        lines += [message.text.rstrip(), ""]
-        if message.partial:
-            lines += [f"*(reply stopped: {message.stop_reason})*", ""]
-    return visible("\n".join(lines).rstrip() + "\n")
-
-
-def _quoted(text: str) -> list[str]:
-    return [f"> {line}" if line else ">" for line in text.splitlines()]
-
-
-def _when(stamp: str) -> str:
-    """``2026-11-30 13:45 UTC`` from a stored time."""
-    return stamp[:16].replace("T", " ") + " UTC"

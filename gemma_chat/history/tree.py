@@ -69,20 +69,52 @@ def children(
     ).fetchall()
 
 
+_NEWEST_BELOW = """
+WITH RECURSIVE down(id, depth) AS (
+    SELECT ?, 0
+    UNION ALL
+    SELECT (
+        SELECT m.id FROM messages m WHERE m.conversation_id = ? AND m.parent_id = down.id
+        ORDER BY m.seq DESC LIMIT 1
+    ), down.depth + 1 FROM down WHERE down.id IS NOT NULL AND down.depth < ?
+)
+SELECT id FROM down WHERE id IS NOT NULL ORDER BY depth DESC LIMIT 1
+"""
+
+
 def latest_leaf(conn: sqlite3.Connection, conversation_id: int, message_id: int) -> int:
     """The end of the branch through ``message_id`` written last: from it, the newest
-    child at every step (where a switch to it goes)."""
-    leaf = message_id
-    for _ in range(MAX_DEPTH):
+    child at every step (where a switch to it goes). One statement, however deep."""
+    row = conn.execute(_NEWEST_BELOW, (message_id, conversation_id, MAX_DEPTH)).fetchone()
+    return message_id if row is None else int(row[0])
+
+
+def delete_unanswered(
+    conn: sqlite3.Connection, conversation_id: int, ids: Iterable[int]
+) -> list[int]:
+    """Delete those of ``ids`` that nothing follows (the last first, so a chain of them
+    goes whole); one that another writer has since continued stays, with what follows.
+    The branch viewed, if it lost its end, ends at the parent.
+
+    Returns:
+        The ids deleted.
+    """
+    deleted: list[int] = []
+    for message_id in reversed(list(ids)):
         row = conn.execute(
-            "SELECT id FROM messages WHERE conversation_id = ? AND parent_id = ? "
-            "ORDER BY seq DESC LIMIT 1",
-            (conversation_id, leaf),
+            "SELECT parent_id FROM messages WHERE id = ? AND conversation_id = ? "
+            "AND NOT EXISTS (SELECT 1 FROM messages c WHERE c.parent_id = messages.id)",
+            (message_id, conversation_id),
         ).fetchone()
         if row is None:
-            break
-        leaf = int(row[0])
-    return leaf
+            continue
+        conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+        conn.execute(
+            "UPDATE conversations SET active_id = ? WHERE id = ? AND active_id = ?",
+            (row["parent_id"], conversation_id, message_id),
+        )
+        deleted.append(message_id)
+    return deleted
 
 
 def delete_below(conn: sqlite3.Connection, conversation_id: int, ids: Iterable[int]) -> int:

@@ -36,6 +36,16 @@ class TreeQueries:
         with self._write() as conn:
             return tree.delete_below(conn, conversation_id, ids)
 
+    def delete_unanswered(self, conversation_id: int, ids: Iterable[int]) -> list[int]:
+        """Delete those of ``ids`` that nothing follows yet (a question whose reply
+        failed); one another writer has continued meanwhile stays.
+
+        Returns:
+            The ids deleted.
+        """
+        with self._write() as conn:
+            return tree.delete_unanswered(conn, conversation_id, ids)
+
     def messages(self, conversation_id: int, *, leaf: int | None = None) -> list[MessageRecord]:
         """One branch, from the first message to ``leaf`` (default: the branch last
         viewed). Empty when ``leaf`` is not a message of the conversation."""
@@ -61,22 +71,34 @@ class TreeQueries:
         with self._read() as conn:
             return [(row[0], row[1], row[2]) for row in conn.execute(query, (conversation_id,))]
 
+    def branch_count(self, conversation_id: int) -> int:
+        """How many branches a conversation has: the messages nothing follows (0 when
+        it has none)."""
+        query = (
+            "SELECT count(*) FROM messages m WHERE m.conversation_id = ? AND NOT EXISTS "
+            "(SELECT 1 FROM messages k WHERE k.conversation_id = m.conversation_id "
+            "AND k.parent_id = m.id)"
+        )
+        with self._read() as conn:
+            return int(conn.execute(query, (conversation_id,)).fetchone()[0])
+
     def siblings(self, conversation_id: int, message_id: int) -> list[MessageRecord]:
-        """The versions of ``message_id`` (edits of a question, regenerated replies):
-        the messages with its parent and role, itself included, oldest first.
+        """The versions of ``message_id`` (edits of a question, regenerated replies, or
+        whatever else another writer added there): the messages with its parent, itself
+        included, oldest first.
 
         Raises:
             NotFound: It is not a message of that conversation.
         """
         with self._read() as conn:
             row = conn.execute(
-                "SELECT parent_id, role FROM messages WHERE id = ? AND conversation_id = ?",
+                "SELECT parent_id FROM messages WHERE id = ? AND conversation_id = ?",
                 (message_id, conversation_id),
             ).fetchone()
             if row is None:
                 raise NotFound(f"no message {message_id} in conversation {conversation_id}")
             rows = tree.children(conn, conversation_id, row["parent_id"])
-        return [message_from_row(r) for r in rows if r["role"] == row["role"]]
+        return [message_from_row(r) for r in rows]
 
     def view(self, conversation_id: int, message_id: int) -> list[MessageRecord]:
         """Make the branch through ``message_id`` the one viewed (to its latest end) and

@@ -104,7 +104,7 @@ def to_conversation(
     conversation = Conversation(system=record.system)
     for turn in stored_turns(messages):
         if turn.role is Role.USER:
-            conversation.add_user(turn.text)
+            conversation.add_user(turn.text, _typed(turn.messages))
             _restore_summary(conversation, turn.messages)
             continue
         (reply,) = turn.messages
@@ -128,6 +128,12 @@ def _restore_summary(conversation: Conversation, messages: list[MessageRecord]) 
         before = len(conversation.turns) - 1  # the turns before this message
         if isinstance(turns, int) and isinstance(text, str) and 0 < turns <= before:
             conversation.summary = Summary(turns - turns % 2, text)
+
+
+def _typed(messages: list[MessageRecord]) -> str | None:
+    """What was typed for a message a saved prompt's template made (kept in its meta)."""
+    typed = (messages[0].meta or {}).get("typed") if len(messages) == 1 else None
+    return typed if isinstance(typed, str) else None
 
 
 def _stop_reason(value: str | None) -> StopReason:

@@ -8,7 +8,8 @@ Fields are separated by commas or new lines. Each field is::
   ``list of TYPE``, or choices joined by ``|`` (``happy|sad|neutral``, an enum);
 * the description after ``:`` is free text that guides the model; one that starts with
   ``list of`` or ``a list of`` makes a string field a list
-  (``tags: list of keywords``).
+  (``tags: list of keywords``). In double quotes it may hold commas and new lines
+  (``summary: "two sentences, no more"``).
 
 Every field is required and no other keys are allowed. So
 ``'name, age int, mood happy|sad, tags: list of keywords'`` is an object with a string
@@ -47,7 +48,7 @@ def concise_schema(text: str) -> dict[str, Any]:
         UsageError: A field has no name, a bad name, an unknown type, or is repeated.
     """
     properties: dict[str, dict[str, Any]] = {}
-    for raw in re.split(r"[,\n]", text):
+    for raw in _split_fields(text):
         field = raw.strip()
         if not field:
             continue
@@ -65,6 +66,26 @@ def concise_schema(text: str) -> dict[str, Any]:
     }
 
 
+def _split_fields(text: str) -> list[str]:
+    """The fields: split at commas and new lines outside double quotes.
+
+    Raises:
+        UsageError: A double quote is left open.
+    """
+    fields, current, quoted = [], [], False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        if char in ",\n" and not quoted:
+            fields.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    if quoted:
+        raise UsageError('--schema: a double quote (") is left open')
+    return [*fields, "".join(current)]
+
+
 def _field(field: str) -> tuple[str, dict[str, Any]]:
     head, _, description = field.partition(":")
     words = head.split()
@@ -74,6 +95,8 @@ def _field(field: str) -> tuple[str, dict[str, Any]]:
     name, type_words = words[0], words[1:]
     schema = _type(name, type_words) if type_words else {"type": "string"}
     description = description.strip()
+    if len(description) >= 2 and description[0] == description[-1] == '"':
+        description = description[1:-1].strip()
     if description:
         if not type_words and _LIST_DESCRIPTION.match(description):
             schema = {"type": "array", "items": {"type": "string"}}

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gemma_chat.history.branches import Versions, turn_versions
-from gemma_chat.tui.slash import BUSY_HINT
 from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
 
 if TYPE_CHECKING:
@@ -23,6 +22,9 @@ if TYPE_CHECKING:
     from gemma_chat.tui.conversations import ConversationSwitcher
     from gemma_chat.tui.history import HistoryKeeper
     from gemma_chat.tui.widgets.prompt_input import PromptInput
+
+REVEAL_LIMIT = 80
+"""The most earlier messages a switch mounts to show the message switched."""
 
 NO_VERSIONS = (
     "This message has no other version yet: Ctrl+O on a message of yours edits it, "
@@ -87,30 +89,41 @@ class BranchSwitcher:
         at = len(shown) if index is None else index - app.switcher.hidden_turns
         at += step
         if 0 <= at < len(shown):
-            shown[at].focus()
-            shown[at].scroll_visible(animate=False)
+            self.select_widget(shown[at])
         elif at >= len(shown):
             app.prompt.focus()
+
+    @staticmethod
+    def select_widget(widget: UserMessage | ModelReply) -> None:
+        """Select (focus) a message; it leaves the focus chain again once left (Tab from
+        the input never stops on messages)."""
+        widget.can_focus = True
+        widget.focus()
+        widget.scroll_visible(animate=False)
 
     async def switch(self, step: int) -> None:
         """Show another version of the selected message (with none selected, of the
         last message that has versions): ``step`` on (1) or back (-1)."""
         app = self._app
-        if app.generating:
-            app.notify(BUSY_HINT, severity="warning")
-            return
+        self.refresh()  # the turns on screen may have changed since the labels were made
+        found = self._versions
         index = self.selected()
         if index is None:
-            index = next(
-                (i for i in reversed(range(len(self._versions))) if self._versions[i]), None
-            )
-        versions = self._versions[index] if index is not None else None
+            index = next((i for i in reversed(range(len(found))) if found[i]), None)
+        versions = found[index] if index is not None and index < len(found) else None
         if index is None or versions is None:
             app.notify(NO_VERSIONS, timeout=6)
             return
         if not await app.switcher.show_branch(versions.step(step)):
             return
+        if app.switcher.hidden_turns - index > REVEAL_LIMIT:
+            # Mounting hundreds of messages at once would freeze the screen for seconds.
+            app.notify(
+                f"Version {versions.step_label(step)} is shown, {app.switcher.hidden_turns - index}"
+                ' messages up: "Show earlier messages" at the top reaches it.',
+                timeout=8,
+            )
+            return
         widget = await app.switcher.reveal(index)
         if widget is not None:
-            widget.focus()
-            widget.scroll_visible(animate=False)
+            self.select_widget(widget)

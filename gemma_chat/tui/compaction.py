@@ -38,6 +38,18 @@ class Compactor:
         meta, self._meta = {**(other or {}), **(self._meta or {})}, None
         return meta or None
 
+    def forget(self, turns_kept: int | None = None) -> None:
+        """The turns a summary stands for left the screen: after the first
+        ``turns_kept`` (an edit, a regenerate), or all of them (None: another branch or
+        conversation): the summary, and the note waiting to be stored with the next
+        message, go with them."""
+        conversation = self._app.conversation
+        summary = conversation.summary
+        if turns_kept is None or (summary is not None and summary.turns > turns_kept):
+            self._meta = None
+            if turns_kept is not None:
+                conversation.summary = None
+
     def dropped(self, turns: int) -> None:
         """Turns were left out of the last prompt (``context_policy = "drop"``): say so,
         and mark the place in the conversation."""

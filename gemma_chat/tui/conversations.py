@@ -12,6 +12,7 @@ from gemma_chat.errors import GemmaChatError
 from gemma_chat.history.recording import restore_params
 from gemma_chat.history.store import to_conversation
 from gemma_chat.tui.guarded_store import failure_text
+from gemma_chat.tui.renaming import rename_conversation
 from gemma_chat.tui.screens.dialogs import ConfirmScreen
 from gemma_chat.tui.slash import BUSY_HINT
 from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
@@ -58,6 +59,8 @@ class SwitcherHost(Protocol):
     model_info: ModelInfo | RemoteModelInfo | None
     last_done: ReplyDone | None
     branches: VersionLabels
+    replies: Any  # ReplyStreamer: an edit pending
+    queue: Any  # SendQueue: a message waiting for the model
 
     @property
     def generating(self) -> bool: ...
@@ -168,6 +171,10 @@ class ConversationSwitcher:
         store, cid = app.history.store, app.history.conversation_id
         if store is None or cid is None:
             return False
+        reason = self._why_not_switch()
+        if reason is not None:
+            app.notify(reason, severity="warning", timeout=6)
+            return False
         sha256 = getattr(app.model_info, "sha256", None) if app.engine else None
         try:
             messages = store.view(cid, message_id)
@@ -179,6 +186,23 @@ class ConversationSwitcher:
         app.history.begin(cid, messages)
         await self._show()
         return True
+
+    def _why_not_switch(self) -> str | None:
+        """Why the conversation on screen cannot give way to another branch now (None:
+        it can). Whatever is under way belongs to the branch on screen."""
+        app = self._app
+        if app.generating:  # a reply or a compaction
+            return BUSY_HINT
+        if app.replies.editing is not None:
+            return "An edit is open: send it (Enter) or cancel it (Esc), then switch."
+        if app.queue.text is not None:
+            return "A message waits for the model: switch once it is sent (Esc takes it back)."
+        if not app.history.session.saving:
+            return (
+                "This conversation is not being saved, so another version cannot be shown "
+                "without losing what is on screen."
+            )
+        return None
 
     def turn_widgets(self) -> list[UserMessage | ModelReply]:
         """The widgets of the turns on screen, in order (``hidden_turns`` come before)."""
@@ -202,6 +226,7 @@ class ConversationSwitcher:
         rendered whole as Markdown, and a button for the earlier ones."""
         app = self._app
         chat = app.chat
+        app.replies.compactor.forget()  # its note belongs to the conversation left
         await chat.remove_children()
         app.last_done = None
         app.status.set_speed("")
@@ -307,36 +332,8 @@ class ConversationSwitcher:
         sidebar.show(records, app.history.conversation_id, "No conversations yet.")
 
     def rename(self, conversation_id: int | None, title: str = "", current: str = "") -> None:
-        """Rename a stored conversation: to ``title`` at once, or ask (starting from
-        ``current``) when no title is given."""
-        app = self._app
-        if conversation_id is None or app.history.store is None:
-            app.notify("Nothing to rename yet: a conversation is stored once you send a message.")
-            return
-        store = app.history.store
-
-        def rename(new: str | None) -> None:
-            if not new:
-                return
-            try:
-                store.rename(conversation_id, new)
-            except GemmaChatError as exc:
-                app.notify(str(exc), severity="error", markup=False)
-                return
-            app.notify(f"Renamed to “{' '.join(new.split())}”.", markup=False)
-            self.refresh_sidebar()
-
-        if title:
-            rename(title)
-            return
-        from gemma_chat.tui.screens.dialogs import RenameScreen
-
-        if not current:
-            try:
-                current = store.get(conversation_id).title
-            except GemmaChatError:
-                current = ""
-        app.push_screen(RenameScreen(current), rename)
+        """Rename a stored conversation (see :func:`rename_conversation`)."""
+        rename_conversation(self._app, conversation_id, title, current, self.refresh_sidebar)
 
     def confirm_delete(self, message: HistorySidebar.DeleteRequested) -> None:
         """Ask before deleting a conversation from the sidebar."""

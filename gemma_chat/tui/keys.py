@@ -129,8 +129,8 @@ class KeyBindings:
                 "On a selected message (Alt+Up / Alt+Down, or a click)",
                 [
                     *rows(ChatLog),
-                    ("Ctrl+O", "Edit it as a new version (a reply: its question)", ""),
-                    ("Ctrl+R", "Regenerate it as a new version (a question: its reply)", ""),
+                    (self._key_of("gemma.edit"), "Edit it as a new version", ""),
+                    (self._key_of("gemma.retry"), "Regenerate it (a question: its reply)", ""),
                 ],
             ),
             (
@@ -140,6 +140,11 @@ class KeyBindings:
             ("In search (Ctrl+F)", [("Enter", "Open the result", ""), *rows(SearchScreen)]),
             ("In dialogs", [row for name, owner in dialogs for row in rows(owner, f"{name}: ")]),
         ]
+
+    def _key_of(self, binding_id: str) -> str:
+        """The keys of one of the app's bindings, as remapped."""
+        binding = next(b for b in APP_BINDINGS if isinstance(b, Binding) and b.id == binding_id)
+        return self._display(binding)
 
     def _display(self, binding: Binding) -> str:
         keymap = self._app._keymap  # Textual keeps the remapping here (no public getter)

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gemma_chat.chat.conversation import Conversation, Role
+from gemma_chat.chat.conversation import Conversation, Role, Turn
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, TextDelta
@@ -112,6 +112,7 @@ class ReplyStreamer:
         self._gc = GcHold(app)
         self.compactor = Compactor(app, self)  # /compact, context_policy = "compact"
         self._plan: Plan | None = None  # the next message, when answered part by part
+        self._plan_turn: Turn | None = None  # the question the plan answers
         self._edits = Edits()
 
     @property
@@ -176,11 +177,16 @@ class ReplyStreamer:
             return
         if edit is not None:  # now, and only now, the edited exchange goes
             self._edits.commit(edit)
+            self.compactor.forget(edit.turns_kept)
             app.history.record_edit(edit.turns_kept)
         app.prompt.remember(typed)
         app.prompt.clear()
         app.conversation.add_user(text, typed)
-        app.history.record_user(self.compactor.take_meta(app.attachments.take_meta()))
+        self._plan_turn = app.conversation.turns[-1]
+        meta = app.attachments.take_meta()
+        if app.saved_prompt is not None:  # what was typed: an edit gives it back
+            meta = {**(meta or {}), "typed": typed}
+        app.history.record_user(self.compactor.take_meta(meta))
         await app.chat.add_user(text)
         await self.start()
 
@@ -202,8 +208,11 @@ class ReplyStreamer:
         self._gc.streaming(True)
         app.kv.generation_started()
         conversation = app.conversation
+        # The plan answers one question: a regenerate of another reply is a plain one.
+        asked = conversation.turns[-1] if conversation.turns else None
+        plan = self._plan if asked is not None and asked is self._plan_turn else None
         app.run_worker(
-            lambda plan=self._plan: self._generate(engine, conversation, cancel, plan),
+            lambda: self._generate(engine, conversation, cancel, plan),
             thread=True,
             name="generate",
             exclusive=True,
@@ -233,6 +242,7 @@ class ReplyStreamer:
             # Hidden until the new reply exists; a failed retry shows them again.
             self._edits.retry(turns[at:], app.switcher.turn_widgets()[at - self._shown_from() :])
             del turns[at:]
+            self.compactor.forget(at)
             app.history.record_retry()
         await self.start()
 

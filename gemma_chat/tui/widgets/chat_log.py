@@ -23,6 +23,7 @@ from gemma_chat.chat.conversation import StopReason
 from gemma_chat.chat.markdown_blocks import split_finished
 from gemma_chat.sanitize import StreamSanitizer, one_line, visible
 from gemma_chat.tui.widgets.flat_markdown import flatten_later
+from gemma_chat.tui.widgets.selection import MessageSelection
 
 W = TypeVar("W", bound=Widget)
 
@@ -80,6 +81,8 @@ class WholeTextRequested(Message):
 
 
 class UserMessage(Static):
+    selectable = True  # see MessageSelection
+
     """A message the user sent, shown as typed (no Markdown, no markup).
 
     A huge one shows its beginning (see :func:`preview`); it can then be focused, and
@@ -100,7 +103,11 @@ class UserMessage(Static):
         super().__init__(self._content(None), classes="user-message")
         self.text = text
         self.shown_in_part = shown is not None
-        self.can_focus = True  # selected with Alt+Up, or a click: versions, edit
+        # Focusable while selected (Alt+Up, a click); a huge one always (Enter opens it).
+        self.can_focus = self.shown_in_part
+
+    def on_blur(self) -> None:
+        self.can_focus = self.shown_in_part  # out of the Tab chain once left
 
     def _content(self, versions: str | None) -> Text:
         content = Text("You", style="bold dim")  # who speaks, not by indentation alone
@@ -122,6 +129,8 @@ class UserMessage(Static):
 
 
 class ModelReply(Vertical):
+    selectable = True  # see MessageSelection
+
     """A model reply, streamed as Markdown.
 
     Text streams into the live Markdown widget, appended a slice at a time (each append
@@ -151,7 +160,6 @@ class ModelReply(Vertical):
         """Args: text, stop_reason: A finished reply to show whole (default: stream).
         speaker: Who replies (the model's file name; "Gemma" when not known)."""
         super().__init__(classes="model-reply")
-        self.can_focus = True  # selected with Alt+Up, or a click: versions, regenerate
         self._versions: str | None = None
         self.text = text
         self.speaker = speaker
@@ -211,6 +219,9 @@ class ModelReply(Vertical):
             )
         marker = STOP_MARKERS.get(self.stop_reason, "") if self.stop_reason else ""
         yield Static(f"■ {marker}" if marker else "", classes="stop-marker")
+
+    def on_blur(self) -> None:
+        self.can_focus = False  # focusable only while selected (Alt+Up, a click)
 
     def _speaker_line(self, versions: str | None) -> Text:
         line = Text(one_line(self.speaker), style="bold dim")
@@ -292,7 +303,7 @@ class Notice(Static):
         super().__init__(Text(visible(text)), classes="notice -error" if error else "notice")
 
 
-class ChatLog(VerticalScroll):
+class ChatLog(MessageSelection, VerticalScroll):
     """Scrollable conversation. It follows new text only while the user is at the
     bottom: scrolling up releases the anchor, scrolling back down restores it.
 
@@ -300,7 +311,8 @@ class ChatLog(VerticalScroll):
     anchored view's content bottom-aligned, so a short conversation (after Ctrl+N, or a
     resize) would start below rows of empty space.
 
-    With a message selected (focused), ``[`` and ``]`` show its other versions."""
+    With a message selected (focused), ``[`` and ``]`` show its other versions, and
+    other typing goes to the input: selecting a message never takes the keyboard away."""
 
     BINDINGS = [
         Binding(
