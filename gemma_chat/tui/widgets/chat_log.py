@@ -22,7 +22,7 @@ from textual.widgets import Button, Markdown, Static
 from gemma_chat.chat.conversation import StopReason
 from gemma_chat.chat.markdown_blocks import split_finished
 from gemma_chat.sanitize import StreamSanitizer, one_line, visible
-from gemma_chat.tui.widgets.flat_markdown import flatten_later
+from gemma_chat.tui.widgets.flat_markdown import flatten_later, next_frame
 from gemma_chat.tui.widgets.selection import MessageSelection
 
 W = TypeVar("W", bound=Widget)
@@ -198,11 +198,11 @@ class ModelReply(Vertical):
             self._wake.clear()
             queued = "".join(self._inbox)
             self._inbox.clear()
-            # Render a backlog in slices, letting a frame be painted after each: one
-            # huge append would mount dozens of blocks in one go and freeze the screen.
+            # Render a backlog in slices, with a frame painted after each: one huge
+            # append would mount dozens of blocks in one go and freeze the screen.
             for start in range(0, len(queued), RENDER_SLICE):
                 await self.write(queued[start : start + RENDER_SLICE])
-                await asyncio.sleep(1 / 60)
+                await next_frame(self)
             if self._draining and not self._inbox:
                 await self._final_render()
                 return

@@ -13,10 +13,15 @@ Those lines hold for one width, theme, background and opacity. When any of them 
 shown again and drawn once more. Links in the lines are not clickable (their actions are
 dropped with the rest of the lines' metadata), as in the reply's Markdown
 (``open_links=False``).
+
+:func:`next_frame` paces the streaming: a reply waits for the screen to be updated
+between two slices of text.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from textual._compositor import Compositor  # Textual's own: the lines exactly as shown
@@ -146,3 +151,21 @@ async def _flatten(reply: Widget, upto: Markdown, tries: int = 0) -> None:
     segment.display = False
     if segment is not upto:
         flatten_later(reply, upto)
+
+
+FRAME_WAIT_S = 0.25
+"""The longest a reply waits for the screen between two slices (none while a dialog
+covers it, or as the app quits)."""
+
+
+async def next_frame(widget: Widget) -> None:
+    """Wait until the screen has been updated (at most ``FRAME_WAIT_S``).
+
+    A fixed pause between two appends may see no frame at all: the screen skips an
+    update that comes while an append holds ``batch_update``, and the next append then
+    starts before another one, so two slices end up in one frame."""
+    painted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    widget.call_after_refresh(lambda: painted.done() or painted.set_result(None))
+    widget.refresh()  # an update to come, even if the last one was skipped
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(painted, FRAME_WAIT_S)
