@@ -20,6 +20,7 @@ from tui_support import scripted_loader, send, settle, wait_until
 from gemma_chat.backend.local import load_vocab
 from gemma_chat.chat.conversation import Role, StopReason
 from gemma_chat.config.settings import Sampling, Settings
+from gemma_chat.history.store import HistoryStore, MessageRecord
 from gemma_chat.sanitize import has_controls, visible
 from gemma_chat.tui import gc_hold
 from gemma_chat.tui.app import GemmaChatApp
@@ -75,7 +76,7 @@ def rendered(reply: ModelReply) -> bool:
 
 def flat_done(reply: ModelReply) -> bool:
     return (
-        rendered(reply)
+        (reply.rendering is None or reply.rendering.done())  # None: a reply given whole
         and bool(reply.query(FlatSegment))
         and not any(segment.display for segment in reply.segments)
     )
@@ -129,6 +130,23 @@ async def test_a_flattened_reply_looks_the_same(vocab) -> None:
     text = "\n".join("".join(char for char, _ in line) for line in seen[0])
     assert "def section_6(x: int) -> int:" in text and "alpha" in text
     assert SHOWN in text and not has_controls(text)  # escapes shown, never drawn
+
+
+async def test_a_resumed_reply_is_flat_and_looks_the_same(vocab, tmp_path) -> None:
+    path = tmp_path / "history.db"
+    with HistoryStore(path) as store:
+        cid = store.create()
+        store.add(cid, MessageRecord("user", "hi"))
+        store.add(cid, MessageRecord("model", LONG, stop_reason="end_of_turn"))
+    app = GemmaChatApp(
+        settings(), loader=loader(vocab, ["ok"]), store=HistoryStore(path), resume=cid
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: bool(app.chat.query(ModelReply)))
+        reply = app.chat.query_one(ModelReply)
+        flat, shown = await shown_both_ways(pilot, reply)
+        assert flat == shown and len(flat) > 100
+        assert reply.text == LONG and reply.segments[0].source == visible(LONG)
 
 
 async def test_a_stopped_long_reply_keeps_its_marker_and_its_text(vocab) -> None:

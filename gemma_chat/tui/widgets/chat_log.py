@@ -207,6 +207,10 @@ class ModelReply(Vertical):
                 await self._final_render()
                 return
 
+    def on_mount(self) -> None:
+        if self.text or self.stop_reason is not None:  # given whole: flat, cheap later on
+            flatten_later(self, self.segments[-1])
+
     def compose(self):
         yield Static(self._speaker_line(self._versions), classes="speaker")
         # open_links=False: a link's target is the model's choice and hides behind its text.
