@@ -102,7 +102,7 @@ async def shown_both_ways(pilot, reply: ModelReply) -> tuple[list, list]:
 
 
 async def test_a_flattened_reply_looks_the_same(vocab) -> None:
-    # Dark at 80x24, then resized, then in a light theme: each draws the lines anew.
+    # Dark at 80x24, resized, in a light theme, selected: each draws the lines anew.
     app = GemmaChatApp(settings(theme="gemma-dark"), loader=loader(vocab, [LONG]))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: app.engine is not None)
@@ -110,11 +110,14 @@ async def test_a_flattened_reply_looks_the_same(vocab) -> None:
         await wait_until(pilot, lambda: not app.generating and len(app.conversation.turns) == 2)
         reply = app.query_one(ModelReply)
         seen = []
-        for change in (None, "resize", "theme"):
+        for change in (None, "resize", "theme", "selected"):
             if change == "resize":
                 await pilot.resize_terminal(100, 30)
             elif change == "theme":
                 app.theme = "gemma-light"
+            elif change == "selected":  # as a click selects it: tinted, another border
+                reply.can_focus = True
+                reply.focus()
             await settle(pilot)
             flat, shown = await shown_both_ways(pilot, reply)
             assert len(flat) == len(shown) > 100
@@ -126,7 +129,7 @@ async def test_a_flattened_reply_looks_the_same(vocab) -> None:
         assert "".join(segment.source for segment in reply.segments) == visible(LONG)
         assert len(reply.segments) > 3
     assert len({len(lines[0]) for lines in seen}) == 2  # 80 and 100 columns wide
-    assert seen[1] != seen[2]  # the theme's colours
+    assert seen[1] != seen[2] != seen[3]  # the theme's colours, the selection's tint
     text = "\n".join("".join(char for char, _ in line) for line in seen[0])
     assert "def section_6(x: int) -> int:" in text and "alpha" in text
     assert SHOWN in text and not has_controls(text)  # escapes shown, never drawn
