@@ -136,3 +136,36 @@ def test_kv_reuse_on_the_demo_model(demo_backend) -> None:
     # Follow-ups evaluate only the new turn (plus at most the reply's re-tokenized text).
     assert e2 < p2 / 2 and e3 < p3 / 3
     assert e2 <= (p2 - p1) and e3 <= (p3 - p2)
+
+
+def test_switching_branches_cuts_the_cache_at_the_fork(demo_backend) -> None:
+    """Branch A, then branch B that leaves A after its first message: the cache is cut
+    back at the fork (gemma-chat asks for the full-size SWA cache, so Gemma's sliding-
+    window layers can be cut anywhere), only B's own part is evaluated, and B's reply is
+    token for token the one a fresh evaluation gives."""
+    from gemma_chat.backend.base import common_prefix
+    from gemma_chat.config.settings import Sampling
+    from gemma_chat.generation.engine import Engine
+
+    engine = Engine(demo_backend, Sampling(temperature=0.0, seed=1, max_tokens=8))
+    long_reply = " ".join(f"Line {n}: the lighthouse keeper logged the weather." for n in range(20))
+
+    def branch(reply: str) -> Conversation:
+        conversation = Conversation()
+        conversation.add_user("Tell me about the lighthouse keeper's logbook.")
+        conversation.add_model(reply, StopReason.END_OF_TURN)
+        conversation.add_user("What did he log most?")
+        return conversation
+
+    a, b = branch(long_reply), branch("He logged the weather. " + long_reply)
+    engine.reply(a)
+    cached = demo_backend.cached_tokens
+    prompt_b = engine.template.render_conversation(b)
+    shared = common_prefix(cached, prompt_b)
+    assert 0 < shared < len(cached) - 200  # the fork is far back
+    reused = engine.reply(branch(b.turns[1].text))
+    assert reused.stats.evaluated_tokens == len(prompt_b) - shared
+    demo_backend.clear_state()
+    fresh = engine.reply(branch(b.turns[1].text))
+    assert fresh.stats.evaluated_tokens == len(prompt_b)
+    assert reused.token_ids == fresh.token_ids

@@ -114,10 +114,14 @@ async def test_regenerating_the_middle_reply_then_switching_back_and_continuing(
         await wait_until(pilot, lambda: shown(app) == ["Q1", "A1", "Q2", "A2 again"])
         await answered(pilot, 2)
         assert labels(app) == ["", "", "", "2/2"]
+        speaker = str(app.query(ModelReply).last().query_one(".speaker").render())
         await select(pilot, 3)
         await pilot.press("alt+left")
         await wait_until(pilot, lambda: shown(app) == ["Q1", "A1", "Q2", "A2", "Q3", "A3"])
         assert labels(app)[3] == "1/2"
+        # Replies shown again are headed by the model that wrote them, as when streamed.
+        again = str(app.query(ModelReply).first().query_one(".speaker").render())
+        assert again.split("‹")[0].strip() == speaker.split("‹")[0].strip() != "Gemma"
         # The next message continues the branch on screen.
         await send(pilot, "Q4")
         await answered(pilot, 4)

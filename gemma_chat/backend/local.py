@@ -98,6 +98,10 @@ class LlamaBackend:
                 n_threads=threads,
                 n_threads_batch=threads,
                 flash_attn=flash_attn,
+                # Sliding-window layers keep every cell, so the cache can be cut back
+                # anywhere (branches, speculation, a saved state); llama.cpp's default
+                # keeps only the window. Asked for, not left to llama-cpp-python's default.
+                swa_full=True,
                 verbose=debug or keep_stderr,
             )
         except (ValueError, RuntimeError) as exc:

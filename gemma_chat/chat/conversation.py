@@ -50,6 +50,8 @@ class Turn:
             only evaluates its new tokens.
         typed: For user turns a saved prompt's template made, what the user typed
             (what Ctrl+O and the input history give back, to be filled again).
+        model: For model turns, the model file that wrote it, when known (shown above
+            the reply).
     """
 
     role: Role
@@ -57,6 +59,7 @@ class Turn:
     stop_reason: StopReason | None = None
     token_ids: tuple[int, ...] | None = None
     typed: str | None = None
+    model: str | None = None
 
     @property
     def partial(self) -> bool:

@@ -109,11 +109,12 @@ def to_conversation(
             continue
         (reply,) = turn.messages
         same_model = model_sha256 is not None and reply.model_sha256 == model_sha256
-        conversation.add_model(
+        added = conversation.add_model(
             reply.text,
             _stop_reason(reply.stop_reason),
             reply.token_ids if same_model else None,
         )
+        added.model = reply.model  # shown above the reply
     return conversation
 
 

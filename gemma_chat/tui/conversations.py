@@ -253,7 +253,7 @@ class ConversationSwitcher:
         widgets: list[Widget] = [
             UserMessage(turn.text)
             if turn.role is Role.USER
-            else ModelReply(turn.text, turn.stop_reason)
+            else ModelReply(turn.text, turn.stop_reason, speaker=turn.model or "Gemma")
             for turn in app.conversation.turns[start:end]
         ]
         self._hidden_turns = start

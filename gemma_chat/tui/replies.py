@@ -348,7 +348,8 @@ class ReplyStreamer:
         # Held until the reply has rendered what is still queued (a fast model is done
         # long before the screen is).
         self._gc.ended(self._reply.rendering if self._reply is not None else None)
-        app.conversation.add_model(done.text, done.stop_reason, done.token_ids)
+        turn = app.conversation.add_model(done.text, done.stop_reason, done.token_ids)
+        turn.model = self._reply.speaker if self._reply is not None else None
         app.history.record_reply(done, message.meta)
         self._edits.finished()
         app.last_done = done
