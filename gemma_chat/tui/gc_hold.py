@@ -6,8 +6,10 @@ reply streams and until its widget has rendered the last of it (a fast model fin
 long before the screen does), full collections are not started, and objects are frozen
 so that one started anyway (by another Python, or by ``gc.collect()``) walks only what
 is new. Young collections still run, so short-lived cycles are freed as usual. A moment
-after the reply is rendered the collector gets everything back, and the one full
-collection that follows costs nothing visible; so nothing leaks.
+after the reply is rendered the collector gets everything back, so nothing leaks; the
+full collection that follows, whenever it comes, walks everything the reply left (about
+0.3 s after 5,000 tokens and 0.8 s after 20,000 in a debug run of the TUI bench on this
+machine), once instead of several times while the reply streams.
 """
 
 from __future__ import annotations
