@@ -16,11 +16,16 @@ carried them:
 * A C1 control becomes ``␛`` plus its 7-bit form: U+009B (CSI) is ``␛[``, U+009D (OSC)
   is ``␛]``, exactly the sequence it stands for.
 * CRLF is a line ending and becomes ``\\n``.
+* The bidirectional controls (embeddings, overrides and isolates, U+202A-U+202E and
+  U+2066-U+2069, and the marks U+200E, U+200F, U+061C) become their names, ``‹RLO›``:
+  a terminal that lays out bidirectional text would otherwise reorder what follows, so
+  ``t‹RLO›eulb si yks`` could read as "tsky is blue" (the "Trojan Source" trick).
 
 JSON output is never passed through :func:`visible`: it must stay lossless. JSON escapes
 C0 controls itself, but ``json.dumps(..., ensure_ascii=False)`` leaves DEL and the C1
-range as raw characters, so JSON bound for a terminal goes through :func:`json_safe`,
-which writes those as ``\\u`` escapes: the same JSON value, nothing a terminal acts on.
+range (and the bidirectional controls) as raw characters, so JSON bound for a terminal
+goes through :func:`json_safe`, which writes those as ``\\u`` escapes: the same JSON
+value, nothing a terminal acts on.
 """
 
 from __future__ import annotations
@@ -39,9 +44,25 @@ for _code in range(0x20):
 _TABLE[0x7F] = "\u2421"  # ␡
 for _code in range(0x80, 0xA0):
     _TABLE[_code] = "\u241b" + chr(_code - 0x40)
+_BIDI = {
+    0x061C: "ALM",
+    0x200E: "LRM",
+    0x200F: "RLM",
+    0x202A: "LRE",
+    0x202B: "RLE",
+    0x202C: "PDF",
+    0x202D: "LRO",
+    0x202E: "RLO",
+    0x2066: "LRI",
+    0x2067: "RLI",
+    0x2068: "FSI",
+    0x2069: "PDI",
+}
+for _code, _name in _BIDI.items():
+    _TABLE[_code] = f"\u2039{_name}\u203a"  # ‹RLO›
 
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_JSON_RAW = re.compile("[\x7f-\x9f]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_JSON_RAW = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _WHITESPACE_RUN = re.compile(r"[ \t\n\r\f\v\u2028\u2029\x85]+")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import unicodedata
 
+import pytest
 from escapes import CORPUS, PAYLOADS, SHOWN
 from hypothesis import given
 from hypothesis import strategies as st
@@ -106,3 +107,20 @@ def test_safe_stream_shows_controls_and_is_no_terminal() -> None:
     stream.flush()
     assert out.getvalue() == "a\u241b]0;T\u2407b\n" + "c\u241b[2J"
     assert not stream.isatty() and stream.getvalue() == out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("char", "name"),
+    [("\u202e", "RLO"), ("\u202a", "LRE"), ("\u2066", "LRI"), ("\u2069", "PDI"), ("\u200f", "RLM")],
+)
+def test_bidirectional_controls_are_shown_by_name(char: str, name: str) -> None:
+    """A right-to-left override in a title made "t<RLO>eulb si yks" read "tsky is blue"
+    in a terminal that lays out bidirectional text (Trojan Source): shown, never obeyed."""
+    title = f"t{char}eulb si yks"
+    assert visible(title) == f"t‹{name}›eulb si yks" == one_line(title)
+    assert has_controls(title)
+    stream = StreamSanitizer()
+    assert stream.feed(title) == f"t‹{name}›eulb si yks"
+    document = json.dumps({"title": title}, ensure_ascii=False)
+    safe = json_safe(document)
+    assert char not in safe and json.loads(safe) == {"title": title}  # lossless
