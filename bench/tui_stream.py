@@ -1,9 +1,10 @@
 """Benchmark: how fast the TUI renders a streamed reply, and whether frames freeze.
 
 A ScriptedBackend on the demo model's real vocabulary replays a ~5,000-token Markdown
-reply (paragraphs, lists, fenced code) with no delay, so the model costs nothing and the
-UI is the bottleneck. The app runs headless (80x24) and is instrumented by a subclass;
-nothing in gemma_chat/ is changed. Each round measures, in one process:
+reply (paragraphs, lists, fenced code; ``--tokens 20000`` is the long case) with no delay,
+so the model costs nothing and the UI is the bottleneck. The app runs headless (80x24)
+and is instrumented by a subclass; nothing in gemma_chat/ is changed. Each round
+measures, in one process:
 
 1. The engine alone: ``engine.stream`` iterated on the same script, tokens (text deltas)
    per second from the first delta to ``ReplyDone``.
@@ -29,9 +30,9 @@ from the message being sent to the reply rendered, and prints the tree. (Earlier
 prototype variants of the streaming fixes lived here; the app now has them, so they were
 removed.)
 
-Usage: python bench/tui_stream.py [--tokens 5000] [--rounds 3] [--profile]
+Usage: python bench/tui_stream.py [--tokens 5000|20000] [--rounds 3] [--profile]
 
-Results go to bench/results/tui_stream.json.
+Results go to bench/results/tui_stream.json (tui_stream_<tokens>.json for other sizes).
 """
 
 from __future__ import annotations
@@ -355,6 +356,7 @@ async def ui_round(
 
 async def _stream_one(app: Any, profiler: Profiler | None) -> int:
     from textual import events
+    from textual.widgets import Static
 
     from gemma_chat.tui.widgets.chat_log import ModelReply
 
@@ -374,7 +376,8 @@ async def _stream_one(app: Any, profiler: Profiler | None) -> int:
     reply = app.query_one(ModelReply)
     if reply.text != app.conversation.turns[-1].text:
         raise SystemExit("UI: the reply widget does not hold the whole reply")
-    return len(reply.children) - 1  # the Markdown widgets (or flattened segments)
+    # What the screen lays out: the flat lines and the Markdown widgets still shown.
+    return sum(1 for child in reply.children if child.display and not isinstance(child, Static))
 
 
 def _ui_metrics(app: Any, text: str, turns: list, done: Any, segments: int, pauses: list) -> dict:
@@ -512,7 +515,7 @@ def main() -> None:
         args.model = str(demo)
     vocab = load_vocab(Path(args.model))
     text, count = build_reply(vocab, args.tokens)
-    n_ctx = 16384
+    n_ctx = max(16384, count + 2048)  # --tokens 20000 needs a larger context
     settings = Settings(
         sampling=Sampling(max_tokens=max(6000, count + 500), seed=1),
         repeat_guard=RepeatGuard(enabled=False),
@@ -577,7 +580,7 @@ def main() -> None:
         result["profile"] = profile_round(app_class, vocab, text, settings, n_ctx)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    name = "tui_stream.json"
+    name = "tui_stream.json" if args.tokens == 5000 else f"tui_stream_{args.tokens}.json"
     (out / name).write_text(json.dumps(result, indent=2))
     tmp.cleanup()
 

@@ -76,6 +76,8 @@ class ReplyHost(Protocol):
     def status(self) -> StatusBar: ...
     @property
     def _loading(self) -> Settings | None: ...
+    @property
+    def is_running(self) -> bool: ...
     def _gone(self) -> bool: ...
     def notify(self, message: str, *, title: str = "", **kwargs: object) -> None: ...
     def post_message(self, message: Message) -> bool: ...
@@ -267,7 +269,7 @@ class ReplyStreamer(VersionActions):
     def on_delta(self, message: ReplyDelta) -> None:
         """Show streamed text and the speed so far."""
         self._delta_taken.set()
-        if self._reply is None:
+        if self._reply is None or not self._app.is_running:  # in flight as the app quits
             return
         self._reply.feed(message.text)
         self._streamed += message.tokens
@@ -281,12 +283,15 @@ class ReplyStreamer(VersionActions):
         """Keep and record the finished (or stopped) reply."""
         app = self._app
         done = message.done
-        self._gc.streaming(False)
         if app._gone():  # quit mid-reply: HistoryKeeper.at_exit kept what was shown
+            self._gc.streaming(False)
             return
         done = self._check.checked(done)
         if self._reply is not None:
             self._reply.finish(done.stop_reason)  # it rendered exactly done.text as it streamed
+        # Held until the reply has rendered what is still queued (a fast model is done
+        # long before the screen is).
+        self._gc.ended(self._reply.rendering if self._reply is not None else None)
         turn = app.conversation.add_model(done.text, done.stop_reason, done.token_ids)
         turn.model = self._reply.speaker if self._reply is not None else None
         app.history.record_reply(done, message.meta)

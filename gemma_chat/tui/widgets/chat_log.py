@@ -18,11 +18,11 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Markdown, Static
-from textual.widgets.markdown import MarkdownStream
 
 from gemma_chat.chat.conversation import StopReason
 from gemma_chat.chat.markdown_blocks import split_finished
 from gemma_chat.sanitize import StreamSanitizer, one_line, visible
+from gemma_chat.tui.widgets.flat_markdown import flatten_later, next_frame
 from gemma_chat.tui.widgets.selection import MessageSelection
 
 W = TypeVar("W", bound=Widget)
@@ -137,12 +137,16 @@ class ModelReply(Vertical):
 
     """A model reply, streamed as Markdown.
 
-    Text streams into the live Markdown widget through its ``MarkdownStream``. Once the
+    Text streams into the live Markdown widget, appended a slice at a time (each append
+    awaited, so the next waits for the screen: Textual's ``MarkdownStream`` would join a
+    backlog into one long append that freezes the screen). Once the
     live part holds ``SEGMENT_LINES`` lines, it is closed at the next block boundary (a
     blank line outside code fences, not inside a list): everything before the boundary
     is complete as streamed and never changes again, and the rest continues in a new live
     widget. So when the reply ends only the live part needs its one full render (which
-    completes its code blocks), however long the reply grew. A quiet marker shows when
+    completes its code blocks), however long the reply grew. Each finished part is then
+    shown as one widget drawn once (see :mod:`.flat_markdown`), so the screen's layout
+    does not grow with the reply. A quiet marker shows when
     the reply stopped for another reason than the end of its turn.
 
     :meth:`feed` only queues text and returns, so the app's message handler never waits
@@ -171,7 +175,6 @@ class ModelReply(Vertical):
         self._hidden_chars = len(text) - len(shown) if shown is not None else 0
         self._safe = StreamSanitizer()  # what is rendered; self.text keeps the reply as is
         self._live_text = visible(text if shown is None else shown)
-        self._stream: MarkdownStream | None = None
         self._inbox: list[str] = []
         self._wake = asyncio.Event()
         self._renderer: asyncio.Task[None] | None = None
@@ -199,15 +202,18 @@ class ModelReply(Vertical):
             self._wake.clear()
             queued = "".join(self._inbox)
             self._inbox.clear()
-            # Render a backlog in slices, letting a frame be painted between them: one
-            # huge append would mount dozens of blocks in one go and freeze the screen.
+            # Render a backlog in slices, with a frame painted after each: one huge
+            # append would mount dozens of blocks in one go and freeze the screen.
             for start in range(0, len(queued), RENDER_SLICE):
                 await self.write(queued[start : start + RENDER_SLICE])
-                if start + RENDER_SLICE < len(queued):
-                    await asyncio.sleep(1 / 60)
+                await next_frame(self)
             if self._draining and not self._inbox:
                 await self._final_render()
                 return
+
+    def on_mount(self) -> None:
+        if self.text or self.stop_reason is not None:  # given whole: flat, cheap later on
+            flatten_later(self, self.segments[-1])
 
     def compose(self):
         yield Static(self._speaker_line(self._versions), classes="speaker")
@@ -246,7 +252,8 @@ class ModelReply(Vertical):
     @property
     def segments(self) -> list[Markdown]:
         """The reply's Markdown widgets, oldest first; the last one is live."""
-        return list(self.query(Markdown).results(Markdown))
+        # Children only: a query of all descendants would walk every block of the reply.
+        return list(self.query_children(Markdown).results(Markdown))
 
     async def write(self, delta: str) -> None:
         """Render more streamed text now (``feed`` queues it for this)."""
@@ -258,8 +265,8 @@ class ModelReply(Vertical):
             # already on screen exactly as a full render would show it.
             if len(finished) >= written and rest:
                 await self._write_live(finished[written:])
-                await self._end_stream()
-                marker = self.query_one(".stop-marker")
+                flatten_later(self, self.segments[-1])
+                marker = self.query_children(".stop-marker").first()
                 await self.mount(Markdown(classes="reply-body", open_links=False), before=marker)
                 self._live_text = ""
                 await self._write_live(rest)
@@ -270,14 +277,9 @@ class ModelReply(Vertical):
         if not text:
             return
         self._live_text += text
-        if self._stream is None:
-            self._stream = Markdown.get_stream(self.segments[-1])
-        await self._stream.write(text)
-
-    async def _end_stream(self) -> None:
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
+        segments = self.segments
+        if segments:  # none once the app has closed it
+            await segments[-1].append(text)
 
     def finish(self, stop_reason: StopReason) -> None:
         """The reply ended: show its stop marker now; the renderer then renders what is
@@ -298,8 +300,8 @@ class ModelReply(Vertical):
         return self._renderer
 
     async def _final_render(self) -> None:
-        await self._end_stream()
         await self.segments[-1].update(self._live_text)
+        flatten_later(self, self.segments[-1])
 
 
 class Notice(Static):
