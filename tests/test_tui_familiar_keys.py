@@ -6,7 +6,7 @@ keys by where they work."""
 from __future__ import annotations
 
 import pytest
-from tui_support import notifications, scripted_loader, send, settle, wait_until
+from tui_support import fully_rendered, notifications, scripted_loader, send, settle, wait_until
 
 from gemma_chat.backend.local import load_vocab
 from gemma_chat.chat.conversation import Role
@@ -35,6 +35,8 @@ async def long_exchange(pilot) -> None:
     await wait_until(
         pilot, lambda: not app.generating and len(app.conversation.turns) == 2, timeout=60
     )
+    await wait_until(pilot, lambda: fully_rendered(app), timeout=60)
+    await settle(pilot)
     await wait_until(pilot, lambda: app.chat.max_scroll_y > 40)
     await wait_until(pilot, lambda: app.chat.scroll_y == app.chat.max_scroll_y)
 

@@ -65,3 +65,16 @@ async def settle(pilot: Any) -> None:
     """Let queued messages and timers run."""
     await pilot.pause(0.05)
     await asyncio.sleep(0)
+
+
+def fully_rendered(app: Any) -> bool:
+    """Whether every reply on screen is rendered to its end (a fast reply is generated
+    long before the screen has drawn it; the content, and so the scroll range, still
+    grows meanwhile)."""
+    from gemma_chat.tui.widgets.chat_log import ModelReply
+
+    for reply in app.query(ModelReply):
+        task = reply.rendering
+        if task is not None and not task.done():
+            return False
+    return True
