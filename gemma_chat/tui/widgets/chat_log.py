@@ -81,13 +81,12 @@ class WholeTextRequested(Message):
 
 
 class UserMessage(Static):
-    selectable = True  # see MessageSelection
-
     """A message the user sent, shown as typed (no Markdown, no markup).
 
     A huge one shows its beginning (see :func:`preview`); it can then be focused, and
     Enter or a click opens the whole text."""
 
+    selectable = True  # see MessageSelection
     BINDINGS = [Binding("enter", "show_whole", "Whole message", id="gemma.show_whole")]
 
     def __init__(self, text: str) -> None:
@@ -120,8 +119,7 @@ class UserMessage(Static):
         self.update(self._content(label))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # Enter opens only a huge message; on another, a selected one passes it on.
-        return self.shown_in_part if action == "show_whole" else True
+        return self.shown_in_part if action == "show_whole" else True  # else Enter sends
 
     def action_show_whole(self) -> None:
         """Open the whole message (only a huge one offers this)."""
@@ -133,8 +131,6 @@ class UserMessage(Static):
 
 
 class ModelReply(Vertical):
-    selectable = True  # see MessageSelection
-
     """A model reply, streamed as Markdown.
 
     Text streams into the live Markdown widget, appended a slice at a time (each append
@@ -157,6 +153,8 @@ class ModelReply(Vertical):
     stop marker, and never streams. A huge one renders only its beginning (see
     :func:`preview`), with a button that opens the whole text.
     """
+
+    selectable = True  # see MessageSelection
 
     def __init__(
         self, text: str = "", stop_reason: StopReason | None = None, speaker: str = "Gemma"
@@ -300,8 +298,12 @@ class ModelReply(Vertical):
         return self._renderer
 
     async def _final_render(self) -> None:
-        await self.segments[-1].update(self._live_text)
-        flatten_later(self, self.segments[-1])
+        segments = self.segments
+        if not segments:  # removed meanwhile: a failed reply, the app quitting
+            return
+        await segments[-1].update(self._live_text)
+        if segments[-1].is_attached:
+            flatten_later(self, segments[-1])
 
 
 class Notice(Static):
@@ -317,10 +319,8 @@ class ChatLog(MessageSelection, VerticalScroll):
 
     It is anchored only while its content is taller than the view: Textual keeps an
     anchored view's content bottom-aligned, so a short conversation (after Ctrl+N, or a
-    resize) would start below rows of empty space.
-
-    With a message selected (focused), ``[`` and ``]`` show its other versions, and
-    other typing goes to the input: selecting a message never takes the keyboard away."""
+    resize) would start below rows of empty space. With a message selected, ``[`` and
+    ``]`` show its versions (see :class:`MessageSelection`)."""
 
     BINDINGS = [
         Binding(
