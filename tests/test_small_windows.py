@@ -36,6 +36,15 @@ def make_app(vocab, store) -> GemmaChatApp:
     return GemmaChatApp(Settings(), loader=scripted_loader(vocab, ["hi"]), store=store)
 
 
+def in_view(app: GemmaChatApp, widget) -> bool:
+    """:func:`assert_in_view` as a condition."""
+    try:
+        assert_in_view(app, widget)
+    except AssertionError:
+        return False
+    return True
+
+
 def assert_in_view(app: GemmaChatApp, widget) -> None:
     """The widget is wholly on screen and nothing covers its middle."""
     region, screen = widget.region, app.screen.region
@@ -96,6 +105,8 @@ async def test_f1_help_is_always_in_the_footer(vocab, store, size) -> None:
             await settle(pilot)
             keys = footer_keys(app)
             assert keys and keys[0].action == "help", (step, [k.action for k in keys])
+            # Once the screen has settled (a toast may slide over it for a moment).
+            await wait_until(pilot, lambda k=keys[0]: in_view(app, k))
             assert_in_view(app, keys[0])
         await pilot.press("escape", "f2")
         await settle(pilot)
