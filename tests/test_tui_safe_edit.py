@@ -5,10 +5,9 @@ kept in the store (on a branch of their own), and back on screen when the new re
 from __future__ import annotations
 
 import pytest
-from tui_support import scripted_loader, send, settle, wait_until
+from tui_support import answered, scripted_loader, send, settle, wait_until
 
 from gemma_chat.backend.local import load_vocab
-from gemma_chat.chat.conversation import Role
 from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore
 from gemma_chat.tui.app import GemmaChatApp
@@ -32,18 +31,6 @@ def make_app(vocab, store, replies) -> GemmaChatApp:
     # long_input = "refuse": a message too long fails (map would answer it in parts).
     settings = Settings(long_input="refuse")
     return GemmaChatApp(settings, loader=scripted_loader(vocab, replies), store=store)
-
-
-async def answered(pilot, count: int) -> None:
-    app = pilot.app
-    await wait_until(
-        pilot,
-        lambda: (
-            not app.generating
-            and sum(t.role is Role.MODEL for t in app.conversation.turns) >= count
-        ),
-    )
-    await settle(pilot)
 
 
 def shown(app: GemmaChatApp) -> list[str]:

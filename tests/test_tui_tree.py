@@ -5,10 +5,10 @@ continues the branch on screen, and resuming opens the branch last viewed."""
 from __future__ import annotations
 
 import pytest
-from tui_support import scripted_loader, send, settle, wait_until
+from tui_support import answered, scripted_loader, send, settle, wait_until
+from tui_support import shown_turns as shown
 
 from gemma_chat.backend.local import load_vocab
-from gemma_chat.chat.conversation import Role
 from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore
 from gemma_chat.tui.app import GemmaChatApp
@@ -32,10 +32,6 @@ def make_app(vocab, store, replies, resume=None) -> GemmaChatApp:
     return GemmaChatApp(Settings(), loader=loader, store=store, resume=resume)
 
 
-def shown(app: GemmaChatApp) -> list[str]:
-    return [w.text for w in app.switcher.turn_widgets()]
-
-
 def labels(app: GemmaChatApp) -> list[str]:
     """The version label of each message on screen ("" for none)."""
     found = []
@@ -46,18 +42,6 @@ def labels(app: GemmaChatApp) -> list[str]:
             header = str(widget.query_one(".speaker").render())
         found.append(header.split("‹", 1)[1].strip(" ›") if "‹" in header else "")
     return found
-
-
-async def answered(pilot, count: int) -> None:
-    app = pilot.app
-    await wait_until(
-        pilot,
-        lambda: (
-            not app.generating
-            and sum(t.role is Role.MODEL for t in app.conversation.turns) >= count
-        ),
-    )
-    await settle(pilot)
 
 
 async def three_exchanges(pilot) -> None:

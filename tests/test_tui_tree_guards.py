@@ -8,11 +8,11 @@ from __future__ import annotations
 import threading
 
 import pytest
-from tui_support import scripted_loader, send, settle, wait_until
+from tui_support import answered, scripted_loader, send, settle, wait_until
+from tui_support import shown_turns as shown
 
 from gemma_chat.backend.local import load_vocab
 from gemma_chat.backend.scripted import ScriptedBackend
-from gemma_chat.chat.conversation import Role
 from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore, MessageRecord
 from gemma_chat.tui.app import GemmaChatApp
@@ -29,22 +29,6 @@ def vocab(demo_path):
 def store(tmp_path):
     with HistoryStore(tmp_path / "history.db") as opened:
         yield opened
-
-
-def shown(app: GemmaChatApp) -> list[str]:
-    return [w.text for w in app.switcher.turn_widgets()]
-
-
-async def answered(pilot, count: int) -> None:
-    app = pilot.app
-    await wait_until(
-        pilot,
-        lambda: (
-            not app.generating
-            and sum(t.role is Role.MODEL for t in app.conversation.turns) >= count
-        ),
-    )
-    await settle(pilot)
 
 
 def two_versions(store: HistoryStore) -> tuple[int, list[MessageRecord]]:

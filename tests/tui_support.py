@@ -78,3 +78,24 @@ def fully_rendered(app: Any) -> bool:
         if task is not None and not task.done():
             return False
     return True
+
+
+async def answered(pilot: Any, count: int) -> None:
+    """Wait until at least ``count`` replies are in the conversation and none is being
+    generated."""
+    from gemma_chat.chat.conversation import Role
+
+    app = pilot.app
+    await wait_until(
+        pilot,
+        lambda: (
+            not app.generating
+            and sum(t.role is Role.MODEL for t in app.conversation.turns) >= count
+        ),
+    )
+    await settle(pilot)
+
+
+def shown_turns(app: Any) -> list[str]:
+    """The text of each turn on screen, in order (the branch shown)."""
+    return [w.text for w in app.switcher.turn_widgets()]
