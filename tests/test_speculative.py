@@ -235,8 +235,9 @@ def test_a_bad_speculative_mode_is_one_line(demo_path) -> None:
 @pytest.fixture(scope="module")
 def demo_self_draft(demo_path):
     from gemma_chat.backend.draft_model import DraftModel
+    from gemma_chat.backend.local import default_threads
 
-    draft = DraftModel(demo_path, n_ctx=2048, threads=2)
+    draft = DraftModel(demo_path, n_ctx=2048, threads=default_threads())
     yield draft
     draft.close()
 
