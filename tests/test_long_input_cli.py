@@ -56,6 +56,7 @@ def test_ask_answers_part_by_part_on_the_demo_model(demo_path, tmp_path) -> None
     assert result["conversation_id"] is not None
     with HistoryStore() as store:
         user, reply = store.messages(result["conversation_id"])
+    assert (result["question_id"], result["reply_id"]) == (user.id, reply.id)
     assert user.text.startswith(f"{crates}\n```\nCrate 0 holds 0 pears.")
     assert user.text.endswith(QUESTION) and reply.text == result["text"]
     assert user.meta["attachments"][0]["name"] == str(crates)
