@@ -12,13 +12,14 @@ the distribution plain decoding would use, with the same sampler chain: at tempe
 the output is plain decoding's, and at temperature > 0 the output distribution is
 unchanged (only the random stream is consumed differently).
 
-One caveat, measured on the demo model: llama.cpp's CPU kernels are not batch-invariant.
-A row of a multi-token batch (and even a single token decoded after a rollback) can get
-logits that differ from a single-token decode by up to about one unit, because the
-summation order changes (repacked Q4_K products take rows four at a time, attention over
-a longer window is tiled). Greedy output is therefore identical to plain decoding except
-where two candidates are that close, which a re-evaluated prompt (another prefix split of
-the KV cache) can flip just the same.
+One caveat, measured on the demo model (``bench/batch_rows.py``): llama.cpp's CPU kernels
+are not batch-invariant. A one-token step is multiplied with ggml's vector kernels, a
+batch of two rows or more with llamafile's tiled ones (Q4_0/Q5_0/Q8_0 and float weights),
+which sum in another order: the first row of a batch gets logits up to about 0.9 away from
+the same token decoded alone (and identical ones whatever the batch's size from 2 to 16).
+Greedy output is therefore identical to plain decoding except where two candidates are
+that close, which a re-evaluated prompt (another prefix split of the KV cache) can flip
+just the same.
 
 Tokens are yielded one at a time, so the reply loop applies every stop rule at every
 accepted token. When the caller stops iterating, the cache is cut back to what plain
