@@ -353,3 +353,73 @@ async def test_the_status_bar_shows_the_acceptance(demo_path) -> None:
         await wait_until(pilot, lambda: not app.generating and len(app.conversation.turns) == 2)
         speed = str(app.query_one("#status-speed").render())
         assert "tok/s" in speed and "drafts 80% kept" in speed
+
+
+class _Recording:
+    """Prompt lookup that records what it is asked for and drafts one token short (so a
+    draft of any size reaches the cut to ``DRAFT_SIZES``)."""
+
+    def __init__(self) -> None:
+        self.lookup, self.asked = PromptLookup(), []
+
+    def draft(self, history, k):
+        self.asked.append(k)
+        return self.lookup.draft(history, k)[: max(0, k - 1)]
+
+    def close(self) -> None:
+        pass
+
+
+def _loop_conversation(backend) -> Conversation:
+    conv = conversation("Say cat")
+    with mode(backend, "off"):
+        Engine(backend, GREEDY.model_copy(update={"max_tokens": 12})).reply(conv)
+    conv.add_user("More")  # the prompt now holds the loop as the model's own ids
+    return conv
+
+
+def test_drafts_are_verified_in_batches_of_4_8_12_or_16_rows(tiny_backends, monkeypatch) -> None:
+    from gemma_chat.backend import speculative
+
+    backend = tiny_backends["loop"]
+    engine = Engine(backend, GREEDY.model_copy(update={"max_tokens": 40}))
+    engine.repeat_guard = engine.repeat_guard.model_copy(update={"enabled": False})
+    conv = _loop_conversation(backend)
+    with mode(backend, "off"):
+        _, plain, _ = run(engine, conv)
+    rows: list[int] = []
+    decode = speculative._decode
+    monkeypatch.setattr(
+        speculative, "_decode", lambda llm, t: (rows.append(len(t)), decode(llm, t))
+    )
+    drafter = _Recording()
+    monkeypatch.setattr(backend, "_drafter", lambda: drafter)
+    with mode(backend, "lookup"):
+        _, spec, _ = run(engine, conv)
+    assert spec.token_ids == plain.token_ids
+    assert spec.stats.drafted_tokens > 0 and 4 in rows
+    assert set(rows) <= {1, 4, 8, 12, 16}, rows  # a 3-drafted-token batch at most per 4 rows
+
+
+def test_speculation_runs_to_the_end_of_the_context_drafting_only_sizes_that_pay(
+    tiny_backends, monkeypatch
+) -> None:
+    """Near the context's end the room for a draft shrinks: the drafter (a draft model
+    costs a decode per token) is never asked for tokens that would be cut away, and the
+    reply and cache are plain decoding's up to the last cell."""
+    from gemma_chat.backend.speculative import DRAFT_SIZES
+
+    backend = tiny_backends["loop"]
+    engine = Engine(backend, GREEDY.model_copy(update={"max_tokens": 1000}))
+    engine.repeat_guard = engine.repeat_guard.model_copy(update={"enabled": False})
+    conv = _loop_conversation(backend)
+    with mode(backend, "off"):
+        _, plain, p_cache = run(engine, conv)
+    drafter = _Recording()
+    monkeypatch.setattr(backend, "_drafter", lambda: drafter)
+    with mode(backend, "lookup"):
+        _, spec, s_cache = run(engine, conv)
+    assert spec.token_ids == plain.token_ids and spec.stop_reason is plain.stop_reason
+    assert s_cache == p_cache
+    assert len(s_cache) >= 500  # it did reach the end of the 512-token context
+    assert set(drafter.asked) <= set(DRAFT_SIZES), sorted(set(drafter.asked))

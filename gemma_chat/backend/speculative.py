@@ -242,7 +242,8 @@ def speculate(
             if room < 0:
                 return  # the context is full
             history.append(pending)
-            want = min(pacer.want(), room)
+            # Only a size that pays: a draft model would otherwise decode tokens for nothing.
+            want = fit_draft(min(pacer.want(), room))
             draft = drafter.draft(history, want) if want > 0 else []
             del draft[fit_draft(len(draft)) :]  # a batch of a size that pays, or none
             _decode(llm, [pending, *draft])
