@@ -59,3 +59,33 @@ def test_the_cli_refuses_a_bad_value_in_one_line_and_doctor_reports_it(demo_path
     assert report["threads"]["used"] == len(os.sched_getaffinity(0))
     good = json.loads(run_cli("doctor", "--json", env={"GEMMA_CHAT_THREADS": "1"}).stdout)
     assert good["threads"]["setting"] == 1 and good["threads"]["used"] == 1
+
+
+def test_the_flag_wins_over_a_bad_variable(monkeypatch) -> None:
+    # --threads sets the count, so the variable is not read: a stale or bad value in the
+    # environment must not refuse a command line that says what it wants.
+    monkeypatch.setenv("GEMMA_CHAT_THREADS", "many")
+    assert build_settings(threads=2).threads == 2
+
+
+def test_doctor_names_where_the_thread_count_comes_from(demo_path, tmp_path: Path) -> None:
+    from_env = run_cli("doctor", env={"GEMMA_CHAT_THREADS": "1"})
+    assert "gemma-chat uses   1 threads (GEMMA_CHAT_THREADS)" in from_env.stdout.decode()
+    config = tmp_path / "config.toml"
+    config.write_text("threads = 1\n")
+    from_config = run_cli(
+        "doctor", env={"GEMMA_CHAT_THREADS": "", "GEMMA_CHAT_CONFIG": str(config)}
+    )
+    assert "gemma-chat uses   1 threads (config file)" in from_config.stdout.decode()
+
+
+def test_doctor_keeps_the_config_when_only_the_variable_is_bad(demo_path, tmp_path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("ctx = 1024\n")
+    env = {"GEMMA_CHAT_THREADS": "many", "GEMMA_CHAT_CONFIG": str(config)}
+    proc = run_cli("doctor", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    report = json.loads(proc.stdout)
+    assert report["model"]["n_ctx"] == 1024  # the config file still applies
+    step = next(s for s in report["next_steps"] if "GEMMA_CHAT_THREADS" in s)
+    assert "config file" not in step  # the config file is fine: the environment is not

@@ -14,7 +14,7 @@ from typing import Any
 
 from gemma_chat import paths
 from gemma_chat.backend import build_info
-from gemma_chat.config.settings import Settings
+from gemma_chat.config.settings import THREADS_ENV, Settings
 from gemma_chat.errors import GemmaChatError
 from gemma_chat.planning import hardware
 
@@ -144,8 +144,10 @@ def next_steps(report: dict[str, Any]) -> list[str]:
     from gemma_chat.units import format_bytes
 
     steps = []
-    if report["config_error"]:
-        steps.append(f"fix the config file: {report['config_error']}")
+    error = report["config_error"]
+    if error:
+        where = "the environment" if error.startswith(THREADS_ENV) else "the config file"
+        steps.append(f"fix {where}: {error}")
     build, model = report["llama_cpp"], report["model"]
     gpus = report["memory"]["gpus"]
     if not build["gpu_offload"] and gpus:

@@ -36,6 +36,7 @@ def doctor(
     cli["flash_attn"] = values.get("flash_attn")
     settings, config_error = _settings(cli)
     report = gather(settings, config_error)
+    report["threads"]["source"] = _threads_source(cli, settings)
     if json_out:
         print(json.dumps(report, indent=2))
     else:
@@ -48,12 +49,17 @@ def _settings(cli: dict[str, Any]) -> tuple[Any, str | None]:
     from pydantic import ValidationError
 
     from gemma_chat.config.config_file import describe_validation_error
-    from gemma_chat.config.settings import Settings
+    from gemma_chat.config.settings import Settings, threads_from_env
 
-    try:
-        return run_settings.build_settings(**cli), None
+    try:  # a bad $GEMMA_CHAT_THREADS is reported, and the config still applies
+        threads_from_env()
+        env_error = None
     except UsageError as exc:
-        config_error = str(exc)
+        env_error = str(exc)
+    try:
+        return run_settings.build_settings(**cli, threads_env=env_error is None), env_error
+    except UsageError as exc:
+        config_error = str(exc) if env_error is None else f"{exc}; {env_error}"
     data: dict[str, Any] = {k: v for k, v in cli.items() if k != "gpu_layers" and v is not None}
     layers = run_settings.parse_gpu_layers(cli.get("gpu_layers"))
     if layers is not None:
@@ -63,6 +69,21 @@ def _settings(cli: dict[str, Any]) -> tuple[Any, str | None]:
         return Settings.model_validate(data), config_error
     except ValidationError as exc:  # the command line itself is wrong
         raise UsageError(describe_validation_error(exc)) from exc
+
+
+def _threads_source(cli: dict[str, Any], settings: Any) -> str | None:
+    """Where the thread count comes from (None: every usable core)."""
+    from gemma_chat.config.settings import THREADS_ENV, threads_from_env
+
+    if settings.threads is None:
+        return None
+    if cli.get("threads") is not None:
+        return "--threads"
+    try:
+        from_env = threads_from_env()
+    except UsageError:
+        from_env = None
+    return THREADS_ENV if from_env == settings.threads else "config file"
 
 
 def render(report: dict[str, Any]) -> str:
@@ -77,7 +98,7 @@ def render(report: dict[str, Any]) -> str:
         f"{g['name']}: {format_bytes(g['free'])} free of {format_bytes(g['total'])} ({g['source']})"
         for g in memory["gpus"]
     ]
-    setting = "--threads" if threads["setting"] else "every usable core"
+    setting = threads.get("source") or "every usable core"
     sections = [
         (
             "llama.cpp",

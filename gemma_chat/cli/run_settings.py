@@ -31,12 +31,16 @@ def parse_gpu_layers(value: str | None) -> int | str | None:
 _SPEC = ("speculative", "draft_model")
 
 
-def build_settings(prompt: SavedPrompt | None = None, **cli: Any) -> Settings:
+def build_settings(
+    prompt: SavedPrompt | None = None, *, threads_env: bool = True, **cli: Any
+) -> Settings:
     """Merge the config file, a saved prompt and the command line, in that order of
     precedence from lowest: the command line wins over the prompt, the prompt over the
     config.
 
     Keyword arguments are the CLI option values, None where not given.
+    ``$GEMMA_CHAT_THREADS`` is read only when ``--threads`` is not given (and not at all
+    with ``threads_env=False``: ``doctor`` reports a bad value and goes on without it).
 
     Raises:
         UsageError: A value is invalid, in the config or on the command line.
@@ -50,7 +54,9 @@ def build_settings(prompt: SavedPrompt | None = None, **cli: Any) -> Settings:
             data["system"] = prompt.system
     config_backend = data.get("backend")
     backend = choose_backend(data, cli)
-    env_threads = threads_from_env()  # like $GEMMA_CHAT_MODEL: over the config, under the flag
+    # Like $GEMMA_CHAT_MODEL: over the config, under the flag (not read when the flag is
+    # given: a stale value in the environment must not refuse an explicit command line).
+    env_threads = threads_from_env() if threads_env and cli.get("threads") is None else None
     if env_threads is not None:
         data["threads"] = env_threads
     for key in ("system", "ctx", "gpu", "threads", "flash_attn", "debug", "long_input", *_SPEC):
