@@ -15,9 +15,13 @@ logits for every row. Two properties of llama.cpp decide what that buys:
    token-identical to plain decoding.
 
 Both with llama.cpp's repacked weights (its default) and without (``use_extra_bufts``
-off). Prints JSON; writes ``bench/results/batch_rows.json``.
+off). Flash attention is on, as gemma-chat runs it, unless ``--no-flash-attn``: the
+row-0 differences depend on it and on the thread count (with one thread, or with flash
+attention off and weights not repacked, row 0 equals the token decoded alone), so
+compare runs that vary ``--threads`` and ``--no-flash-attn`` before naming a cause.
+Prints JSON; writes ``bench/results/batch_rows.json``.
 
-Usage: python bench/batch_rows.py [--model PATH] [--threads 2] [--rounds 5]
+Usage: python bench/batch_rows.py [--model PATH] [--threads 2] [--rounds 5] [--no-flash-attn]
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def _quiet(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
 class Probe:
     """One model and one context, decoding batches after a fixed prefix."""
 
-    def __init__(self, path: str, threads: int, repack: bool) -> None:
+    def __init__(self, path: str, threads: int, repack: bool, flash_attn: bool = True) -> None:
         params = L.llama_model_default_params()
         params.use_extra_bufts = repack
         self.model = L.llama_model_load_from_file(path.encode(), params)
@@ -55,7 +59,7 @@ class Probe:
         ctx_params.n_ctx, ctx_params.n_batch, ctx_params.n_ubatch = 2048, 512, 512
         ctx_params.n_threads = ctx_params.n_threads_batch = threads
         ctx_params.swa_full = True  # as gemma-chat configures it
-        ctx_params.flash_attn_type = 1  # on, as gemma-chat configures it
+        ctx_params.flash_attn_type = 1 if flash_attn else 0  # on: as gemma-chat runs it
         self.ctx = L.llama_init_from_model(self.model, ctx_params)
         self.memory = L.llama_get_memory(self.ctx)
         self.batch = L.llama_batch_init(512, 0, 1)
@@ -91,8 +95,8 @@ class Probe:
         L.llama_model_free(self.model)
 
 
-def measure(path: str, threads: int, rounds: int, repack: bool) -> dict:
-    probe = Probe(path, threads, repack)
+def measure(path: str, threads: int, rounds: int, repack: bool, flash_attn: bool) -> dict:
+    probe = Probe(path, threads, repack, flash_attn)
     draft = [2000 + i for i in range(max(ROWS))]
     try:
         times: dict[int, list[float]] = {k: [] for k in ROWS}
@@ -125,6 +129,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="GGUF (default: the demo model)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-flash-attn", dest="flash_attn", action="store_false")
     args = parser.parse_args()
     if args.model is None:
         from gemma_chat.models.demo import demo_model
@@ -136,9 +141,10 @@ def main() -> None:
         "model": Path(args.model).name,
         "threads": args.threads,
         "rounds": args.rounds,
+        "flash_attn": args.flash_attn,
         "load_before": list(os.getloadavg()),
-        "repacked": measure(args.model, args.threads, args.rounds, repack=True),
-        "not_repacked": measure(args.model, args.threads, args.rounds, repack=False),
+        "repacked": measure(args.model, args.threads, args.rounds, True, args.flash_attn),
+        "not_repacked": measure(args.model, args.threads, args.rounds, False, args.flash_attn),
         "load_after": list(os.getloadavg()),
     }
     (HERE / "results").mkdir(exist_ok=True)

@@ -12,11 +12,11 @@ the distribution plain decoding would use, with the same sampler chain: at tempe
 the output is plain decoding's, and at temperature > 0 the output distribution is
 unchanged (only the random stream is consumed differently).
 
-One caveat, measured on the demo model (``bench/batch_rows.py``): llama.cpp's CPU kernels
-are not batch-invariant. A one-token step is multiplied with ggml's vector kernels, a
-batch of two rows or more with llamafile's tiled ones (Q4_0/Q5_0/Q8_0 and float weights),
-which sum in another order: the first row of a batch gets logits up to about 0.9 away from
-the same token decoded alone (and identical ones whatever the batch's size from 2 to 16).
+One caveat, measured on the demo model (``bench/batch_rows.py``): llama.cpp's CPU decoding
+is not batch-invariant with more than one thread. With 2 threads and flash attention on,
+the first row of a batch gets logits up to about 0.9 away from the same token decoded
+alone (the same whatever the batch's size from 2 to 16); with flash attention off the
+gap is 0 on plain weights and up to 0.4 on repacked ones; with one thread it is 0.
 Greedy output is therefore identical to plain decoding except where two candidates are
 that close, which a re-evaluated prompt (another prefix split of the KV cache) can flip
 just the same.
@@ -122,11 +122,11 @@ class PromptLookup:
 DRAFT_SIZES = (3, 7, 11, 15)
 """The draft lengths verified: with the pending token, batches of 4, 8, 12 or 16 rows.
 
-Measured on the demo model (Gemma 3 270M, Q5_0/Q8_0 weights, whose multi-row products
-llama.cpp computes in tiles of four rows): a batch of 3 rows costs more than one of 4,
-and a 2-row batch (one drafted token) costs 2.2 single decodes, so it cannot pay even
-when its draft is kept. Rows cost about 7 ms each in a batch of 8 and 24.5 ms alone
-(one thread), so a draft pays once about half of it is kept."""
+Measured with ``bench/batch_rows.py`` on the demo model (1 or 2 threads, flash attention
+on and off, load about 1): a batch of 3 rows costs more than one of 4 (2.8-3.4 against
+2.4-2.8 single decodes), one of 8 costs 3.5-4.7 and one of 16 6.2-7.9. A 2-row batch (one
+drafted token) costs 1.65-2.0 single decodes: it pays only when its token is kept more
+than three times in four. With these costs a draft pays once about half of it is kept."""
 
 
 def fit_draft(length: int) -> int:
