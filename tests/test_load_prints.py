@@ -77,7 +77,9 @@ def with_added_string(source: Path, target: Path, key: str, value: str) -> None:
     """Copy a GGUF with one more string in its metadata, by bytes: the new key goes right
     after the header, padded to GGUF's default alignment (32) with trailing spaces, so the
     tensor data is copied as is (rewriting the demo model's 262k-entry vocabulary with
-    ``gguf`` took 18 s of the suite)."""
+    ``gguf`` took 18 s of the suite). Only for a GGUF v3 source without ``key`` (llama.cpp
+    refuses a duplicate key) and without a ``general.alignment`` that does not divide 32
+    (the data section would then move by other than the entry's size): the demo model."""
     raw_key, raw_value = key.encode(), value.encode()
     size = 8 + len(raw_key) + 4 + 8 + len(raw_value)
     raw_value += b" " * (-size % 32)
