@@ -49,8 +49,9 @@ class SpecStats:
 
     Attributes:
         mode: ``lookup`` or ``draft`` (``off``: plain decoding).
-        drafted: Tokens proposed by the drafter and judged by the target (those after
-            the reply stopped are not).
+        drafted: Tokens proposed by the drafter and verified by the target (those after
+            a refused one count as refused; those after the token the reply stopped at
+            do not count).
         accepted: Drafted tokens the target agreed with (and that were kept).
         batches: Verification batches run.
     """
@@ -234,6 +235,7 @@ def speculate(
     n_ctx = llm.n_ctx()
     history = llm.input_ids[: llm.n_tokens].tolist()
     kept = llm.n_tokens  # cells that precede the last yielded token
+    unjudged = 0  # drafted tokens after the one the caller may stop at
     try:
         yield pending
         while True:
@@ -248,20 +250,22 @@ def speculate(
             draft = drafter.draft(history, want) if want > 0 else []
             del draft[fit_draft(len(draft)) :]  # a batch of a size that pays, or none
             _decode(llm, [pending, *draft])
+            stats.drafted += len(draft)
             stats.batches += 1 if draft else 0
             base = llm.n_tokens - len(draft) - 1
             accepted = 0
             for i in range(len(draft) + 1):
                 token = sampler.sample(llm._ctx, i)
                 kept = base + i + 1
-                # Counted once judged: a stop before the end leaves the rest of the draft
-                # unjudged, and it would otherwise count as refused.
-                stats.drafted += 1 if i < len(draft) else 0
                 if i < len(draft) and token == draft[i]:
                     accepted += 1
                     stats.accepted += 1  # counted now: the caller may stop at this token
                     history.append(token)
+                    # If the reply stops at this token, the rest of the draft was neither
+                    # kept nor refused: it is not counted as drafted (see finally).
+                    unjudged = len(draft) - i - 1
                     yield token
+                    unjudged = 0
                     continue
                 pending = token
                 break
@@ -269,6 +273,7 @@ def speculate(
             _cut(llm, base + accepted + 1)
             yield pending
     finally:
+        stats.drafted -= unjudged
         # Plain decoding holds everything before the last yielded token: so do we.
         if llm.n_tokens > kept:
             _cut(llm, kept)
