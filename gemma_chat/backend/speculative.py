@@ -13,11 +13,13 @@ the output is plain decoding's, and at temperature > 0 the output distribution i
 unchanged (only the random stream is consumed differently).
 
 One caveat, measured on the demo model (``bench/batch_rows.py``): llama.cpp's CPU decoding
-is not batch-invariant. With 2 threads and flash attention on, the first row of a batch
-gets logits up to about 0.9 away from the same token decoded alone (the same whatever
-the batch's size from 2 to 16); with flash attention off the gap is 0 on plain weights
-and up to 0.4 on repacked ones; with one thread it is 0, yet greedy replies still differ
-(the other rows, and the prompt's split, are not invariant either).
+is not batch-invariant. Which kernels a product uses, and in which order they sum,
+depends on how many rows the batch has (llamafile's tiled kernels for two rows or more,
+repacked weights, how flash attention splits its work). With the defaults (2 threads,
+flash attention on) the first row of a batch gets logits up to about 0.9 away from the
+same token decoded alone, whatever the batch's size from 2 to 16. With one thread, flash
+attention off or weights not repacked, the gap is 0 for some prefixes and batch sizes
+and 0.4-1.1 for others; no setting made it 0 throughout.
 Greedy output is therefore identical to plain decoding except where two candidates are
 that close, which a re-evaluated prompt (another prefix split of the KV cache) can flip
 just the same.
