@@ -195,3 +195,35 @@ async def test_full_collections_are_held_until_the_reply_is_rendered(vocab, monk
         await wait_until(pilot, lambda: gc.get_threshold()[2] == HELD_THRESHOLD)
     gc.collect(0)  # a young collection: the hold sees that the app has ended
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+async def test_a_backlog_renders_in_slices_that_end_where_parts_close(vocab, monkeypatch) -> None:
+    # The model is done long before the screen: the reply renders its backlog a slice
+    # a frame. A slice that closes the live part ends there (the part is drawn flat in
+    # the next frame, with the next slice).
+    slices: list[str] = []
+    write = ModelReply.write
+
+    async def recorded(self: ModelReply, delta: str) -> int:
+        done = await write(self, delta)
+        slices.append(delta[:done])
+        return done
+
+    monkeypatch.setattr(ModelReply, "write", recorded)
+    app = GemmaChatApp(settings(), loader=loader(vocab, [LONG]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None)
+        await send(pilot, "hi")
+        reply = app.query_one(ModelReply)
+        await wait_until(pilot, lambda: not app.generating and rendered(reply))
+        assert "".join(slices) == visible(LONG)
+        assert len(slices) > len(reply.segments) > 3
+        ends, at = set(), 0
+        for piece in slices:
+            at += len(piece)
+            ends.add(at)
+        starts, at = [], 0
+        for segment in reply.segments:
+            starts.append(at)
+            at += len(segment.source)
+        assert set(starts[1:]) <= ends  # each new part starts with a slice of its own

@@ -20,7 +20,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Markdown, Static
 
 from gemma_chat.chat.conversation import StopReason
-from gemma_chat.chat.markdown_blocks import split_finished
+from gemma_chat.chat.markdown_blocks import slice_end, split_finished
 from gemma_chat.sanitize import StreamSanitizer, one_line, visible
 from gemma_chat.tui.widgets.flat_markdown import flatten_later, next_frame
 from gemma_chat.tui.widgets.selection import MessageSelection
@@ -28,7 +28,10 @@ from gemma_chat.tui.widgets.selection import MessageSelection
 W = TypeVar("W", bound=Widget)
 
 RENDER_SLICE = 1024
-"""Characters of queued reply text rendered before the screen gets to paint."""
+"""Characters of queued reply text rendered before the screen gets to paint, at most."""
+RENDER_COST = 48
+"""Nor more Markdown blocks built per slice than this (a paragraph counts 1, a list item
+4: see :func:`~gemma_chat.chat.markdown_blocks.slice_end`); each block is widgets to mount."""
 SEGMENT_LINES = 24
 """Lines of streamed Markdown after which finished blocks are rendered once and left."""
 
@@ -135,15 +138,19 @@ class ModelReply(Vertical):
 
     Text streams into the live Markdown widget, appended a slice at a time (each append
     awaited, so the next waits for the screen: Textual's ``MarkdownStream`` would join a
-    backlog into one long append that freezes the screen). Once the
+    backlog into one long append that freezes the screen). A slice is cut inside a
+    paragraph or a heading when it can be (see
+    :func:`~gemma_chat.chat.markdown_blocks.slice_end`): the next append then updates
+    that block in place instead of building a list or a code block again. Once the
     live part holds ``SEGMENT_LINES`` lines, it is closed at the next block boundary (a
     blank line outside code fences, not inside a list): everything before the boundary
     is complete as streamed and never changes again, and the rest continues in a new live
-    widget. So when the reply ends only the live part needs its one full render (which
-    completes its code blocks), however long the reply grew. Each finished part is then
-    shown as one widget drawn once (see :mod:`.flat_markdown`), so the screen's layout
-    does not grow with the reply. A quiet marker shows when
-    the reply stopped for another reason than the end of its turn.
+    widget; the slice ends there, and the closed part is drawn flat in the next frame,
+    with a smaller slice. So when the reply ends only the live part needs its one full
+    render (which completes its code blocks), however long the reply grew. Each finished
+    part is then shown as one widget drawn once (see :mod:`.flat_markdown`), so the
+    screen's layout does not grow with the reply. A quiet marker shows when the reply
+    stopped for another reason than the end of its turn.
 
     :meth:`feed` only queues text and returns, so the app's message handler never waits
     for rendering and a key press such as Esc is handled at once; the reply's own task
@@ -174,6 +181,8 @@ class ModelReply(Vertical):
         self._safe = StreamSanitizer()  # what is rendered; self.text keeps the reply as is
         self._live_text = visible(text if shown is None else shown)
         self._inbox: list[str] = []
+        self._pending = ""  # taken from the inbox, not rendered yet
+        self._just_closed = False  # whether the last slice closed the live part
         self._wake = asyncio.Event()
         self._renderer: asyncio.Task[None] | None = None
         self._draining = False
@@ -198,13 +207,19 @@ class ModelReply(Vertical):
         while True:
             await self._wake.wait()
             self._wake.clear()
-            queued = "".join(self._inbox)
-            self._inbox.clear()
             # Render a backlog in slices, with a frame painted after each: one huge
             # append would mount dozens of blocks in one go and freeze the screen.
-            for start in range(0, len(queued), RENDER_SLICE):
-                await self.write(queued[start : start + RENDER_SLICE])
-                await next_frame(self)
+            while self._inbox:
+                self._pending += "".join(self._inbox)
+                self._inbox.clear()
+                while self._pending:
+                    # A part closed by the last slice is drawn flat in this frame.
+                    chars = RENDER_SLICE // 2 if self._just_closed else RENDER_SLICE
+                    self._just_closed = False
+                    size = slice_end(self._live_text, self._pending, chars, RENDER_COST)
+                    size = await self.write(self._pending[:size])
+                    self._pending = self._pending[size:]
+                    await next_frame(self)
             if self._draining and not self._inbox:
                 await self._final_render()
                 return
@@ -253,23 +268,30 @@ class ModelReply(Vertical):
         # Children only: a query of all descendants would walk every block of the reply.
         return list(self.query_children(Markdown).results(Markdown))
 
-    async def write(self, delta: str) -> None:
-        """Render more streamed text now (``feed`` queues it for this)."""
+    async def write(self, delta: str) -> int:
+        """Render more streamed text now (``feed`` queues it for this), up to where the
+        live part is closed, if it is.
+
+        Returns:
+            How much of ``delta`` was rendered: the rest is for the next slice, after a
+            frame (the closed part is drawn flat then).
+        """
         written = len(self._live_text)
         combined = self._live_text + delta
         if combined.count("\n") >= SEGMENT_LINES:
             finished, rest = split_finished(combined)
             # Cut only at a boundary inside this delta: what was streamed before it is
             # already on screen exactly as a full render would show it.
-            if len(finished) >= written and rest:
+            if finished and len(finished) >= written and rest:
                 await self._write_live(finished[written:])
                 flatten_later(self, self.segments[-1])
+                self._just_closed = True
                 marker = self.query_children(".stop-marker").first()
                 await self.mount(Markdown(classes="reply-body", open_links=False), before=marker)
                 self._live_text = ""
-                await self._write_live(rest)
-                return
+                return len(finished) - written
         await self._write_live(delta)
+        return len(delta)
 
     async def _write_live(self, text: str) -> None:
         if not text:
