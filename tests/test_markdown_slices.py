@@ -83,10 +83,29 @@ def test_many_list_items_are_cut_by_their_cost() -> None:
     items = "".join(f"- {i}\n" for i in range(200))
     size = slice_end("Intro.\n\n", items, 1024, 5 * ITEM_COST)
     assert 1 <= items[:size].count("- ") <= 5
-    # A list already shown is built again by any append: that is not held against it.
-    shown = "Intro.\n\n" + items
-    size = slice_end(shown, "- more\n" * 50, 1024, 2 * ITEM_COST)
-    assert 1 <= ("- more\n" * 50)[:size].count("- ") <= 3
+
+
+def test_an_open_list_over_the_budget_is_finished_at_once() -> None:
+    # Shown so far ends inside a long list: any append builds it again, so the rest of
+    # it goes in one slice (with a first part of what follows), not an item a slice.
+    shown = "Intro.\n\n" + "".join(f"- {i}\n" for i in range(20))
+    queued = "- 20\n- 21\n- 22\n\nAfter the list.\n\n" + PARA * 5
+    size = slice_end(shown, queued, 1024, 2 * ITEM_COST)
+    assert queued[:size] == "- 20\n- 21\n- 22\n\nAfter the list."
+    # Within the budget, the cost of building it again counts.
+    shown = "Intro.\n\n- a\n- b"
+    assert slice_end(shown, "\n- c\n\nText " + PARA * 5, 1024, 3 * ITEM_COST) == len("\n- c")
+
+
+def test_long_text_counts_against_the_budget() -> None:
+    # Paragraphs of 76 characters, 78 with the blank line: 1 each, and 1 per 100 chars.
+    prose = "\n\n".join([PARA] * 40)
+    assert prose[: slice_end("", prose, 4096, 10, chars_per_cost=100)].count(PARA) == 6
+    # One long paragraph is cut inside, where the budget runs out.
+    prose = " ".join([PARA] * 40)
+    assert slice_end("", prose, 4096, 10, chars_per_cost=100) == 999
+    # After a list (built again: 9) and the paragraph's own 1, 99 characters are left.
+    assert slice_end("- a\n- b\n\n", prose, 4096, 10, chars_per_cost=100) == 99
 
 
 def test_it_always_moves_on() -> None:

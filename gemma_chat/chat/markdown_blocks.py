@@ -42,9 +42,13 @@ Markdown shows an item as four widgets (a row, its bullet, a column, the paragra
 FENCE_COST = 2
 """What a code block costs to show (two widgets), plus 1 per ``FENCE_LINES`` lines."""
 FENCE_LINES = 10
+CHARS_PER_COST = 160
+"""Characters of text that cost as much to show as one more block (parsing, drawing)."""
 
 
-def slice_end(shown: str, queued: str, max_chars: int, max_cost: int) -> int:
+def slice_end(
+    shown: str, queued: str, max_chars: int, max_cost: int, chars_per_cost: int = CHARS_PER_COST
+) -> int:
     """How much of a backlog of Markdown to show next, after ``shown`` (the text already
     in the same Markdown widget).
 
@@ -54,7 +58,8 @@ def slice_end(shown: str, queued: str, max_chars: int, max_cost: int) -> int:
     than inside or just after a list or a code block; and the cost of what the append
     builds (the blocks it starts, and the open list or code block it builds again; a
     paragraph or heading costs 1, a list item ``ITEM_COST``) is kept within
-    ``max_cost``, so that no append holds the screen for long. Only the first
+    ``max_cost``, with 1 more per ``chars_per_cost`` characters, so that no append holds
+    the screen for long. An open block dearer than that alone is finished at once. Only the first
     ``max_chars`` of ``queued`` (and the lines of ``shown``) are read.
 
     Returns:
@@ -62,13 +67,22 @@ def slice_end(shown: str, queued: str, max_chars: int, max_cost: int) -> int:
         least 1 when there are any.
     """
     head = queued[:max_chars]
-    # Any append builds the open block again (unless it is a paragraph or a heading):
-    # that is not held against what the slice adds.
-    base = next(cost for _end, _cheap, cost in _scan(shown, ""))
+    # An open list or code block is built again by any append: when that alone is over
+    # the budget, it is finished in this slice rather than built again slice after slice.
+    over = next(cost for _start, _end, _cheap, cost in _scan(shown, "")) > max_cost
     best = last = 0
-    for end, cheap, cost in _scan(shown, head):
-        if cost - base > max_cost and last:
-            break
+    for start, end, cheap, cost in _scan(shown, head):
+        if over:
+            if cheap:
+                return end  # finished, and the next block started
+            last = end
+            continue
+        if cost + end // chars_per_cost > max_cost:
+            fit = (max_cost - cost + 1) * chars_per_cost - 1
+            if cheap and fit > start:
+                return fit  # a long paragraph: cut inside it
+            if last:
+                break
         last = end
         if cheap:
             best = end
@@ -79,10 +93,11 @@ def slice_end(shown: str, queued: str, max_chars: int, max_cost: int) -> int:
 
 
 def _scan(shown: str, head: str):
-    """(end, cheap, cost) at the end of each line of ``head`` (cut short at its end):
-    ``end`` counted in ``head``; ``cheap``: the cut is inside a paragraph or a heading;
-    ``cost``: what appending ``head[:end]`` after ``shown`` builds (the blocks started in
-    ``head``, and the last block of ``shown`` unless it is a paragraph or a heading)."""
+    """(start, end, cheap, cost) for each line of ``head`` (cut short at its end):
+    ``start`` and ``end`` counted in ``head``; ``cheap``: a cut at ``end`` is inside a
+    paragraph or a heading; ``cost``: what appending ``head[:end]`` after ``shown``
+    builds (the blocks started in ``head``, and the last block of ``shown`` unless it is
+    a paragraph or a heading)."""
     border = len(shown)
     kind = ""  # the open block: "para", "list", "fence", "other"; "" before any
     block_cost = 0
@@ -127,5 +142,5 @@ def _scan(shown: str, head: str):
         if end >= border:  # a line with text of head
             cheap = kind == "para" and bool(stripped) and end > max(start, border)
             open_cost = block_cost if in_head or kind != "para" else 0
-            yield end - border, cheap, built + open_cost
+            yield max(start - border, 0), end - border, cheap, built + open_cost
         start = end + 1

@@ -27,11 +27,14 @@ from gemma_chat.tui.widgets.selection import MessageSelection
 
 W = TypeVar("W", bound=Widget)
 
-RENDER_SLICE = 1024
+RENDER_SLICE = 2048
 """Characters of queued reply text rendered before the screen gets to paint, at most."""
-RENDER_COST = 48
-"""Nor more Markdown blocks built per slice than this (a paragraph counts 1, a list item
-4: see :func:`~gemma_chat.chat.markdown_blocks.slice_end`); each block is widgets to mount."""
+RENDER_COST = 30
+"""What a slice may cost to show, at most: a paragraph or a heading costs 1, a list item
+4, and 160 characters 1 (see :func:`~gemma_chat.chat.markdown_blocks.slice_end`)."""
+DRAW_COST = 6
+"""What drawing a closed part flat costs, in the same units: the slice after a part
+closed is that much smaller (the part is drawn in the same frame)."""
 SEGMENT_LINES = 24
 """Lines of streamed Markdown after which finished blocks are rendered once and left."""
 
@@ -178,9 +181,9 @@ class ModelReply(Vertical):
                 self._inbox.clear()
                 while self._pending:
                     # A part closed by the last slice is drawn flat in this frame.
-                    chars = RENDER_SLICE // 2 if self._just_closed else RENDER_SLICE
+                    cost = RENDER_COST - (DRAW_COST if self._just_closed else 0)
                     self._just_closed = False
-                    size = slice_end(self._live_text, self._pending, chars, RENDER_COST)
+                    size = slice_end(self._live_text, self._pending, RENDER_SLICE, cost)
                     size = await self.write(self._pending[:size])
                     self._pending = self._pending[size:]
                     await next_frame(self)
@@ -253,7 +256,8 @@ class ModelReply(Vertical):
                 marker = self.query_children(".stop-marker").first()
                 await self.mount(Markdown(classes="reply-body", open_links=False), before=marker)
                 self._live_text = ""
-                return len(finished) - written
+                await self._write_live(rest)
+                return len(delta)
         await self._write_live(delta)
         return len(delta)
 
