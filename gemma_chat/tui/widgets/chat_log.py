@@ -29,7 +29,7 @@ W = TypeVar("W", bound=Widget)
 
 RENDER_SLICE = 2048
 """Characters of queued reply text rendered before the screen gets to paint, at most."""
-RENDER_COST = 30
+RENDER_COST = 40
 """What a slice may cost to show, at most: a paragraph or a heading costs 1, a list item
 4, and 160 characters 1 (see :func:`~gemma_chat.chat.markdown_blocks.slice_end`)."""
 DRAW_COST = 6
