@@ -27,7 +27,7 @@ from gemma_chat.tui.widgets.selection import MessageSelection
 
 W = TypeVar("W", bound=Widget)
 
-RENDER_SLICE = 2048
+RENDER_SLICE = 1024
 """Characters of queued reply text rendered before the screen gets to paint, at most."""
 RENDER_COST = 40
 """What a slice may cost to show, at most: a paragraph or a heading costs 1, a list item
