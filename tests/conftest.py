@@ -30,6 +30,15 @@ from gemma_chat.generation.engine import Engine
 
 GREEDY = Sampling(temperature=0.0, seed=1, max_tokens=64)
 
+# Under pytest-xdist the workers run llama.cpp at the same time, and ggml's threads spin at
+# every barrier of a graph: two workers of two threads each on two cores wait on each other
+# far more than they compute (a model-heavy subset took 128 s so, and 53 s with one thread
+# per worker). So each worker gets its share of the cores, in-process and in the
+# subprocesses and servers it starts (they inherit the environment).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+if _WORKERS > 1 and not os.environ.get("GEMMA_CHAT_THREADS"):
+    os.environ["GEMMA_CHAT_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // _WORKERS))
+
 # Fuzz tests run with a bounded number of examples and no deadline (2 shared cores make
 # per-example timing noisy); HYPOTHESIS_PROFILE=deep runs many more by hand.
 settings.register_profile(

@@ -118,10 +118,11 @@ def start(
     Fails the test (not a skip) when the binary exits or does not answer in time.
     """
     port = free_port()
+    threads = os.environ.get("GEMMA_CHAT_THREADS") or "2"  # one per xdist worker: see conftest
     command = [
         str(binary),
         *("-m", str(model), "--host", "127.0.0.1", "--port", str(port)),
-        *("-c", str(n_ctx), "-np", "1", "-t", "2", "-tb", "2", "--no-webui"),
+        *("-c", str(n_ctx), "-np", "1", "-t", threads, "-tb", threads, "--no-webui"),
         *(("--swa-full",) if swa_full else ()),
     ]
     log_path = workdir / f"llama-server-{port}.log"

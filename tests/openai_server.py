@@ -80,8 +80,9 @@ def write_config(
                 "model": str(gguf),
                 "model_alias": alias,
                 "n_ctx": n_ctx,
-                "n_threads": 2,
-                "n_threads_batch": 2,
+                # One per xdist worker (see conftest): spinning threads must not contend.
+                "n_threads": int(os.environ.get("GEMMA_CHAT_THREADS") or 2),
+                "n_threads_batch": int(os.environ.get("GEMMA_CHAT_THREADS") or 2),
                 "verbose": False,
             }
             for alias, gguf in models.items()

@@ -44,6 +44,7 @@ def test_from_a_reply_branches_with_that_branch_as_the_prompt(demo_path: Path) -
     cid = first["conversation_id"]
     second = ask(demo_path, "-c", "Name a fruit.")  # the branch viewed: Q1 A1 Q2 A2
     (q1, _, _, _), (a1, _, _, _) = stored(cid)[:2]
+    assert (first["question_id"], first["reply_id"]) == (q1, a1)  # what --from takes
 
     again = ask(demo_path, "--conversation", str(cid), "--from", str(a1), "Name a fruit.")
     assert again["conversation_id"] == cid
@@ -56,6 +57,7 @@ def test_from_a_reply_branches_with_that_branch_as_the_prompt(demo_path: Path) -
     (new_q, role_q, text_q, parent_q), (new_a, role_a, _, parent_a) = messages[-2:]
     assert (role_q, text_q, parent_q) == ("user", "Name a fruit.", a1)
     assert (role_a, parent_a) == ("model", new_q)
+    assert (again["question_id"], again["reply_id"]) == (new_q, new_a)
     with HistoryStore() as store:
         # A sibling of the question that followed A1 before; its branch is the one viewed
         # (what a plain -c continues).
@@ -67,6 +69,7 @@ def test_from_a_reply_branches_with_that_branch_as_the_prompt(demo_path: Path) -
         demo_path, "--no-save", "--conversation", str(cid), "--from", str(a1), "Name a fruit."
     )
     assert unsaved["conversation_id"] is None and unsaved["text"] == second["text"]
+    assert unsaved["question_id"] is None and unsaved["reply_id"] is None
     assert len(stored(cid)) == 6
 
 

@@ -43,7 +43,8 @@ def doctor_json(*args: str, env: dict | None = None) -> dict:
     return json.loads(proc.stdout)
 
 
-def test_doctor_reports_this_machine(demo_path: Path) -> None:
+def test_doctor_reports_this_machine(demo_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("GEMMA_CHAT_THREADS", raising=False)  # set for xdist by conftest
     proc = run_cli("doctor")
     assert proc.returncode == 0 and proc.stderr == b""
     text = proc.stdout.decode()
@@ -64,7 +65,8 @@ def test_doctor_reports_this_machine(demo_path: Path) -> None:
     assert f"  gemma-chat uses   {len(os.sched_getaffinity(0))} threads" in text
 
 
-def test_doctor_json_holds_true_facts(demo_path: Path) -> None:
+def test_doctor_json_holds_true_facts(demo_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("GEMMA_CHAT_THREADS", raising=False)  # set for xdist by conftest
     report = doctor_json()
     build = report["llama_cpp"]
     info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip()

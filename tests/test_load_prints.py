@@ -8,8 +8,8 @@ Real llama.cpp on tiny Gemma 2 GGUFs whose metadata is hostile, real processes o
 from __future__ import annotations
 
 import os
+import shutil
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -73,20 +73,30 @@ def test_models_info_shows_hostile_metadata_keys_safely(evil_model: Path) -> Non
     assert b"evil.key" + SHOWN_BYTES in seen  # the key itself shows its ESC
 
 
+def with_added_string(source: Path, target: Path, key: str, value: str) -> None:
+    """Copy a GGUF with one more string in its metadata, by bytes: the new key goes right
+    after the header, padded to GGUF's default alignment (32) with trailing spaces, so the
+    tensor data is copied as is (rewriting the demo model's 262k-entry vocabulary with
+    ``gguf`` took 18 s of the suite)."""
+    raw_key, raw_value = key.encode(), value.encode()
+    size = 8 + len(raw_key) + 4 + 8 + len(raw_value)
+    raw_value += b" " * (-size % 32)
+    entry = len(raw_key).to_bytes(8, "little") + raw_key + (8).to_bytes(4, "little")  # string
+    entry += len(raw_value).to_bytes(8, "little") + raw_value
+    with source.open("rb") as src, target.open("wb") as dst:
+        head = src.read(24)  # magic, version, tensor count, key count
+        assert head[:4] == b"GGUF" and int.from_bytes(head[4:8], "little") == 3, head
+        dst.write(head[:16] + (int.from_bytes(head[16:24], "little") + 1).to_bytes(8, "little"))
+        dst.write(entry)
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
 @pytest.fixture(scope="module")
 def evil_demo(demo_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo model with a hostile chat template: big enough that the app can be left
     while llama.cpp still loads it (a tiny model loads before the app can quit)."""
-    from gguf.scripts import gguf_new_metadata
-
     target = tmp_path_factory.mktemp("evil-demo") / "evil.gguf"
-    argv = sys.argv
-    sys.argv = ["gguf_new_metadata", "--chat-template", EVIL_TEMPLATE, "--force"]
-    sys.argv += [str(demo_path), str(target)]
-    try:
-        gguf_new_metadata.main()
-    finally:
-        sys.argv = argv
+    with_added_string(demo_path, target, "tokenizer.chat_template", EVIL_TEMPLATE)
     return target
 
 

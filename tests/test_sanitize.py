@@ -78,7 +78,13 @@ def test_stream_sanitizer_over_any_split_equals_visible_of_the_whole(
     assert streamed == visible(text)
 
 
-@given(st.recursive(st.none() | TEXT, lambda inner: st.lists(inner) | st.dictionaries(TEXT, inner)))
+@given(
+    st.recursive(
+        st.none() | TEXT,
+        lambda inner: st.lists(inner, max_size=6) | st.dictionaries(TEXT, inner, max_size=6),
+        max_leaves=24,
+    )
+)
 def test_json_safe_is_lossless_and_leaves_no_control(value: object) -> None:
     text = json_safe(json.dumps(value, ensure_ascii=False))
     assert json.loads(text) == value

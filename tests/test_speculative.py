@@ -13,7 +13,7 @@ import pytest
 import stories
 from conftest import GREEDY
 
-from gemma_chat.backend.speculative import Pacer, PromptLookup
+from gemma_chat.backend.speculative import Pacer, PromptLookup, fit_draft
 from gemma_chat.chat.conversation import Conversation, StopReason
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, TextDelta
@@ -186,18 +186,46 @@ def test_prompt_lookup_drafts_the_latest_continuation() -> None:
 
 
 def test_pacer_backs_off_after_misses_and_recovers() -> None:
-    pacer = Pacer(max_draft=8, max_pause=16)
-    assert pacer.want() == 8
-    pacer.record(8, 0)
-    assert [pacer.want() for _ in range(3)] == [0, 0, 4]  # paused for 2, then shorter
-    pacer.record(4, 0)
-    assert [pacer.want() for _ in range(5)] == [0, 0, 0, 0, 2]
-    pacer.record(2, 2)
-    assert pacer.want() == 4  # a full acceptance doubles the draft
-    pacer.record(4, 1)  # a draft that kept less than half: a miss too, and shorter
-    assert [pacer.want() for _ in range(3)] == [0, 0, 2]
-    pacer.record(2, 1)  # half kept: it paid for itself
-    assert pacer.want() == 2
+    pacer = Pacer(max_draft=15, max_pause=16)
+    assert pacer.want() == 7  # 8 rows with the pending token
+    pacer.record(7, 0)
+    assert [pacer.want() for _ in range(3)] == [0, 0, 3]  # paused for 2, then the shortest
+    pacer.record(3, 0)
+    assert [pacer.want() for _ in range(5)] == [0, 0, 0, 0, 3]
+    pacer.record(3, 3)
+    assert pacer.want() == 7  # a full acceptance: the next size up
+    pacer.record(7, 7)
+    assert pacer.want() == 15
+    pacer.record(15, 15)
+    assert pacer.want() == 15  # never past max_draft
+    pacer.record(15, 9)  # more than half kept: it paid; the size that holds what was kept
+    assert pacer.want() == 11
+    pacer.record(11, 5)  # less than half: a miss, paused, and the shortest again
+    assert [pacer.want() for _ in range(3)] == [0, 0, 3]
+    assert Pacer(max_draft=8).want() == 7 and Pacer(max_draft=3).want() == 3
+
+
+def test_drafts_are_cut_to_batch_sizes_that_pay() -> None:
+    assert [fit_draft(n) for n in range(18)] == [
+        0,
+        0,
+        0,
+        3,
+        3,
+        3,
+        3,
+        7,
+        7,
+        7,
+        7,
+        11,
+        11,
+        11,
+        11,
+        15,
+        15,
+        15,
+    ]
 
 
 def test_ask_reports_speculation_in_json_and_stats(demo_path) -> None:
@@ -235,8 +263,9 @@ def test_a_bad_speculative_mode_is_one_line(demo_path) -> None:
 @pytest.fixture(scope="module")
 def demo_self_draft(demo_path):
     from gemma_chat.backend.draft_model import DraftModel
+    from gemma_chat.backend.local import default_threads
 
-    draft = DraftModel(demo_path, n_ctx=2048, threads=2)
+    draft = DraftModel(demo_path, n_ctx=2048, threads=default_threads())
     yield draft
     draft.close()
 
@@ -279,6 +308,9 @@ def test_a_tiny_gemma2_pair_keeps_the_stop_rules(tiny_backends, tiny_models, nam
     assert spec.stats.accepted_tokens > 0
     if name == "runaway":
         assert spec.stats.accepted_tokens == spec.stats.completion_tokens
+    # The draft model follows the same script, so no drafted token was refused, and
+    # what the draft held past the stop is not counted: the acceptance is exactly 1.
+    assert spec.stats.acceptance == 1.0, spec.stats
 
 
 def test_a_draft_model_with_another_vocabulary_is_refused(demo_backend, tiny_backends) -> None:

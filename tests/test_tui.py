@@ -434,7 +434,8 @@ async def test_a_bad_theme_file_is_reported_once(vocab, tmp_path) -> None:
 
 
 async def test_view_follows_only_while_at_the_bottom(vocab) -> None:
-    app, _ = make_app(vocab, [LONG + "\n\n" + LONG], delay_s=0.004)
+    # The second reply only has to grow past the screen while followed: half as long.
+    app, _ = make_app(vocab, [LONG + "\n\n" + LONG, LONG], delay_s=0.004)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         await send(pilot, "go")

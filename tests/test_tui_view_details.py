@@ -49,6 +49,7 @@ async def test_the_meter_moves_while_a_reply_streams(vocab) -> None:
         before = meter(app)
         await wait_until(pilot, lambda: meter(app) >= before + 30)
         assert app.generating  # it moved before the reply ended
+        app.replies.stop()  # the rest would only take time: a stopped reply is counted too
         await wait_until(pilot, lambda: not app.generating)
         await settle(pilot)
         counted = app.engine.count_tokens(app.conversation, "")

@@ -21,8 +21,8 @@ from gemma_chat.backend.grammar import GrammarSampler, gbnf_for
 from gemma_chat.backend.offload import OffloadPlan
 from gemma_chat.backend.speculative import PromptLookup, SpecStats, speculate
 from gemma_chat.backend.vocab import LlamaVocab
-from gemma_chat.config.settings import Sampling
-from gemma_chat.errors import ModelError
+from gemma_chat.config.settings import Sampling, threads_from_env
+from gemma_chat.errors import ModelError, UsageError
 from gemma_chat.structured.constraint import OutputConstraint
 
 N_BATCH = 512
@@ -34,7 +34,13 @@ def gpu_offload_supported() -> bool:
 
 
 def default_threads() -> int:
-    """Every core this process may run on."""
+    """``$GEMMA_CHAT_THREADS``, else every core this process may run on."""
+    try:
+        from_env = threads_from_env()
+    except UsageError:  # refused where settings are built; doctor still reports the rest
+        from_env = None
+    if from_env is not None:
+        return from_env
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux

@@ -12,13 +12,14 @@ the distribution plain decoding would use, with the same sampler chain: at tempe
 the output is plain decoding's, and at temperature > 0 the output distribution is
 unchanged (only the random stream is consumed differently).
 
-One caveat, measured on the demo model: llama.cpp's CPU kernels are not batch-invariant.
-A row of a multi-token batch (and even a single token decoded after a rollback) can get
-logits that differ from a single-token decode by up to about one unit, because the
-summation order changes (repacked Q4_K products take rows four at a time, attention over
-a longer window is tiled). Greedy output is therefore identical to plain decoding except
-where two candidates are that close, which a re-evaluated prompt (another prefix split of
-the KV cache) can flip just the same.
+One caveat, measured on the demo model (``bench/batch_rows.py``): llama.cpp's CPU kernels
+are not batch-invariant. A one-token step is multiplied with ggml's vector kernels, a
+batch of two rows or more with llamafile's tiled ones (Q4_0/Q5_0/Q8_0 and float weights),
+which sum in another order: the first row of a batch gets logits up to about 0.9 away from
+the same token decoded alone (and identical ones whatever the batch's size from 2 to 16).
+Greedy output is therefore identical to plain decoding except where two candidates are
+that close, which a re-evaluated prompt (another prefix split of the KV cache) can flip
+just the same.
 
 Tokens are yielded one at a time, so the reply loop applies every stop rule at every
 accepted token. When the caller stops iterating, the cache is cut back to what plain
@@ -37,8 +38,8 @@ from typing import Any, Protocol
 
 from gemma_chat.backend.base import Cancelled
 
-MAX_DRAFT = 8
-"""The longest draft verified in one batch."""
+MAX_DRAFT = 15
+"""The longest draft verified in one batch (16 rows with the pending token)."""
 
 
 @dataclass
@@ -47,7 +48,9 @@ class SpecStats:
 
     Attributes:
         mode: ``lookup`` or ``draft`` (``off``: plain decoding).
-        drafted: Tokens proposed by the drafter and verified by the target.
+        drafted: Tokens proposed by the drafter and verified by the target (those after
+            a refused one count as refused; those after the token the reply stopped at
+            do not count).
         accepted: Drafted tokens the target agreed with (and that were kept).
         batches: Verification batches run.
     """
@@ -117,20 +120,35 @@ class PromptLookup:
         """Nothing to release."""
 
 
+DRAFT_SIZES = (3, 7, 11, 15)
+"""The draft lengths verified: with the pending token, batches of 4, 8, 12 or 16 rows.
+
+Measured on the demo model (Gemma 3 270M, Q5_0/Q8_0 weights, whose multi-row products
+llama.cpp computes in tiles of four rows): a batch of 3 rows costs more than one of 4,
+and a 2-row batch (one drafted token) costs 2.2 single decodes, so it cannot pay even
+when its draft is kept. Rows cost about 7 ms each in a batch of 8 and 24.5 ms alone
+(one thread), so a draft pays once about half of it is kept."""
+
+
+def fit_draft(length: int) -> int:
+    """The longest draft size of ``DRAFT_SIZES`` that is at most ``length`` (0: none)."""
+    return max((size for size in DRAFT_SIZES if size <= length), default=0)
+
+
 class Pacer:
     """Decides how many tokens to draft next, from how the last drafts fared.
 
-    The draft length follows the accepted length (longer after a full acceptance). A
-    draft that kept less than half of its tokens is a miss: verifying it cost about as
-    much as the tokens it saved, or more. After a miss, drafting pauses for a number of
-    tokens that doubles with each consecutive miss (up to ``max_pause``), so text that
-    the history cannot predict (free-form chat, where drafts keep a token or two) runs at
-    plain speed.
+    The draft length follows the accepted length (longer after a full acceptance), in
+    the sizes of ``DRAFT_SIZES``. A draft that kept less than half of its tokens is a
+    miss: verifying it cost about as much as the tokens it saved, or more. After a miss,
+    drafting pauses for a number of tokens that doubles with each consecutive miss (up to
+    ``max_pause``), so text that the history cannot predict (free-form chat, where drafts
+    keep a token or two) runs at plain speed.
     """
 
     def __init__(self, max_draft: int = MAX_DRAFT, max_pause: int = 64) -> None:
-        self.max_draft, self.max_pause = max_draft, max_pause
-        self.length = max_draft
+        self.max_draft, self.max_pause = fit_draft(max_draft), max_pause
+        self.length = min(7, self.max_draft)
         self._misses = 0
         self._pause = 0
 
@@ -148,14 +166,14 @@ class Pacer:
         if accepted * 2 < drafted:  # most of it wasted: a miss
             self._misses += 1
             self._pause = min(self.max_pause, 2**self._misses)
-            shorter = self.length // 2
-            self.length = max(2, min(shorter, accepted + 1) if accepted else shorter)
+            self.length = DRAFT_SIZES[0]
             return
         self._misses = 0
         if accepted == drafted:
-            self.length = min(self.max_draft, self.length * 2)
-        else:
-            self.length = max(2, min(self.max_draft, accepted + 1))
+            self.length = fit_draft(min(self.max_draft, self.length * 2 + 1))
+        else:  # the next size up from what was kept
+            up = [size for size in DRAFT_SIZES if size >= accepted + 1] or [self.max_draft]
+            self.length = min(self.max_draft, up[0])
 
 
 def _decode(llm: Any, tokens: Sequence[int]) -> None:
@@ -216,6 +234,7 @@ def speculate(
     n_ctx = llm.n_ctx()
     history = llm.input_ids[: llm.n_tokens].tolist()
     kept = llm.n_tokens  # cells that precede the last yielded token
+    unjudged = 0  # drafted tokens after the one the caller may stop at
     try:
         yield pending
         while True:
@@ -227,6 +246,7 @@ def speculate(
             history.append(pending)
             want = min(pacer.want(), room)
             draft = drafter.draft(history, want) if want > 0 else []
+            del draft[fit_draft(len(draft)) :]  # a batch of a size that pays, or none
             _decode(llm, [pending, *draft])
             stats.drafted += len(draft)
             stats.batches += 1 if draft else 0
@@ -239,7 +259,11 @@ def speculate(
                     accepted += 1
                     stats.accepted += 1  # counted now: the caller may stop at this token
                     history.append(token)
+                    # If the reply stops at this token, the rest of the draft was neither
+                    # kept nor refused: it is not counted as drafted (see finally).
+                    unjudged = len(draft) - i - 1
                     yield token
+                    unjudged = 0
                     continue
                 pending = token
                 break
@@ -247,6 +271,7 @@ def speculate(
             _cut(llm, base + accepted + 1)
             yield pending
     finally:
+        stats.drafted -= unjudged
         # Plain decoding holds everything before the last yielded token: so do we.
         if llm.n_tokens > kept:
             _cut(llm, kept)

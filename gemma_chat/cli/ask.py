@@ -159,6 +159,8 @@ def _answer(
         raise lost  # main() exits quietly for a closed pipe, in one line for the rest
     result = result_dict(done, info, backend.info)
     result["conversation_id"] = exchange.conversation_id
+    # The stored messages, for `ask --from` and `history show --tree` (null: not saved).
+    result["question_id"], result["reply_id"] = exchange.question_id, exchange.reply_id
     if constraint is not None and constraint.schema is not None:
         result["data"] = data  # the validated value (null when the reply did not match)
     if invalid is not None:

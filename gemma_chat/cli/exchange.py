@@ -138,6 +138,10 @@ class Exchange:
     viewed_before: int | None = None
     """With ``--from``: the end of the branch viewed before, viewed again if the new
     question is taken back (else the branch viewed would end at MSG)."""
+    question_id: int | None = None
+    """The stored id of the new question (None until saved, or not saved)."""
+    reply_id: int | None = None
+    """The stored id of the reply (None until saved, or not saved)."""
     _conversation: Conversation | None = None
 
     @property
@@ -165,7 +169,9 @@ class Exchange:
             return conversation
         self._save_settings(self.session)
         params = params_of(self.settings.sampling, self.settings.repeat_guard)
-        self.session.record_user(conversation, params, message if pending else None, self.user_meta)
+        self.question_id = self.session.record_user(
+            conversation, params, message if pending else None, self.user_meta
+        )
         return conversation
 
     def _save_settings(self, session: ConversationSession) -> None:
@@ -186,7 +192,7 @@ class Exchange:
         """Save the finished or stopped reply, linked to its question (``meta``: what
         else to keep with it, such as a long input's notes)."""
         if self.session is not None and self._conversation is not None:
-            self.session.record_reply(
+            self.reply_id = self.session.record_reply(
                 done,
                 self._conversation,
                 model=info.display_name,

@@ -189,6 +189,7 @@ def answer_long(
     payload = report.result(done, info, backend.info)
     payload["long_input"] = _meta(result)
     payload["conversation_id"] = exchange.conversation_id
+    payload["question_id"], payload["reply_id"] = exchange.question_id, exchange.reply_id
     if options.json:
         print(json_safe(json.dumps(payload, ensure_ascii=False)))
     if options.stats:

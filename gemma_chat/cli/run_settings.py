@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from gemma_chat.config.config_file import describe_validation_error, load_config
 from gemma_chat.config.remote import apply_remote, choose_backend
-from gemma_chat.config.settings import SAMPLING_KEYS, SavedPrompt, Settings
+from gemma_chat.config.settings import SAMPLING_KEYS, SavedPrompt, Settings, threads_from_env
 from gemma_chat.errors import UsageError
 
 
@@ -50,6 +50,9 @@ def build_settings(prompt: SavedPrompt | None = None, **cli: Any) -> Settings:
             data["system"] = prompt.system
     config_backend = data.get("backend")
     backend = choose_backend(data, cli)
+    env_threads = threads_from_env()  # like $GEMMA_CHAT_MODEL: over the config, under the flag
+    if env_threads is not None:
+        data["threads"] = env_threads
     for key in ("system", "ctx", "gpu", "threads", "flash_attn", "debug", "long_input", *_SPEC):
         if cli.get(key) is not None:
             data[key] = cli[key]

@@ -7,6 +7,7 @@ side effects at import time.
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -14,12 +15,33 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from gemma_chat.config.plain_errors import plain_message
+from gemma_chat.errors import UsageError
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 INT32_MAX = 2**31 - 1
 """llama.cpp takes counts as C ints: a larger value would wrap, so it is refused."""
 MAX_THREADS = 512
 """ggml's GGML_MAX_N_THREADS; llama.cpp aborts the process on more."""
+THREADS_ENV = "GEMMA_CHAT_THREADS"
+"""The thread count when neither ``--threads`` nor the config file sets one."""
+
+
+def threads_from_env() -> int | None:
+    """``$GEMMA_CHAT_THREADS`` as a thread count (None when unset or empty).
+
+    Raises:
+        UsageError: It is not a whole number from 1 to ``MAX_THREADS``.
+    """
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if not raw:
+        return None
+    value = int(raw) if raw.isascii() and raw.isdecimal() and len(raw) < 6 else 0
+    if not 1 <= value <= MAX_THREADS:
+        shown = raw if len(raw) <= 20 else raw[:20] + "..."
+        raise UsageError(
+            f"{THREADS_ENV} takes a number of threads from 1 to {MAX_THREADS}, not {shown!r}"
+        )
+    return value
 
 
 def check_base_url(value: str) -> str:
@@ -274,8 +296,9 @@ class Settings(BaseModel):
     aliases: dict[str, PathText] = Field(default_factory=dict)
     """Short model names: ``name = "path/to/file.gguf"`` (``--model name`` then works)."""
     threads: int | None = Field(None, ge=1, le=MAX_THREADS)
-    """CPU threads for llama.cpp (at most 512, ggml's limit); unset means every core this
-    process may use."""
+    """CPU threads for llama.cpp (at most 512, ggml's limit). ``--threads`` wins, then
+    ``$GEMMA_CHAT_THREADS``, then this; unset everywhere means every core this process
+    may use."""
     flash_attn: bool = True
     """Use flash attention. llama.cpp's own default ("auto") turns it on for CPU and CUDA;
     llama-cpp-python turns it off, which costs about 4% of decode speed here."""
