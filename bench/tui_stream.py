@@ -20,7 +20,10 @@ measures, in one process:
    * input lag: a probe message posted to the app every 50 ms records how long it waits
      in the app's queue (what a key press such as Esc would wait);
    * the screen updates (their cost, and those skipped while a Markdown append held
-     ``batch_update``) and the garbage collector's pauses.
+     ``batch_update``) and the garbage collector's pauses;
+   * the widgets mounted (Markdown blocks and their parts; each costs its CSS, compose
+     and first layout), in all and at most between two screen updates: the work of a
+     frame, counted, so not blurred by the machine's load.
 
 Reported: the medians over the rounds, and ratio = UI tokens/s / engine tokens/s.
 Targets: UI >= 2,000 tokens/s, and no frozen frames (worst frame gap < 100 ms).
@@ -240,6 +243,8 @@ def make_app_class() -> type:
             self.probes: list[tuple[float, float]] = []  # (sent, wait)
             self.handler_s = 0.0
             self._last_tick: float | None = None
+            self.mounted = 0
+            self.frame_mounts: list[int] = []  # widgets mounted so far, at each frame
 
         def get_default_screen(self) -> Screen:
             return TimedScreen(id="_default")
@@ -261,9 +266,14 @@ def make_app_class() -> type:
             # Keyed by when it was sent: one sent mid-stream may wait past the end.
             self.probes.append((message.sent, time.perf_counter() - message.sent))
 
+        def _register(self, parent: Any, *widgets: Any, **kwargs: Any) -> Any:
+            self.mounted += len(widgets)
+            return super()._register(parent, *widgets, **kwargs)
+
         def _display(self, screen: Any, renderable: Any) -> None:
             if renderable is not None and not self._batch_count:
                 self.frames.append(time.perf_counter())
+                self.frame_mounts.append(self.mounted)
             super()._display(screen, renderable)
 
         async def on_reply_delta(self, message: ReplyDelta) -> None:
@@ -399,6 +409,11 @@ def _ui_metrics(app: Any, text: str, turns: list, done: Any, segments: int, paus
     updates = [(d, skipped) for at, d, skipped in app.updates if start <= at <= end]
     gcs = [(d, g) for at, d, g in pauses if start <= at <= end]
     lags = _window(app.ticks, start, end)
+    # Widgets mounted from the first delta to the first frame after the end, per frame.
+    mounts = [n for t, n in zip(app.frames, app.frame_mounts, strict=True) if t >= start]
+    last = next((i for i, t in enumerate(t for t in app.frames if t >= start) if t >= end), None)
+    mounts = mounts[: last + 1] if last is not None else mounts
+    per_frame = [b - a for a, b in itertools.pairwise(mounts)]
     probes = _window(app.probes, start, end)
     return {
         "deltas_handled": app.deltas,
@@ -428,6 +443,8 @@ def _ui_metrics(app: Any, text: str, turns: list, done: Any, segments: int, paus
         "gc_s": sum(d for d, _ in gcs),
         "worst_gc_ms": max((d for d, _ in gcs), default=0.0) * 1000,
         "reply_segments": segments,
+        "widgets_mounted": mounts[-1] - mounts[0] if mounts else 0,
+        "max_widgets_mounted_per_frame": max(per_frame, default=0),
         "cpu_s": app.cpu_s,
         "cpu_util": app.cpu_s / (end - app.sent_at),
     }
@@ -554,6 +571,8 @@ def main() -> None:
         "final_frame_ms": _median(ui_rounds, "final_frame_ms"),
         "gc_full": _median(ui_rounds, "gc_full_collections"),
         "gc_ms": _median(ui_rounds, "gc_s") * 1000,
+        "widgets_mounted": _median(ui_rounds, "widgets_mounted"),
+        "max_widgets_per_frame": _median(ui_rounds, "max_widgets_mounted_per_frame"),
         "ui_seconds": _median(ui_rounds, "seconds"),
         "cpu_util": _median(ui_rounds, "cpu_util"),
         "meets_rate_target": ui_median >= 2000,
@@ -602,6 +621,8 @@ def main() -> None:
         ("finish handler", f"{summary['finish_handler_ms']:.0f} ms", ""),
         ("final frame after", f"{summary['final_frame_ms']:.0f} ms", ""),
         ("full GCs / GC time", f"{summary['gc_full']:.0f} / {summary['gc_ms']:.0f} ms", ""),
+        ("widgets mounted", f"{summary['widgets_mounted']:.0f}", ""),
+        ("most in one frame", f"{summary['max_widgets_per_frame']:.0f}", ""),
     ]
     for label, value, target in rows:
         print(f"  {label:<20} {value:>12}  {target}")

@@ -19,13 +19,20 @@ from tui_support import scripted_loader, send, settle, wait_until
 
 from gemma_chat.backend.local import load_vocab
 from gemma_chat.chat.conversation import Role, StopReason
+from gemma_chat.chat.markdown_blocks import slice_end
 from gemma_chat.config.settings import Sampling, Settings
 from gemma_chat.history.store import HistoryStore, MessageRecord
 from gemma_chat.sanitize import has_controls, visible
 from gemma_chat.tui import gc_hold
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.gc_hold import HELD_THRESHOLD
-from gemma_chat.tui.widgets.chat_log import SEGMENT_LINES, ModelReply
+from gemma_chat.tui.widgets.chat_log import (
+    DRAW_COST,
+    RENDER_COST,
+    RENDER_SLICE,
+    SEGMENT_LINES,
+    ModelReply,
+)
 from gemma_chat.tui.widgets.flat_markdown import FlatSegment, draw
 
 
@@ -195,3 +202,34 @@ async def test_full_collections_are_held_until_the_reply_is_rendered(vocab, monk
         await wait_until(pilot, lambda: gc.get_threshold()[2] == HELD_THRESHOLD)
     gc.collect(0)  # a young collection: the hold sees that the app has ended
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+async def test_a_backlog_renders_in_slices_cut_by_their_cost(vocab, monkeypatch) -> None:
+    # The model is done long before the screen: the reply renders its backlog a slice a
+    # frame, each cut where slice_end says for the live part shown so far, with a
+    # smaller budget right after a part closed (it is drawn flat in that frame).
+    seen: list[tuple[str, str, bool, str]] = []  # (live text, backlog, closed, slice)
+    write = ModelReply.write
+
+    async def recorded(self: ModelReply, delta: str) -> int:
+        seen.append((self._live_text, self._pending, self._just_closed, delta))
+        return await write(self, delta)
+
+    def closed_before(index: int) -> bool:
+        return index > 0 and len(seen[index][0]) < len(seen[index - 1][0] + seen[index - 1][3])
+
+    monkeypatch.setattr(ModelReply, "write", recorded)
+    app = GemmaChatApp(settings(), loader=loader(vocab, [LONG * 2]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None)
+        await send(pilot, "hi")
+        reply = app.query_one(ModelReply)
+        await wait_until(pilot, lambda: not app.generating and rendered(reply))
+        assert "".join(piece for *_, piece in seen) == visible(LONG * 2)
+        cut = 0
+        for index, (live, backlog, _, piece) in enumerate(seen):
+            budget = RENDER_COST - (DRAW_COST if closed_before(index) else 0)
+            assert piece == backlog[: slice_end(live, backlog, RENDER_SLICE, budget)]
+            cut += len(piece) < len(backlog)
+        assert cut > 5  # a backlog, cut
+        assert sum(closed_before(index) for index in range(len(seen))) > 3

@@ -53,8 +53,9 @@ from gemma_chat.tui.signals import end_on_signals
 from gemma_chat.tui.slash import SlashRouter
 from gemma_chat.tui.theming import ThemeService
 from gemma_chat.tui.widgets.attachment_chips import AttachmentChips
-from gemma_chat.tui.widgets.chat_log import ChatLog, WholeTextRequested
+from gemma_chat.tui.widgets.chat_log import ChatLog
 from gemma_chat.tui.widgets.footer import HelpFirstFooter
+from gemma_chat.tui.widgets.preview import WholeTextRequested
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
 from gemma_chat.tui.widgets.status_bar import StatusBar

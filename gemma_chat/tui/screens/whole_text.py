@@ -1,5 +1,5 @@
 """The whole text of a message too long to render at once, as plain text, one part at a
-time (the chat shows such a message's beginning; see ``widgets.chat_log.preview``).
+time (the chat shows such a message's beginning; see ``widgets.preview.preview``).
 
 A part is at most ``PART_CHARS`` characters or ``PART_LINES`` lines, so showing one
 costs the same for a 60 MB message as for a 60 kB one; parts are found as the reader

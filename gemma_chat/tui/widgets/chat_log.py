@@ -15,20 +15,26 @@ from typing import Any, TypeVar
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Markdown, Static
 
 from gemma_chat.chat.conversation import StopReason
-from gemma_chat.chat.markdown_blocks import split_finished
+from gemma_chat.chat.markdown_blocks import slice_end, split_finished
 from gemma_chat.sanitize import StreamSanitizer, one_line, visible
 from gemma_chat.tui.widgets.flat_markdown import flatten_later, next_frame
+from gemma_chat.tui.widgets.preview import WholeTextRequested, preview
 from gemma_chat.tui.widgets.selection import MessageSelection
 
 W = TypeVar("W", bound=Widget)
 
 RENDER_SLICE = 1024
-"""Characters of queued reply text rendered before the screen gets to paint."""
+"""Characters of queued reply text rendered before the screen gets to paint, at most."""
+RENDER_COST = 40
+"""What a slice may cost to show, at most: a paragraph or a heading costs 1, a list item
+4, and 160 characters 1 (see :func:`~gemma_chat.chat.markdown_blocks.slice_end`)."""
+DRAW_COST = 6
+"""What drawing a closed part flat costs, in the same units: the slice after a part
+closed is that much smaller (the part is drawn in the same frame)."""
 SEGMENT_LINES = 24
 """Lines of streamed Markdown after which finished blocks are rendered once and left."""
 
@@ -42,42 +48,6 @@ STOP_MARKERS = {
     StopReason.SCHEMA_MISMATCH: "does not match the schema",
 }
 """The quiet marker under a reply that did not end at the end of its turn."""
-
-PREVIEW_CHARS = 16_000
-"""A message longer than this is shown by its beginning, with a way to see the rest.
-Measured (Textual 8, the app's width): Markdown renders 16k characters of prose in about
-0.2 s, but a 60 MB message froze the app for minutes and even 1 MB took 7 s."""
-PREVIEW_LINES = 200
-"""Nor more lines than this: Markdown lists and small code blocks cost per block (on this
-shared 2-core machine, 100 list items rendered in about 1 s, 200 in 2 s, 400 in 7 s)."""
-
-
-def preview(text: str) -> str | None:
-    """The beginning of a message too long to render at once: at most ``PREVIEW_CHARS``
-    characters and ``PREVIEW_LINES`` lines, cut at a line end when one is near.
-
-    Returns:
-        The beginning, or None when the text is short enough to show whole.
-    """
-    head = text[: PREVIEW_CHARS + 1]  # never scans more than this of a huge text
-    lines = head.split("\n", PREVIEW_LINES)
-    if len(text) <= PREVIEW_CHARS and len(lines) <= PREVIEW_LINES:
-        return None
-    if len(lines) > PREVIEW_LINES:
-        return "\n".join(lines[:PREVIEW_LINES])
-    head = head[:PREVIEW_CHARS]
-    cut = head.rfind("\n")
-    return head[:cut] if cut >= PREVIEW_CHARS // 2 else head
-
-
-class WholeTextRequested(Message):
-    """The user asked for the whole text of a message shown in part."""
-
-    def __init__(self, text: str, what: str) -> None:
-        """Args: text: The whole message. what: "message" or "reply"."""
-        self.text = text
-        self.what = what
-        super().__init__()
 
 
 class UserMessage(Static):
@@ -135,15 +105,19 @@ class ModelReply(Vertical):
 
     Text streams into the live Markdown widget, appended a slice at a time (each append
     awaited, so the next waits for the screen: Textual's ``MarkdownStream`` would join a
-    backlog into one long append that freezes the screen). Once the
+    backlog into one long append that freezes the screen). A slice is cut inside a
+    paragraph or a heading when it can be (see
+    :func:`~gemma_chat.chat.markdown_blocks.slice_end`): the next append then updates
+    that block in place instead of building a list or a code block again. Once the
     live part holds ``SEGMENT_LINES`` lines, it is closed at the next block boundary (a
     blank line outside code fences, not inside a list): everything before the boundary
     is complete as streamed and never changes again, and the rest continues in a new live
-    widget. So when the reply ends only the live part needs its one full render (which
-    completes its code blocks), however long the reply grew. Each finished part is then
-    shown as one widget drawn once (see :mod:`.flat_markdown`), so the screen's layout
-    does not grow with the reply. A quiet marker shows when
-    the reply stopped for another reason than the end of its turn.
+    widget; the slice ends there, and the closed part is drawn flat in the next frame,
+    with a smaller slice. So when the reply ends only the live part needs its one full
+    render (which completes its code blocks), however long the reply grew. Each finished
+    part is then shown as one widget drawn once (see :mod:`.flat_markdown`), so the
+    screen's layout does not grow with the reply. A quiet marker shows when the reply
+    stopped for another reason than the end of its turn.
 
     :meth:`feed` only queues text and returns, so the app's message handler never waits
     for rendering and a key press such as Esc is handled at once; the reply's own task
@@ -174,6 +148,8 @@ class ModelReply(Vertical):
         self._safe = StreamSanitizer()  # what is rendered; self.text keeps the reply as is
         self._live_text = visible(text if shown is None else shown)
         self._inbox: list[str] = []
+        self._pending = ""  # taken from the inbox, not rendered yet
+        self._just_closed = False  # whether the last slice closed the live part
         self._wake = asyncio.Event()
         self._renderer: asyncio.Task[None] | None = None
         self._draining = False
@@ -198,13 +174,19 @@ class ModelReply(Vertical):
         while True:
             await self._wake.wait()
             self._wake.clear()
-            queued = "".join(self._inbox)
-            self._inbox.clear()
             # Render a backlog in slices, with a frame painted after each: one huge
             # append would mount dozens of blocks in one go and freeze the screen.
-            for start in range(0, len(queued), RENDER_SLICE):
-                await self.write(queued[start : start + RENDER_SLICE])
-                await next_frame(self)
+            while self._inbox:
+                self._pending += "".join(self._inbox)
+                self._inbox.clear()
+                while self._pending:
+                    # A part closed by the last slice is drawn flat in this frame.
+                    cost = RENDER_COST - (DRAW_COST if self._just_closed else 0)
+                    self._just_closed = False
+                    size = slice_end(self._live_text, self._pending, RENDER_SLICE, cost)
+                    size = await self.write(self._pending[:size])
+                    self._pending = self._pending[size:]
+                    await next_frame(self)
             if self._draining and not self._inbox:
                 await self._final_render()
                 return
@@ -253,23 +235,31 @@ class ModelReply(Vertical):
         # Children only: a query of all descendants would walk every block of the reply.
         return list(self.query_children(Markdown).results(Markdown))
 
-    async def write(self, delta: str) -> None:
-        """Render more streamed text now (``feed`` queues it for this)."""
+    async def write(self, delta: str) -> int:
+        """Render more streamed text now (``feed`` queues it for this), up to where the
+        live part is closed, if it is.
+
+        Returns:
+            How much of ``delta`` was rendered: the rest is for the next slice, after a
+            frame (the closed part is drawn flat then).
+        """
         written = len(self._live_text)
         combined = self._live_text + delta
         if combined.count("\n") >= SEGMENT_LINES:
             finished, rest = split_finished(combined)
             # Cut only at a boundary inside this delta: what was streamed before it is
             # already on screen exactly as a full render would show it.
-            if len(finished) >= written and rest:
+            if finished and len(finished) >= written and rest:
                 await self._write_live(finished[written:])
                 flatten_later(self, self.segments[-1])
+                self._just_closed = True
                 marker = self.query_children(".stop-marker").first()
                 await self.mount(Markdown(classes="reply-body", open_links=False), before=marker)
                 self._live_text = ""
                 await self._write_live(rest)
-                return
+                return len(delta)
         await self._write_live(delta)
+        return len(delta)
 
     async def _write_live(self, text: str) -> None:
         if not text:
