@@ -127,9 +127,9 @@ DRAFT_SIZES = (3, 7, 11, 15)
 """The draft lengths verified: with the pending token, batches of 4, 8, 12 or 16 rows.
 
 Measured with ``bench/batch_rows.py`` on the demo model (1 or 2 threads, flash attention
-on and off, load about 1): a batch of 3 rows costs more than one of 4 (2.8-3.4 against
+on and off, load 0.3-1.4): a batch of 3 rows costs more than one of 4 (2.7-3.4 against
 2.4-2.8 single decodes), one of 8 costs 3.5-4.7 and one of 16 6.2-7.9. A 2-row batch (one
-drafted token) costs 1.65-2.0 single decodes: it pays only when its token is kept more
+drafted token) costs 1.6-2.0 single decodes: it pays only when its token is kept more
 than three times in four. With these costs a draft pays once about half of it is kept."""
 
 
