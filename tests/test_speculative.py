@@ -378,12 +378,18 @@ def _loop_conversation(backend) -> Conversation:
     return conv
 
 
+def _loop_engine(backend, max_tokens: int) -> Engine:
+    """Greedy, with the repetition guard off: the tiny loop model repeats on purpose."""
+    engine = Engine(backend, GREEDY.model_copy(update={"max_tokens": max_tokens}))
+    engine.repeat_guard = engine.repeat_guard.model_copy(update={"enabled": False})
+    return engine
+
+
 def test_drafts_are_verified_in_batches_of_4_8_12_or_16_rows(tiny_backends, monkeypatch) -> None:
     from gemma_chat.backend import speculative
 
     backend = tiny_backends["loop"]
-    engine = Engine(backend, GREEDY.model_copy(update={"max_tokens": 40}))
-    engine.repeat_guard = engine.repeat_guard.model_copy(update={"enabled": False})
+    engine = _loop_engine(backend, 40)
     conv = _loop_conversation(backend)
     with mode(backend, "off"):
         _, plain, _ = run(engine, conv)
@@ -410,8 +416,7 @@ def test_speculation_runs_to_the_end_of_the_context_drafting_only_sizes_that_pay
     from gemma_chat.backend.speculative import DRAFT_SIZES
 
     backend = tiny_backends["loop"]
-    engine = Engine(backend, GREEDY.model_copy(update={"max_tokens": 1000}))
-    engine.repeat_guard = engine.repeat_guard.model_copy(update={"enabled": False})
+    engine = _loop_engine(backend, 1000)
     conv = _loop_conversation(backend)
     with mode(backend, "off"):
         _, plain, p_cache = run(engine, conv)
