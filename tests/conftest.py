@@ -23,10 +23,12 @@ from hypothesis import HealthCheck, settings
 from openai_server import start_server, stop_server
 from tinygemma import TinyModel, build_tiny_gemma2
 
-from gemma_chat.backend.local import LlamaBackend
+from gemma_chat.backend.local import LlamaBackend, load_vocab
 from gemma_chat.backend.offload import OffloadPlan
+from gemma_chat.backend.vocab import LlamaVocab
 from gemma_chat.config.settings import Sampling
 from gemma_chat.generation.engine import Engine
+from gemma_chat.history.store import HistoryStore
 
 GREEDY = Sampling(temperature=0.0, seed=1, max_tokens=64)
 
@@ -89,6 +91,20 @@ def demo_backend(demo_path: Path) -> Iterator[LlamaBackend]:
     )
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def vocab(demo_path: Path) -> LlamaVocab:
+    """The demo model's vocabulary alone (no weights): what the scripted backend replays
+    replies in, for the Pilot tests. A module may define its own ``vocab``."""
+    return load_vocab(demo_path)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[HistoryStore]:
+    """A real history store in the test's own folder. A module may define its own."""
+    with HistoryStore(tmp_path / "history.db") as opened:
+        yield opened
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ import pytest
 from conftest import run_cli
 from tui_support import scripted_loader, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.cli.exchange import find_conversation
 from gemma_chat.config.settings import Settings
 from gemma_chat.errors import UsageError
@@ -69,11 +68,6 @@ def test_ask_c_end_to_end(demo_path: Path) -> None:
         app_chat = conversation(store, "a chat in the app", "app")
     second = ask("ask", "-c", "What is my name?")
     assert second["conversation_id"] == first["conversation_id"] != app_chat
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 async def test_the_sidebar_marks_ask_conversations_and_hides_them(vocab, store) -> None:

@@ -15,7 +15,6 @@ import pytest
 from textual.color import Color
 from tui_support import scripted_loader, send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.chat.conversation import Role
 from gemma_chat.config.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
@@ -104,11 +103,6 @@ def test_the_old_faint_placeholder_would_fail(variables) -> None:
     values = variables["gemma-light"]
     back = Color.parse(values["surface"])
     assert contrast(resolve("$text 40%", values, back), back) < TEXT
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 def rendered(style) -> float:

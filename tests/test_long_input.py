@@ -7,9 +7,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 
-import pytest
-
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.backend.scripted import ScriptedBackend
 from gemma_chat.backend.sse import RemoteError
 from gemma_chat.chat.conversation import Role, Turn
@@ -42,11 +39,6 @@ class RecordingBackend(ScriptedBackend):
         if self.fail_at is not None and len(self.prompts) == self.fail_at:
             raise RemoteError("the server closed the connection")
         return super().generate(prompt, *args, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 def long_text(paragraphs: int = 90) -> str:

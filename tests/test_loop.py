@@ -10,7 +10,6 @@ from typing import Literal
 import pytest
 
 from gemma_chat.backend.base import BackendInfo, TextBackend, TokenBackend
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.backend.scripted import ScriptedBackend
 from gemma_chat.backend.sse import TextChunk
 from gemma_chat.chat.conversation import Conversation, StopReason
@@ -19,11 +18,6 @@ from gemma_chat.config.settings import RepeatGuard, Sampling
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, TextDelta
 from gemma_chat.generation.sources import TextSource, TokenSource, source_for
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 class ScriptedServer:

@@ -17,11 +17,10 @@ from typing import Any
 
 import pytest
 from conftest import run_cli
-from tui_support import notifications, send, settle, wait_until
+from tui_support import answered, notifications, send, settle, wait_until
 
 from gemma_chat.backend.remote_constraint import refuses_constraint
 from gemma_chat.backend.sse import RemoteError
-from gemma_chat.chat.conversation import Role
 from gemma_chat.config.settings import SavedPrompt, Settings
 from gemma_chat.tui.app import GemmaChatApp
 
@@ -176,18 +175,6 @@ def test_a_server_failure_mid_reply_says_its_cause_with_a_schema(serve) -> None:
     assert result["stop_reason"] == "failed" and "malformed SSE" in result["error"]
 
 
-async def _replies(pilot: Any, count: int) -> None:
-    app = pilot.app
-    await wait_until(
-        pilot,
-        lambda: (
-            not app.generating
-            and sum(t.role is Role.MODEL for t in app.conversation.turns) >= count
-        ),
-    )
-    await settle(pilot)
-
-
 async def test_the_app_says_a_refusal_once_and_offers_a_new_schema_again(serve) -> None:
     server = serve(lambda body: REFUSAL)
     app = GemmaChatApp(Settings(backend="openai", base_url=server.url))
@@ -195,16 +182,16 @@ async def test_the_app_says_a_refusal_once_and_offers_a_new_schema_again(serve) 
         await wait_until(pilot, lambda: app.engine is not None)
         await send(pilot, "/schema name")
         await send(pilot, "Hello")
-        await _replies(pilot, 1)
+        await answered(pilot, 1)
         said = [n for n in notifications(app) if "refused the schema" in n]
         assert len(said) == 1 and REFUSAL[1] in said[0], notifications(app)
         await send(pilot, "Again")  # the same schema: not sent again, not said again
-        await _replies(pilot, 2)
+        await answered(pilot, 2)
         assert len([n for n in notifications(app) if "refused the schema" in n]) == 1
         assert server.constrained == [True, False, False]
         await send(pilot, "/schema age int")  # a new schema is offered to the server again
         await send(pilot, "And now?")
-        await _replies(pilot, 3)
+        await answered(pilot, 3)
         assert server.constrained == [True, False, False, True, False]
         assert len([n for n in notifications(app) if "refused the schema" in n]) == 2
 
@@ -226,7 +213,7 @@ async def test_the_app_is_not_told_of_a_refusal_for_a_rate_limit(serve) -> None:
         await settle(pilot)
         assert not [n for n in notifications(app) if "refused" in n]
         await send(pilot, "Hello")  # the failed question went back into the input
-        await _replies(pilot, 1)
+        await answered(pilot, 1)
         assert server.constrained == [True, True]  # still constrained after the 429
 
 
@@ -237,7 +224,7 @@ async def test_the_app_says_why_a_reply_under_a_schema_was_cut_off(serve) -> Non
         await wait_until(pilot, lambda: app.engine is not None)
         await send(pilot, "/schema name")
         await send(pilot, "Hello")
-        await _replies(pilot, 1)
+        await answered(pilot, 1)
         assert app.conversation.turns[-1].text == '{"name": "A'  # kept, partial
         shown = notifications(app)
         assert any("cut off" in n and "malformed SSE" in n for n in shown), shown

@@ -11,7 +11,6 @@ from conftest import run_cli
 from pydantic import ValidationError
 from tui_support import notifications, scripted_loader, send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.chat.commands import SAMPLING_KEYS, current_settings
 from gemma_chat.config.config_file import describe_validation_error
 from gemma_chat.config.plain_errors import plain_message
@@ -20,11 +19,6 @@ from gemma_chat.errors import UsageError
 from gemma_chat.tui.app import GemmaChatApp
 
 RAW_PYDANTIC = ("Input should", "String should", "unable to parse", "Value error")
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 def assert_plain(text: str) -> None:

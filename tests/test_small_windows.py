@@ -8,7 +8,6 @@ from textual.widgets import Button
 from textual.widgets._footer import FooterKey
 from tui_support import scripted_loader, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore, MessageRecord
 from gemma_chat.tui.app import GemmaChatApp
@@ -16,11 +15,6 @@ from gemma_chat.tui.screens.dialogs import ConfirmScreen, CorruptStoreScreen, Re
 from gemma_chat.tui.screens.settings import SettingsScreen
 
 SIZES = [(80, 24), (70, 20)]
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 from tui_support import scripted_loader, send, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.chat.conversation import Role
 from gemma_chat.config.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
@@ -21,11 +20,6 @@ def greet(name: str) -> str:
 
 - it is **typed**
 - it returns a string"""
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 def app_with(vocab, theme: str) -> GemmaChatApp:

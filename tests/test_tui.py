@@ -10,7 +10,6 @@ import pytest
 import stories
 from tui_support import notifications, scripted_loader, send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.chat.conversation import Role, StopReason
 from gemma_chat.config.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
@@ -19,11 +18,6 @@ from gemma_chat.tui.widgets.chat_log import ModelReply, Notice, UserMessage
 
 LONG = " ".join(f"word{i}" for i in range(150))  # about 600 tokens
 REPLY = "Hello **there**!\n\n```python\nprint('hi')\n```"
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 def make_app(vocab, replies=(REPLY,), delay_s=0.0, settings=None, **kwargs):

@@ -9,18 +9,12 @@ import os
 import pytest
 from tui_support import notifications, scripted_loader, send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.chat.attachments import Attachment, compose_message
 from gemma_chat.chat.conversation import Role
 from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.widgets.attachment_chips import AttachmentChips
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import pytest
 from sse_server import SSEServer
 from tui_support import notifications, scripted_loader, send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.backend.scripted import ScriptedBackend
 from gemma_chat.backend.sse import RemoteCancelled
 from gemma_chat.chat.conversation import Role
@@ -23,11 +22,6 @@ from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.kv_resume import TOO_LONG, StateEvent
 
 HUGE = "word " * 200_000  # 1 MB: no 4096-token context can hold it
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 @pytest.fixture(scope="module")

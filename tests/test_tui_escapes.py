@@ -24,7 +24,6 @@ from escapes import CORPUS, FILE_SAFE, SHOWN, TUI_FORBIDDEN, leaked
 from tinygemma import build_tiny_gemma2
 from tui_support import notifications, send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.backend.scripted import ScriptedBackend
 from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore, MessageRecord
@@ -35,17 +34,6 @@ from gemma_chat.tui.screens.models import ModelPicker
 from gemma_chat.tui.screens.search import SearchScreen
 from gemma_chat.tui.screens.settings import SettingsScreen
 from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
-
-
-@pytest.fixture
-def store(tmp_path):
-    with HistoryStore(tmp_path / "history.db") as opened:
-        yield opened
 
 
 def hostile_conversation(store: HistoryStore) -> int:

@@ -15,7 +15,6 @@ from escapes import CORPUS, SHOWN
 from test_terminal_escapes import HostileServer
 from tui_support import scripted_loader, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore, MessageRecord
 from gemma_chat.sanitize import has_controls
@@ -29,11 +28,6 @@ def assert_shown_safely(text: str) -> None:
     """Shown with the ``␛`` stand-in, and no control a terminal acts on."""
     assert SHOWN in text
     assert not has_controls(text), [c for c in text if has_controls(c)][:10]
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 @pytest.fixture(scope="module")

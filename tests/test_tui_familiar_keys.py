@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 from tui_support import fully_rendered, notifications, scripted_loader, send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.chat.conversation import Role
 from gemma_chat.config.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
@@ -17,11 +16,6 @@ from gemma_chat.tui.screens.help import HelpScreen
 from gemma_chat.tui.widgets.prompt_input import PromptInput
 
 LONG = "\n\n".join(f"Paragraph {i}: " + "words " * 30 for i in range(30))
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 def make_app(vocab, replies=(LONG,)) -> GemmaChatApp:

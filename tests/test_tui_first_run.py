@@ -12,18 +12,12 @@ import pytest
 from tinygemma import build_tiny_gemma2
 from tui_support import send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.backend.scripted import ScriptedBackend
 from gemma_chat.config.settings import Settings
 from gemma_chat.models.resolve import inspect_model
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.screens.models import NO_CHAT_MODEL, ModelPicker
 from gemma_chat.tui.widgets.welcome import WelcomePanel
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 def loader_for(path: Path, vocab):

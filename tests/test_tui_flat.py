@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import gc
 
-import pytest
 from escapes import CORPUS, SHOWN
 from tui_support import scripted_loader, send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.chat.conversation import Role, StopReason
 from gemma_chat.chat.markdown_blocks import slice_end
 from gemma_chat.config.settings import Sampling, Settings
@@ -53,11 +51,6 @@ def _section(n: int) -> str:
 
 LONG = "\n\n".join(_section(n) for n in range(1, 7))
 assert LONG.count("\n") > 4 * SEGMENT_LINES  # several segments close while it streams
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 def settings(**kwargs) -> Settings:

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from tui_support import notifications, scripted_loader, send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.backend.scripted import ScriptedBackend
 from gemma_chat.chat.conversation import Role, StopReason
 from gemma_chat.config.settings import RepeatGuard, Sampling, Settings
@@ -26,17 +25,6 @@ from gemma_chat.tui.widgets.chat_log import ModelReply, Notice, UserMessage
 from gemma_chat.tui.widgets.sidebar import relative_time
 
 LONG = " ".join(f"word{i}" for i in range(150))
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
-
-
-@pytest.fixture
-def store(tmp_path):
-    with HistoryStore(tmp_path / "history.db") as opened:
-        yield opened
 
 
 def make_app(vocab, replies=("one",), delay_s=0.0, settings=None, **kwargs):

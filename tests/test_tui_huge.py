@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from tui_support import scripted_loader, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore, MessageRecord
 from gemma_chat.tui.app import GemmaChatApp
@@ -22,11 +21,6 @@ pytestmark = pytest.mark.timeout(120)  # without the bound, the app freezes for 
 PROSE = "A plain sentence of prose that goes on, in a very long message. " * 7 + "\n\n"
 NUMBERED = "".join(f"Paragraph {n}: a sentence of prose that goes on.\n\n" for n in range(100_000))
 LIST = "- an item with **bold** and `code`\n"
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 def huge(unit: str, size: int = 5_000_000) -> str:

@@ -6,16 +6,10 @@ from __future__ import annotations
 import pytest
 from tui_support import notifications, scripted_loader, send, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.chat.conversation import Role
 from gemma_chat.config.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.keyspec import check_keymap, key_problem
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 @pytest.mark.parametrize(

@@ -7,20 +7,13 @@ markup on, `[/]` crashed the app with a MarkupError and `[@click=app.quit]` ran 
 
 from __future__ import annotations
 
-import pytest
 from tui_support import notifications, scripted_loader, send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.config.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.widgets.chat_log import ModelReply
 
 HOSTILE = ["/theme [/]", "/set [/] 1", "/theme [@click=app.quit]q[/]", "/set top_k [b]x[/b]"]
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 async def test_typed_markup_is_shown_literally(vocab) -> None:

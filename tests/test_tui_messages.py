@@ -6,19 +6,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import pytest
 from tui_support import notifications, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.backend.scripted import ScriptedBackend
 from gemma_chat.config.settings import Settings
 from gemma_chat.tui import messages
 from gemma_chat.tui.app import GemmaChatApp
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 def test_every_message_is_a_dataclass_with_its_fields() -> None:

@@ -8,7 +8,6 @@ import threading
 import pytest
 from tui_support import notifications, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.backend.scripted import ScriptedBackend
 from gemma_chat.config.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
@@ -16,11 +15,6 @@ from gemma_chat.tui.notices import TIMEOUTS
 
 ASSEMBLING = "assembling the demo model into /tmp/x.gguf (once)"
 GPU_WARNING = "warning: this llama.cpp build has no GPU support; running on the CPU"
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 def gated_app(vocab) -> tuple[GemmaChatApp, threading.Event]:

@@ -4,32 +4,13 @@ not the filled template (sending it again would wrap it twice)."""
 
 from __future__ import annotations
 
-import pytest
-from tui_support import notifications, scripted_loader, send, settle, wait_until
+from tui_support import answered, notifications, scripted_loader, send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.chat.conversation import Role, StopReason
 from gemma_chat.config.settings import SavedPrompt, Settings
 from gemma_chat.tui.app import GemmaChatApp
 
 SUMMARIZE = "Summarize this:\n\n{input}"
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
-
-
-async def _replies(pilot, count: int) -> None:
-    app = pilot.app
-    await wait_until(
-        pilot,
-        lambda: (
-            not app.generating
-            and sum(t.role is Role.MODEL for t in app.conversation.turns) >= count
-        ),
-    )
-    await settle(pilot)
 
 
 def test_prompt_sampling_values_are_converted_like_the_config_s() -> None:
@@ -49,7 +30,7 @@ async def test_a_prompt_with_lax_sampling_values_still_answers(vocab) -> None:
         assert app.engine.sampling.temperature == 0.2
         assert app.engine.sampling.max_tokens == 8
         await send(pilot, "Hello")
-        await _replies(pilot, 1)
+        await answered(pilot, 1)
         turn = app.conversation.turns[-1]
         assert turn.stop_reason is StopReason.END_OF_TURN, notifications(app)
 
@@ -62,14 +43,14 @@ async def test_edit_and_recall_give_back_what_was_typed(vocab) -> None:
         await wait_until(pilot, lambda: app.engine is not None)
         await send(pilot, "/prompt sum")
         await send(pilot, "hello world")
-        await _replies(pilot, 1)
+        await answered(pilot, 1)
         assert app.conversation.turns[0].text == "Summarize this:\n\nhello world"
         assert app.prompt.prompt_history[-1] == "hello world"  # what Up recalls
         await app.action_edit()
         await settle(pilot)
         assert app.prompt.text == "hello world"
         await send(pilot, app.prompt.text + " again")
-        await _replies(pilot, 1)
+        await answered(pilot, 1)
         assert [t.text for t in app.conversation.turns if t.role is Role.USER] == [
             "Summarize this:\n\nhello world again"
         ]

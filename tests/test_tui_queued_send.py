@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from tui_support import notifications, send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.backend.scripted import ScriptedBackend
 from gemma_chat.chat.conversation import Role
 from gemma_chat.config.settings import Settings
@@ -16,11 +14,6 @@ from gemma_chat.errors import ModelError
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
 from gemma_chat.tui.widgets.queued import QUEUED_NOTE, QueuedMessage
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 def gated_app(vocab, *, fail: bool = False) -> tuple[GemmaChatApp, threading.Event]:

@@ -4,27 +4,14 @@ kept in the store (on a branch of their own), and back on screen when the new re
 
 from __future__ import annotations
 
-import pytest
 from tui_support import answered, scripted_loader, send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.widgets.chat_log import ModelReply, Notice, UserMessage
 
 LONG = " ".join(f"word{i}" for i in range(150))
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
-
-
-@pytest.fixture
-def store(tmp_path):
-    with HistoryStore(tmp_path / "history.db") as opened:
-        yield opened
 
 
 def make_app(vocab, store, replies) -> GemmaChatApp:

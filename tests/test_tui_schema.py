@@ -11,18 +11,12 @@ import json
 import pytest
 from tui_support import notifications, scripted_loader, send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.chat.conversation import Role, StopReason
 from gemma_chat.config.settings import SavedPrompt, Settings
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.widgets.chat_log import ModelReply
 
 VALID = '{"name": "Ada", "age": 36}'
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 def make_app(vocab, replies=(VALID,), settings=None):

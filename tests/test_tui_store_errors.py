@@ -7,21 +7,14 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import pytest
 from tui_support import notifications, scripted_loader, send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.chat.conversation import Role
 from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore, MessageRecord
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 def make_app(vocab, path: Path, replies=("one", "two"), **kwargs) -> GemmaChatApp:

@@ -3,18 +3,11 @@ theme, and a confirmation when ``/theme NAME`` (or the picker) changes it."""
 
 from __future__ import annotations
 
-import pytest
 from tui_support import notifications, scripted_loader, send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.config.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.theming import ThemePicker
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 async def test_one_palette_entry_for_themes(vocab) -> None:

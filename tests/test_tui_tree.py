@@ -8,23 +8,11 @@ import pytest
 from tui_support import answered, scripted_loader, send, settle, wait_until
 from tui_support import shown_turns as shown
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.screens.help import HelpScreen
 from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
-
-
-@pytest.fixture
-def store(tmp_path):
-    with HistoryStore(tmp_path / "history.db") as opened:
-        yield opened
 
 
 def make_app(vocab, store, replies, resume=None) -> GemmaChatApp:

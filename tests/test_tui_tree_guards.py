@@ -7,28 +7,15 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from tui_support import answered, scripted_loader, send, settle, wait_until
 from tui_support import shown_turns as shown
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.backend.scripted import ScriptedBackend
 from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore, MessageRecord
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
 from gemma_chat.tui.widgets.queued import QueuedMessage
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
-
-
-@pytest.fixture
-def store(tmp_path):
-    with HistoryStore(tmp_path / "history.db") as opened:
-        yield opened
 
 
 def two_versions(store: HistoryStore) -> tuple[int, list[MessageRecord]]:

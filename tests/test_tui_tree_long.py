@@ -3,18 +3,11 @@ messages at once (it froze the screen for 30 s at 600 messages)."""
 
 from __future__ import annotations
 
-import pytest
 from tui_support import scripted_loader, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore, MessageRecord
 from gemma_chat.tui.app import GemmaChatApp
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 async def test_switching_back_to_a_long_branch_mounts_a_bounded_window(vocab, tmp_path) -> None:

@@ -9,24 +9,11 @@ from __future__ import annotations
 import pytest
 from test_tui_tree_guards import shown, two_versions
 from textual import events
-from tui_support import scripted_loader, settle, wait_until
+from tui_support import answered, scripted_loader, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.config.settings import Settings
-from gemma_chat.history.store import HistoryStore
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
-
-
-@pytest.fixture
-def store(tmp_path):
-    with HistoryStore(tmp_path / "history.db") as opened:
-        yield opened
 
 
 async def test_paste_on_a_clicked_message_goes_to_the_input(vocab, store) -> None:
@@ -175,8 +162,6 @@ async def test_regenerating_an_earlier_reply_when_not_saving_loses_what_followed
     stored nowhere, and no key brings them back — the issue's "nothing is deleted"."""
     from tui_support import notifications, send
 
-    from gemma_chat.chat.conversation import Role
-
     app = GemmaChatApp(
         Settings(save_history=False),
         loader=scripted_loader(vocab, ["A1", "A2", "A1 again"]),
@@ -186,14 +171,7 @@ async def test_regenerating_an_earlier_reply_when_not_saving_loses_what_followed
         await wait_until(pilot, lambda: app.engine is not None)
         for q, n in (("Q1", 1), ("Q2", 2)):
             await send(pilot, q)
-            await wait_until(
-                pilot,
-                lambda n=n: (
-                    not app.generating
-                    and sum(t.role is Role.MODEL for t in app.conversation.turns) >= n
-                ),
-            )
-            await settle(pilot)
+            await answered(pilot, n)
         assert [t.text for t in app.conversation.turns] == ["Q1", "A1", "Q2", "A2"]
         await pilot.click(ModelReply)  # the first reply, A1
         await settle(pilot)
@@ -255,8 +233,6 @@ async def test_typing_after_regenerating_a_selected_reply(vocab, store, how) -> 
     the new reply exists. Where does typing go afterwards?"""
     from tui_support import send
 
-    from gemma_chat.chat.conversation import Role
-
     app = GemmaChatApp(
         Settings(), loader=scripted_loader(vocab, ["A1", "A2", "A1 again"]), store=store
     )
@@ -264,14 +240,7 @@ async def test_typing_after_regenerating_a_selected_reply(vocab, store, how) -> 
         await wait_until(pilot, lambda: app.engine is not None)
         for q, n in (("Q1", 1), ("Q2", 2)):
             await send(pilot, q)
-            await wait_until(
-                pilot,
-                lambda n=n: (
-                    not app.generating
-                    and sum(t.role is Role.MODEL for t in app.conversation.turns) >= n
-                ),
-            )
-            await settle(pilot)
+            await answered(pilot, n)
         if how == "click":
             await pilot.click(ModelReply)
         else:

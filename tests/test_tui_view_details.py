@@ -7,10 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 from tui_support import send, settle, wait_until
 
-from gemma_chat.backend.local import load_vocab
 from gemma_chat.backend.scripted import ScriptedBackend
 from gemma_chat.chat.conversation import Role
 from gemma_chat.config.settings import Settings
@@ -19,11 +17,6 @@ from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.widgets.chat_log import UserMessage
 
 LONG = "\n\n".join(f"Paragraph {i}: " + "words " * 25 for i in range(25))
-
-
-@pytest.fixture(scope="module")
-def vocab(demo_path):
-    return load_vocab(demo_path)
 
 
 def app_for(vocab, replies, *, delay_s: float = 0.0, info_path: Path | None = None):
