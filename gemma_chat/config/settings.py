@@ -23,7 +23,7 @@ INT32_MAX = 2**31 - 1
 MAX_THREADS = 512
 """ggml's GGML_MAX_N_THREADS; llama.cpp aborts the process on more."""
 THREADS_ENV = "GEMMA_CHAT_THREADS"
-"""The thread count when neither ``--threads`` nor the config file sets one."""
+"""The thread count when ``--threads`` gives none; it wins over the config file's."""
 
 
 def threads_from_env() -> int | None:
