@@ -101,3 +101,25 @@ def test_a_bad_value_does_not_concern_a_server_or_the_prompt_inspector(demo_path
     proc = run_cli("prompt", "hi", env={"GEMMA_CHAT_THREADS": "many"})
     assert proc.returncode == 0, proc.stderr.decode()
     assert b"<start_of_turn>user" in proc.stdout
+
+
+def test_a_bad_value_does_not_refuse_listing_or_inspecting_models(demo_path) -> None:
+    # `models` reads GGUF metadata and plans memory: no model runs, no thread is used.
+    env = {"GEMMA_CHAT_THREADS": "many"}
+    listed = run_cli("models", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr.decode()
+    info = run_cli("models", "info", str(demo_path), "--json", env=env)
+    assert info.returncode == 0, info.stderr.decode()
+    assert json.loads(info.stdout)["n_ctx"] > 0
+
+
+def test_doctor_reports_the_variable_under_a_server_config(demo_path, tmp_path: Path) -> None:
+    # doctor describes the local side (llama.cpp, a local model, its threads) whatever the
+    # config's backend: `--backend local` would run with the variable's count, not the
+    # config file's.
+    config = tmp_path / "config.toml"
+    config.write_text('backend = "openai"\nbase_url = "http://127.0.0.1:9/v1"\nthreads = 4\n')
+    env = {"GEMMA_CHAT_THREADS": "1", "GEMMA_CHAT_CONFIG": str(config)}
+    report = json.loads(run_cli("doctor", "--json", env=env).stdout)
+    assert report["threads"]["used"] == 1
+    assert report["threads"]["source"] == "GEMMA_CHAT_THREADS"

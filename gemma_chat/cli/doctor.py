@@ -52,12 +52,16 @@ def _settings(cli: dict[str, Any]) -> tuple[Any, str | None]:
     from gemma_chat.config.settings import Settings, threads_from_env
 
     try:  # a bad $GEMMA_CHAT_THREADS is reported, and the config still applies
-        threads_from_env()
-        env_error = None
+        from_env, env_error = threads_from_env(), None
     except UsageError as exc:
-        env_error = str(exc)
+        from_env, env_error = None, str(exc)
     try:
-        return run_settings.build_settings(**cli, threads_env=env_error is None), env_error
+        settings = run_settings.build_settings(**cli, threads_env=env_error is None)
+        if settings.backend == "openai" and from_env and cli.get("threads") is None:
+            # A server config skips the variable, but the report is about local runs
+            # (`--backend local`), where it wins over the config's threads.
+            settings = settings.model_copy(update={"threads": from_env})
+        return settings, env_error
     except UsageError as exc:
         config_error = str(exc) if env_error is None else f"{exc}; {env_error}"
     data: dict[str, Any] = {k: v for k, v in cli.items() if k != "gpu_layers" and v is not None}

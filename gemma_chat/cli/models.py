@@ -124,7 +124,7 @@ def _settings(ctx: typer.Context, model: str | None = None, n_ctx: int | None = 
         values["model"] = model
     if n_ctx is not None:
         values["ctx"] = n_ctx
-    return build_settings(**values)
+    return build_settings(**values, threads_env=False)  # metadata only: no model runs
 
 
 def _n_ctx(settings: Settings, meta: GGUFMeta) -> int:

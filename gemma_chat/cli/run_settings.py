@@ -41,7 +41,7 @@ def build_settings(
     Keyword arguments are the CLI option values, None where not given.
     ``$GEMMA_CHAT_THREADS`` is read only when ``--threads`` is not given and the model is
     local, and not at all with ``threads_env=False`` (``doctor`` reports a bad value and
-    goes on without it; ``pull`` and ``prompt`` run no model).
+    goes on without it; ``pull``, ``prompt`` and ``models`` run no model).
 
     Raises:
         UsageError: A value is invalid, in the config or on the command line.
