@@ -37,7 +37,13 @@ sys.path.insert(0, str(HERE))
 
 import speculative as spec_bench  # noqa: E402  (bench/speculative.py: the same tasks)
 
-SETTINGS = {"n-gram 2-4 (before)": (4, 2), "n-gram 3-4": (4, 3), "n-gram 3-6 (now)": (6, 3)}
+SETTINGS = {
+    "n-gram 2-4 (before)": (4, 2),
+    "n-gram 3-4": (4, 3),
+    "n-gram 2-6": (6, 2),
+    "n-gram 3-6 (now)": (6, 3),
+}
+"""(longest, shortest) match: each change alone and both, against the setting before."""
 TYPOS = (
     "Teh quick brown fox jumpd over the lazy dog. It was a sunny day, and the fox was hapy. "
     "The dog, howver, was not amused; it barked loudly and chased the fox acros the field "
