@@ -22,7 +22,10 @@ attention off or weights not repacked, the gap is 0 for some prefixes and batch 
 and 0.4-1.1 for others; no setting made it 0 throughout.
 Greedy output is therefore identical to plain decoding except where two candidates are
 that close, which a re-evaluated prompt (another prefix split of the KV cache) can flip
-just the same.
+just the same. Tried and dropped: re-decoding alone every row whose best two logits are
+within 1.5. The cache already holds the accepted tokens' keys and values as the batch
+computed them, so that changed which replies differ, not how many: 9 of the 13 tasks of
+``bench/lookup_replay.py`` were identical to plain decoding (128 tokens) either way.
 
 Tokens are yielded one at a time, so the reply loop applies every stop rule at every
 accepted token. When the caller stops iterating, the cache is cut back to what plain
