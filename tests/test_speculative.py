@@ -195,10 +195,15 @@ def test_prompt_lookup_drafts_the_latest_continuation() -> None:
     assert lookup.draft([7, 8], 4) == []  # not an extension: re-indexed, no match
 
 
-def test_prompt_lookup_needs_three_matching_tokens_by_default() -> None:
+def test_prompt_lookup_matches_three_to_six_tokens_by_default() -> None:
     # "1 2" is a two-token match only: weak evidence, no draft.
     assert PromptLookup().draft([1, 2, 3, 4, 9, 9, 1, 2], 3) == []
     assert PromptLookup().draft([1, 2, 3, 4, 9, 9, 1, 2, 3], 3) == [4, 9, 9]
+
+    # Up to six tokens are matched: "6 7 1 2 3" picks the occurrence that went on "4",
+    # where the latest "7 1 2 3" went on "5".
+    history = [6, 7, 1, 2, 3, 4, 9, 7, 1, 2, 3, 5, 6, 7, 1, 2, 3]
+    assert PromptLookup().draft(history, 1) == [4]
 
 
 def test_pacer_backs_off_after_misses_and_recovers() -> None:
