@@ -24,6 +24,7 @@ from gemma_chat.sanitize import StreamSanitizer, one_line, visible
 from gemma_chat.tui.widgets.flat_markdown import flatten_later, next_frame
 from gemma_chat.tui.widgets.preview import WholeTextRequested, preview
 from gemma_chat.tui.widgets.selection import MessageSelection
+from gemma_chat.tui.widgets.stream_markdown import StreamMarkdown
 
 W = TypeVar("W", bound=Widget)
 
@@ -198,7 +199,7 @@ class ModelReply(Vertical):
     def compose(self):
         yield Static(self._speaker_line(self._versions), classes="speaker")
         # open_links=False: a link's target is the model's choice and hides behind its text.
-        yield Markdown(self._live_text or None, classes="reply-body", open_links=False)
+        yield StreamMarkdown(self._live_text or None, classes="reply-body", open_links=False)
         if self.shown_in_part:
             yield Button(
                 f"⋯ Show the whole reply ({self._hidden_chars:,} more characters)",
@@ -254,7 +255,8 @@ class ModelReply(Vertical):
                 flatten_later(self, self.segments[-1])
                 self._just_closed = True
                 marker = self.query_children(".stop-marker").first()
-                await self.mount(Markdown(classes="reply-body", open_links=False), before=marker)
+                live = StreamMarkdown(classes="reply-body", open_links=False)
+                await self.mount(live, before=marker)
                 self._live_text = ""
                 await self._write_live(rest)
                 return len(delta)
