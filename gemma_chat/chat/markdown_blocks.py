@@ -10,9 +10,10 @@ import re
 
 _FENCE = re.compile(r"\s*(```|~~~)")
 _LIST_ITEM = re.compile(r"([-*+]|\d+[.)])[ \t]")
+_SPACED = re.compile(r">|```|~~~|([-*_])[ \t]*\1[ \t]*\1")  # a quote, code, a rule
 
 
-def split_finished(text: str) -> tuple[str, str]:
+def split_finished(text: str, *, spaced: bool = False) -> tuple[str, str]:
     """Split Markdown into (finished blocks, open block).
 
     A block is finished at a blank line outside a code fence once the next block has
@@ -20,6 +21,11 @@ def split_finished(text: str) -> tuple[str, str]:
     line (a list item's continuation, a nested list or code block) and the next item of a
     loose list stay with the open block, so lists are rendered whole. One pass over the
     lines: it runs on every streamed line.
+
+    ``spaced``: cut only before a block with no space of its own above it in Textual's
+    Markdown (not before a quote, a code block or a rule): the margins of two blocks in
+    one widget overlap, and those of two widgets would not, so parts shown one after the
+    other would have a blank line more between them than the text shown whole.
     """
     cut = 0
     in_fence = False
@@ -31,7 +37,12 @@ def split_finished(text: str) -> tuple[str, str]:
             in_fence = not in_fence
         elif index and not line.strip() and not in_fence:
             after = text[offset:]
-            if after and after[0] not in " \t\n" and not _LIST_ITEM.match(after):
+            if (
+                after
+                and after[0] not in " \t\n"
+                and not _LIST_ITEM.match(after)
+                and not (spaced and _SPACED.match(after))
+            ):
                 cut = offset
     return text[:cut], text[cut:]
 
@@ -95,12 +106,13 @@ def slice_end(
 def _scan(shown: str, head: str):
     """(start, end, cheap, cost) for each line of ``head`` (cut short at its end):
     ``start`` and ``end`` counted in ``head``; ``cheap``: a cut at ``end`` is inside a
-    paragraph or a heading; ``cost``: what appending ``head[:end]`` after ``shown``
-    builds (the blocks started in ``head``, and the last block of ``shown`` unless it is
-    a paragraph or a heading)."""
+    paragraph, a heading or a list item; ``cost``: what appending ``head[:end]`` after
+    ``shown`` builds (the blocks started in ``head``, and what the last block of
+    ``shown`` builds again: see :func:`_rebuilt`)."""
     border = len(shown)
     kind = ""  # the open block: "para", "list", "fence", "other"; "" before any
     block_cost = 0
+    at_border: int | None = None  # the cost of the open block of shown, before head
     in_head = False  # whether the open block started in head
     built = 0  # the cost of the blocks closed since the border
     in_fence = False
@@ -109,6 +121,8 @@ def _scan(shown: str, head: str):
     start = 0
     for line in (shown + head).split("\n"):
         end = start + len(line)
+        if at_border is None and start >= border:
+            at_border = block_cost  # the first line of head begins
         new = ""  # the kind of block this line starts, if it starts one
         stripped = line.strip()
         indented = line[:1] in (" ", "\t")
@@ -133,14 +147,28 @@ def _scan(shown: str, head: str):
             new = "other" if indented or line.startswith((">", "|")) else "para"
         if new:
             if in_head or (start >= border and kind != "para"):
-                built += block_cost  # a block of head, or the last one of shown
+                built += _rebuilt(kind, block_cost, in_head, at_border)
             in_head = start >= border
             kind = new
             block_cost = {"list": 1 + ITEM_COST, "fence": FENCE_COST}.get(new, 1)
             block_cost += line.count("|") if new == "other" else 0
         blank_before = not stripped and not in_fence
         if end >= border:  # a line with text of head
-            cheap = kind == "para" and bool(stripped) and end > max(start, border)
-            open_cost = block_cost if in_head or kind != "para" else 0
+            cheap = kind in ("para", "list") and bool(stripped) and end > max(start, border)
+            open_cost = _rebuilt(kind, block_cost, in_head, at_border)
             yield max(start - border, 0), end - border, cheap, built + open_cost
         start = end + 1
+
+
+def _rebuilt(kind: str, cost: int, in_head: bool, at_border: int | None) -> int:
+    """What an append builds of a block: all of it when it starts in head; of the last
+    block of shown, nothing if it is a paragraph (updated in place), the items added to
+    a list and its last item (see ``gemma_chat.tui.widgets.stream_markdown``), and all of
+    anything else (built again whole)."""
+    if in_head:
+        return cost
+    if kind == "para":
+        return 0
+    if kind == "list":
+        return cost - (cost if at_border is None else at_border) + ITEM_COST
+    return cost

@@ -30,14 +30,16 @@ W = TypeVar("W", bound=Widget)
 
 RENDER_SLICE = 1024
 """Characters of queued reply text rendered before the screen gets to paint, at most."""
-RENDER_COST = 40
+RENDER_COST = 30
 """What a slice may cost to show, at most: a paragraph or a heading costs 1, a list item
 4, and 160 characters 1 (see :func:`~gemma_chat.chat.markdown_blocks.slice_end`)."""
-DRAW_COST = 6
+DRAW_COST = 2
 """What drawing a closed part flat costs, in the same units: the slice after a part
-closed is that much smaller (the part is drawn in the same frame)."""
-SEGMENT_LINES = 24
-"""Lines of streamed Markdown after which finished blocks are rendered once and left."""
+closed is that much smaller (the part is drawn in the same frame; a part of about
+``SEGMENT_LINES`` lines is cheap to draw)."""
+SEGMENT_LINES = 8
+"""Lines of streamed Markdown after which finished blocks are rendered once and left:
+the live part, which the screen lays out again on every update, stays small."""
 
 STOP_MARKERS = {
     StopReason.CANCELLED: "stopped by you",
@@ -247,7 +249,7 @@ class ModelReply(Vertical):
         written = len(self._live_text)
         combined = self._live_text + delta
         if combined.count("\n") >= SEGMENT_LINES:
-            finished, rest = split_finished(combined)
+            finished, rest = split_finished(combined, spaced=True)
             # Cut only at a boundary inside this delta: what was streamed before it is
             # already on screen exactly as a full render would show it.
             if finished and len(finished) >= written and rest:
