@@ -106,13 +106,12 @@ def slice_end(
 def _scan(shown: str, head: str):
     """(start, end, cheap, cost) for each line of ``head`` (cut short at its end):
     ``start`` and ``end`` counted in ``head``; ``cheap``: a cut at ``end`` is inside a
-    paragraph, a heading or a list item; ``cost``: what appending ``head[:end]`` after
-    ``shown`` builds (the blocks started in ``head``, and what the last block of
-    ``shown`` builds again: see :func:`_rebuilt`)."""
+    paragraph or a heading; ``cost``: what appending ``head[:end]`` after ``shown``
+    builds (the blocks started in ``head``, and the last block of ``shown`` unless it is
+    a paragraph or a heading)."""
     border = len(shown)
     kind = ""  # the open block: "para", "list", "fence", "other"; "" before any
     block_cost = 0
-    at_border: int | None = None  # the cost of the open block of shown, before head
     in_head = False  # whether the open block started in head
     built = 0  # the cost of the blocks closed since the border
     in_fence = False
@@ -121,8 +120,6 @@ def _scan(shown: str, head: str):
     start = 0
     for line in (shown + head).split("\n"):
         end = start + len(line)
-        if at_border is None and start >= border:
-            at_border = block_cost  # the first line of head begins
         new = ""  # the kind of block this line starts, if it starts one
         stripped = line.strip()
         indented = line[:1] in (" ", "\t")
@@ -147,28 +144,14 @@ def _scan(shown: str, head: str):
             new = "other" if indented or line.startswith((">", "|")) else "para"
         if new:
             if in_head or (start >= border and kind != "para"):
-                built += _rebuilt(kind, block_cost, in_head, at_border)
+                built += block_cost  # a block of head, or the last one of shown
             in_head = start >= border
             kind = new
             block_cost = {"list": 1 + ITEM_COST, "fence": FENCE_COST}.get(new, 1)
             block_cost += line.count("|") if new == "other" else 0
         blank_before = not stripped and not in_fence
         if end >= border:  # a line with text of head
-            cheap = kind in ("para", "list") and bool(stripped) and end > max(start, border)
-            open_cost = _rebuilt(kind, block_cost, in_head, at_border)
+            cheap = kind == "para" and bool(stripped) and end > max(start, border)
+            open_cost = block_cost if in_head or kind != "para" else 0
             yield max(start - border, 0), end - border, cheap, built + open_cost
         start = end + 1
-
-
-def _rebuilt(kind: str, cost: int, in_head: bool, at_border: int | None) -> int:
-    """What an append builds of a block: all of it when it starts in head; of the last
-    block of shown, nothing if it is a paragraph (updated in place), the items added to
-    a list and its last item (see ``gemma_chat.tui.widgets.stream_markdown``), and all of
-    anything else (built again whole)."""
-    if in_head:
-        return cost
-    if kind == "para":
-        return 0
-    if kind == "list":
-        return cost - (cost if at_border is None else at_border) + ITEM_COST
-    return cost

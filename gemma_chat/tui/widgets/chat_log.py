@@ -30,16 +30,14 @@ W = TypeVar("W", bound=Widget)
 
 RENDER_SLICE = 1024
 """Characters of queued reply text rendered before the screen gets to paint, at most."""
-RENDER_COST = 30
+RENDER_COST = 40
 """What a slice may cost to show, at most: a paragraph or a heading costs 1, a list item
 4, and 160 characters 1 (see :func:`~gemma_chat.chat.markdown_blocks.slice_end`)."""
-DRAW_COST = 2
+DRAW_COST = 6
 """What drawing a closed part flat costs, in the same units: the slice after a part
-closed is that much smaller (the part is drawn in the same frame; a part of about
-``SEGMENT_LINES`` lines is cheap to draw)."""
-SEGMENT_LINES = 8
-"""Lines of streamed Markdown after which finished blocks are rendered once and left:
-the live part, which the screen lays out again on every update, stays small."""
+closed is that much smaller (the part is drawn in the same frame)."""
+SEGMENT_LINES = 24
+"""Lines of streamed Markdown after which finished blocks are rendered once and left."""
 
 STOP_MARKERS = {
     StopReason.CANCELLED: "stopped by you",
@@ -111,9 +109,12 @@ class ModelReply(Vertical):
     backlog into one long append that freezes the screen). A slice is cut inside a
     paragraph or a heading when it can be (see
     :func:`~gemma_chat.chat.markdown_blocks.slice_end`): the next append then updates
-    that block in place instead of building a list or a code block again. Once the
-    live part holds ``SEGMENT_LINES`` lines, it is closed at the next block boundary (a
-    blank line outside code fences, not inside a list): everything before the boundary
+    that block in place instead of building a list or a code block again (an append
+    inside a list, as a slow model's are, adds only its new items: see
+    :mod:`.stream_markdown`). Once the live part holds
+    ``SEGMENT_LINES`` lines, it is closed at the next block boundary (a blank line
+    outside code fences, not inside a list, not before a quote or a code block, whose
+    margins would then show a blank line more): everything before the boundary
     is complete as streamed and never changes again, and the rest continues in a new live
     widget; the slice ends there, and the closed part is drawn flat in the next frame,
     with a smaller slice. So when the reply ends only the live part needs its one full
