@@ -2,7 +2,7 @@
 (issue 16, smooth streaming): the parts are cut only where Markdown's blocks end, and not
 before a quote or a code block (two Markdown widgets do not overlap their blocks' margins
 as one does), so the lines, their styles and the space between blocks are the same cell
-by cell. Parts are closed every 8 lines here, for many cuts of every kind."""
+by cell. Parts are closed every 2 lines here, for many cuts of every kind."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from gemma_chat.tui.widgets.chat_log import ModelReply
 
 
 async def test_a_reply_streamed_in_parts_looks_as_shown_whole(vocab, monkeypatch) -> None:
-    monkeypatch.setattr(chat_log, "SEGMENT_LINES", 8)
+    monkeypatch.setattr(chat_log, "SEGMENT_LINES", 2)
     app = GemmaChatApp(settings(), loader=loader(vocab, [LONG]))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: app.engine is not None)
