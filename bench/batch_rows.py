@@ -31,6 +31,7 @@ import ctypes
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -147,6 +148,10 @@ def main() -> None:
         "not_repacked": measure(args.model, args.threads, args.rounds, False, args.flash_attn),
         "load_after": list(os.getloadavg()),
     }
+    busy = report["load_before"][0]  # after the run it includes the bench's own threads
+    if busy > (os.cpu_count() or 1) - args.threads + 0.5:
+        # Other work was sharing the cores: the costs are skewed.
+        print(f"warning: load average {busy:.1f} during the run; re-run idle", file=sys.stderr)
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "batch_rows.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report))

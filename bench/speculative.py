@@ -3,6 +3,7 @@
 Side by side in one run, on one model load, greedy, on three tasks:
 
 a. quoting a piped text (grounded: the reply copies the prompt);
+a2. editing a piped source file (a variable renamed: the reply copies the code);
 b. summarising the same piped text;
 c. free-form chat (nothing to copy: the adaptive back-off must keep the cost small).
 
@@ -31,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 QUOTE = "Repeat the text above exactly, word for word."
 SUMMARY = "Summarise the text above in three sentences."
 CHAT = "Tell me a story about a lighthouse keeper and a storm."
+EDIT = "Rename the variable `known` to `seen` in the code above and show the whole code."
 
 
 def piped_text() -> str:
@@ -40,12 +42,20 @@ def piped_text() -> str:
     return text[start : start + 2400]
 
 
+def piped_code() -> str:
+    """About 700 tokens of Python: gemma-chat's own prompt lookup drafter."""
+    text = (HERE.parent / "gemma_chat" / "backend" / "speculative.py").read_text(encoding="utf-8")
+    start = text.index("class PromptLookup")
+    return text[start : start + 2400]
+
+
 def tasks() -> dict[str, str]:
     from gemma_chat.cli.inputs import combine
 
     text = piped_text()
     return {
         "a_quote": combine(QUOTE, text),
+        "a2_edit": combine(EDIT, piped_code()),
         "b_summary": combine(SUMMARY, text),
         "c_chat": CHAT,
     }

@@ -8,15 +8,25 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import pytest
 import stories
 from conftest import GREEDY
 
+from gemma_chat.backend import local
 from gemma_chat.backend.speculative import Pacer, PromptLookup, fit_draft
 from gemma_chat.chat.conversation import Conversation, StopReason
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, TextDelta
+
+
+@pytest.fixture(autouse=True)
+def two_token_matches(request, monkeypatch) -> None:
+    """The tiny models' scripts repeat only two-token n-grams: their tests are about
+    verifying drafts, so prompt lookup drafts from two-token matches there."""
+    if "tiny_backends" in request.fixturenames:
+        monkeypatch.setattr(local, "PromptLookup", partial(PromptLookup, ngram_min=2))
 
 
 @contextmanager
@@ -183,6 +193,17 @@ def test_prompt_lookup_drafts_the_latest_continuation() -> None:
     history += [3]
     assert lookup.draft(history, 2) == [5, 6]  # "1 2 3" (longest) -> "5 6"
     assert lookup.draft([7, 8], 4) == []  # not an extension: re-indexed, no match
+
+
+def test_prompt_lookup_matches_three_to_six_tokens_by_default() -> None:
+    # "1 2" is a two-token match only: weak evidence, no draft.
+    assert PromptLookup().draft([1, 2, 3, 4, 9, 9, 1, 2], 3) == []
+    assert PromptLookup().draft([1, 2, 3, 4, 9, 9, 1, 2, 3], 3) == [4, 9, 9]
+
+    # Up to six tokens are matched: "6 7 1 2 3" picks the occurrence that went on "4",
+    # where the latest "7 1 2 3" went on "5".
+    history = [6, 7, 1, 2, 3, 4, 9, 7, 1, 2, 3, 5, 6, 7, 1, 2, 3]
+    assert PromptLookup().draft(history, 1) == [4]
 
 
 def test_pacer_backs_off_after_misses_and_recovers() -> None:
@@ -360,7 +381,7 @@ class _Recording:
     draft of any size reaches the cut to ``DRAFT_SIZES``)."""
 
     def __init__(self) -> None:
-        self.lookup, self.asked = PromptLookup(), []
+        self.lookup, self.asked = PromptLookup(ngram_min=2), []
 
     def draft(self, history, k):
         self.asked.append(k)

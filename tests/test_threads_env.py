@@ -89,3 +89,15 @@ def test_doctor_keeps_the_config_when_only_the_variable_is_bad(demo_path, tmp_pa
     assert report["model"]["n_ctx"] == 1024  # the config file still applies
     step = next(s for s in report["next_steps"] if "GEMMA_CHAT_THREADS" in s)
     assert "config file" not in step  # the config file is fine: the environment is not
+
+
+def test_a_bad_value_does_not_concern_a_server_or_the_prompt_inspector(demo_path, monkeypatch):
+    monkeypatch.setenv("GEMMA_CHAT_THREADS", "many")
+    remote = build_settings(base_url="http://127.0.0.1:9/v1")  # the server's threads
+    assert remote.backend == "openai" and remote.threads is None
+    with pytest.raises(UsageError, match="GEMMA_CHAT_THREADS"):
+        build_settings()  # a local model: refused
+    # `prompt` loads only the vocabulary: it renders whatever the variable says.
+    proc = run_cli("prompt", "hi", env={"GEMMA_CHAT_THREADS": "many"})
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"<start_of_turn>user" in proc.stdout

@@ -187,7 +187,10 @@ def prompt(
     local = {k: v for k, v in values.items() if k in keep}
     saved = choose_prompt(prompt_name)
     prompt = None if saved is None else saved.prompt
-    settings = run_settings.build_settings(prompt=prompt, **local, backend="local")
+    # Only the vocabulary is loaded: a bad $GEMMA_CHAT_THREADS does not concern it.
+    settings = run_settings.build_settings(
+        prompt=prompt, **local, backend="local", threads_env=False
+    )
     raise typer.Exit(run_prompt(settings, question, as_json, prompt, files or ()))
 
 

@@ -66,7 +66,7 @@ def pull(
     if spec is None:
         raise UsageError("pull needs a MODEL: an alias (see pull --list) or org/name")
     target = resolve_spec(spec, filename, quant, revision)
-    settings = run_settings.build_settings()
+    settings = run_settings.build_settings(threads_env=False)  # no model runs
     models_dir = paths.models_dir(settings.models_dir)
     result = run_pull(
         target,

@@ -39,8 +39,9 @@ def build_settings(
     config.
 
     Keyword arguments are the CLI option values, None where not given.
-    ``$GEMMA_CHAT_THREADS`` is read only when ``--threads`` is not given (and not at all
-    with ``threads_env=False``: ``doctor`` reports a bad value and goes on without it).
+    ``$GEMMA_CHAT_THREADS`` is read only when ``--threads`` is not given and the model is
+    local, and not at all with ``threads_env=False`` (``doctor`` reports a bad value and
+    goes on without it; ``pull`` and ``prompt`` run no model).
 
     Raises:
         UsageError: A value is invalid, in the config or on the command line.
@@ -56,7 +57,11 @@ def build_settings(
     backend = choose_backend(data, cli)
     # Like $GEMMA_CHAT_MODEL: over the config, under the flag (not read when the flag is
     # given: a stale value in the environment must not refuse an explicit command line).
-    env_threads = threads_from_env() if threads_env and cli.get("threads") is None else None
+    # Not read for a server either: its threads are the server's.
+    local = backend != "openai"
+    env_threads = (
+        threads_from_env() if threads_env and local and cli.get("threads") is None else None
+    )
     if env_threads is not None:
         data["threads"] = env_threads
     for key in ("system", "ctx", "gpu", "threads", "flash_attn", "debug", "long_input", *_SPEC):

