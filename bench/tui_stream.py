@@ -28,12 +28,22 @@ measures, in one process:
 Reported: the medians over the rounds, and ratio = UI tokens/s / engine tokens/s.
 Targets: UI >= 2,000 tokens/s, and no frozen frames (worst frame gap < 100 ms).
 
+``--calls`` runs one more UI round counting the Python calls of the UI thread (cProfile)
+between two screen updates: the work of each frame as a number the machine's load does
+not change (on this machine about 3,000 calls take 1 ms idle), to compare two trees on a
+busy machine. Reported: the most in one frame, the 90th percentile and the median, and
+the calls in all (the whole stream's work: lower is faster).
+
 ``--profile`` runs one more UI round under pyinstrument (if installed, else cProfile)
 from the message being sent to the reply rendered, and prints the tree. (Earlier
 prototype variants of the streaming fixes lived here; the app now has them, so they were
 removed.)
 
-Usage: python bench/tui_stream.py [--tokens 5000|20000] [--rounds 3] [--profile]
+``--delay-ms N`` replays the tokens at a model's pace instead (the UI then waits for
+text: compare the widgets mounted, not the rate).
+
+Usage: python bench/tui_stream.py [--tokens 5000|20000] [--rounds 3] [--calls] [--profile]
+       [--delay-ms N]
 
 Results go to bench/results/tui_stream.json (tui_stream_<tokens>.json for other sizes).
 """
@@ -63,6 +73,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 FRAME = 1 / 60
 FROZEN_S = 0.1
+DELAY_S = 0.0  # --delay-ms: the replayed model's pause before each token
 QUESTION = "Write me a long, detailed guide with examples."
 
 # --------------------------------------------------------------------- the script
@@ -245,6 +256,7 @@ def make_app_class() -> type:
             self._last_tick: float | None = None
             self.mounted = 0
             self.frame_mounts: list[int] = []  # widgets mounted so far, at each frame
+            self.call_counter: CallCounter | None = None
 
         def get_default_screen(self) -> Screen:
             return TimedScreen(id="_default")
@@ -274,6 +286,8 @@ def make_app_class() -> type:
             if renderable is not None and not self._batch_count:
                 self.frames.append(time.perf_counter())
                 self.frame_mounts.append(self.mounted)
+                if self.call_counter is not None:
+                    self.call_counter.mark(self.frames[-1])
             super()._display(screen, renderable)
 
         async def on_reply_delta(self, message: ReplyDelta) -> None:
@@ -339,7 +353,7 @@ async def ui_round(
     from gemma_chat.backend.scripted import ScriptedBackend
 
     def loader(_settings: Any, _notify: Any) -> tuple[Any, Any]:
-        return None, ScriptedBackend(vocab, [text], n_ctx=n_ctx)
+        return None, ScriptedBackend(vocab, [text], n_ctx=n_ctx, delay_s=DELAY_S)
 
     pauses: list[tuple[float, float, int]] = []  # (start, seconds, generation)
     gc_started = [0.0]
@@ -352,6 +366,8 @@ async def ui_round(
             pauses.append((gc_started[0], now - gc_started[0], info["generation"]))
 
     app = app_class(settings, loader=loader)
+    if isinstance(profiler, CallCounter):
+        app.call_counter = profiler
     gc.callbacks.append(on_gc)
     try:
         async with app.run_test(size=(80, 24)):
@@ -450,6 +466,57 @@ def _ui_metrics(app: Any, text: str, turns: list, done: Any, segments: int, paus
     }
 
 
+class CallCounter:
+    """Counts the UI thread's Python calls (cProfile) up to each screen update."""
+
+    def __init__(self) -> None:
+        self.profile = cProfile.Profile()
+        self.running = False
+        self.marks: list[tuple[float, int]] = []  # (frame time, calls so far)
+
+    def start(self) -> None:
+        self.running = True
+        self.profile.enable()
+
+    def stop(self) -> None:
+        self.running = False
+        self.profile.disable()
+
+    def mark(self, at: float) -> None:
+        if self.running:
+            self.profile.disable()
+            self.marks.append((at, sum(entry.callcount for entry in self.profile.getstats())))
+            self.profile.enable()
+
+    def per_frame(self, start: float, end: float) -> list[int]:
+        """Calls between two screen updates, from the first delta to the first frame after
+        the reply is rendered."""
+        marks = [(at, calls) for at, calls in self.marks if at >= start]
+        last = next((i for i, (at, _) in enumerate(marks) if at >= end), len(marks) - 1)
+        counts = [calls for _, calls in marks[: last + 1]]
+        return [b - a for a, b in itertools.pairwise(counts)]
+
+
+def calls_round(app_class: type, vocab: Any, text: str, settings: Any, n_ctx: int) -> dict:
+    counter = CallCounter()
+    box: dict[str, Any] = {}
+
+    class Counted(app_class):  # type: ignore[valid-type,misc]
+        def _rendered(self) -> None:
+            super()._rendered()
+            box["span"] = (self.first_delta, self.finished_at)
+
+    asyncio.run(ui_round(Counted, vocab, text, settings, n_ctx, counter))
+    work = sorted(counter.per_frame(*box["span"]))
+    return {
+        "frames": len(work),
+        "max_calls_per_frame": work[-1],
+        "p90_calls_per_frame": work[int(len(work) * 0.9)],
+        "median_calls_per_frame": statistics.median(work),
+        "calls": sum(work),
+    }
+
+
 class Profiler:
     """Profiles the UI thread from the message being sent to the reply finished:
     pyinstrument (sampling, low overhead) when installed, else cProfile."""
@@ -510,8 +577,16 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="one more UI round, profiled")
+    parser.add_argument(
+        "--calls", action="store_true", help="one more UI round, counting calls per frame"
+    )
     parser.add_argument("--model", help="GGUF whose vocabulary to use (default: the demo)")
+    parser.add_argument(
+        "--delay-ms", type=float, default=0.0, help="pause before each token (a model's pace)"
+    )
     args = parser.parse_args()
+    global DELAY_S
+    DELAY_S = args.delay_ms / 1000
 
     tmp = tempfile.TemporaryDirectory(prefix="gemma-chat-bench-")
     os.environ["GEMMA_CHAT_DATA_DIR"] = str(Path(tmp.name) / "data")
@@ -595,6 +670,8 @@ def main() -> None:
         "engine": engine_rounds,
         "ui": ui_rounds,
     }
+    if args.calls:
+        result["calls"] = calls_round(app_class, vocab, text, settings, n_ctx)
     if args.profile:
         result["profile"] = profile_round(app_class, vocab, text, settings, n_ctx)
     out = HERE / "results"
@@ -624,6 +701,14 @@ def main() -> None:
         ("widgets mounted", f"{summary['widgets_mounted']:.0f}", ""),
         ("most in one frame", f"{summary['max_widgets_per_frame']:.0f}", ""),
     ]
+    if args.calls:
+        calls = result["calls"]
+        rows += [
+            ("calls, most a frame", f"{calls['max_calls_per_frame'] / 1000:,.0f}k", ""),
+            ("calls, p90 a frame", f"{calls['p90_calls_per_frame'] / 1000:,.0f}k", ""),
+            ("calls, median", f"{calls['median_calls_per_frame'] / 1000:,.0f}k", ""),
+            ("calls in all", f"{calls['calls'] / 1e6:,.2f}M", f"({calls['frames']} frames)"),
+        ]
     for label, value, target in rows:
         print(f"  {label:<20} {value:>12}  {target}")
     if args.profile:

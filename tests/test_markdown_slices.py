@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from gemma_chat.chat.markdown_blocks import ITEM_COST, slice_end
+from gemma_chat.chat.markdown_blocks import ITEM_COST, slice_end, split_finished
 
 PARA = "A paragraph that says something useful about the reply, long enough to wrap."
 LIST = "\n".join(f"- item {i} of a list" for i in range(5))
@@ -121,3 +121,13 @@ def test_only_the_head_of_a_huge_backlog_is_read() -> None:
     huge = "word " * 200_000
     assert slice_end("", huge, 1024, 48) == 1024
     assert re.fullmatch(r"(word )+", huge[:1025])
+
+
+def test_parts_spaced_apart_are_not_cut_before_a_quote_or_code() -> None:
+    # Two widgets do not overlap the margins of a quote or a code block: no cut there.
+    for block in ("> a quote", "```\ncode", "---\nmore"):
+        text = f"A paragraph.\n\n{block}"
+        assert split_finished(text) == ("A paragraph.\n\n", block)
+        assert split_finished(text, spaced=True) == ("", text)
+    text = "A paragraph.\n\n## A heading\n\n| a |\n|---|\n\nMore"
+    assert split_finished(text, spaced=True) == split_finished(text)

@@ -10,9 +10,10 @@ import re
 
 _FENCE = re.compile(r"\s*(```|~~~)")
 _LIST_ITEM = re.compile(r"([-*+]|\d+[.)])[ \t]")
+_SPACED = re.compile(r">|```|~~~|([-*_])[ \t]*\1[ \t]*\1")  # a quote, code, a rule
 
 
-def split_finished(text: str) -> tuple[str, str]:
+def split_finished(text: str, *, spaced: bool = False) -> tuple[str, str]:
     """Split Markdown into (finished blocks, open block).
 
     A block is finished at a blank line outside a code fence once the next block has
@@ -20,6 +21,11 @@ def split_finished(text: str) -> tuple[str, str]:
     line (a list item's continuation, a nested list or code block) and the next item of a
     loose list stay with the open block, so lists are rendered whole. One pass over the
     lines: it runs on every streamed line.
+
+    ``spaced``: cut only before a block with no space of its own above it in Textual's
+    Markdown (not before a quote, a code block or a rule): the margins of two blocks in
+    one widget overlap, and those of two widgets would not, so parts shown one after the
+    other would have a blank line more between them than the text shown whole.
     """
     cut = 0
     in_fence = False
@@ -31,7 +37,12 @@ def split_finished(text: str) -> tuple[str, str]:
             in_fence = not in_fence
         elif index and not line.strip() and not in_fence:
             after = text[offset:]
-            if after and after[0] not in " \t\n" and not _LIST_ITEM.match(after):
+            if (
+                after
+                and after[0] not in " \t\n"
+                and not _LIST_ITEM.match(after)
+                and not (spaced and _SPACED.match(after))
+            ):
                 cut = offset
     return text[:cut], text[cut:]
 

@@ -24,6 +24,7 @@ from gemma_chat.sanitize import StreamSanitizer, one_line, visible
 from gemma_chat.tui.widgets.flat_markdown import flatten_later, next_frame
 from gemma_chat.tui.widgets.preview import WholeTextRequested, preview
 from gemma_chat.tui.widgets.selection import MessageSelection
+from gemma_chat.tui.widgets.stream_markdown import StreamMarkdown
 
 W = TypeVar("W", bound=Widget)
 
@@ -108,9 +109,12 @@ class ModelReply(Vertical):
     backlog into one long append that freezes the screen). A slice is cut inside a
     paragraph or a heading when it can be (see
     :func:`~gemma_chat.chat.markdown_blocks.slice_end`): the next append then updates
-    that block in place instead of building a list or a code block again. Once the
-    live part holds ``SEGMENT_LINES`` lines, it is closed at the next block boundary (a
-    blank line outside code fences, not inside a list): everything before the boundary
+    that block in place instead of building a list or a code block again (an append
+    inside a list, as a slow model's are, adds only its new items: see
+    :mod:`.stream_markdown`). Once the live part holds
+    ``SEGMENT_LINES`` lines, it is closed at the next block boundary (a blank line
+    outside code fences, not inside a list, not before a quote or a code block, whose
+    margins would then show a blank line more): everything before the boundary
     is complete as streamed and never changes again, and the rest continues in a new live
     widget; the slice ends there, and the closed part is drawn flat in the next frame,
     with a smaller slice. So when the reply ends only the live part needs its one full
@@ -198,7 +202,7 @@ class ModelReply(Vertical):
     def compose(self):
         yield Static(self._speaker_line(self._versions), classes="speaker")
         # open_links=False: a link's target is the model's choice and hides behind its text.
-        yield Markdown(self._live_text or None, classes="reply-body", open_links=False)
+        yield StreamMarkdown(self._live_text or None, classes="reply-body", open_links=False)
         if self.shown_in_part:
             yield Button(
                 f"⋯ Show the whole reply ({self._hidden_chars:,} more characters)",
@@ -246,7 +250,7 @@ class ModelReply(Vertical):
         written = len(self._live_text)
         combined = self._live_text + delta
         if combined.count("\n") >= SEGMENT_LINES:
-            finished, rest = split_finished(combined)
+            finished, rest = split_finished(combined, spaced=True)
             # Cut only at a boundary inside this delta: what was streamed before it is
             # already on screen exactly as a full render would show it.
             if finished and len(finished) >= written and rest:
@@ -254,7 +258,8 @@ class ModelReply(Vertical):
                 flatten_later(self, self.segments[-1])
                 self._just_closed = True
                 marker = self.query_children(".stop-marker").first()
-                await self.mount(Markdown(classes="reply-body", open_links=False), before=marker)
+                live = StreamMarkdown(classes="reply-body", open_links=False)
+                await self.mount(live, before=marker)
                 self._live_text = ""
                 await self._write_live(rest)
                 return len(delta)

@@ -1,0 +1,36 @@
+"""A streamed reply, closed into parts as it streams, looks like the same reply shown whole
+(issue 16, smooth streaming): the parts are cut only where Markdown's blocks end, and not
+before a quote or a code block (two Markdown widgets do not overlap their blocks' margins
+as one does), so the lines, their styles and the space between blocks are the same cell
+by cell. Parts are closed every 2 lines here, for many cuts of every kind."""
+
+from __future__ import annotations
+
+from test_tui_flat import LONG, cells, flat_done, loader, settings
+from tui_support import send, settle, wait_until
+
+from gemma_chat.chat.conversation import StopReason
+from gemma_chat.tui.app import GemmaChatApp
+from gemma_chat.tui.widgets import chat_log
+from gemma_chat.tui.widgets.chat_log import ModelReply
+
+
+async def test_a_reply_streamed_in_parts_looks_as_shown_whole(vocab, monkeypatch) -> None:
+    monkeypatch.setattr(chat_log, "SEGMENT_LINES", 2)
+    app = GemmaChatApp(settings(), loader=loader(vocab, [LONG]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None)
+        await send(pilot, "hi")
+        await wait_until(pilot, lambda: not app.generating and len(app.conversation.turns) == 2)
+        streamed = app.query_one(ModelReply)
+        await wait_until(pilot, lambda: flat_done(streamed))
+        assert len(streamed.segments) > 6  # closed into parts as it streamed
+        whole = ModelReply(LONG, StopReason.END_OF_TURN, speaker=streamed.speaker)
+        await app.chat.mount(whole)
+        await wait_until(pilot, lambda: flat_done(whole))
+        await settle(pilot)
+        assert len(whole.segments) == 1
+        drawn, expected = cells(streamed), cells(whole)
+        assert len(drawn) == len(expected) > 100
+        for y, (line, want) in enumerate(zip(drawn, expected, strict=True)):
+            assert line == want, y
