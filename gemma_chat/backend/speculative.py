@@ -24,8 +24,10 @@ Greedy output is therefore identical to plain decoding except where two candidat
 that close, which a re-evaluated prompt (another prefix split of the KV cache) can flip
 just the same. Tried and dropped: re-decoding alone every row whose best two logits are
 within 1.5. The cache already holds the accepted tokens' keys and values as the batch
-computed them, so that changed which replies differ, not how many: 9 of the 13 tasks of
-``bench/lookup_replay.py`` were identical to plain decoding (128 tokens) either way.
+computed them, so in one run of the 13 tasks of ``bench/lookup_replay.py`` (128 tokens)
+it changed which replies differed from plain decoding, not how many: 9 of 13 were
+identical either way. (Other runs of the same tasks, in another order, gave 13 of 13
+without it: which near-ties come up depends on the cache's history.)
 
 Tokens are yielded one at a time, so the reply loop applies every stop rule at every
 accepted token. When the caller stops iterating, the cache is cut back to what plain
