@@ -98,6 +98,9 @@ def record(model: Path, tokens: int, threads: int) -> dict[str, dict]:
         conversation.add_user(message)
         prompt = list(engine.template.render(conversation.turns, None))
         reply = spec_bench.gemma_run(engine, backend, message, "off")["ids"]
+        if not reply:  # no ids (a control token or a marker in the reply): nothing to replay
+            print(f"{name}: the reply has no token ids; left out", file=sys.stderr)
+            continue
         recorded[name] = {"prompt": prompt, "reply": reply}
     backend.close()
     return recorded
