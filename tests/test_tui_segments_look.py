@@ -7,7 +7,7 @@ by cell. Parts are closed every 2 lines here, for many cuts of every kind."""
 from __future__ import annotations
 
 from test_tui_flat import LONG, cells, flat_done, loader, settings
-from tui_support import send, settle, wait_until
+from tui_support import answered, send, settle, wait_until
 
 from gemma_chat.chat.conversation import StopReason
 from gemma_chat.tui.app import GemmaChatApp
@@ -21,7 +21,7 @@ async def test_a_reply_streamed_in_parts_looks_as_shown_whole(vocab, monkeypatch
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: app.engine is not None)
         await send(pilot, "hi")
-        await wait_until(pilot, lambda: not app.generating and len(app.conversation.turns) == 2)
+        await answered(pilot, 1)
         streamed = app.query_one(ModelReply)
         await wait_until(pilot, lambda: flat_done(streamed))
         assert len(streamed.segments) > 6  # closed into parts as it streamed
