@@ -206,6 +206,15 @@ def test_prompt_lookup_matches_three_to_six_tokens_by_default() -> None:
     assert PromptLookup().draft(history, 1) == [4]
 
 
+def test_prompt_lookup_drafts_a_loop_past_the_end_of_the_history() -> None:
+    # The latest "1 2 1 2 1 2" continues two tokens before the end: the loop goes on.
+    assert PromptLookup().draft([9, 8, 7] + [1, 2] * 10, 7) == [1, 2, 1, 2, 1, 2, 1]
+    # A period of three, matched three tokens back.
+    assert PromptLookup().draft([5] + [1, 2, 3] * 3, 5) == [1, 2, 3, 1, 2]
+    # An earlier occurrence far enough back is read as it was, not repeated.
+    assert PromptLookup().draft([1, 2, 3, 4, 5, 6, 1, 2, 3], 4) == [4, 5, 6, 1]
+
+
 def test_pacer_backs_off_after_misses_and_recovers() -> None:
     pacer = Pacer(max_draft=15, max_pause=16)
     assert pacer.want() == 7  # 8 rows with the pending token

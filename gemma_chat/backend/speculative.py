@@ -131,11 +131,25 @@ class PromptLookup:
                 continue
             at = self._index.get(tuple(known[-n:]))
             if at is not None:
-                return known[at : at + k]
+                return _continue_from(known, at, k)
         return []
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _continue_from(known: list[int], at: int, k: int) -> list[int]:
+    """``k`` tokens of what followed ``known[at]``'s n-gram, read as what follows now.
+
+    When the earlier occurrence is recent (a loop: "A B A B A B"), its continuation runs
+    into the present; it goes on with the tokens this draft has just predicted, so a
+    loop of any period is drafted in full rather than cut at the history's end.
+    """
+    drafted: list[int] = []
+    for i in range(k):
+        source = at + i
+        drafted.append(known[source] if source < len(known) else drafted[source - len(known)])
+    return drafted
 
 
 DRAFT_SIZES = (3, 7, 11, 15)
