@@ -123,3 +123,14 @@ def test_doctor_reports_the_variable_under_a_server_config(demo_path, tmp_path: 
     report = json.loads(run_cli("doctor", "--json", env=env).stdout)
     assert report["threads"]["used"] == 1
     assert report["threads"]["source"] == "GEMMA_CHAT_THREADS"
+
+
+def test_doctor_reports_the_variable_when_the_config_is_left_out(demo_path, tmp_path) -> None:
+    # A config doctor cannot use is reported and left out; the variable still applies.
+    config = tmp_path / "config.toml"
+    config.write_text("ctx = 'lots'\n")
+    env = {"GEMMA_CHAT_THREADS": "1", "GEMMA_CHAT_CONFIG": str(config)}
+    report = json.loads(run_cli("doctor", "--json", env=env).stdout)
+    assert report["config_error"]
+    assert report["threads"]["used"] == 1
+    assert report["threads"]["source"] == "GEMMA_CHAT_THREADS"

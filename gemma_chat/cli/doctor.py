@@ -69,6 +69,8 @@ def _settings(cli: dict[str, Any]) -> tuple[Any, str | None]:
     if layers is not None:
         data["gpu_layers"] = layers
     data["model"] = cli.get("model") or os.environ.get("GEMMA_CHAT_MODEL") or None
+    if from_env and "threads" not in data:  # a local run would still use the variable
+        data["threads"] = from_env
     try:
         return Settings.model_validate(data), config_error
     except ValidationError as exc:  # the command line itself is wrong
