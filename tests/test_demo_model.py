@@ -50,6 +50,13 @@ def test_same_seed_same_reply_on_the_demo(demo_backend, temperature: float) -> N
     engine = Engine(demo_backend, Sampling(temperature=temperature, seed=99, max_tokens=24))
     replies = []
     for _ in range(2):
+        # From the same (empty) cache. This was the suite's flaky test: once in a full
+        # run the first reply differed from the second (a near-tie flipped at
+        # temperature 0). The one input that varies between runs is which other test's
+        # cells the shared model holds, and a prompt split differently across the cache
+        # gets logits that differ in the last digits (llama.cpp's CPU kernels are not
+        # batch-invariant). Not reproduced in isolation with five other prior prompts.
+        demo_backend.clear_state()
         conv = Conversation()
         conv.add_user("Write one sentence about the sea.")
         replies.append(engine.reply(conv).text)
