@@ -220,11 +220,12 @@ class ModelReply(Vertical):
             # already on screen exactly as a full render would show it.
             if finished and len(finished) >= written and rest:
                 tail = finished[written:]
-                await self._write_live(tail)
-                self._closed_part = self.segments[-1]  # drawn flat after the next frame
-                marker = self.query_children(".stop-marker").first()
-                live = StreamMarkdown(classes="reply-body", open_links=False)
-                await self.mount(live, before=marker)
+                with self.app.batch_update():  # one screen update for all of it, after
+                    await self._write_live(tail)
+                    self._closed_part = self.segments[-1]  # drawn flat after that update
+                    marker = self.query_children(".stop-marker").first()
+                    live = StreamMarkdown(classes="reply-body", open_links=False)
+                    await self.mount(live, before=marker)
                 self._live_text = ""
                 if tail:  # the screen lays out the whole closed part: nothing more
                     return len(tail)
