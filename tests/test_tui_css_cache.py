@@ -50,3 +50,23 @@ async def test_remembered_block_styles_look_as_textual_styles_them(vocab, monkey
         assert line == want, ("dark", y)
     for y, (line, want) in enumerate(zip(light, plain_light, strict=True)):
         assert line == want, ("light", y)
+
+
+def test_the_memory_is_left_out_on_a_textual_it_does_not_know(monkeypatch) -> None:
+    # It relies on Textual's own names and pseudo-classes: with others (here a new
+    # pseudo-class, then a flag renamed) Textual styles every node itself, as before.
+    from textual.css.stylesheet import Stylesheet
+
+    from gemma_chat.tui import css_cache
+
+    assert css_cache.supported()
+    stylesheet = Stylesheet()
+    pseudo = {*css_cache.VALID_PSEUDO_CLASSES, "nth-child"}
+    for name, value in (("VALID_PSEUDO_CLASSES", pseudo), ("_FLAGS", ("_has_nth_style",))):
+        with monkeypatch.context() as patch:
+            patch.setattr(css_cache, name, value)
+            css_cache.install(stylesheet)
+            assert getattr(stylesheet, "_gemma_memo", None) is None
+            assert "apply" not in vars(stylesheet)  # Textual's own
+    css_cache.install(stylesheet)
+    assert stylesheet._gemma_memo is not None and "apply" in vars(stylesheet)

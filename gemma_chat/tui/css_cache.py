@@ -14,13 +14,15 @@ app's own pseudo-classes (dark or light, ANSI colours, inline, no colour). A nod
 rules test its place among its siblings (``:first-child``, ``:odd``...) or
 ``:focus-within`` is never remembered (as in Textual's own cache). The memory holds for
 one version of the stylesheet: a theme change or a new stylesheet builds new rules, and
-Textual then styles every node again.
+Textual then styles every node again. It relies on Textual's private names (8.2): a
+Textual without them, or with a pseudo-class it does not know, is left as it is.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from textual.css.constants import VALID_PSEUDO_CLASSES
 from textual.css.stylesheet import Stylesheet
 from textual.dom import DOMNode
 from textual.widget import Widget
@@ -28,6 +30,29 @@ from textual.widgets import Markdown
 
 _MAX = 512
 """Kinds of node remembered at most (then forgotten and learned again)."""
+
+_KEYED = {"hover", "focus", "blur", "can-focus", "disabled", "enabled"}
+_APP = {"dark", "light", "ansi", "inline", "nocolor"}
+_NEVER = {"focus-within", "first-of-type", "last-of-type", "first-child", "last-child"}
+_NEVER |= {"odd", "even", "empty"}
+_FLAGS = ("_has_hover_style", "_has_focus_within", "_has_order_style", "_has_odd_or_even")
+"""The pseudo-classes the memory knows (in its key, or never remembered), and Textual's
+own flags it sets: a Textual with other ones (a new pseudo-class, a renamed flag) is
+left to style every node itself."""
+
+
+def supported() -> bool:
+    """Whether this Textual's stylesheet is the one the memory was written for."""
+    node = DOMNode()
+    return (
+        set(VALID_PSEUDO_CLASSES) <= _KEYED | _APP | _NEVER
+        and all(hasattr(node, flag) for flag in _FLAGS)
+        and hasattr(node, "_css_styles")
+        and all(
+            hasattr(Stylesheet, name)
+            for name in ("_process_component_classes", "replace_rules", "rules_map")
+        )
+    )
 
 
 def _state(node: DOMNode) -> tuple[Any, ...]:
@@ -39,7 +64,7 @@ def _state(node: DOMNode) -> tuple[Any, ...]:
             node.mouse_hover,
             node.has_focus,
             node.disabled,
-            node.can_focus,
+            node.allow_focus(),  # what :can-focus tests
         )
     if node.parent is None:  # the app: dark or light, ANSI, inline, no colour, focus
         return (type(node), frozenset(node.get_pseudo_classes()))
@@ -67,7 +92,7 @@ class _Memo:
 
 def install(stylesheet: Stylesheet) -> None:
     """Make ``stylesheet`` (an app's) remember the rules of Markdown blocks."""
-    if getattr(stylesheet, "_gemma_memo", None) is not None:
+    if getattr(stylesheet, "_gemma_memo", None) is not None or not supported():
         return
     memo = _Memo()
     stylesheet._gemma_memo = memo  # type: ignore[attr-defined]
