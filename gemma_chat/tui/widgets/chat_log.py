@@ -70,8 +70,8 @@ class ModelReply(Vertical):
     inside a list, as a slow model's are, adds only its new items: see
     :mod:`.stream_markdown`). Once the live part holds
     ``SEGMENT_LINES`` lines, it is closed at the next block boundary (a blank line
-    outside code fences, not inside a list, not before a quote or a code block, whose
-    margins would then show a blank line more): everything before the boundary
+    outside code fences, not inside a list, not before a quote, a code block or a
+    heading, whose margins would then show a blank line more): everything before the boundary
     is complete as streamed and never changes again, and the rest continues in a new live
     widget; the slice ends there, and the reply's task draws the closed part flat in the
     next frame, with a slice smaller by what that costs. So when the reply ends only the
