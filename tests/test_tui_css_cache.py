@@ -70,3 +70,33 @@ def test_the_memory_is_left_out_on_a_textual_it_does_not_know(monkeypatch) -> No
             assert "apply" not in vars(stylesheet)  # Textual's own
     css_cache.install(stylesheet)
     assert stylesheet._gemma_memo is not None and "apply" in vars(stylesheet)
+
+
+async def test_remembered_styles_follow_the_apps_own_classes() -> None:
+    # A rule may test a class of the app itself (Textual's own "-dark-mode", or one an
+    # app sets): blocks mounted after the class changed are not served the old rules.
+    from textual.app import App
+    from textual.widgets import Markdown
+    from textual.widgets._markdown import MarkdownParagraph
+
+    from gemma_chat.tui import css_cache
+
+    class Probe(App):
+        CSS = "App.-loud Markdown MarkdownParagraph { text-style: bold; }"
+
+        def compose(self):
+            yield Markdown("one")
+
+    app = Probe()
+    async with app.run_test() as pilot:
+        css_cache.install(app.stylesheet)
+        app.stylesheet.update(app)  # a paragraph's rules remembered, not bold
+        assert app.stylesheet._gemma_memo.entries
+        app.add_class("-loud")
+        await pilot.pause()
+        await app.screen.mount(Markdown("two"))
+        await app.query(Markdown).first().append("\n\nthree")
+        await pilot.pause()
+        paragraphs = list(app.query(MarkdownParagraph))
+        assert len(paragraphs) == 3
+        assert all(paragraph.styles.text_style.bold for paragraph in paragraphs)

@@ -10,7 +10,8 @@ mounts hundreds of blocks that look alike.
 :func:`install` makes an app's stylesheet remember the rules matched for a node inside a
 Markdown widget, keyed by everything a selector can test on the node and its ancestors:
 each one's type, id, classes and state (hover, focus, disabled, focusable), and the
-app's own pseudo-classes (dark or light, ANSI colours, inline, no colour). A node whose
+app's own id, classes and pseudo-classes (dark or light, ANSI colours, inline, no
+colour). A node whose
 rules test its place among its siblings (``:first-child``, ``:odd``...) or
 ``:focus-within`` is never remembered (as in Textual's own cache). The memory holds for
 one version of the stylesheet: a theme change or a new stylesheet builds new rules, and
@@ -67,7 +68,8 @@ def _state(node: DOMNode) -> tuple[Any, ...]:
             node.allow_focus(),  # what :can-focus tests
         )
     if node.parent is None:  # the app: dark or light, ANSI, inline, no colour, focus
-        return (type(node), frozenset(node.get_pseudo_classes()))
+        pseudo = frozenset(node.get_pseudo_classes())
+        return (type(node), node._id, frozenset(node._classes), pseudo)
     return (type(node), node._id, frozenset(node._classes))
 
 
