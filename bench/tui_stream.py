@@ -388,6 +388,7 @@ async def _stream_one(app: Any, profiler: Profiler | None) -> int:
     from textual import events
     from textual.widgets import Static
 
+    from gemma_chat.sanitize import visible
     from gemma_chat.tui.widgets.chat_log import ModelReply
 
     await _wait(lambda: app.engine is not None, 30)
@@ -406,6 +407,8 @@ async def _stream_one(app: Any, profiler: Profiler | None) -> int:
     reply = app.query_one(ModelReply)
     if reply.text != app.conversation.turns[-1].text:
         raise SystemExit("UI: the reply widget does not hold the whole reply")
+    if "".join(part.source for part in reply.segments) != visible(reply.text):
+        raise SystemExit("UI: the reply's Markdown parts do not show the whole reply")
     # What the screen lays out: the flat lines and the Markdown widgets still shown.
     return sum(1 for child in reply.children if child.display and not isinstance(child, Static))
 
