@@ -32,7 +32,9 @@ Targets: UI >= 2,000 tokens/s, and no frozen frames (worst frame gap < 100 ms).
 between two screen updates: the work of each frame as a number the machine's load does
 not change (on this machine about 3,000 calls take 1 ms idle), to compare two trees on a
 busy machine. Reported: the most in one frame, the 90th percentile and the median, and
-the calls in all (the whole stream's work: lower is faster).
+the calls in all (the whole stream's work: lower is faster); and the five busiest frames,
+each with the widgets it mounted (by type) and the widgets of each Markdown part of the
+reply the screen laid out in it (the live part, and a closed part not drawn flat yet).
 
 ``--profile`` runs one more UI round under pyinstrument (if installed, else cProfile)
 from the message being sent to the reply rendered, and prints the tree. (Earlier
@@ -280,6 +282,8 @@ def make_app_class() -> type:
 
         def _register(self, parent: Any, *widgets: Any, **kwargs: Any) -> Any:
             self.mounted += len(widgets)
+            if self.call_counter is not None:
+                self.call_counter.note(*(type(widget).__name__ for widget in widgets))
             return super()._register(parent, *widgets, **kwargs)
 
         def _display(self, screen: Any, renderable: Any) -> None:
@@ -287,7 +291,7 @@ def make_app_class() -> type:
                 self.frames.append(time.perf_counter())
                 self.frame_mounts.append(self.mounted)
                 if self.call_counter is not None:
-                    self.call_counter.mark(self.frames[-1])
+                    self.call_counter.mark(self.frames[-1], screen)
             super()._display(screen, renderable)
 
         async def on_reply_delta(self, message: ReplyDelta) -> None:
@@ -384,6 +388,7 @@ async def _stream_one(app: Any, profiler: Profiler | None) -> int:
     from textual import events
     from textual.widgets import Static
 
+    from gemma_chat.sanitize import visible
     from gemma_chat.tui.widgets.chat_log import ModelReply
 
     await _wait(lambda: app.engine is not None, 30)
@@ -402,6 +407,8 @@ async def _stream_one(app: Any, profiler: Profiler | None) -> int:
     reply = app.query_one(ModelReply)
     if reply.text != app.conversation.turns[-1].text:
         raise SystemExit("UI: the reply widget does not hold the whole reply")
+    if "".join(part.source for part in reply.segments) != visible(reply.text):
+        raise SystemExit("UI: the reply's Markdown parts do not show the whole reply")
     # What the screen lays out: the flat lines and the Markdown widgets still shown.
     return sum(1 for child in reply.children if child.display and not isinstance(child, Static))
 
@@ -473,6 +480,8 @@ class CallCounter:
         self.profile = cProfile.Profile()
         self.running = False
         self.marks: list[tuple[float, int]] = []  # (frame time, calls so far)
+        self.notes: list[str] = []  # what the frame being counted did
+        self.frame_notes: list[str] = []  # at each mark
 
     def start(self) -> None:
         self.running = True
@@ -482,11 +491,47 @@ class CallCounter:
         self.running = False
         self.profile.disable()
 
-    def mark(self, at: float) -> None:
+    def note(self, *what: str) -> None:
+        if self.running:
+            self.notes.extend(what)
+
+    def mark(self, at: float, screen: Any = None) -> None:
         if self.running:
             self.profile.disable()
             self.marks.append((at, sum(entry.callcount for entry in self.profile.getstats())))
+            self.frame_notes.append(self._describe(screen))
+            self.notes = []
             self.profile.enable()
+
+    def _describe(self, screen: Any) -> str:
+        """The widgets mounted since the last frame (by type) and, in the reply, the
+        Markdown widgets and their blocks laid out now."""
+        from textual.widgets import Markdown
+
+        from gemma_chat.tui.widgets.chat_log import ModelReply
+
+        counts: dict[str, int] = {}
+        for name in self.notes:
+            counts[name] = counts.get(name, 0) + 1
+        mounted = ", ".join(f"{n} {name}" for name, n in sorted(counts.items(), key=_by_count))
+        shown = []
+        replies = screen.query(ModelReply) if screen is not None else []
+        for reply in list(replies)[-1:]:
+            for part in reply.query_children(Markdown):
+                if part.display:
+                    shown.append(str(sum(1 for _ in part.walk_children())))
+        return f"mounted {len(self.notes)} ({mounted or '-'}); live Markdown {'+'.join(shown)}"
+
+    def busiest(self, start: float, end: float, top: int = 5) -> list[str]:
+        """The ``top`` busiest frames: calls, when, what they mounted and laid out."""
+        pairs = zip(self.marks, self.frame_notes, strict=True)
+        marks = [(at, calls, note) for (at, calls), note in pairs if at >= start]
+        last = next((i for i, (at, *_) in enumerate(marks) if at >= end), len(marks) - 1)
+        frames = [
+            (b[1] - a[1], b[0] - start, b[2]) for a, b in itertools.pairwise(marks[: last + 1])
+        ]
+        frames.sort(reverse=True)
+        return [f"{calls / 1000:,.0f}k at {at:.2f} s: {note}" for calls, at, note in frames[:top]]
 
     def per_frame(self, start: float, end: float) -> list[int]:
         """Calls between two screen updates, from the first delta to the first frame after
@@ -514,7 +559,12 @@ def calls_round(app_class: type, vocab: Any, text: str, settings: Any, n_ctx: in
         "p90_calls_per_frame": work[int(len(work) * 0.9)],
         "median_calls_per_frame": statistics.median(work),
         "calls": sum(work),
+        "busiest_frames": counter.busiest(*box["span"]),
     }
+
+
+def _by_count(item: tuple[str, int]) -> tuple[int, str]:
+    return (-item[1], item[0])
 
 
 class Profiler:
@@ -709,8 +759,13 @@ def main() -> None:
             ("calls, median", f"{calls['median_calls_per_frame'] / 1000:,.0f}k", ""),
             ("calls in all", f"{calls['calls'] / 1e6:,.2f}M", f"({calls['frames']} frames)"),
         ]
+        busiest = calls["busiest_frames"]
     for label, value, target in rows:
         print(f"  {label:<20} {value:>12}  {target}")
+    if args.calls:
+        print("  busiest frames (calls, time from the first delta, work):")
+        for line in busiest:
+            print(f"    {line}")
     if args.profile:
         print(result["profile"], file=sys.stderr)
 

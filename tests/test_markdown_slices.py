@@ -124,10 +124,13 @@ def test_only_the_head_of_a_huge_backlog_is_read() -> None:
 
 
 def test_parts_spaced_apart_are_not_cut_before_a_quote_or_code() -> None:
-    # Two widgets do not overlap the margins of a quote or a code block: no cut there.
-    for block in ("> a quote", "```\ncode", "---\nmore"):
+    # Two widgets do not overlap the margins of a quote, a code block or a heading: no
+    # cut there (a "#" not followed by a space is a paragraph's text).
+    for block in ("> a quote", "```\ncode", "---\nmore", "# Title", "## A heading", "###\nx"):
         text = f"A paragraph.\n\n{block}"
         assert split_finished(text) == ("A paragraph.\n\n", block)
         assert split_finished(text, spaced=True) == ("", text)
     text = "A paragraph.\n\n## A heading\n\n| a |\n|---|\n\nMore"
     assert split_finished(text, spaced=True) == split_finished(text)
+    text = "A paragraph.\n\n#hashtag is text"
+    assert split_finished(text, spaced=True) == ("A paragraph.\n\n", "#hashtag is text")

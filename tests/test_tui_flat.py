@@ -25,7 +25,7 @@ from gemma_chat.tui import gc_hold
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.gc_hold import HELD_THRESHOLD
 from gemma_chat.tui.widgets.chat_log import (
-    DRAW_COST,
+    RAMP_COST,
     RENDER_COST,
     RENDER_SLICE,
     SEGMENT_LINES,
@@ -199,17 +199,17 @@ async def test_full_collections_are_held_until_the_reply_is_rendered(vocab, monk
 
 async def test_a_backlog_renders_in_slices_cut_by_their_cost(vocab, monkeypatch) -> None:
     # The model is done long before the screen: the reply renders its backlog a slice a
-    # frame, each cut where slice_end says for the live part shown so far, with a
-    # smaller budget right after a part closed (it is drawn flat in that frame).
-    seen: list[tuple[str, str, bool, str]] = []  # (live text, backlog, closed, slice)
+    # frame, each cut where slice_end says for the live part shown so far, starting
+    # small, and smaller by what drawing a part flat costs in the frame it is drawn. A
+    # slice that closes a part ends there: the rest comes in the next one.
+    seen: list[tuple[str, str, int, str, int]] = []  # (live, backlog, drawn, slice, taken)
     write = ModelReply.write
 
     async def recorded(self: ModelReply, delta: str) -> int:
-        seen.append((self._live_text, self._pending, self._just_closed, delta))
-        return await write(self, delta)
-
-    def closed_before(index: int) -> bool:
-        return index > 0 and len(seen[index][0]) < len(seen[index - 1][0] + seen[index - 1][3])
+        live, backlog, drawn = self._live_text, self._pending, self._draw_cost
+        taken = await write(self, delta)
+        seen.append((live, backlog, drawn, delta, taken))
+        return taken
 
     monkeypatch.setattr(ModelReply, "write", recorded)
     app = GemmaChatApp(settings(), loader=loader(vocab, [LONG * 2]))
@@ -218,11 +218,14 @@ async def test_a_backlog_renders_in_slices_cut_by_their_cost(vocab, monkeypatch)
         await send(pilot, "hi")
         reply = app.query_one(ModelReply)
         await wait_until(pilot, lambda: not app.generating and rendered(reply))
-        assert "".join(piece for *_, piece in seen) == visible(LONG * 2)
-        cut = 0
-        for index, (live, backlog, _, piece) in enumerate(seen):
-            budget = RENDER_COST - (DRAW_COST if closed_before(index) else 0)
+        assert "".join(piece[:taken] for *_, piece, taken in seen) == visible(LONG * 2)
+        cut = closed = 0
+        for index, (live, backlog, drawn, piece, taken) in enumerate(seen):
+            budget = min(RENDER_COST - drawn, RAMP_COST * (index + 1))
             assert piece == backlog[: slice_end(live, backlog, RENDER_SLICE, budget)]
             cut += len(piece) < len(backlog)
+            closed += taken < len(piece)
         assert cut > 5  # a backlog, cut
-        assert sum(closed_before(index) for index in range(len(seen))) > 3
+        assert closed > 3  # parts closed while it streamed...
+        assert sum(drawn > 0 for *_, drawn, _, _ in seen) > 3  # ...and drawn flat at once
+        assert all(taken for *_, taken in seen)

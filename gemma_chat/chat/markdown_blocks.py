@@ -10,7 +10,8 @@ import re
 
 _FENCE = re.compile(r"\s*(```|~~~)")
 _LIST_ITEM = re.compile(r"([-*+]|\d+[.)])[ \t]")
-_SPACED = re.compile(r">|```|~~~|([-*_])[ \t]*\1[ \t]*\1")  # a quote, code, a rule
+_SPACED = re.compile(r">|```|~~~|#{1,6}(?:[ \t\n]|$)|([-*_])[ \t]*\1[ \t]*\1")
+"""A quote, code, a heading, a rule: blocks with space of their own above them."""
 
 
 def split_finished(text: str, *, spaced: bool = False) -> tuple[str, str]:
@@ -23,9 +24,9 @@ def split_finished(text: str, *, spaced: bool = False) -> tuple[str, str]:
     lines: it runs on every streamed line.
 
     ``spaced``: cut only before a block with no space of its own above it in Textual's
-    Markdown (not before a quote, a code block or a rule): the margins of two blocks in
-    one widget overlap, and those of two widgets would not, so parts shown one after the
-    other would have a blank line more between them than the text shown whole.
+    Markdown (not before a quote, a code block, a heading or a rule): the margins of two
+    blocks in one widget overlap, and those of two widgets would not, so parts shown one
+    after the other would have a blank line more between them than the text shown whole.
     """
     cut = 0
     in_fence = False

@@ -17,6 +17,7 @@ from gemma_chat.errors import GemmaChatError
 from gemma_chat.generation.engine import Engine
 from gemma_chat.generation.events import ReplyDone, TextDelta
 from gemma_chat.tui.compaction import Compactor
+from gemma_chat.tui.css_cache import install as remember_block_styles
 from gemma_chat.tui.editing import Edits, PendingEdit, input_text
 from gemma_chat.tui.gc_hold import GcHold
 from gemma_chat.tui.kv_resume import KVResumeService
@@ -67,6 +68,7 @@ class ReplyHost(Protocol):
     attachments: Any  # AttachmentTray: the files for the next message
     last_done: ReplyDone | None
     switcher: Any  # ConversationSwitcher: the turns on screen
+    stylesheet: Any  # Textual's: see css_cache
 
     @property
     def chat(self) -> ChatLog: ...
@@ -102,6 +104,7 @@ class ReplyStreamer(VersionActions):
 
     def __init__(self, app: ReplyHost) -> None:
         self._app = app
+        remember_block_styles(app.stylesheet)  # a reply mounts hundreds of blocks
         self.cancel: threading.Event | None = None
         """Set to stop the reply being generated (None when none is)."""
         self._reply: ModelReply | None = None

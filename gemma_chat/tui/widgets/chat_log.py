@@ -21,22 +21,29 @@ from textual.widgets import Button, Markdown, Static
 from gemma_chat.chat.conversation import StopReason
 from gemma_chat.chat.markdown_blocks import slice_end, split_finished
 from gemma_chat.sanitize import StreamSanitizer, one_line, visible
-from gemma_chat.tui.widgets.flat_markdown import flatten_later, next_frame
+from gemma_chat.tui.widgets.flat_markdown import flatten_closed, flatten_later, next_frame
 from gemma_chat.tui.widgets.preview import WholeTextRequested, preview
 from gemma_chat.tui.widgets.selection import MessageSelection
 from gemma_chat.tui.widgets.stream_markdown import StreamMarkdown
+from gemma_chat.tui.widgets.user_message import UserMessage
+
+__all__ = ["ChatLog", "ModelReply", "Notice", "UserMessage"]
 
 W = TypeVar("W", bound=Widget)
 
 RENDER_SLICE = 1024
 """Characters of queued reply text rendered before the screen gets to paint, at most."""
-RENDER_COST = 40
+RENDER_COST = 28
 """What a slice may cost to show, at most: a paragraph or a heading costs 1, a list item
 4, and 160 characters 1 (see :func:`~gemma_chat.chat.markdown_blocks.slice_end`)."""
-DRAW_COST = 6
-"""What drawing a closed part flat costs, in the same units: the slice after a part
-closed is that much smaller (the part is drawn in the same frame)."""
-SEGMENT_LINES = 24
+DRAW_LINES = 4
+"""Lines of a closed part drawn flat that cost as much as one unit of a slice: the slice
+drawn in the same frame is smaller by that much (a 48-line part, 12 units)."""
+DRAW_TRIES = 3
+"""Frames a closed part may wait to be laid out before it is drawn flat later on."""
+RAMP_COST = 10
+"""A reply's first slices may cost this much more each, up to ``RENDER_COST``."""
+SEGMENT_LINES = 12
 """Lines of streamed Markdown after which finished blocks are rendered once and left."""
 
 STOP_MARKERS = {
@@ -51,56 +58,6 @@ STOP_MARKERS = {
 """The quiet marker under a reply that did not end at the end of its turn."""
 
 
-class UserMessage(Static):
-    """A message the user sent, shown as typed (no Markdown, no markup).
-
-    A huge one shows its beginning (see :func:`preview`); it can then be focused, and
-    Enter or a click opens the whole text."""
-
-    selectable = True  # see MessageSelection
-    BINDINGS = [Binding("enter", "show_whole", "Whole message", id="gemma.show_whole")]
-
-    def __init__(self, text: str) -> None:
-        shown = preview(text)
-        body = Text(visible(text if shown is None else shown))
-        if shown is not None:
-            more = len(text) - len(shown)
-            body.append(
-                f"\n\n⋯ {more:,} more characters · Enter or a click shows the whole message",
-                style="dim italic",
-            )
-        self._body = body
-        super().__init__(self._content(None), classes="user-message")
-        self.text = text
-        self.shown_in_part = shown is not None
-        # Focusable while selected (Alt+Up, a click); a huge one always (Enter opens it).
-        self.can_focus = self.shown_in_part
-
-    def on_blur(self) -> None:
-        self.can_focus = self.shown_in_part  # out of the Tab chain once left
-
-    def _content(self, versions: str | None) -> Text:
-        content = Text("You", style="bold dim")  # who speaks, not by indentation alone
-        if versions is not None:
-            content.append(f"  ‹ {versions} ›", style="bold")
-        return content + Text("\n") + self._body
-
-    def show_versions(self, label: str | None) -> None:
-        """Show which version of the message this is (``2/3``; None: the only one)."""
-        self.update(self._content(label))
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return self.shown_in_part if action == "show_whole" else True  # else Enter sends
-
-    def action_show_whole(self) -> None:
-        """Open the whole message (only a huge one offers this)."""
-        if self.shown_in_part:
-            self.post_message(WholeTextRequested(self.text, "message"))
-
-    def on_click(self) -> None:
-        self.action_show_whole()
-
-
 class ModelReply(Vertical):
     """A model reply, streamed as Markdown.
 
@@ -113,12 +70,13 @@ class ModelReply(Vertical):
     inside a list, as a slow model's are, adds only its new items: see
     :mod:`.stream_markdown`). Once the live part holds
     ``SEGMENT_LINES`` lines, it is closed at the next block boundary (a blank line
-    outside code fences, not inside a list, not before a quote or a code block, whose
-    margins would then show a blank line more): everything before the boundary
+    outside code fences, not inside a list, not before a quote, a code block or a
+    heading, whose margins would then show a blank line more): everything before the boundary
     is complete as streamed and never changes again, and the rest continues in a new live
-    widget; the slice ends there, and the closed part is drawn flat in the next frame,
-    with a smaller slice. So when the reply ends only the live part needs its one full
-    render (which completes its code blocks), however long the reply grew. Each finished
+    widget; the slice ends there, and the reply's task draws the closed part flat in the
+    next frame, with a slice smaller by what that costs. So when the reply ends only the
+    live part needs its one full render (which completes its code blocks), however long
+    the reply grew. Each finished
     part is then shown as one widget drawn once (see :mod:`.flat_markdown`), so the
     screen's layout does not grow with the reply. A quiet marker shows when the reply
     stopped for another reason than the end of its turn.
@@ -153,7 +111,9 @@ class ModelReply(Vertical):
         self._live_text = visible(text if shown is None else shown)
         self._inbox: list[str] = []
         self._pending = ""  # taken from the inbox, not rendered yet
-        self._just_closed = False  # whether the last slice closed the live part
+        self._closed_part: Markdown | None = None  # the part the last slice closed, if any
+        self._draw_cost = 0  # what drawing it flat cost the slice drawn after it
+        self._slices = 0  # slices written
         self._wake = asyncio.Event()
         self._renderer: asyncio.Task[None] | None = None
         self._draining = False
@@ -184,13 +144,18 @@ class ModelReply(Vertical):
                 self._pending += "".join(self._inbox)
                 self._inbox.clear()
                 while self._pending:
-                    # A part closed by the last slice is drawn flat in this frame.
-                    cost = RENDER_COST - (DRAW_COST if self._just_closed else 0)
-                    self._just_closed = False
+                    # A part closed by the last slice is drawn flat in this frame, with
+                    # a slice smaller by what the drawing costs.
+                    cost = RENDER_COST - await self._flatten_closed()
+                    # The first slices' frames also show what sending did (the input
+                    # cleared, the footer's keys built again): they start small.
+                    self._slices += 1
+                    cost = min(cost, RAMP_COST * self._slices)
                     size = slice_end(self._live_text, self._pending, RENDER_SLICE, cost)
                     size = await self.write(self._pending[:size])
                     self._pending = self._pending[size:]
                     await next_frame(self)
+            await self._flatten_closed()  # nothing more to show yet: drawn alone
             if self._draining and not self._inbox:
                 await self._final_render()
                 return
@@ -254,17 +219,35 @@ class ModelReply(Vertical):
             # Cut only at a boundary inside this delta: what was streamed before it is
             # already on screen exactly as a full render would show it.
             if finished and len(finished) >= written and rest:
-                await self._write_live(finished[written:])
-                flatten_later(self, self.segments[-1])
-                self._just_closed = True
-                marker = self.query_children(".stop-marker").first()
-                live = StreamMarkdown(classes="reply-body", open_links=False)
-                await self.mount(live, before=marker)
+                tail = finished[written:]
+                with self.app.batch_update():  # one screen update for all of it, after
+                    await self._write_live(tail)
+                    self._closed_part = self.segments[-1]  # drawn flat after that update
+                    marker = self.query_children(".stop-marker").first()
+                    live = StreamMarkdown(classes="reply-body", open_links=False)
+                    await self.mount(live, before=marker)
                 self._live_text = ""
+                if tail:  # the screen lays out the whole closed part: nothing more
+                    return len(tail)
                 await self._write_live(rest)
                 return len(delta)
         await self._write_live(delta)
         return len(delta)
+
+    async def _flatten_closed(self) -> int:
+        """Draw the part the last slice closed flat, now that the screen has laid it
+        out, and return what that costs the slice drawn with it."""
+        closed, self._closed_part = self._closed_part, None
+        drawn = await flatten_closed(self, closed) if closed else 0
+        for _ in range(DRAW_TRIES):  # not laid out yet: an update was skipped
+            if drawn is not None:
+                break
+            await next_frame(self)
+            drawn = await flatten_closed(self, closed)
+        if drawn is None:
+            flatten_later(self, closed)
+        self._draw_cost = (drawn or 0) // DRAW_LINES
+        return self._draw_cost
 
     async def _write_live(self, text: str) -> None:
         if not text:

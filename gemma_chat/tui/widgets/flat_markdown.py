@@ -14,6 +14,9 @@ shown again and drawn once more. Links in the lines are not clickable (their act
 dropped with the rest of the lines' metadata), as in the reply's Markdown
 (``open_links=False``).
 
+A streamed reply draws each part it closes with :func:`flatten_closed`, in its own task
+and in the frame after the part was laid out; :func:`flatten_later` does it from a
+callback (a reply given whole, the last part, a part whose turn has not come).
 :func:`next_frame` paces the streaming: a reply waits for the screen to be updated
 between two slices of text.
 """
@@ -47,6 +50,10 @@ def draw(widget: Widget) -> list[Strip] | None:
     size = widget.region.size
     if not size.area:
         return None
+    # A part mounted since the screen's last layout has no width yet: known without the
+    # reflow below, which costs as much as the screen's own layout of the part.
+    if _unsized(widget):
+        return None
     compositor = Compositor()
     compositor.reflow(widget, size)
     # Each part draws itself at the size the screen gave it: a part mounted since the
@@ -54,6 +61,13 @@ def draw(widget: Widget) -> list[Strip] | None:
     if any(part.region.size != place.region.size for part, place in compositor.full_map.items()):
         return None
     return [strip.discard_meta() for strip in compositor.render_strips()]
+
+
+def _unsized(widget: Widget) -> bool:
+    """Whether a shown descendant of ``widget`` has not been laid out yet (no width)."""
+    return any(
+        child.display and (not child.size.width or _unsized(child)) for child in widget.children
+    )
 
 
 class FlatSegment(Widget):
@@ -129,13 +143,47 @@ async def _flatten(reply: Widget, upto: Markdown, tries: int = 0) -> None:
     if upto not in shown:
         return  # removed, or already flat
     segment = shown[0]
-    strips = draw(segment)
-    if strips is None:  # not laid out yet (or a hidden version)
+    drawn = await flatten_first(reply, segment)
+    if drawn is None:  # not laid out yet (or a hidden version)
         if tries < RETRIES:  # after a frame, not at once: a draw costs a few ms
             reply.set_timer(
                 RETRY_S, lambda: reply.call_after_refresh(_flatten, reply, upto, tries + 1)
             )
         return  # else it stays as it is: the same look, only not flat
+    if drawn and segment is not upto:
+        flatten_later(reply, upto)
+
+
+async def flatten_closed(reply: Widget, part: Markdown) -> int | None:
+    """Draw ``part``, which a streamed reply just closed, into the reply's
+    :class:`FlatSegment` now.
+
+    Returns:
+        The lines drawn; None when the screen has not laid the part out yet (try again
+        after a frame); 0 when it is left to :func:`flatten_later` (an earlier part is
+        not flat yet) or to nothing (removed meanwhile, or the looks changed).
+    """
+    if not part.is_attached:
+        return 0
+    shown = [segment for segment in reply.query_children(Markdown) if segment.display]
+    if shown[:1] != [part]:
+        flatten_later(reply, part)  # in order, after the earlier ones
+        return 0
+    return await flatten_first(reply, part)
+
+
+async def flatten_first(reply: Widget, segment: Markdown) -> int | None:
+    """Show ``segment``, the first part of ``reply`` still shown as Markdown, in the
+    reply's :class:`FlatSegment` now.
+
+    Returns:
+        The lines drawn; 0 when it is left as it is (removed meanwhile, or the looks
+        changed: the flat lines are being drawn anew); None when it is not laid out
+        yet (try again after a frame).
+    """
+    strips = draw(segment)
+    if strips is None:
+        return None
     flats = reply.query_children(FlatSegment)
     flat = flats.first() if flats else None
     if flat is None:
@@ -143,14 +191,13 @@ async def _flatten(reply: Widget, upto: Markdown, tries: int = 0) -> None:
         flat.display = False
         await reply.mount(flat, before=segment)
         if not segment.is_mounted or not segment.display:
-            return
+            return 0
     if not flat.add(segment, strips):
-        return  # the looks changed meanwhile: the flat lines are being drawn anew
+        return 0
     # In one go, so that no frame shows both or neither.
     flat.display = True
     segment.display = False
-    if segment is not upto:
-        flatten_later(reply, upto)
+    return len(strips)
 
 
 FRAME_WAIT_S = 0.25
