@@ -15,7 +15,10 @@ logits for every row. Two properties of llama.cpp decide what that buys:
    token-identical to plain decoding.
 
 Both with llama.cpp's repacked weights (its default) and without (``use_extra_bufts``
-off). Flash attention is on, as gemma-chat runs it, unless ``--no-flash-attn``: the
+off): the two are loaded side by side and timed in alternation (each batch size, and a
+500-token prompt evaluation, on one and then the other, which goes first alternating by
+round), so that on a shared machine a burst of load falls on both alike.
+Flash attention is on, as gemma-chat runs it, unless ``--no-flash-attn``: the
 row-0 differences depend on it and on the thread count (with one thread, or with flash
 attention off and weights not repacked, row 0 equals the token decoded alone), so
 compare runs that vary ``--threads`` and ``--no-flash-attn`` before naming a cause.
@@ -41,6 +44,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROWS = (1, 2, 3, 4, 5, 6, 7, 8, 12, 16)
 PREFIX = 500
+CLOCK = [time.perf_counter]
+"""What timings read: the wall clock, or with ``--cpu-time`` the process's CPU time."""
 
 
 @L.llama_log_callback
@@ -90,39 +95,67 @@ class Probe:
         L.llama_memory_seq_rm(self.memory, 0, PREFIX, -1)
         return rows
 
+    def prompt_eval(self) -> float:
+        """Seconds to evaluate the prefix as a prompt, from an empty cache (it is then
+        the cache's prefix again)."""
+        L.llama_memory_seq_rm(self.memory, 0, 0, -1)
+        start = CLOCK[0]()
+        self.decode(self.prefix, 0, logits=False)
+        return CLOCK[0]() - start
+
     def close(self) -> None:
         L.llama_batch_free(self.batch)
         L.llama_free(self.ctx)
         L.llama_model_free(self.model)
 
 
-def measure(path: str, threads: int, rounds: int, repack: bool, flash_attn: bool) -> dict:
-    probe = Probe(path, threads, repack, flash_attn)
+def measure(path: str, threads: int, rounds: int, flash_attn: bool) -> dict[str, dict]:
+    """Both weight layouts, loaded side by side and timed in alternation: every round
+    times each batch size and a prompt evaluation on one layout and then the other
+    (which goes first alternates by round), so load that comes and goes on a shared
+    machine falls on both alike."""
+    probes = {
+        "repacked": Probe(path, threads, True, flash_attn),
+        "not_repacked": Probe(path, threads, False, flash_attn),
+    }
     draft = [2000 + i for i in range(max(ROWS))]
     try:
-        times: dict[int, list[float]] = {k: [] for k in ROWS}
-        for _ in range(rounds):
-            for k in ROWS:  # alternating: every size once per round
-                start = time.perf_counter()
-                probe.rows_after_prefix(draft[:k])
-                times[k].append(time.perf_counter() - start)
-        single = statistics.median(times[1])
-        cost = {}
-        for k, t in times.items():
-            cost[k] = {"ms": round(statistics.median(t) * 1000, 1)}
-            cost[k]["x_single"] = round(statistics.median(t) / single, 2)
-        alone = probe.rows_after_prefix(draft[:1])[0]
-        two = probe.rows_after_prefix(draft[:2])[0]
-        invariance = {}
-        for k in ROWS:
-            row0 = probe.rows_after_prefix(draft[:k])[0]
-            invariance[k] = {
-                "max_diff_vs_alone": float(np.max(np.abs(row0 - alone))),
-                "max_diff_vs_2_rows": float(np.max(np.abs(row0 - two))),
+        times = {name: {k: [] for k in ROWS} for name in probes}
+        prompt = {name: [] for name in probes}
+        for r in range(rounds):
+            order = list(probes) if r % 2 == 0 else list(reversed(probes))
+            for k in ROWS:
+                for name in order:
+                    start = CLOCK[0]()
+                    probes[name].rows_after_prefix(draft[:k])
+                    times[name][k].append(CLOCK[0]() - start)
+            for name in order:
+                prompt[name].append(probes[name].prompt_eval())
+        report = {}
+        for name, probe in probes.items():
+            single = statistics.median(times[name][1])
+            cost = {}
+            for k, t in times[name].items():
+                cost[k] = {"ms": round(statistics.median(t) * 1000, 1)}
+                cost[k]["x_single"] = round(statistics.median(t) / single, 2)
+            alone = probe.rows_after_prefix(draft[:1])[0]
+            two = probe.rows_after_prefix(draft[:2])[0]
+            invariance = {}
+            for k in ROWS:
+                row0 = probe.rows_after_prefix(draft[:k])[0]
+                invariance[k] = {
+                    "max_diff_vs_alone": float(np.max(np.abs(row0 - alone))),
+                    "max_diff_vs_2_rows": float(np.max(np.abs(row0 - two))),
+                }
+            report[name] = {
+                "cost": cost,
+                "prompt_tokens_per_s": round(PREFIX / statistics.median(prompt[name]), 1),
+                "row0_logits": invariance,
             }
-        return {"cost": cost, "row0_logits": invariance}
+        return report
     finally:
-        probe.close()
+        for probe in probes.values():
+            probe.close()
 
 
 def main() -> None:
@@ -131,7 +164,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-flash-attn", dest="flash_attn", action="store_false")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time by the process's CPU time, not the wall clock (on a busy machine, with "
+        "--threads 1: other work then delays a batch without adding to its time)",
+    )
     args = parser.parse_args()
+    if args.cpu_time:
+        CLOCK[0] = time.process_time
     if args.model is None:
         from gemma_chat.models.demo import demo_model
 
@@ -143,9 +184,9 @@ def main() -> None:
         "threads": args.threads,
         "rounds": args.rounds,
         "flash_attn": args.flash_attn,
+        "clock": "cpu" if args.cpu_time else "wall",
         "load_before": list(os.getloadavg()),
-        "repacked": measure(args.model, args.threads, args.rounds, True, args.flash_attn),
-        "not_repacked": measure(args.model, args.threads, args.rounds, False, args.flash_attn),
+        **measure(args.model, args.threads, args.rounds, args.flash_attn),
         "load_after": list(os.getloadavg()),
     }
     busy = report["load_before"][0]  # after the run it includes the bench's own threads
@@ -156,7 +197,8 @@ def main() -> None:
     (HERE / "results" / "batch_rows.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
     for name in ("repacked", "not_repacked"):
-        print(f"\n{name}: rows  ms  x_single  row0 max|diff| vs alone  vs 2 rows")
+        print(f"\n{name}: prompt {report[name]['prompt_tokens_per_s']} tokens/s ({PREFIX} tokens)")
+        print(f"{name}: rows  ms  x_single  row0 max|diff| vs alone  vs 2 rows")
         for k in ROWS:
             c, d = report[name]["cost"][k], report[name]["row0_logits"][k]
             print(

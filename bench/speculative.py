@@ -14,7 +14,15 @@ or the same token limit). Each reply starts from an empty KV cache. Decode token
 measured from the first token to the last; the medians are compared as ratios to plain
 decoding, and the acceptance (accepted / drafted tokens) is reported for gemma-chat.
 
+On a busy machine, ``--cpu-time --threads 1`` reads the process's CPU time instead of the
+wall clock (first text to last text): other work then delays a reply without adding to
+its time. With two threads the CPU time would count the threads spinning while they wait
+for each other, which load inflates. One thread is not gemma-chat's default, and its
+batches cost more single decodes than two threads' (``bench/batch_rows.py``): a check of
+the direction under load, not the target's figure.
+
 Usage: python bench/speculative.py [--model PATH] [--tokens 128] [--rounds 3] [--threads 2]
+    [--cpu-time]
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ QUOTE = "Repeat the text above exactly, word for word."
 SUMMARY = "Summarise the text above in three sentences."
 CHAT = "Tell me a story about a lighthouse keeper and a storm."
 EDIT = "Rename the variable `known` to `seen` in the code above and show the whole code."
+CLOCK = [time.perf_counter]
+"""What rates read: the wall clock, or with ``--cpu-time`` the process's CPU time."""
 
 
 def piped_text() -> str:
@@ -68,10 +78,15 @@ def gemma_run(engine, backend, message: str, mode: str) -> dict:
     backend.clear_state()
     conversation = Conversation()
     conversation.add_user(message)
-    done = engine.reply(conversation)
+    stamps: list[float] = []
+    done = engine.reply(conversation, on_text=lambda _: stamps.append(CLOCK[0]()))
     stats = done.stats
+    rate = stats.tokens_per_s
+    if CLOCK[0] is not time.perf_counter:
+        span = stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
+        rate = (stats.completion_tokens - 1) / span if span > 0 else None
     return {
-        "tokens_per_s": stats.tokens_per_s,
+        "tokens_per_s": rate,
         "completion_tokens": stats.completion_tokens,
         "drafted": stats.drafted_tokens,
         "accepted": stats.accepted_tokens,
@@ -86,7 +101,7 @@ def anchor_run(llm, prompt_ids: list[int], max_tokens: int, stop_ids: set[int]) 
     first = last = None
     count = 0
     for token in llm.generate(prompt_ids, top_k=64, top_p=0.95, min_p=0.0, temp=0.0):
-        now = time.perf_counter()
+        now = CLOCK[0]()
         first = first or now
         last = now
         if token in stop_ids:
@@ -105,7 +120,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ctx", type=int, default=2048)
+    parser.add_argument("--cpu-time", action="store_true", help="rates by CPU time (see above)")
     args = parser.parse_args()
+    if args.cpu_time:
+        CLOCK[0] = time.process_time
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["GEMMA_CHAT_DATA_DIR"] = tmp  # never the user's own history
         print(json.dumps(run(args)))
@@ -175,6 +193,7 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "model": model.name,
         "threads": args.threads,
+        "clock": "cpu" if CLOCK[0] is not time.perf_counter else "wall",
         "tokens": args.tokens,
         "rounds": args.rounds,
         "load_before": load,

@@ -223,16 +223,45 @@ def test_pacer_backs_off_after_misses_and_recovers() -> None:
     pacer.record(3, 0)
     assert [pacer.want() for _ in range(5)] == [0, 0, 0, 0, 3]
     pacer.record(3, 3)
+    assert not pacer.confident  # 3 of 13 kept
     assert pacer.want() == 7  # a full acceptance: the next size up
+    pacer.record(3, 0)  # still not confident: a miss pauses again, from the start
+    assert [pacer.want() for _ in range(3)] == [0, 0, 3]
+    pacer.record(3, 3)
     pacer.record(7, 7)
     assert pacer.want() == 15
     pacer.record(15, 15)
     assert pacer.want() == 15  # never past max_draft
     pacer.record(15, 9)  # more than half kept: it paid; the size that holds what was kept
     assert pacer.want() == 11
-    pacer.record(11, 5)  # less than half: a miss, paused, and the shortest again
-    assert [pacer.want() for _ in range(3)] == [0, 0, 3]
     assert Pacer(max_draft=8).want() == 7 and Pacer(max_draft=3).want() == 3
+
+
+def test_a_reply_that_copies_its_history_is_not_paused_by_a_miss() -> None:
+    """Once the reply's drafts have kept half of their tokens (a quote, an edit), a miss
+    is where the reply departs from its source for a word or two: no pause, the shortest
+    draft next, and after a draft kept in full the longest at once."""
+    pacer = Pacer(max_draft=15, max_pause=16)
+    pacer.record(7, 7)
+    assert pacer.confident and pacer.want() == 15
+    pacer.record(15, 2)  # a miss: 9 of 22 kept, under half
+    assert not pacer.confident
+    assert [pacer.want() for _ in range(3)] == [0, 0, 3]
+    pacer = Pacer(max_draft=15, max_pause=16)
+    pacer.record(7, 7)
+    pacer.record(15, 15)
+    pacer.record(15, 2)  # a miss, with 24 of 37 kept so far
+    assert pacer.confident
+    assert pacer.want() == 3  # at once: no pause
+    pacer.record(3, 3)
+    assert pacer.want() == 15  # kept in full: the longest, not 7
+    pacer.record(15, 1)  # misses in a row: no pause while half is kept (28 of 55)
+    assert pacer.want() == 3
+    pacer.record(3, 1)  # 29 of 58
+    assert pacer.want() == 3
+    pacer.record(3, 0)  # the reply stopped copying: 29 of 61 kept
+    assert not pacer.confident
+    assert [pacer.want() for _ in range(3)] == [0, 0, 3]
 
 
 def test_drafts_are_cut_to_batch_sizes_that_pay() -> None:

@@ -108,3 +108,45 @@ def test_a_draft_cut_by_the_end_of_the_reply_counts_only_what_was_reached() -> N
     taken, stats = take(set(), 9)
     assert taken == [truth(PROMPT + i) for i in range(9)]
     assert (stats.batches, stats.drafted, stats.accepted) == (1, 7, 7)
+
+
+class AskedDrafter(ScriptedDrafter):
+    """Drafts the true continuation and records the sizes asked for."""
+
+    def __init__(self) -> None:
+        super().__init__(set())
+        self.asked: list[int] = []
+
+    def draft(self, history: Sequence[int], k: int) -> list[int]:
+        self.asked.append(k)
+        return super().draft(history, k)
+
+
+def test_no_draft_runs_past_the_reply_s_token_limit() -> None:
+    # Every draft is right. A 7-token draft after the first token reaches 9 tokens; with
+    # a limit of 10 the next step has room for none (its one sampled token is the tenth),
+    # where without a limit it would draft 15 and verify 6 rows past the end.
+    llm, drafter, stats = FakeLlama(), AskedDrafter(), SpecStats(mode="lookup")
+    tokens = speculate(llm, first_token(), drafter, stats, max_tokens=10)
+    taken = [next(tokens) for _ in range(10)]
+    assert taken == [truth(PROMPT + i) for i in range(10)]
+    assert drafter.asked == [7]
+    assert max(llm.rows) < PROMPT + 10  # no row beyond the tenth token's position
+    tokens.close()
+    # Without the limit (or with a far one) the same reply drafts 7 and then 15.
+    llm, drafter = FakeLlama(), AskedDrafter()
+    tokens = speculate(llm, first_token(), drafter, SpecStats(mode="lookup"), max_tokens=1000)
+    assert [next(tokens) for _ in range(10)] == taken
+    assert drafter.asked == [7, 15]
+    tokens.close()
+
+
+def test_near_the_limit_a_draft_shrinks_to_a_size_that_pays() -> None:
+    # After 9 tokens (the first and a kept 7-token draft, and the bonus), a limit of 14
+    # leaves 5 to take: a draft of 3 (4 rows) and one sampled token, then one more token.
+    llm, drafter = FakeLlama(), AskedDrafter()
+    tokens = speculate(llm, first_token(), drafter, SpecStats(mode="lookup"), max_tokens=14)
+    assert [next(tokens) for _ in range(14)] == [truth(PROMPT + i) for i in range(14)]
+    assert drafter.asked == [7, 3]
+    assert max(llm.rows) < PROMPT + 14
+    tokens.close()

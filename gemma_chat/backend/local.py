@@ -194,7 +194,9 @@ class LlamaBackend:
             drafter = self._drafter() if constraint is None else None
             if drafter is not None:
                 stats.mode = self.speculative
-                tokens = speculate(llm, tokens, drafter, stats, cancel)
+                tokens = speculate(
+                    llm, tokens, drafter, stats, cancel, max_tokens=sampling.max_tokens
+                )
             first = True
             try:
                 for token in tokens:
