@@ -201,15 +201,25 @@ async def test_a_backlog_renders_in_slices_cut_by_their_cost(vocab, monkeypatch)
     # The model is done long before the screen: the reply renders its backlog a slice a
     # frame, each cut where slice_end says for the live part shown so far, starting
     # small, and smaller by what drawing a part flat costs in the frame it is drawn. A
-    # slice that closes a part ends there: the rest comes in the next one.
+    # slice that closes a part ends there: the rest comes in the next one. When the
+    # model finishes (the footer's keys are built again) the slices start small again.
     seen: list[tuple[str, str, int, str, int]] = []  # (live, backlog, drawn, slice, taken)
-    write = ModelReply.write
+    ramps: list[int] = []  # the slice's place in its ramp (1: the first, RAMP_COST)
+    finished_at: list[int] = []  # slices written when the model finished
+    write, finish = ModelReply.write, ModelReply.finish
 
     async def recorded(self: ModelReply, delta: str) -> int:
         live, backlog, drawn = self._live_text, self._pending, self._draw_cost
+        ramps.append(self._slices)
         taken = await write(self, delta)
         seen.append((live, backlog, drawn, delta, taken))
         return taken
+
+    def finished(self: ModelReply, stop_reason: StopReason) -> None:
+        finished_at.append(len(ramps))
+        finish(self, stop_reason)
+
+    monkeypatch.setattr(ModelReply, "finish", finished)
 
     monkeypatch.setattr(ModelReply, "write", recorded)
     app = GemmaChatApp(settings(), loader=loader(vocab, [LONG * 2]))
@@ -220,8 +230,11 @@ async def test_a_backlog_renders_in_slices_cut_by_their_cost(vocab, monkeypatch)
         await wait_until(pilot, lambda: not app.generating and rendered(reply))
         assert "".join(piece[:taken] for *_, piece, taken in seen) == visible(LONG * 2)
         cut = closed = 0
+        # Counted from 1 again after the model finished (when slices were still to come).
+        [at] = finished_at
+        assert ramps == list(range(1, at + 1)) + list(range(1, len(ramps) - at + 1))
         for index, (live, backlog, drawn, piece, taken) in enumerate(seen):
-            budget = min(RENDER_COST - drawn, RAMP_COST * (index + 1))
+            budget = min(RENDER_COST - drawn, RAMP_COST * ramps[index])
             assert piece == backlog[: slice_end(live, backlog, RENDER_SLICE, budget)]
             cut += len(piece) < len(backlog)
             closed += taken < len(piece)

@@ -268,6 +268,9 @@ class ModelReply(Vertical):
             self.add_class("-stopped")
         self._inbox.append(self._safe.finish())
         self._draining = True
+        # The next frames also build the footer's keys again (Esc no longer stops
+        # anything): a backlog's slices start small again, as at the reply's start.
+        self._slices = 0
         self._wake_renderer()
 
     @property
