@@ -10,12 +10,7 @@ as each heading started, at the app's own part length (now after its first line)
 from __future__ import annotations
 
 import pytest
-from test_tui_flat import cells, flat_done, loader, settings
-from tui_support import answered, send, settle, wait_until
-
-from gemma_chat.chat.conversation import StopReason
-from gemma_chat.tui.app import GemmaChatApp
-from gemma_chat.tui.widgets.chat_log import ModelReply
+from test_tui_segments_look import streamed_and_whole
 
 
 def _reply(heading) -> str:
@@ -28,22 +23,11 @@ def _reply(heading) -> str:
 
 
 async def _streamed_looks_as_whole(vocab, text: str) -> None:
-    app = GemmaChatApp(settings(), loader=loader(vocab, [text], delay_s=0.002))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: app.engine is not None)
-        await send(pilot, "hi")
-        await answered(pilot, 1)
-        streamed = app.query_one(ModelReply)
-        await wait_until(pilot, lambda: flat_done(streamed))
-        assert len(streamed.segments) > 3  # closed into parts as it streamed
-        whole = ModelReply(text, StopReason.END_OF_TURN, speaker=streamed.speaker)
-        await app.chat.mount(whole)
-        await wait_until(pilot, lambda: flat_done(whole))
-        await settle(pilot)
-        drawn, expected = cells(streamed), cells(whole)
-        text_drawn = ["".join(char for char, _ in line).rstrip() for line in drawn]
-        assert text_drawn == ["".join(char for char, _ in line).rstrip() for line in expected]
-        assert drawn == expected
+    parts, _, drawn, expected = await streamed_and_whole(vocab, text, delay_s=0.002)
+    assert parts > 3  # closed into parts as it streamed
+    text_drawn = ["".join(char for char, _ in line).rstrip() for line in drawn]
+    assert text_drawn == ["".join(char for char, _ in line).rstrip() for line in expected]
+    assert drawn == expected
 
 
 async def test_parts_cut_before_headings_look_as_shown_whole(vocab) -> None:

@@ -15,22 +15,29 @@ from gemma_chat.tui.widgets import chat_log
 from gemma_chat.tui.widgets.chat_log import ModelReply
 
 
-async def test_a_reply_streamed_in_parts_looks_as_shown_whole(vocab, monkeypatch) -> None:
-    monkeypatch.setattr(chat_log, "SEGMENT_LINES", 2)
-    app = GemmaChatApp(settings(), loader=loader(vocab, [LONG]))
+async def streamed_and_whole(vocab, text: str, delay_s: float = 0.0):
+    """``text`` streamed as a reply, then the same reply shown whole below it: (the parts
+    the streamed reply was closed into, the whole one's, the streamed reply's cells, the
+    whole one's cells)."""
+    app = GemmaChatApp(settings(), loader=loader(vocab, [text], delay_s=delay_s))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: app.engine is not None)
         await send(pilot, "hi")
         await answered(pilot, 1)
         streamed = app.query_one(ModelReply)
         await wait_until(pilot, lambda: flat_done(streamed))
-        assert len(streamed.segments) > 6  # closed into parts as it streamed
-        whole = ModelReply(LONG, StopReason.END_OF_TURN, speaker=streamed.speaker)
+        whole = ModelReply(text, StopReason.END_OF_TURN, speaker=streamed.speaker)
         await app.chat.mount(whole)
         await wait_until(pilot, lambda: flat_done(whole))
         await settle(pilot)
-        assert len(whole.segments) == 1
-        drawn, expected = cells(streamed), cells(whole)
-        assert len(drawn) == len(expected) > 100
-        for y, (line, want) in enumerate(zip(drawn, expected, strict=True)):
-            assert line == want, y
+        return len(streamed.segments), len(whole.segments), cells(streamed), cells(whole)
+
+
+async def test_a_reply_streamed_in_parts_looks_as_shown_whole(vocab, monkeypatch) -> None:
+    monkeypatch.setattr(chat_log, "SEGMENT_LINES", 2)
+    parts, whole_parts, drawn, expected = await streamed_and_whole(vocab, LONG)
+    assert parts > 6  # closed into parts as it streamed
+    assert whole_parts == 1
+    assert len(drawn) == len(expected) > 100
+    for y, (line, want) in enumerate(zip(drawn, expected, strict=True)):
+        assert line == want, y
