@@ -90,19 +90,22 @@ def speeds(backend, tokens: int) -> tuple[float, float]:
     return prompt_rate, done.stats.tokens_per_s or 0.0
 
 
+TINY_CHECKS = (
+    "tests/test_engine_stops.py",
+    "tests/test_speculative.py",
+    "tests/test_context.py",
+    "-k",
+    "tiny or stop or cancel or follow_up",
+)
+"""The pytest selection of :func:`tiny_checks`: the stop rules (with and without
+speculation), cancelling, and the KV cache's reuse across turns
+(``test_follow_up_turns_evaluate_only_new_tokens``)."""
+
+
 def tiny_checks() -> dict:
     """The test suite's stop-rule and KV-reuse checks on the tiny models, on the GPU."""
     env = {**os.environ, "GEMMA_CHAT_TEST_GPU": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "tests/test_engine_stops.py",
-        "tests/test_speculative.py",
-        "-k",
-        "tiny or stop or cancel",
-    ]
+    cmd = [sys.executable, "-m", "pytest", "-q", *TINY_CHECKS]
     proc = subprocess.run(
         cmd, cwd=HERE.parent, capture_output=True, text=True, env=env, check=False
     )

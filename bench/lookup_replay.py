@@ -19,10 +19,11 @@ from the latest earlier occurrence is kept: the evidence behind ``PromptLookup``
 minimum match.
 
 The settings compared are the pacer's: every miss pausing, drafts not cut at the reply's
-token limit (as before 2026-12-08); with the cut; and with trusted replies not paused
-(``Pacer.trust``, now). (The same script compared lookup's match lengths before, see
-git history.) ``--trace TASK`` prints each step of one task's replay: the draft size
-wanted, drafted and kept, and how much of a 15-token draft the reply would have kept.
+token limit (as before 2026-12-08); with the cut; and with trusted replies not paused by
+the first miss of a run (``Pacer.trust``, now). (The same script compared lookup's match
+lengths before, see git history.) ``--trace TASK`` prints each step of one task's replay:
+the draft size wanted, drafted and kept, and how much of a 15-token draft the reply would
+have kept.
 The recorded replies are kept in ``bench/results/lookup_replay_recorded_<tokens>.json``;
 ``--reuse`` replays them again without the model.
 

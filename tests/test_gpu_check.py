@@ -61,3 +61,25 @@ def test_a_rehearsal_runs_every_step_on_the_cpu(demo_path, tmp_path: Path) -> No
     table = proc.stdout
     for row in ("rehearsal (CPU for GPU)", "decode tok/s GPU / CPU", "tiny-model checks"):
         assert row in table
+
+
+def test_the_gpu_checks_include_kv_reuse_and_the_stop_rules() -> None:
+    """The README says the check runs the tiny models' stop-rule and KV-reuse tests on
+    the GPU: its pytest selection must hold both (it once held no KV-reuse test)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "0", "-q", "--collect-only", *gpu_check.TINY_CHECKS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    collected = proc.stdout
+    assert "test_context.py::test_follow_up_turns_evaluate_only_new_tokens" in collected
+    assert "test_engine_stops.py::test_max_tokens" in collected
+    assert "test_speculative.py::test_cancel_mid_draft_keeps_only_what_was_shown" in collected

@@ -255,13 +255,40 @@ def test_a_reply_that_copies_its_history_is_not_paused_by_a_miss() -> None:
     assert pacer.want() == 3  # at once: no pause
     pacer.record(3, 3)
     assert pacer.want() == 15  # kept in full: the longest, not 7
-    pacer.record(15, 1)  # misses in a row: no pause while half is kept (28 of 55)
+    pacer.record(15, 1)  # a miss again, still trusted (28 of 55): no pause
     assert pacer.want() == 3
-    pacer.record(3, 1)  # 29 of 58
-    assert pacer.want() == 3
+    pacer.record(3, 1)  # a second miss in a row (29 of 58): the source did not resume
+    assert pacer.confident
+    assert [pacer.want() for _ in range(5)] == [0, 0, 0, 0, 3]
     pacer.record(3, 0)  # the reply stopped copying: 29 of 61 kept
     assert not pacer.confident
-    assert [pacer.want() for _ in range(3)] == [0, 0, 3]
+    assert [pacer.want() for _ in range(9)] == [0] * 8 + [3]
+
+
+def test_a_trusted_reply_that_goes_free_form_backs_off() -> None:
+    """The share is the whole reply's: after a long quote a reply stays trusted for
+    dozens of missed drafts. Only the first miss of a run is forgiven, so free-form text
+    after a quote pauses as it would anywhere (the replay: forgiving every miss there
+    cost the free-form part 2-9% of plain speed)."""
+    pacer = Pacer(max_draft=15, max_pause=64)
+    for _ in range(8):
+        pacer.record(15, 15)  # a quote: 120 of 120 kept
+    wanted = []
+    while len([w for w in wanted if w]) < 6:  # then free-form: every draft missed
+        wanted.append(pacer.want())
+        pacer.record(wanted[-1], 0)
+    assert pacer.confident  # 120 of 150 kept: still trusted
+    # The first miss is forgiven; from the second, the pauses double as anywhere.
+    assert wanted == [15, 3] + [0] * 4 + [3] + [0] * 8 + [3] + [0] * 16 + [3] + [0] * 32 + [3]
+    # A draft kept in full ends the run: the next miss is forgiven again.
+    pacer = Pacer(max_draft=15, max_pause=64)
+    pacer.record(15, 15)
+    pacer.record(15, 15)
+    pacer.record(15, 2)
+    assert pacer.want() == 3
+    pacer.record(3, 3)
+    pacer.record(15, 2)  # 37 of 63 kept
+    assert pacer.confident and pacer.want() == 3
 
 
 def test_drafts_are_cut_to_batch_sizes_that_pay() -> None:
