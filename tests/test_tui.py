@@ -14,7 +14,8 @@ from gemma_chat.chat.conversation import Role, StopReason
 from gemma_chat.config.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.screens.help import HelpScreen
-from gemma_chat.tui.widgets.chat_log import ModelReply, Notice, UserMessage
+from gemma_chat.tui.widgets.chat_log import ModelReply, Notice
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 LONG = " ".join(f"word{i}" for i in range(150))  # about 600 tokens
 REPLY = "Hello **there**!\n\n```python\nprint('hi')\n```"

@@ -33,7 +33,8 @@ from gemma_chat.tui.screens.dialogs import ConfirmScreen, RenameScreen
 from gemma_chat.tui.screens.models import ModelPicker
 from gemma_chat.tui.screens.search import SearchScreen
 from gemma_chat.tui.screens.settings import SettingsScreen
-from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
+from gemma_chat.tui.widgets.chat_log import ModelReply
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 
 def hostile_conversation(store: HistoryStore) -> int:

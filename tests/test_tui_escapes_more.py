@@ -20,8 +20,8 @@ from gemma_chat.history.store import HistoryStore, MessageRecord
 from gemma_chat.sanitize import has_controls
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.screens.whole_text import WholeTextScreen
-from gemma_chat.tui.widgets.chat_log import UserMessage
 from gemma_chat.tui.widgets.preview import PREVIEW_CHARS
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 
 def assert_shown_safely(text: str) -> None:

@@ -21,8 +21,9 @@ from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.kv_resume import StateEvent
 from gemma_chat.tui.screens.dialogs import ConfirmScreen, CorruptStoreScreen, RenameScreen
 from gemma_chat.tui.screens.search import MATCH_STYLE, SearchScreen
-from gemma_chat.tui.widgets.chat_log import ModelReply, Notice, UserMessage
+from gemma_chat.tui.widgets.chat_log import ModelReply, Notice
 from gemma_chat.tui.widgets.sidebar import relative_time
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 LONG = " ".join(f"word{i}" for i in range(150))
 

@@ -13,8 +13,9 @@ from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore, MessageRecord
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.screens.whole_text import PART_CHARS, PART_LINES, WholeTextScreen, part_end
-from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
+from gemma_chat.tui.widgets.chat_log import ModelReply
 from gemma_chat.tui.widgets.preview import PREVIEW_CHARS, PREVIEW_LINES, preview
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 pytestmark = pytest.mark.timeout(120)  # without the bound, the app freezes for minutes
 

@@ -14,7 +14,8 @@ from tui_support import send, settle, wait_until
 from gemma_chat.config.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.screens.models import ModelPicker
-from gemma_chat.tui.widgets.chat_log import ModelReply, Notice, UserMessage
+from gemma_chat.tui.widgets.chat_log import ModelReply, Notice
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 pytestmark = pytest.mark.slow
 

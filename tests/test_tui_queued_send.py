@@ -12,8 +12,9 @@ from gemma_chat.chat.conversation import Role
 from gemma_chat.config.settings import Settings
 from gemma_chat.errors import ModelError
 from gemma_chat.tui.app import GemmaChatApp
-from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
+from gemma_chat.tui.widgets.chat_log import ModelReply
 from gemma_chat.tui.widgets.queued import QUEUED_NOTE, QueuedMessage
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 
 def gated_app(vocab, *, fail: bool = False) -> tuple[GemmaChatApp, threading.Event]:

@@ -9,7 +9,8 @@ from tui_support import answered, scripted_loader, send, settle, wait_until
 from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore
 from gemma_chat.tui.app import GemmaChatApp
-from gemma_chat.tui.widgets.chat_log import ModelReply, Notice, UserMessage
+from gemma_chat.tui.widgets.chat_log import ModelReply, Notice
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 LONG = " ".join(f"word{i}" for i in range(150))
 

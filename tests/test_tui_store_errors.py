@@ -13,8 +13,9 @@ from gemma_chat.chat.conversation import Role
 from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore, MessageRecord
 from gemma_chat.tui.app import GemmaChatApp
-from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
+from gemma_chat.tui.widgets.chat_log import ModelReply
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 
 def make_app(vocab, path: Path, replies=("one", "two"), **kwargs) -> GemmaChatApp:

@@ -12,7 +12,8 @@ from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore
 from gemma_chat.tui.app import GemmaChatApp
 from gemma_chat.tui.screens.help import HelpScreen
-from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
+from gemma_chat.tui.widgets.chat_log import ModelReply
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 
 def make_app(vocab, store, replies, resume=None) -> GemmaChatApp:

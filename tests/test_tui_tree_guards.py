@@ -14,8 +14,9 @@ from gemma_chat.backend.scripted import ScriptedBackend
 from gemma_chat.config.settings import Settings
 from gemma_chat.history.store import HistoryStore, MessageRecord
 from gemma_chat.tui.app import GemmaChatApp
-from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
+from gemma_chat.tui.widgets.chat_log import ModelReply
 from gemma_chat.tui.widgets.queued import QueuedMessage
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 
 def two_versions(store: HistoryStore) -> tuple[int, list[MessageRecord]]:

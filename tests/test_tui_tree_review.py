@@ -13,7 +13,8 @@ from tui_support import answered, scripted_loader, settle, wait_until
 
 from gemma_chat.config.settings import Settings
 from gemma_chat.tui.app import GemmaChatApp
-from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
+from gemma_chat.tui.widgets.chat_log import ModelReply
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 
 async def test_paste_on_a_clicked_message_goes_to_the_input(vocab, store) -> None:

@@ -14,7 +14,7 @@ from gemma_chat.chat.conversation import Role
 from gemma_chat.config.settings import Settings
 from gemma_chat.models.resolve import inspect_model
 from gemma_chat.tui.app import GemmaChatApp
-from gemma_chat.tui.widgets.chat_log import UserMessage
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 LONG = "\n\n".join(f"Paragraph {i}: " + "words " * 25 for i in range(25))
 

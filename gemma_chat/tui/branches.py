@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gemma_chat.history.branches import Versions, turn_versions
-from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
+from gemma_chat.tui.widgets.chat_log import ModelReply
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 if TYPE_CHECKING:
     from textual.widget import Widget

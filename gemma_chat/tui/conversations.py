@@ -15,8 +15,9 @@ from gemma_chat.tui.guarded_store import failure_text
 from gemma_chat.tui.leaving import refused, why_not_leave, why_not_switch
 from gemma_chat.tui.renaming import rename_conversation
 from gemma_chat.tui.screens.dialogs import ConfirmScreen
-from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
+from gemma_chat.tui.widgets.chat_log import ModelReply
 from gemma_chat.tui.widgets.sidebar import HistorySidebar
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 if TYPE_CHECKING:
     from textual.css.query import DOMQuery

@@ -26,7 +26,8 @@ from gemma_chat.tui.messages import ReplyDelta, ReplyFailed, ReplyFinished
 from gemma_chat.tui.reply_check import ReplyCheck
 from gemma_chat.tui.slash import BUSY_HINT
 from gemma_chat.tui.versioning import VersionActions
-from gemma_chat.tui.widgets.chat_log import ChatLog, ModelReply, UserMessage
+from gemma_chat.tui.widgets.chat_log import ChatLog, ModelReply
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from gemma_chat.chat.conversation import Role
 from gemma_chat.tui.editing import EDIT_HINT, Edits, PendingEdit
 from gemma_chat.tui.slash import BUSY_HINT
-from gemma_chat.tui.widgets.chat_log import ModelReply, UserMessage
+from gemma_chat.tui.widgets.chat_log import ModelReply
+from gemma_chat.tui.widgets.user_message import UserMessage
 
 if TYPE_CHECKING:
     from textual.widget import Widget

@@ -27,8 +27,6 @@ from gemma_chat.tui.widgets.selection import MessageSelection
 from gemma_chat.tui.widgets.stream_markdown import StreamMarkdown
 from gemma_chat.tui.widgets.user_message import UserMessage
 
-__all__ = ["ChatLog", "ModelReply", "Notice", "UserMessage"]
-
 W = TypeVar("W", bound=Widget)
 
 RENDER_SLICE = 1024
