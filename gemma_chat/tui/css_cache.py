@@ -77,13 +77,14 @@ def _key(node: DOMNode) -> tuple[Any, ...] | None:
     """Everything a selector can test on ``node`` and its ancestors (None: not inside a
     Markdown widget)."""
     chain = []
-    inside = False
     current: DOMNode | None = node
     while current is not None:
-        inside = inside or isinstance(current, Markdown)
-        chain.append(_state(current))
+        chain.append(current)
         current = current._parent
-    return tuple(chain) if inside else None
+    # Every node the app styles comes here: the states are built only for those kept.
+    if not any(isinstance(each, Markdown) for each in chain):
+        return None
+    return tuple(_state(each) for each in chain)
 
 
 class _Memo:
